@@ -1,0 +1,21 @@
+# ViT-UDIP: ViT autoencoder endophenotypes of T1 brain MRI and their genetics.
+# Stages live in workflow/rules/<stage>.smk; the config is checked against
+# workflow/schemas/config.schema.yaml before any rule runs (workflow/rules/common.smk).
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,150 @@
+"""Loading and checking the workflow configuration, with errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+#: The schema every config is checked against.
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key."""
+
+
+def _key_path(path) -> str:
+    parts = []
+    for p in path:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(f".{p}" if parts else str(p))
+    return "".join(parts) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the key and what is wrong with it."""
+    key = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = f"under '{key}'" if error.absolute_path else "at the top level"
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown config key {', '.join(repr(e) for e in extra)} {where} (allowed: {allowed})"
+    if error.validator == "required":
+        missing = [r for r in error.validator_value if r not in error.instance]
+        prefix = f"{key}." if error.absolute_path else ""
+        return f"missing required config key {', '.join(repr(prefix + m) for m in missing)}"
+    if error.validator == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return f"config key '{key}' must be of type {want}, got {error.instance!r} ({type(error.instance).__name__})"
+    return f"config key '{key}': {error.message}"
+
+
+def _fill_defaults(schema: dict, node: Any) -> None:
+    """Insert schema defaults for absent keys, recursively (objects and arrays of objects)."""
+    if isinstance(node, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name not in node and "default" in sub:
+                node[name] = copy.deepcopy(sub["default"])
+            if name in node:
+                _fill_defaults(sub, node[name])
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for item in node:
+            _fill_defaults(schema["items"], item)
+
+
+def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Check a config against the schema and return a copy with defaults filled in.
+
+    Args:
+        config: the parsed YAML.
+        schema: the schema (default: ``workflow/schemas/config.schema.yaml``).
+
+    Raises:
+        ConfigError: the first problem, naming the key (unknown key, wrong type, bad value).
+    """
+    schema = schema or load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    filled = copy.deepcopy(config)
+    _fill_defaults(schema, filled)
+    _check_consistency(filled)
+    return filled
+
+
+def _check_consistency(config: dict) -> None:
+    """Rules the schema cannot express."""
+    lo, hi = config["simulate"].get("age_range", [0, 1])
+    if lo >= hi:
+        raise ConfigError(f"config key 'simulate.age_range': lower bound {lo} is not below upper bound {hi}")
+    splits = config["preprocess"]["splits"]
+    if splits.get("file") is None:
+        total = splits["train"] + splits["val"] + splits["test"]
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"config key 'preprocess.splits': train + val + test must be 1, got {total:g}")
+    sim = config["simulate"]
+    if sim["enabled"]:
+        chromosomes = set(sim["genotypes"]["chromosomes"])
+        for i, effect in enumerate(sim["effects"]):
+            if effect["chromosome"] not in chromosomes:
+                raise ConfigError(
+                    f"config key 'simulate.effects[{i}].chromosome': {effect['chromosome']} is not in "
+                    f"simulate.genotypes.chromosomes {sorted(chromosomes)}"
+                )
+
+
+def _genotype_files_exist(prefix: str) -> bool:
+    return any(all(Path(prefix + ext).exists() for ext in exts)
+               for exts in ((".bed", ".bim", ".fam"), (".pgen", ".pvar", ".psam")))
+
+
+def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
+    """Every input the study needs exists, unless a workflow rule produces it.
+
+    Args:
+        config: a validated config.
+        produced: paths the workflow itself writes (the simulated cohort's files).
+
+    Raises:
+        ConfigError: naming the key and the missing path.
+    """
+    produced = {os.path.normpath(p) for p in produced}
+    for key, path in config["inputs"].items():
+        if path is None or os.path.normpath(path) in produced:
+            continue
+        exists = _genotype_files_exist(path) if key == "genotypes" else Path(path).exists()
+        if not exists:
+            what = "genotype files (.bed/.bim/.fam or .pgen/.pvar/.psam) for prefix" if key == "genotypes" else "file"
+            raise ConfigError(f"config key 'inputs.{key}': {what} '{path}' not found")
+    split_file = config["preprocess"]["splits"].get("file")
+    if split_file is not None and not Path(split_file).exists():
+        raise ConfigError(f"config key 'preprocess.splits.file': file '{split_file}' not found")
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read, validate and fill a config file."""
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            config = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file '{path}' does not hold a mapping of keys")
+    return validate_config(config)

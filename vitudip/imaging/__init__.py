@@ -1,0 +1,1 @@
+"""Image grids, loading, checks and preprocessing."""

@@ -1,0 +1,37 @@
+# Shared helpers: config checking and the paths every stage reads and writes.
+
+import json
+import shlex
+import os
+
+from vitudip.config import ConfigError, check_input_paths, validate_config
+from vitudip.simulate.cohort import COHORT_FILES
+
+try:
+    config = validate_config(config)
+    # The simulate stage writes the demo cohort's files, so they need not exist yet.
+    DEMO = {k: os.path.join(config["simulate"]["outdir"], v) for k, v in COHORT_FILES.items()}
+    produced = set(DEMO.values()) | {os.path.join(config["simulate"]["outdir"], "geno")} if config["simulate"]["enabled"] else set()
+    check_input_paths(config, produced)
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+# Stage scripts import the library from this checkout, whichever environment runs them.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+
+RESULTS = config["results"]
+INPUTS = config["inputs"]
+
+
+def results(*parts):
+    """A path under the results folder."""
+    return os.path.join(RESULTS, *parts)
+
+
+def all_outputs():
+    """What `rule all` asks for: the final files of every stage that exists."""
+    return [
+        results("preprocess", "qc.tsv"),
+        results("preprocess", "splits.tsv"),
+        results("preprocess", "brain_mask.npy"),
+    ]

@@ -1,0 +1,34 @@
+# The simulated demo cohort (only when simulate.enabled).
+
+if config["simulate"]["enabled"]:
+
+    rule simulate_cohort:
+        output:
+            images=directory(DEMO["images"]),
+            samples=DEMO["samples"],
+            covariates=DEMO["covariates"],
+            bed=DEMO["bed"],
+            bim=DEMO["bim"],
+            fam=DEMO["fam"],
+            truth_loci=DEMO["truth_loci"],
+            truth_regions=DEMO["truth_regions"],
+            truth_measures=DEMO["truth_measures"],
+            known_loci=DEMO["known_loci"],
+            genes=DEMO["genes"],
+        params:
+            outdir=config["simulate"]["outdir"],
+            settings=json.dumps(config["simulate"], sort_keys=True),
+            seed=config["seed"],
+        log:
+            results("logs", "simulate_cohort.log"),
+        benchmark:
+            results("benchmarks", "simulate_cohort.tsv")
+        threads: workflow.cores
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        conda:
+            "../../envs/imaging.yaml"
+        shell:
+            "python scripts/simulate.py --settings {params.settings:q} --seed {params.seed} "
+            "--outdir {params.outdir:q} --threads {threads} > {log:q} 2>&1"
