@@ -123,16 +123,19 @@ def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
         ConfigError: naming the key and the missing path.
     """
     produced = {os.path.normpath(p) for p in produced}
+    missing = []
     for key, path in config["inputs"].items():
         if path is None or os.path.normpath(path) in produced:
             continue
         exists = _genotype_files_exist(path) if key == "genotypes" else Path(path).exists()
         if not exists:
             what = "genotype files (.bed/.bim/.fam or .pgen/.pvar/.psam) for prefix" if key == "genotypes" else "file"
-            raise ConfigError(f"config key 'inputs.{key}': {what} '{path}' not found")
+            missing.append(f"config key 'inputs.{key}': {what} '{path}' not found")
     split_file = config["preprocess"]["splits"].get("file")
     if split_file is not None and not Path(split_file).exists():
-        raise ConfigError(f"config key 'preprocess.splits.file': file '{split_file}' not found")
+        missing.append(f"config key 'preprocess.splits.file': file '{split_file}' not found")
+    if missing:
+        raise ConfigError("; ".join(missing))
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -19,6 +19,8 @@ except ConfigError as err:
 # Stage scripts import the library from this checkout, whichever environment runs them.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
+# Scripts are found from the workflow, whatever the working directory (--directory).
+SCRIPTS = os.path.join(workflow.basedir, "scripts")
 RESULTS = config["results"]
 INPUTS = config["inputs"]
 

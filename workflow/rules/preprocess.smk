@@ -43,6 +43,6 @@ rule preprocess_images:
     conda:
         "../../envs/imaging.yaml"
     shell:
-        "python scripts/preprocess.py --samples {input.samples:q} --qc {output.qc:q} --cache {output.cache:q} "
+        "python {SCRIPTS:q}/preprocess.py --samples {input.samples:q} --qc {output.qc:q} --cache {output.cache:q} "
         "--brain-mask {output.brain_mask:q} --splits {output.splits:q} {params.args} --threads {threads} "
         "> {log:q} 2>&1"

@@ -30,5 +30,5 @@ if config["simulate"]["enabled"]:
         conda:
             "../../envs/imaging.yaml"
         shell:
-            "python scripts/simulate.py --settings {params.settings:q} --seed {params.seed} "
+            "python {SCRIPTS:q}/simulate.py --settings {params.settings:q} --seed {params.seed} "
             "--outdir {params.outdir:q} --threads {threads} > {log:q} 2>&1"

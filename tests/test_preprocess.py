@@ -1,0 +1,547 @@
+"""Image checks, z-scoring, the training cache, QC, splits and the UK Biobank sample finder.
+
+Images are small synthetic brains on the 2 mm MNI grid (91 x 109 x 91), padded to 96 x 112 x 96.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import runpy
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from vitudip.imaging.grid import block_affine, mni_grid, unpad
+from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
+from vitudip.imaging.preprocess import (
+    PreprocessSettings,
+    preprocess_cohort,
+    preprocess_image,
+    random_splits,
+    read_samples,
+    split_counts,
+)
+from vitudip.imaging.ukb import ukb_samples
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID_SHAPE, GRID_AFFINE = mni_grid(2)
+PAD = (96, 112, 96)
+#: Leading padding of 91 x 109 x 91 centred in 96 x 112 x 96, worked out by hand.
+PAD_LEAD = (2, 1, 2)
+#: float16 keeps ~3 significant digits; z-scores stay within a few units.
+FP16_ATOL = 4e-3
+
+
+# ---------------------------------------------------------------------------
+# Synthetic inputs
+
+
+def brain_volume(seed: int, shape: tuple[int, ...] = GRID_SHAPE) -> np.ndarray:
+    """An ellipsoid of random positive intensities in a zero background."""
+    rng = np.random.default_rng(seed)
+    centre = (np.asarray(shape[:3]) - 1) / 2
+    radii = np.asarray(shape[:3]) * 0.35
+    axes = np.ogrid[tuple(slice(0, s) for s in shape[:3])]
+    inside = sum(((axis - c) / r) ** 2 for axis, c, r in zip(axes, centre, radii)) <= 1
+    return np.where(inside, rng.uniform(100, 1000, shape[:3]), 0).astype(np.float32)
+
+
+def save_nifti(path: Path, volume: np.ndarray, affine: np.ndarray = GRID_AFFINE) -> Path:
+    nib.save(nib.Nifti1Image(volume, affine), path)
+    return path
+
+
+def write_table(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    lines = ["\t".join(header)] + ["\t".join(str(value) for value in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_cohort(folder: Path, n: int, bad: dict[int, Callable[[Path], None]] | None = None) -> Path:
+    """Write ``n`` subjects "0001", "0002", … and their samples table; ``bad`` maps a position to a spoiler."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        subject_id = f"{i + 1:04d}"
+        path = images / f"sub-{subject_id}.nii.gz"
+        if bad and i in bad:
+            bad[i](path)
+        else:
+            save_nifti(path, brain_volume(i))
+        rows.append((subject_id, path))
+    return write_table(folder / "samples.tsv", ["subject_id", "path"], rows)
+
+
+def output_paths(folder: Path) -> dict[str, Path]:
+    return {
+        "qc_path": folder / "qc.tsv",
+        "cache_dir": folder / "cache",
+        "brain_mask_path": folder / "brain_mask.npy",
+        "splits_path": folder / "splits.tsv",
+    }
+
+
+def demo_settings(**overrides) -> PreprocessSettings:
+    return PreprocessSettings(**{"input_voxel_mm": 2, "pad_to": PAD, **overrides})
+
+
+def run_cohort(samples: Path, out: Path, **overrides) -> pd.DataFrame:
+    return preprocess_cohort(samples, **output_paths(out), settings=demo_settings(**overrides))
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"subject_id": str})
+
+
+def assert_nothing_written(out: Path) -> None:
+    """No output and no staging folder: the output folder is empty or absent."""
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def reference_zscore(volume: np.ndarray) -> np.ndarray:
+    """Z-score of the brain voxels in float64, background 0."""
+    brain = volume != 0
+    values = volume[brain].astype(np.float64)
+    return np.where(brain, (volume - values.mean()) / values.std(), 0.0)
+
+
+# Each spoiler writes one kind of bad image at ``path``.
+
+
+def truncated_gz(path: Path) -> None:
+    save_nifti(path, brain_volume(50))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def text_named_nifti(path: Path) -> None:
+    path.write_text("this is a text file, not an image\n")
+
+
+def four_d(path: Path) -> None:
+    volume = brain_volume(51)
+    save_nifti(path, np.stack([volume, volume], axis=-1))
+
+
+def wrong_shape(path: Path) -> None:
+    save_nifti(path, brain_volume(52, (90, 109, 91)))
+
+
+def wrong_affine(path: Path) -> None:
+    affine = GRID_AFFINE.copy()
+    affine[:3, 3] += 5.0
+    save_nifti(path, brain_volume(53), affine)
+
+
+def with_nan(path: Path) -> None:
+    volume = brain_volume(54)
+    volume[45, 54, 45] = np.nan
+    save_nifti(path, volume)
+
+
+def with_inf(path: Path) -> None:
+    volume = brain_volume(55)
+    volume[40, 50, 40] = np.inf
+    save_nifti(path, volume)
+
+
+def all_zero(path: Path) -> None:
+    save_nifti(path, np.zeros(GRID_SHAPE, np.float32))
+
+
+def zero_bytes(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def missing(path: Path) -> None:
+    """Write nothing."""
+
+
+BAD_IMAGES = {
+    "truncated-gz": (truncated_gz, "unreadable (truncated or corrupt gzip): "),
+    "not-nifti": (text_named_nifti, "not a NIfTI file"),
+    "4-d": (four_d, "4-D image of shape (91, 109, 91, 2)"),
+    "wrong-shape": (wrong_shape, "shape (90, 109, 91) differs from expected (91, 109, 91)"),
+    # A 5 mm shift on each axis moves every corner by sqrt(75) mm.
+    "wrong-affine": (wrong_affine, "affine differs from the expected grid by 8.66 mm"),
+    "nan": (with_nan, "contains NaN or Inf values"),
+    "inf": (with_inf, "contains NaN or Inf values"),
+    "all-zero": (all_zero, "empty brain (all voxels zero)"),
+    "zero-bytes": (zero_bytes, "empty file (0 bytes)"),
+    "missing": (missing, "file not found"),
+}
+
+
+# ---------------------------------------------------------------------------
+# One image
+
+
+def test_zscore_brain_mean_0_sd_1_background_exactly_0():
+    volume = brain_volume(0)
+    brain = volume != 0
+    result = preprocess_image(volume, 1, PAD)
+    image = unpad(result.image, GRID_SHAPE).astype(np.float32)
+    assert abs(image[brain].mean()) < 1e-3
+    assert abs(image[brain].std() - 1) < 1e-3
+    np.testing.assert_allclose(image, reference_zscore(volume), atol=FP16_ATOL)
+    background = result.image[~result.brain_mask]
+    assert (background == 0).all() and not np.signbit(background).any()
+    assert result.brain_voxels == int(brain.sum())
+    np.testing.assert_allclose(result.mean, volume[brain].astype(np.float64).mean(), rtol=1e-9)
+    np.testing.assert_allclose(result.sd, volume[brain].astype(np.float64).std(), rtol=1e-6)
+
+
+def test_padding_is_centred_zero_and_float16():
+    volume = brain_volume(1)
+    result = preprocess_image(volume, 1, PAD)
+    assert result.image.shape == PAD and result.image.dtype == np.float16
+    assert result.brain_mask.shape == PAD and result.brain_mask.dtype == bool
+    inner = tuple(slice(lead, lead + size) for lead, size in zip(PAD_LEAD, GRID_SHAPE))
+    expected = np.zeros(PAD, np.float32)
+    expected[inner] = reference_zscore(volume)
+    np.testing.assert_allclose(result.image.astype(np.float32), expected, atol=FP16_ATOL)
+    expected_mask = np.zeros(PAD, bool)
+    expected_mask[inner] = volume != 0
+    np.testing.assert_array_equal(result.brain_mask, expected_mask)
+
+
+def test_downsample_block_means_and_majority_mask():
+    volume = brain_volume(2)
+    result = preprocess_image(volume, 2, (48, 56, 48))
+    coarse_shape = (45, 54, 45)
+    fine = tuple(slice(0, 2 * s) for s in coarse_shape)
+    blocks = (45, 2, 54, 2, 45, 2)
+    brain_fraction = (volume[fine] != 0).reshape(blocks).mean(axis=(1, 3, 5))
+    # The ellipsoid's rim has half-brain blocks, which the majority rule must drop.
+    assert (brain_fraction == 0.5).any()
+    coarse_brain = brain_fraction > 0.5
+    expected = np.where(coarse_brain, reference_zscore(volume)[fine].reshape(blocks).mean(axis=(1, 3, 5)), 0)
+    np.testing.assert_allclose(unpad(result.image, coarse_shape).astype(np.float32), expected, atol=FP16_ATOL)
+    np.testing.assert_array_equal(unpad(result.brain_mask, coarse_shape), coarse_brain)
+    assert result.image.shape == (48, 56, 48)
+
+
+# ---------------------------------------------------------------------------
+# Loading and checking
+
+
+def test_load_squeezes_a_single_volume_4d_image(tmp_path):
+    volume = brain_volume(3)
+    path = save_nifti(tmp_path / "one.nii.gz", volume[..., None])
+    loaded = load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)
+    assert loaded.shape == GRID_SHAPE and loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, volume)
+
+
+def test_load_without_affine_check_accepts_another_affine(tmp_path):
+    path = tmp_path / "shifted.nii.gz"
+    wrong_affine(path)
+    assert load_checked_t1(path, GRID_SHAPE, None).shape == GRID_SHAPE
+    with pytest.raises(ImageCheckError, match="affine differs"):
+        load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)
+
+
+def test_load_reports_a_gzip_cut_inside_the_header_as_unreadable(tmp_path):
+    path = save_nifti(tmp_path / "short.nii.gz", brain_volume(4))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ImageCheckError) as caught:
+        load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)
+    assert caught.value.reason.startswith("unreadable (truncated or corrupt gzip)")
+
+
+# ---------------------------------------------------------------------------
+# The cohort: cache, QC, mask, grid
+
+
+def test_cache_rows_equal_preprocess_image_and_qc_and_union_mask(tmp_path):
+    samples = make_cohort(tmp_path, 4, bad={2: missing})
+    out = tmp_path / "out"
+    returned = run_cohort(samples, out)
+    cache = np.load(out / "cache" / "images.npy")
+    assert cache.shape == (4, *PAD) and cache.dtype == np.float16
+    qc = read_tsv(out / "qc.tsv")
+    assert list(qc.columns) == ["subject_id", "path", "status", "reason", "row", "brain_voxels", "mean", "sd"]
+    assert qc["subject_id"].tolist() == ["0001", "0002", "0003", "0004"]
+    assert qc["status"].tolist() == ["ok", "ok", "excluded", "ok"]
+    assert qc["row"].tolist() == [0, 1, 2, 3]
+    assert returned["subject_id"].tolist() == qc["subject_id"].tolist()
+    union = np.zeros(PAD, bool)
+    for record in qc[qc["status"] == "ok"].itertuples():
+        expected = preprocess_image(load_checked_t1(record.path, GRID_SHAPE, GRID_AFFINE), 1, PAD)
+        np.testing.assert_array_equal(cache[record.row], expected.image)
+        assert record.brain_voxels == expected.brain_voxels
+        # write_tsv keeps six significant digits.
+        assert record.mean == pytest.approx(expected.mean, rel=1e-5)
+        assert record.sd == pytest.approx(expected.sd, rel=1e-5)
+        assert pd.isna(record.reason)
+        union |= expected.brain_mask
+    assert not cache[2].any()
+    excluded = qc.iloc[2]
+    assert excluded["reason"] == "file not found"
+    assert pd.isna(excluded["brain_voxels"]) and pd.isna(excluded["mean"]) and pd.isna(excluded["sd"])
+    np.testing.assert_array_equal(np.load(out / "brain_mask.npy"), union)
+
+
+def test_grid_json_maps_the_cache_back_to_the_input_grid(tmp_path):
+    samples = make_cohort(tmp_path, 2)
+    out = tmp_path / "out"
+    run_cohort(samples, out, downsample=2, pad_to=(48, 56, 48))
+    layout = json.loads((out / "cache" / "grid.json").read_text())
+    assert layout["input_shape"] == list(GRID_SHAPE)
+    np.testing.assert_allclose(layout["input_affine"], GRID_AFFINE)
+    assert layout["downsample"] == 2 and layout["coarse_shape"] == [45, 54, 45]
+    np.testing.assert_allclose(layout["coarse_affine"], block_affine(GRID_AFFINE, 2))
+    assert layout["pad_to"] == [48, 56, 48] and layout["pad_offsets"] == [1, 1, 1]
+    # Cache voxel (1, 1, 1) is coarse voxel (0, 0, 0).
+    np.testing.assert_allclose(
+        np.asarray(layout["cache_affine"]) @ [1, 1, 1, 1], block_affine(GRID_AFFINE, 2) @ [0, 0, 0, 1]
+    )
+    assert layout["dtype"] == "float16" and layout["n_rows"] == 2
+    assert np.load(out / "cache" / "images.npy", mmap_mode="r").shape == (2, 48, 56, 48)
+
+
+def test_pad_to_smaller_than_the_grid_is_refused(tmp_path):
+    samples = make_cohort(tmp_path, 1)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"preprocess\.pad_to"):
+        run_cohort(samples, out, pad_to=(96, 100, 96))
+    assert_nothing_written(out)
+
+
+def test_two_processes_write_the_same_outputs_as_one(tmp_path):
+    samples = make_cohort(tmp_path, 6, bad={4: with_nan})
+    run_cohort(samples, tmp_path / "one", threads=1)
+    run_cohort(samples, tmp_path / "two", threads=2)
+    for name in ["cache/images.npy", "brain_mask.npy"]:
+        np.testing.assert_array_equal(np.load(tmp_path / "one" / name), np.load(tmp_path / "two" / name))
+    for name in ["qc.tsv", "splits.tsv"]:
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
+# ---------------------------------------------------------------------------
+# Bad images
+
+
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_image_is_excluded_with_its_reason(tmp_path, kind, caplog):
+    spoil, reason = BAD_IMAGES[kind]
+    samples = make_cohort(tmp_path, 3, bad={1: spoil})
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="vitudip.preprocess"):
+        run_cohort(samples, out, on_bad_image="exclude")
+    qc = read_tsv(out / "qc.tsv").fillna({"reason": ""})
+    assert qc["status"].tolist() == ["ok", "excluded", "ok"]
+    assert qc["reason"][1].startswith(reason), qc["reason"][1]
+    assert qc["reason"][0] == qc["reason"][2] == ""
+    cache = np.load(out / "cache" / "images.npy")
+    assert not cache[1].any() and cache[0].any() and cache[2].any()
+    assert read_tsv(out / "splits.tsv")["subject_id"].tolist() == ["0001", "0003"]
+    assert "0002" in caplog.text
+
+
+@pytest.mark.parametrize("kind", list(BAD_IMAGES))
+def test_bad_image_fails_naming_subject_and_file(tmp_path, kind):
+    spoil, reason = BAD_IMAGES[kind]
+    samples = make_cohort(tmp_path, 3, bad={1: spoil})
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as caught:
+        run_cohort(samples, out, on_bad_image="fail")
+    message = str(caught.value)
+    assert "'0002'" in message and str(tmp_path / "images" / "sub-0002.nii.gz") in message
+    assert reason in message and "\n" not in message
+    assert_nothing_written(out)
+
+
+def test_no_subject_passing_is_an_error(tmp_path):
+    samples = make_cohort(tmp_path, 2, bad={0: all_zero, 1: missing})
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="none of the 2 subjects"):
+        run_cohort(samples, out)
+    assert_nothing_written(out)
+
+
+# ---------------------------------------------------------------------------
+# Samples table
+
+
+def test_samples_resolve_relative_paths_and_keep_leading_zeros(tmp_path):
+    folder = tmp_path / "study"
+    (folder / "t1").mkdir(parents=True)
+    save_nifti(folder / "t1" / "a.nii.gz", brain_volume(5))
+    samples = write_table(folder / "samples.tsv", ["site", "subject_id", "path"], [("x", "0012", "t1/a.nii.gz")])
+    table = read_samples(samples)
+    assert table["subject_id"].tolist() == ["0012"]
+    assert table["path"].tolist() == [str(folder / "t1" / "a.nii.gz")]
+    out = tmp_path / "out"
+    run_cohort(samples, out)
+    qc = read_tsv(out / "qc.tsv")
+    assert qc["subject_id"].tolist() == ["0012"] and qc["status"].tolist() == ["ok"]
+    assert (out / "splits.tsv").read_text().splitlines()[1].startswith("0012\t")
+
+
+def test_duplicate_subject_id_is_one_clear_error(tmp_path):
+    samples = write_table(
+        tmp_path / "samples.tsv", ["subject_id", "path"], [("0001", "a.nii.gz"), ("0002", "b.nii.gz"), ("0001", "c")]
+    )
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=re.escape(f"{samples}: duplicate subject_id '0001' on lines 2 and 4")):
+        run_cohort(samples, out)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("content", ["subject_id\tpath\n", ""], ids=["header-only", "zero-bytes"])
+def test_empty_samples_table_is_one_clear_error(tmp_path, content):
+    samples = tmp_path / "samples.tsv"
+    samples.write_text(content)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=re.escape(f"samples table {samples} is empty")):
+        run_cohort(samples, out)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        (["subject_id", "file"], [("1", "a")], "lacks column(s) path"),
+        (["subject_id", "path"], [("1", "a"), ("", "b")], "line 3: empty subject_id"),
+        (["subject_id", "path"], [("1", "a"), ("2", "")], "line 3: empty path for subject '2'"),
+    ],
+)
+def test_malformed_samples_table_is_refused(tmp_path, header, rows, message):
+    samples = write_table(tmp_path / "samples.tsv", header, rows)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_samples(samples)
+
+
+def test_missing_samples_table_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        read_samples(tmp_path / "nope.tsv")
+
+
+# ---------------------------------------------------------------------------
+# Splits
+
+
+def test_random_splits_are_seeded_disjoint_and_follow_the_fractions():
+    ids = [f"{i:05d}" for i in range(100)]
+    first = random_splits(ids, (0.7, 0.15, 0.15), seed=3)
+    assert first.equals(random_splits(ids, (0.7, 0.15, 0.15), seed=3))
+    assert not first["split"].equals(random_splits(ids, (0.7, 0.15, 0.15), seed=4)["split"])
+    assert first["subject_id"].tolist() == ids
+    assert first["split"].value_counts().to_dict() == {"train": 70, "val": 15, "test": 15}
+
+
+def test_split_counts_always_add_up():
+    for n in range(40):
+        counts = split_counts(n, (0.6, 0.25, 0.15))
+        assert sum(counts) == n
+        assert all(abs(c - n * f) < 1 for c, f in zip(counts, (0.6, 0.25, 0.15)))
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (1.2, -0.1, -0.1), (0.5, 0.5)])
+def test_bad_split_fractions_are_refused(tmp_path, fractions):
+    samples = make_cohort(tmp_path, 1)
+    with pytest.raises(ValueError, match=r"preprocess\.split_fractions"):
+        run_cohort(samples, tmp_path / "out", split_fractions=fractions)
+
+
+def test_cohort_splits_cover_ok_subjects_by_the_seeded_shuffle(tmp_path):
+    samples = make_cohort(tmp_path, 6, bad={0: missing})
+    out = tmp_path / "out"
+    run_cohort(samples, out, split_fractions=(0.5, 0.25, 0.25), seed=7)
+    splits = read_tsv(out / "splits.tsv")
+    ok_ids = ["0002", "0003", "0004", "0005", "0006"]
+    expected = random_splits(ok_ids, (0.5, 0.25, 0.25), seed=7)
+    pd.testing.assert_frame_equal(splits, expected.astype({"split": str}))
+
+
+def test_user_splits_file_is_used(tmp_path):
+    samples = make_cohort(tmp_path, 3)
+    split_file = write_table(
+        tmp_path / "my_splits.tsv",
+        ["subject_id", "split"],
+        [("0003", "val"), ("0001", "test"), ("0002", "train"), ("9999", "train")],
+    )
+    out = tmp_path / "out"
+    run_cohort(samples, out, splits_file=split_file)
+    splits = read_tsv(out / "splits.tsv")
+    assert splits.to_dict("list") == {"subject_id": ["0001", "0002", "0003"], "split": ["test", "train", "val"]}
+
+
+def test_user_splits_file_missing_a_subject_is_refused(tmp_path):
+    samples = make_cohort(tmp_path, 3)
+    split_file = write_table(tmp_path / "my_splits.tsv", ["subject_id", "split"], [("0001", "train"), ("0003", "val")])
+    out = tmp_path / "out"
+    message = f"subject '0002' passed the image checks but is missing from splits file {split_file}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_cohort(samples, out, splits_file=split_file)
+    assert_nothing_written(out)
+
+
+def test_user_splits_file_with_unknown_split_is_refused(tmp_path):
+    samples = make_cohort(tmp_path, 2)
+    rows = [("0001", "train"), ("0002", "training")]
+    split_file = write_table(tmp_path / "my_splits.tsv", ["subject_id", "split"], rows)
+    with pytest.raises(ValueError, match=re.escape(f"splits file {split_file} line 3: unknown split 'training'")):
+        run_cohort(samples, tmp_path / "out", splits_file=split_file)
+
+
+# ---------------------------------------------------------------------------
+# UK Biobank and the command line
+
+
+def make_ukb_bulk(bulk: Path) -> None:
+    for folder in ["1000123_20252_2_0", "999_20252_2_0", "1000300_20252_3_0"]:
+        (bulk / folder / "T1").mkdir(parents=True)
+        (bulk / folder / "T1" / "T1_unbiased_brain_linear.nii.gz").write_bytes(b"")
+    (bulk / "1000200_20252_2_0" / "T1").mkdir(parents=True)
+    (bulk / "1000400_20252_2_0.zip").write_bytes(b"")
+
+
+def test_ukb_samples_finds_t1_images_sorted_by_eid(tmp_path, caplog):
+    make_ukb_bulk(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        samples = ukb_samples(tmp_path)
+    assert samples["subject_id"].tolist() == ["999", "1000123"]
+    assert samples["path"].tolist() == [
+        str(tmp_path / f"{eid}_20252_2_0" / "T1" / "T1_unbiased_brain_linear.nii.gz") for eid in ["999", "1000123"]
+    ]
+    assert "1000200_20252_2_0" in caplog.text
+    assert ukb_samples(tmp_path, instance=3)["subject_id"].tolist() == ["1000300"]
+
+
+def test_ukb_samples_without_images_is_refused(tmp_path):
+    (tmp_path / "1000200_20252_2_0").mkdir()
+    pattern = f"<eid>_20252_2_0/T1/T1_unbiased_brain_linear.nii.gz under {tmp_path}"
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        ukb_samples(tmp_path)
+
+
+def test_ukb_samples_script_writes_the_samples_table(tmp_path):
+    make_ukb_bulk(tmp_path / "bulk")
+    main = runpy.run_path(str(ROOT / "scripts" / "ukb_samples.py"))["main"]
+    main(["--bulk", str(tmp_path / "bulk"), "--out", str(tmp_path / "samples.tsv")])
+    assert read_samples(tmp_path / "samples.tsv")["subject_id"].tolist() == ["999", "1000123"]
+
+
+def test_preprocess_script_exits_1_with_one_line_on_a_duplicate_id(tmp_path):
+    samples = write_table(tmp_path / "samples.tsv", ["subject_id", "path"], [("7", "a.nii.gz"), ("7", "b.nii.gz")])
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "preprocess.py"), "--samples", str(samples)]
+    command += ["--qc", str(out / "qc.tsv"), "--cache", str(out / "cache"), "--brain-mask", str(out / "mask.npy")]
+    command += ["--splits", str(out / "splits.tsv"), "--input-voxel-mm", "2", "--pad-to", *map(str, PAD)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1
+    assert finished.stderr.strip().splitlines() == [
+        f"error: samples table {samples}: duplicate subject_id '7' on lines 2 and 3"
+    ]
+    assert_nothing_written(out)

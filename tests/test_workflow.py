@@ -1,0 +1,78 @@
+"""The workflow as users run it: dry runs, config errors at start, and the tiny config end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake on this repository's Snakefile with ``workdir`` as working directory."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(configfile or ROOT / "config.yaml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
+    run = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout + run.stderr
+    assert "simulate_cohort" in out and "preprocess_images" in out
+    for unbuilt in ("train", "embed", "gwas", "perdi"):
+        assert unbuilt not in out
+
+
+def test_a_bad_config_stops_the_workflow_naming_the_key(tmp_path):
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["preprocess"]["on_bad_image"] = "ignore"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", configfile=bad)
+    assert run.returncode != 0
+    assert "preprocess.on_bad_image" in run.stderr + run.stdout
+
+
+def test_real_data_config_with_a_missing_samples_file_stops_at_start(tmp_path):
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["simulate"]["enabled"] = False
+    config["inputs"]["samples"] = str(tmp_path / "absent.tsv")
+    bad = tmp_path / "real.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", configfile=bad)
+    assert run.returncode != 0
+    assert "inputs.samples" in run.stderr + run.stdout and "absent.tsv" in run.stderr + run.stdout
+
+
+@pytest.mark.slow
+def test_tiny_config_end_to_end(tmp_path):
+    shutil.copytree(ROOT / ".test", tmp_path / ".test", ignore=shutil.ignore_patterns("results"))
+    config = tmp_path / ".test" / "config.yaml"
+    run = snakemake(tmp_path, configfile=config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = tmp_path / ".test" / "results"
+    qc = pd.read_csv(res / "preprocess" / "qc.tsv", sep="\t", dtype={"subject_id": str})
+    samples = pd.read_csv(res / "demo" / "samples.tsv", sep="\t", dtype={"subject_id": str})
+    assert list(qc["subject_id"]) == list(samples["subject_id"])
+    assert (qc["status"] == "ok").all()
+    cache = np.load(res / "preprocess" / "cache" / "images.npy", mmap_mode="r")
+    assert cache.shape == (len(samples), 96, 112, 96) and cache.dtype == np.float16
+    mask = np.load(res / "preprocess" / "brain_mask.npy")
+    assert mask.shape == (96, 112, 96) and mask.sum() > 100_000
+    splits = pd.read_csv(res / "preprocess" / "splits.tsv", sep="\t", dtype={"subject_id": str})
+    assert set(splits["split"]) == {"train", "val", "test"} and set(splits["subject_id"]) == set(samples["subject_id"])
+    for rule in ("simulate_cohort", "preprocess_images"):
+        assert (res / "logs" / f"{rule}.log").stat().st_size > 0
+        assert (res / "benchmarks" / f"{rule}.tsv").exists()
+    again = snakemake(tmp_path, "-n", configfile=config)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
