@@ -32,8 +32,17 @@ def results(*parts):
 
 def all_outputs():
     """What `rule all` asks for: the final files of every stage that exists."""
-    return [
+    outputs = [
         results("preprocess", "qc.tsv"),
         results("preprocess", "splits.tsv"),
         results("preprocess", "brain_mask.npy"),
+        results("embed", "udips.tsv"),
+        results("embed", "recon_mse.tsv"),
     ]
+    if config["embed"]["method"] == "vit":
+        outputs += [results("train", "loss.png"), results("train", "reconstruction.png")]
+        if config["embed"]["pca_baseline"]:
+            outputs.append(results("embed", "pca", "udips.tsv"))
+    if config["simulate"]["enabled"]:
+        outputs.append(results("embed", "embedding_vs_truth.tsv"))
+    return outputs

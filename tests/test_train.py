@@ -1,0 +1,179 @@
+"""Training and embedding: resume, checkpoints, determinism, the PCA baseline and the truth table."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vitudip.embed.pca import embed_pca
+from vitudip.embed.truth import cross_validated_r2
+from vitudip.embed.vit import embed_vit
+from vitudip.model.vit_autoencoder import ModelConfig
+from vitudip.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from vitudip.train.schedule import Schedule
+from vitudip.train.trainer import TrainSettings, train_model
+
+SHAPE = (32, 32, 32)
+N = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def cohort(tmp_path):
+    """A preprocess-stage output set: 20 ellipsoid 'brains' whose inner box brightness is a known factor."""
+    rng = np.random.default_rng(0)
+    axes = np.ogrid[tuple(slice(0, s) for s in SHAPE)]
+    brain = sum(((a - 15.5) / 12) ** 2 for a in axes) <= 1
+    factor = rng.standard_normal(N)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    images = np.lib.format.open_memmap(cache / "images.npy", mode="w+", dtype=np.float16, shape=(N, *SHAPE))
+    for i in range(N):
+        vol = np.where(brain, 0.3 * rng.standard_normal(SHAPE) + 1.0, 0.0)
+        vol[10:20, 10:20, 10:20] += factor[i]
+        images[i] = np.where(brain, vol, 0)
+    images.flush()
+    (cache / "grid.json").write_text(json.dumps({"pad_to": list(SHAPE)}))
+    ids = [f"{i:04d}" for i in range(N)]
+    pd.DataFrame({"subject_id": ids, "path": "x", "status": "ok", "reason": "", "row": range(N),
+                  "brain_voxels": int(brain.sum()), "mean": 1.0, "sd": 1.0}).to_csv(tmp_path / "qc.tsv", sep="\t", index=False)
+    split = ["train"] * 14 + ["val"] * 3 + ["test"] * 3
+    pd.DataFrame({"subject_id": ids, "split": split}).to_csv(tmp_path / "splits.tsv", sep="\t", index=False)
+    np.save(tmp_path / "brain_mask.npy", brain)
+    return tmp_path, factor
+
+
+def small_config(**changes) -> ModelConfig:
+    values = dict(image_size=SHAPE, patch_size=(8, 8, 8), encoder_dim=24, encoder_depth=1, encoder_heads=2,
+                  decoder_dim=12, decoder_depth=1, decoder_heads=2)
+    return ModelConfig(**{**values, **changes})
+
+
+def run_training(root, out, config=None, **settings):
+    outputs = {name: out / f"{name}.{ext}" for name, ext in
+               (("model", "pt"), ("metrics", "tsv"), ("loss_plot", "png"), ("reconstruction_plot", "png"))}
+    defaults = dict(epochs=2, batch_size=4, schedule="step", step_epochs=1, checkpoint_every=1, seed=3)
+    metrics = train_model(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy",
+                          config or small_config(), TrainSettings(**{**defaults, **settings}), outputs,
+                          out / "checkpoints")
+    return metrics, outputs
+
+
+def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
+    root, _ = cohort
+    metrics, outputs = run_training(root, tmp_path / "run", epochs=6, lr=3e-3)
+    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "val_loss", "seconds", "subjects_per_s",
+                                     "mean_image_val_loss"]
+    assert list(metrics["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert metrics["train_loss"].iloc[-1] < 0.7 * metrics["train_loss"].iloc[0]
+    assert metrics["lr"].iloc[-1] < metrics["lr"].iloc[0]
+    for path in outputs.values():
+        assert path.stat().st_size > 0
+    saved = load_checkpoint(outputs["model"], expected=small_config())
+    assert saved["token_selection"] == "union" and len(saved["brain_tokens"]) > 0
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == "last.pt"
+
+
+def test_two_epochs_equal_one_epoch_then_resume(cohort, tmp_path):
+    root, _ = cohort
+    _, straight = run_training(root, tmp_path / "straight", epochs=2)
+    run_training(root, tmp_path / "resumed", epochs=1)
+    metrics, resumed = run_training(root, tmp_path / "resumed", epochs=2)
+    assert list(metrics["epoch"]) == [1, 2]
+    a = load_checkpoint(straight["model"])["model"]
+    b = load_checkpoint(resumed["model"])["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_checkpoint_of_another_config_is_refused_and_not_resumed(cohort, tmp_path, caplog):
+    root, _ = cohort
+    run_training(root, tmp_path / "run", epochs=1)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    other = small_config(encoder_depth=2)
+    with pytest.raises(CheckpointError, match=r"another model config \(encoder_depth: 1 -> 2\)"):
+        load_checkpoint(last, expected=other)
+    with caplog.at_level(logging.WARNING, logger="vitudip.train"):
+        metrics, _ = run_training(root, tmp_path / "run", config=other, epochs=1)
+    assert "not resuming" in caplog.text and "encoder_depth" in caplog.text
+    assert list(metrics["epoch"]) == [1]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_ours"])
+def test_a_corrupt_checkpoint_gives_a_clear_error(tmp_path, damage):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(1000)}, "model_config": small_config().to_dict()})
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:300])
+        expected = "unreadable"
+    elif damage == "garbage":
+        path.write_bytes(b"this is not a checkpoint" * 10)
+        expected = "unreadable"
+    else:
+        torch.save({"weights": 1}, path)
+        expected = "not a ViT-UDIP checkpoint"
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(path)
+
+
+def test_embeddings_are_deterministic_and_batch_independent(cohort, tmp_path):
+    root, _ = cohort
+    _, outputs = run_training(root, tmp_path / "run", epochs=1)
+    args = (outputs["model"], root / "cache", root / "qc.tsv", root / "splits.tsv", ["train", "val", "test"])
+    ids, a, err_a = embed_vit(*args, batch_size=4, device="cpu")
+    _, b, err_b = embed_vit(*args, batch_size=4, device="cpu")
+    _, c, _ = embed_vit(*args, batch_size=7, device="cpu")
+    assert ids == [f"{i:04d}" for i in range(N)]
+    assert a.shape == (N, 24) and np.array_equal(a, b) and np.array_equal(err_a, err_b)
+    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
+    only_test, _, _ = embed_vit(*args[:4], ["test"], batch_size=4, device="cpu")[0], None, None
+    assert only_test == ids[-3:]
+
+
+def test_batch_token_selection_trains_and_embeds(cohort, tmp_path):
+    root, _ = cohort
+    _, outputs = run_training(root, tmp_path / "run", epochs=1, token_selection="batch")
+    assert load_checkpoint(outputs["model"])["token_selection"] == "batch"
+    _, latents, errors = embed_vit(outputs["model"], root / "cache", root / "qc.tsv", root / "splits.tsv",
+                                   ["val"], batch_size=2, device="cpu")
+    assert latents.shape == (3, 24) and np.isfinite(errors).all()
+
+
+def test_pca_baseline_carries_the_planted_factor(cohort):
+    root, factor = cohort
+    ids, scores, errors = embed_pca(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy",
+                                    ["train", "val", "test"], n_components=128)
+    assert len(ids) == N and scores.shape == (N, 13)  # 14 training subjects -> 13 components
+    r = [abs(np.corrcoef(scores[:, k], factor)[0, 1]) for k in range(scores.shape[1])]
+    assert max(r) > 0.9
+    assert np.all(errors >= 0) and errors[:14].mean() < errors[14:].mean()
+
+
+def test_cross_validated_r2():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 10))
+    assert cross_validated_r2(x, x @ rng.standard_normal(10) + 0.01 * rng.standard_normal(300)) > 0.99
+    assert cross_validated_r2(x, rng.standard_normal(300)) < 0.05
+
+
+def test_schedules():
+    step = Schedule("step", lr=1e-3, epochs=500, step_epochs=3, gamma=0.5, min_lr=1e-5)
+    assert [step.at(e) for e in (0, 2.9, 3, 6)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
+    assert step.at(300) == 1e-5
+    cosine = Schedule("cosine", lr=1e-3, epochs=10, warmup_epochs=1, min_lr=1e-5)
+    assert cosine.at(0) < cosine.at(0.5) < cosine.at(1.0) == pytest.approx(1e-3)
+    assert cosine.at(10) == pytest.approx(1e-5) and cosine.at(5) < cosine.at(2)
+    with pytest.raises(ValueError, match="train.schedule"):
+        Schedule("linear", lr=1e-3, epochs=1)

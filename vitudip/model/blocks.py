@@ -1,0 +1,130 @@
+"""Reusable transformer pieces: fixed 3-D position embedding, attention, MLP and a pre-norm block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: Base of the geometric frequency ladder of the sin-cos embedding.
+_SINCOS_BASE = 10000.0
+
+
+def sincos_position_embedding_3d(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+    """Fixed 3-D sine-cosine position embedding of every cell of a token grid.
+
+    Each axis gets ``2 * (dim // 6)`` channels, laid out as ``[sin | cos]`` with
+    frequencies ``1 / 10000 ** (k / n)``, ``k = 0 .. n - 1``, ``n = dim // 6``; the
+    axes follow each other in order, and the ``dim % 6`` channels left over are zero.
+
+    Args:
+        grid: number of tokens along each image axis.
+        dim: embedding width; at least 6.
+
+    Returns:
+        float32 tensor ``(prod(grid), dim)``; row ``t`` belongs to grid cell
+        ``np.unravel_index(t, grid)`` (C order, the order of :func:`~vitudip.model.patches.patchify`).
+    """
+    if dim < 6:
+        raise ValueError(f"a 3-D sin-cos embedding needs dim >= 6 (sin and cos per axis), got dim={dim}")
+    n_freq = dim // 6
+    freqs = 1.0 / _SINCOS_BASE ** (torch.arange(n_freq, dtype=torch.float64) / n_freq)
+    # "ij" meshgrid flattened row-major = C order over the grid
+    axes = [torch.arange(size, dtype=torch.float64) for size in grid]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+    embedding = torch.zeros(coords.shape[0], dim, dtype=torch.float64)
+    for axis in range(3):
+        angles = coords[:, axis, None] * freqs[None, :]
+        start = axis * 2 * n_freq
+        embedding[:, start : start + n_freq] = torch.sin(angles)
+        embedding[:, start + n_freq : start + 2 * n_freq] = torch.cos(angles)
+    return embedding.to(torch.float32)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention over a token sequence (no mask, no dropout).
+
+    Args:
+        dim: token width; divisible by ``heads``.
+        heads: number of attention heads.
+        qkv_bias: give the query/key/value projection a bias.
+    """
+
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend.
+
+        Args:
+            x: tokens ``(B, N, dim)``.
+
+        Returns:
+            ``(B, N, dim)``.
+        """
+        batch, n_tokens, dim = x.shape
+        # (B, N, 3*dim) -> (3, B, heads, N, head_dim)
+        qkv = self.qkv(x).reshape(batch, n_tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(attended.transpose(1, 2).reshape(batch, n_tokens, dim))
+
+
+class Mlp(nn.Module):
+    """Two-layer perceptron with a GELU in between.
+
+    Args:
+        dim: input and output width.
+        hidden: hidden width.
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the MLP.
+
+        Args:
+            x: ``(..., dim)``.
+
+        Returns:
+            ``(..., dim)``.
+        """
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Args:
+        dim: token width.
+        heads: attention heads.
+        mlp_ratio: MLP hidden width as a multiple of ``dim``.
+        qkv_bias: give the query/key/value projection a bias.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply attention, then the MLP, each as a residual branch.
+
+        Args:
+            x: tokens ``(B, N, dim)``.
+
+        Returns:
+            ``(B, N, dim)``.
+        """
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))

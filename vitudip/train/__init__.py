@@ -1,0 +1,1 @@
+"""Training the ViT autoencoder on the preprocessing cache."""

@@ -1,0 +1,314 @@
+"""The training loop: seeded, resumable, mixed precision on CUDA, one progress bar per epoch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.model.patches import nonempty_patches, patchify
+from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, masked_patch_mse
+from vitudip.plots.training import plot_loss, plot_reconstruction
+from vitudip.train.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
+from vitudip.train.data import BatchSource, CachedVolumes, cohort_table, epoch_order
+from vitudip.train.schedule import Schedule
+
+log = logging.getLogger("vitudip.train")
+
+TOKEN_SELECTIONS = ("union", "batch")
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "seconds", "subjects_per_s"]
+
+
+@dataclass
+class TrainSettings:
+    """How to train (the config's ``train`` section and ``model.token_selection``).
+
+    Args:
+        epochs: passes over the training split.
+        batch_size: subjects per step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        schedule: ``step`` (published) or ``cosine``.
+        step_epochs: epochs between decays (step).
+        gamma: decay factor (step).
+        warmup_epochs: warm-up (cosine).
+        min_lr: floor of either schedule.
+        token_selection: ``union`` (patches with brain in the cohort's union mask: a fixed
+            token count) or ``batch`` (the union over each batch, as published).
+        checkpoint_every: keep ``epoch_NNN.pt`` every this many epochs (``last.pt`` always).
+        workers: loader processes when the cache is streamed.
+        resident: keep the whole training set on the device (None: when it fits).
+        device: ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+        seed: seeds initialisation and the data order.
+        threads: CPU threads for torch (None: torch's default).
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    schedule: str = "step"
+    step_epochs: int = 3
+    gamma: float = 0.5
+    warmup_epochs: float = 1.0
+    min_lr: float = 1e-5
+    token_selection: str = "union"
+    checkpoint_every: int = 5
+    workers: int = 0
+    resident: bool | None = None
+    device: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_selection not in TOKEN_SELECTIONS:
+            raise ValueError(f"model.token_selection must be one of {TOKEN_SELECTIONS}, got '{self.token_selection}'")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("train.epochs and train.batch_size must be at least 1")
+
+    def schedule_fn(self) -> Schedule:
+        return Schedule(self.schedule, self.lr, self.epochs, self.step_epochs, self.gamma, self.warmup_epochs, self.min_lr)
+
+    def resume_key(self) -> dict:
+        """Settings that must match for a checkpoint to be resumed (all but run-time resources)."""
+        key = asdict(self)
+        for name in ("epochs", "checkpoint_every", "workers", "resident", "device", "threads"):
+            key.pop(name)
+        return key
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when asked or available (``auto``), else the CPU."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device("cuda")
+
+
+def load_brain_tokens(brain_mask_path: str | os.PathLike, config: ModelConfig) -> torch.Tensor:
+    """Patches holding brain anywhere in the cohort's union mask: the fixed token set of ``union``."""
+    mask = torch.from_numpy(np.load(brain_mask_path))
+    if tuple(mask.shape) != config.image_size:
+        raise ValueError(f"brain mask {brain_mask_path} has shape {tuple(mask.shape)} but the model expects "
+                         f"{config.image_size}: set model.image_size to preprocess.pad_to")
+    return nonempty_patches(mask, config.patch_size)
+
+
+class Step:
+    """One forward pass and its loss, shared by training, evaluation and embedding.
+
+    Args:
+        model: the autoencoder.
+        brain_tokens: the fixed token set (``union``).
+        token_selection: ``union`` or ``batch``.
+    """
+
+    def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str) -> None:
+        self.model = model
+        self.brain_tokens = brain_tokens
+        self.token_selection = token_selection
+        self.autocast = next(model.parameters()).device.type == "cuda"
+
+    def tokens(self, mask: torch.Tensor) -> torch.Tensor:
+        if self.token_selection == "union":
+            return self.brain_tokens
+        return nonempty_patches(mask, self.model.config.patch_size)
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
+        x = batch.float()
+        mask = x != 0
+        index = self.tokens(mask)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            prediction, latent = self.model(x, index)
+        patch_size = self.model.config.patch_size
+        target = patchify(x, patch_size)[:, index]
+        voxel_mask = patchify(mask, patch_size)[:, index]
+        per_subject = torch.stack([masked_patch_mse(prediction[i:i + 1].float(), target[i:i + 1], voxel_mask[i:i + 1])
+                                   for i in range(x.shape[0])])
+        loss = masked_patch_mse(prediction.float(), target, voxel_mask)
+        return loss, per_subject.detach(), latent.float(), index
+
+
+@torch.no_grad()
+def evaluate(step: Step, source: BatchSource) -> float:
+    """Mean per-subject loss over a source, in eval mode."""
+    step.model.eval()
+    total, count = 0.0, 0
+    for batch in source.batches(torch.arange(len(source.volumes))):
+        _, per_subject, _, _ = step(batch)
+        total += float(per_subject.sum())
+        count += len(per_subject)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def mean_image_loss(train: BatchSource, val: BatchSource, step: Step) -> float:
+    """Validation loss of predicting every subject as the mean training image: the bar to beat."""
+    total = None
+    for batch in train.batches(torch.arange(len(train.volumes))):
+        part = batch.float().sum(0)
+        total = part if total is None else total + part
+    mean = total / len(train.volumes)
+    patch_size = step.model.config.patch_size
+    losses = []
+    for batch in val.batches(torch.arange(len(val.volumes))):
+        x = batch.float()
+        mask = x != 0
+        index = step.tokens(mask)
+        prediction = patchify(mean.expand_as(x), patch_size)[:, index]
+        target = patchify(x, patch_size)[:, index]
+        voxel_mask = patchify(mask, patch_size)[:, index]
+        losses += [float(masked_patch_mse(prediction[i:i + 1], target[i:i + 1], voxel_mask[i:i + 1]))
+                   for i in range(len(x))]
+    return float(np.mean(losses))
+
+
+def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
+    """The ``last.pt`` state to continue from, or None (saying why) when it cannot be used."""
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path, map_location=device)
+    except CheckpointError as err:
+        log.warning("not resuming: %s; training from scratch", err)
+        return None
+    diff = config_differences(state["model_config"], config)
+    if state.get("train_key") != settings.resume_key():
+        diff.append("training settings changed")
+    if diff:
+        log.warning("not resuming from %s: it was made with a different setup (%s); training from scratch "
+                    "and overwriting it", path, "; ".join(diff))
+        return None
+    log.info("resuming from %s after epoch %d", path, state["epoch"])
+    return state
+
+
+def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
+                brain_mask_path: str | os.PathLike, config: ModelConfig, settings: TrainSettings,
+                outputs: dict[str, str | os.PathLike], checkpoint_dir: str | os.PathLike) -> pd.DataFrame:
+    """Train the autoencoder on the training split and write the model, metrics and figures.
+
+    Args:
+        cache_dir, qc_path, splits_path, brain_mask_path: the preprocess stage's outputs.
+        config: model sizes (``image_size`` must equal the cache's volume shape).
+        settings: training settings.
+        outputs: paths for ``model``, ``metrics``, ``loss_plot``, ``reconstruction_plot``.
+        checkpoint_dir: where ``last.pt`` (resumed from on a rerun) and ``epoch_NNN.pt`` go.
+
+    Returns:
+        The metrics table.
+    """
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = pick_device(settings.device)
+    log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    subjects = cohort_table(qc_path, splits_path)
+    train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
+    val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
+    if len(train_rows) == 0:
+        raise ValueError(f"no QC-passed subject is in the train split ({splits_path})")
+    train_volumes = CachedVolumes(cache_dir, train_rows)
+    if train_volumes.volume_shape != config.image_size:
+        raise ValueError(f"cache volumes are {train_volumes.volume_shape} but model.image_size is {config.image_size}: "
+                         f"they must be equal (preprocess.pad_to)")
+    val_volumes = CachedVolumes(cache_dir, val_rows if len(val_rows) else train_rows[:1])
+
+    torch.manual_seed(settings.seed)
+    model = ViTAutoEncoder(config).to(device)
+    brain_tokens = load_brain_tokens(brain_mask_path, config).to(device)
+    log.info("model: %s parameters, %d of %d patches hold brain, token selection %s",
+             f"{sum(p.numel() for p in model.parameters()):,}", len(brain_tokens), config.n_tokens,
+             settings.token_selection)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                  fused=device.type == "cuda")
+    schedule = settings.schedule_fn()
+    step = Step(model, brain_tokens, settings.token_selection)
+    train = BatchSource(train_volumes, settings.batch_size, device, settings.resident, settings.workers)
+    val = BatchSource(val_volumes, settings.batch_size, device, settings.resident, settings.workers)
+    log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
+             "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
+
+    checkpoint_dir = Path(checkpoint_dir)
+    last = checkpoint_dir / "last.pt"
+    history: list[dict] = []
+    start_epoch = 0
+    state = _try_resume(last, config, settings, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        start_epoch = state["epoch"]
+    baseline = mean_image_loss(train, val, step)
+    log.info("validation loss of the mean training image: %.4f", baseline)
+
+    for epoch in range(start_epoch, settings.epochs):
+        model.train()
+        started = time.perf_counter()
+        total, seen = 0.0, 0
+        order = epoch_order(len(train_volumes), settings.seed, epoch)
+        bar = tqdm(train.batches(order), total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}",
+                   unit="batch", mininterval=10)
+        for i, batch in enumerate(bar):
+            lr = schedule.at(epoch + i / len(train))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, _, _, _ = step(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+            seen += len(batch)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+        seconds = time.perf_counter() - started
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen,
+               "val_loss": evaluate(step, val) if len(val_rows) else float("nan"),
+               "seconds": seconds, "subjects_per_s": seen / seconds}
+        history.append(row)
+        log.info("epoch %d: train %.4f, validation %.4f, %.0f s, %.1f subjects/s",
+                 row["epoch"], row["train_loss"], row["val_loss"], seconds, row["subjects_per_s"])
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                 "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}
+        save_checkpoint(last, state)
+        if (epoch + 1) % settings.checkpoint_every == 0:
+            save_checkpoint(checkpoint_dir / f"epoch_{epoch + 1:03d}.pt", state)
+
+    metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)
+    metrics["mean_image_val_loss"] = baseline
+    with staged_outputs(outputs) as out:
+        save_checkpoint(out["model"], {
+            "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
+            "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
+            "grid": json.loads((Path(cache_dir) / "grid.json").read_text()),
+        })
+        write_tsv(metrics, out["metrics"])
+        plot_loss(metrics, baseline, out["loss_plot"])
+        _reconstruction_figure(step, val_volumes, subjects, val_rows, out["reconstruction_plot"])
+    return metrics
+
+
+@torch.no_grad()
+def _reconstruction_figure(step: Step, volumes: CachedVolumes, subjects: pd.DataFrame, rows: np.ndarray,
+                           path: Path) -> None:
+    """Input beside reconstruction for the first validation subject."""
+    step.model.eval()
+    device = next(step.model.parameters()).device
+    x = volumes[0][None].to(device).float()
+    index = step.tokens(x != 0)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.autocast):
+        recon = step.model.reconstruct(x, index).float()[0, 0]
+    volume = x[0].cpu().numpy()
+    recon = torch.where(x[0] != 0, recon, 0.0).cpu().numpy()
+    row = int(rows[0]) if len(rows) else int(volumes.rows[0])
+    subject = subjects.loc[subjects["row"] == row, "subject_id"].iloc[0]
+    plot_reconstruction(volume, recon, path, title=f"validation subject {subject}")

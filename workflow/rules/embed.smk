@@ -1,0 +1,111 @@
+# Endophenotypes per subject: ViT-UDIPs (or the PCA baseline), and on the demo how much truth each carries.
+
+EMBED = config["embed"]
+
+
+def embed_inputs(method):
+    inputs = {
+        "cache": results("preprocess", "cache"),
+        "qc": results("preprocess", "qc.tsv"),
+        "splits": results("preprocess", "splits.tsv"),
+        "brain_mask": results("preprocess", "brain_mask.npy"),
+    }
+    if method == "vit":
+        inputs["model"] = results("train", "model.pt")
+    return inputs
+
+
+def embed_shell(method):
+    """The embed command line for one method (the model only for vit)."""
+    model = "--model {input.model:q} " if method == "vit" else ""
+    return (
+        "python {SCRIPTS:q}/embed.py --method " + method + " " + model
+        + "--cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} "
+        "--embed-splits {params.splits} --batch-size {params.batch_size} --components {params.components} "
+        "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} > {log:q} 2>&1"
+    )
+
+
+EMBED_PARAMS = dict(
+    splits=" ".join(EMBED["splits"]),
+    batch_size=EMBED["batch_size"],
+    components=EMBED["pca_components"],
+    seed=config["seed"],
+)
+
+
+rule embed_udips:
+    input:
+        **embed_inputs(EMBED["method"]),
+    output:
+        udips=results("embed", "udips.tsv"),
+        recon_mse=results("embed", "recon_mse.tsv"),
+    params:
+        **EMBED_PARAMS,
+    log:
+        results("logs", "embed_udips.log"),
+    benchmark:
+        results("benchmarks", "embed_udips.tsv")
+    threads: workflow.cores
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        embed_shell(EMBED["method"])
+
+
+if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
+
+    rule embed_pca_baseline:
+        input:
+            **embed_inputs("pca"),
+        output:
+            udips=results("embed", "pca", "udips.tsv"),
+            recon_mse=results("embed", "pca", "recon_mse.tsv"),
+        params:
+            **EMBED_PARAMS,
+        log:
+            results("logs", "embed_pca_baseline.log"),
+        benchmark:
+            results("benchmarks", "embed_pca_baseline.tsv")
+        threads: workflow.cores
+        resources:
+            mem_mb=16000,
+            runtime=120,
+        conda:
+            "../../envs/imaging.yaml"
+        shell:
+            embed_shell("pca")
+
+
+def compared_embeddings():
+    """method -> UDIP table, for every embedding the workflow writes."""
+    tables = {EMBED["method"]: results("embed", "udips.tsv")}
+    if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
+        tables["pca"] = results("embed", "pca", "udips.tsv")
+    return tables
+
+
+if config["simulate"]["enabled"]:
+
+    rule embedding_vs_truth:
+        input:
+            measures=DEMO["truth_measures"],
+            truth_loci=DEMO["truth_loci"],
+            udips=list(compared_embeddings().values()),
+        output:
+            report(results("embed", "embedding_vs_truth.tsv"), caption="../report/embedding_vs_truth.rst",
+                   category="Embedding"),
+        params:
+            embeddings=" ".join(f"--embedding {m} {shlex.quote(p)}" for m, p in compared_embeddings().items()),
+        log:
+            results("logs", "embedding_vs_truth.log"),
+        benchmark:
+            results("benchmarks", "embedding_vs_truth.tsv")
+        conda:
+            "../../envs/imaging.yaml"
+        shell:
+            "python {SCRIPTS:q}/embedding_vs_truth.py --measures {input.measures:q} "
+            "--truth-loci {input.truth_loci:q} {params.embeddings} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,45 @@
+# Train the ViT autoencoder on the preprocessing cache.
+# checkpoints/ is not a declared output: Snakemake deletes outputs before a job
+# runs, and a rerun must find checkpoints/last.pt to resume from it.
+
+
+def train_settings():
+    """TrainSettings fields from the config's train section, the token selection and the seed."""
+    settings = dict(config["train"], token_selection=config["model"]["token_selection"], seed=config["seed"])
+    return json.dumps(settings, sort_keys=True)
+
+
+rule train_model:
+    input:
+        cache=results("preprocess", "cache"),
+        qc=results("preprocess", "qc.tsv"),
+        splits=results("preprocess", "splits.tsv"),
+        brain_mask=results("preprocess", "brain_mask.npy"),
+    output:
+        model=results("train", "model.pt"),
+        metrics=results("train", "metrics.tsv"),
+        loss_plot=report(results("train", "loss.png"), caption="../report/loss.rst", category="Training"),
+        reconstruction_plot=report(
+            results("train", "reconstruction.png"), caption="../report/reconstruction.rst", category="Training"
+        ),
+    params:
+        preset=config["model"]["preset"],
+        overrides=json.dumps(config["model"]["overrides"], sort_keys=True),
+        settings=train_settings(),
+        checkpoints=results("train", "checkpoints"),
+    log:
+        results("logs", "train_model.log"),
+    benchmark:
+        results("benchmarks", "train_model.tsv")
+    threads: workflow.cores
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "python {SCRIPTS:q}/train.py --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
+        "--brain-mask {input.brain_mask:q} --preset {params.preset} --overrides {params.overrides:q} "
+        "--settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
+        "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
+        "--reconstruction-plot {output.reconstruction_plot:q} > {log:q} 2>&1"
