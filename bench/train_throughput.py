@@ -144,14 +144,17 @@ def run(args: argparse.Namespace, folder: Path) -> None:
                                   fast_steps, 1, device)
     peak_fast = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
 
+    def gib(value: float) -> str:
+        return f"{value:.2f} GiB" if value == value else "n/a (CPU)"
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; model: reference widths/depths, {args.size} size {config.image_size}, "
           f"patch {config.patch_size}, {len(brain_tokens)} brain tokens; {args.n} subjects, {args.workers} workers")
     print(f"published setup (fp32, batch 2, batch tokens, AdamW, gz loader): {results['published']:.2f} subjects/s"
-          f"  peak GPU memory {peak_published:.2f} GiB")
+          f"  peak GPU memory {gib(peak_published)}")
     print(f"fast path (bf16 on CUDA, union tokens, fused AdamW on CUDA, batch {args.batch}, fp16 cache"
           f"{', GPU-resident' if source.resident is not None else ''}): {results['fast']:.2f} subjects/s"
-          f"  peak GPU memory {peak_fast:.2f} GiB")
+          f"  peak GPU memory {gib(peak_fast)}")
     print(f"ratio fast/published: {results['fast'] / results['published']:.1f}x")
 
 

@@ -14,7 +14,7 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
     # defaults come from the schema where the tiny config is silent
     assert filled["preprocess"]["on_bad_image"] == "exclude"
     assert filled["simulate"]["effects"][1]["side"] == "both"
-    assert filled["simulate"]["nuisance"]["warp_mm"] == pytest.approx(0.25)
+    assert filled["simulate"]["nuisance"]["bias"] == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,9 @@ def test_missing_input_path_names_the_key(tmp_path, tiny_config):
     check_input_paths(config)
 
 
-def test_paths_the_workflow_produces_need_not_exist(tiny_config):
+def test_paths_the_workflow_produces_need_not_exist(tmp_path, tiny_config):
+    for key in tiny_config["inputs"]:
+        tiny_config["inputs"][key] = str(tmp_path / "demo" / key)
     config = validate_config(tiny_config)
     with pytest.raises(ConfigError, match="inputs.samples"):
         check_input_paths(config)

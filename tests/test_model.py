@@ -307,3 +307,4 @@ def test_config_rejects_unknown_keys_and_presets():
         ModelConfig.from_dict({**SMALL, "encoder_width": 3})
     with pytest.raises(ValueError, match=r"demo.*reference"):
         preset("huge")
+

@@ -131,13 +131,16 @@ def _simulator(voxel_mm=2, nuisance=None):
 
 
 def test_same_seed_same_image_and_nuisance_changes_it():
-    sim = _simulator()
+    # scanner-like nuisance: every knob on, the geometric ones included
+    sim = _simulator(nuisance=Nuisance(scale_sd=0.05, warp_mm=1.5, bias=0.1, noise=0.02, site_gain=0.02))
     subject = Subject(np.array([1.0, -1.0, 0.5]), age=70.0, male=True)
     a, ma = sim.synthesize(subject, np.random.default_rng(3))
     b, mb = sim.synthesize(subject, np.random.default_rng(3))
     c, _ = sim.synthesize(subject, np.random.default_rng(4))
     assert np.array_equal(a, b) and ma == mb
     assert not np.array_equal(a, c)
+    # the random warp and scaling move the brain's outline, not only its intensities
+    assert ((a > 0) != (c > 0)).sum() > 1000
     clean = _simulator(nuisance=Nuisance(scale_sd=0, warp_mm=0, bias=0, noise=0, site_gain=0))
     x, _ = clean.synthesize(subject, np.random.default_rng(3))
     y, _ = clean.synthesize(subject, np.random.default_rng(4))

@@ -73,7 +73,7 @@ def run_training(root, out, config=None, **settings):
 
 def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
     root, _ = cohort
-    metrics, outputs = run_training(root, tmp_path / "run", epochs=6, lr=3e-3)
+    metrics, outputs = run_training(root, tmp_path / "run", epochs=6, lr=3e-3, center=False)
     assert list(metrics.columns) == ["epoch", "lr", "train_loss", "val_loss", "seconds", "subjects_per_s",
                                      "mean_image_val_loss"]
     assert list(metrics["epoch"]) == [1, 2, 3, 4, 5, 6]
@@ -84,6 +84,26 @@ def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
     saved = load_checkpoint(outputs["model"], expected=small_config())
     assert saved["token_selection"] == "union" and len(saved["brain_tokens"]) > 0
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == "last.pt"
+
+
+def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path):
+    root, _ = cohort
+    metrics, _ = run_training(root, tmp_path / "run", epochs=150, lr=3e-3, step_epochs=1000, checkpoint_every=50)
+    # better than predicting the mean training image: it carries each subject's own factor
+    assert metrics["val_loss"].iloc[-1] < 0.99 * metrics["mean_image_val_loss"].iloc[-1]
+    assert metrics["train_loss"].iloc[-1] < 0.98 * metrics["train_loss"].iloc[0]
+
+
+def test_centring_stores_the_mean_image_and_starts_at_the_mean_image_loss(cohort, tmp_path):
+    root, _ = cohort
+    metrics, outputs = run_training(root, tmp_path / "centred", epochs=1, lr=1e-9)
+    saved = load_checkpoint(outputs["model"])
+    images = np.load(root / "cache" / "images.npy")[:14].astype(np.float32)
+    np.testing.assert_allclose(saved["mean_image"].numpy(), images.mean(0), atol=1e-3)
+    # an untrained centred model predicts about zero deviation, i.e. the mean image
+    assert metrics["val_loss"].iloc[0] == pytest.approx(metrics["mean_image_val_loss"].iloc[0], rel=0.1)
+    _, plain = run_training(root, tmp_path / "plain", epochs=1, center=False)
+    assert load_checkpoint(plain["model"])["mean_image"] is None
 
 
 def test_two_epochs_equal_one_epoch_then_resume(cohort, tmp_path):
@@ -177,3 +197,26 @@ def test_schedules():
     assert cosine.at(10) == pytest.approx(1e-5) and cosine.at(5) < cosine.at(2)
     with pytest.raises(ValueError, match="train.schedule"):
         Schedule("linear", lr=1e-3, epochs=1)
+
+
+def test_embedding_vs_truth_scores_carried_measures_and_skips_constant_ones(tmp_path):
+    from vitudip.embed.tables import udip_table
+    from vitudip.embed.truth import embedding_vs_truth
+
+    rng = np.random.default_rng(1)
+    n = 200
+    ids = [str(i) for i in range(n)]
+    factor = rng.standard_normal(n)
+    measures = pd.DataFrame({"subject_id": ids, "carried": factor, "hidden": rng.standard_normal(n),
+                             "ventricle_volume_ml": 25 + factor, "brain_volume_ml": np.full(n, 1800.0)})
+    measures.to_csv(tmp_path / "measures.tsv", sep="\t", index=False)
+    pd.DataFrame({"effect": ["carried", "hidden"]}).to_csv(tmp_path / "loci.tsv", sep="\t", index=False)
+    dims = rng.standard_normal((n, 8))
+    dims[:, 3] = factor + 0.1 * rng.standard_normal(n)
+    udip_table(ids, dims).to_csv(tmp_path / "udips.tsv", sep="\t", index=False)
+    table = embedding_vs_truth(tmp_path / "measures.tsv", tmp_path / "loci.tsv", {"vit": tmp_path / "udips.tsv"})
+    rows = table.set_index("measure")
+    assert rows.loc["carried", "best_dimension"] == "udip_003" and rows.loc["carried", "max_abs_r"] > 0.99
+    assert rows.loc["carried", "cv_r2"] > 0.95 and rows.loc["hidden", "cv_r2"] < 0.1
+    # whole-brain measures are listed beside the planted ones; a constant one is NaN, not an error
+    assert "ventricle_volume_ml" in rows.index and np.isnan(rows.loc["brain_volume_ml", "max_abs_r"])

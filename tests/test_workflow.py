@@ -28,8 +28,10 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     run = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
-    assert "simulate_cohort" in out and "preprocess_images" in out
-    for unbuilt in ("train", "embed", "gwas", "perdi"):
+    for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
+                  "embedding_vs_truth"):
+        assert built in out
+    for unbuilt in ("gwas", "loci", "perdi", "report"):
         assert unbuilt not in out
 
 
@@ -71,7 +73,15 @@ def test_tiny_config_end_to_end(tmp_path):
     assert mask.shape == (96, 112, 96) and mask.sum() > 100_000
     splits = pd.read_csv(res / "preprocess" / "splits.tsv", sep="\t", dtype={"subject_id": str})
     assert set(splits["split"]) == {"train", "val", "test"} and set(splits["subject_id"]) == set(samples["subject_id"])
-    for rule in ("simulate_cohort", "preprocess_images"):
+    udips = pd.read_csv(res / "embed" / "udips.tsv", sep="\t", dtype={"IID": str})
+    assert list(udips.columns[:3]) == ["FID", "IID", "udip_000"] and udips.shape == (len(samples), 2 + 128)
+    assert set(udips["IID"]) == set(samples["subject_id"])
+    truth = pd.read_csv(res / "embed" / "embedding_vs_truth.tsv", sep="\t")
+    assert set(truth["method"]) == {"vit", "pca"} and truth["max_abs_r"].between(0, 1).all()
+    metrics = pd.read_csv(res / "train" / "metrics.tsv", sep="\t")
+    assert list(metrics["epoch"]) == [1, 2] and (res / "train" / "checkpoints" / "last.pt").exists()
+    for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
+                 "embedding_vs_truth"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)

@@ -60,6 +60,10 @@ def embedding_vs_truth(measures_path: str | os.PathLike, truth_loci_path: str | 
         centred = (features - features.mean(0)) / np.where(features.std(0) > 0, features.std(0), 1.0)
         for name in names:
             y = joined[name].to_numpy(float)
+            if np.unique(y).size < 2:
+                rows.append({"measure": name, "method": method, "n": len(y), "max_abs_r": np.nan,
+                             "best_dimension": "", "cv_r2": np.nan})
+                continue
             r = centred.T @ ((y - y.mean()) / y.std()) / len(y)
             best = int(np.argmax(np.abs(r)))
             rows.append({"measure": name, "method": method, "n": len(y), "max_abs_r": float(abs(r[best])),

@@ -55,12 +55,16 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
     source = BatchSource(volumes, batch_size, dev, resident=False)
     union = state["token_selection"] == "union"
     brain_tokens = state["brain_tokens"].to(dev)
+    mean_image = state.get("mean_image")
+    mean_image = mean_image.to(dev).float() if mean_image is not None else None
     log.info("embedding %d subjects on %s with %s tokens", len(volumes), dev, state["token_selection"])
     latents, errors = [], []
     for batch in tqdm(source.batches(torch.arange(len(volumes))), total=len(source), desc="embed", unit="batch",
                       mininterval=10):
         x = batch.float()
         mask = x != 0
+        if mean_image is not None:
+            x = torch.where(mask, x - mean_image, 0.0)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             if union:
                 latent, recon = _autoencode(model, x, brain_tokens)

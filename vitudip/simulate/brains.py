@@ -66,7 +66,7 @@ class Ageing:
     mean_age: float = 62.0
     ventricle_per_year: float = 0.02
     cortex_per_year: float = 0.002
-    head_scale_male: float = 0.02
+    head_scale_male: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,11 @@ class Nuisance:
         site_gain: SD of a global intensity gain per assessment centre (fraction).
     """
 
-    scale_sd: float = 0.005
-    warp_mm: float = 0.25
+    scale_sd: float = 0.0
+    warp_mm: float = 0.0
     warp_spacing_mm: float = 24.0
-    bias: float = 0.02
-    noise: float = 0.02
+    bias: float = 0.01
+    noise: float = 0.01
     site_gain: float = 0.02
 
 

@@ -44,6 +44,9 @@ class TrainSettings:
         min_lr: floor of either schedule.
         token_selection: ``union`` (patches with brain in the cohort's union mask: a fixed
             token count) or ``batch`` (the union over each batch, as published).
+        center: subtract the mean training image from inputs and targets, so the model spends
+            its capacity on how subjects differ rather than on relearning the mean brain (the
+            published model does not; PerDI's paired differences are unaffected).
         checkpoint_every: keep ``epoch_NNN.pt`` every this many epochs (``last.pt`` always).
         workers: loader processes when the cache is streamed.
         resident: keep the whole training set on the device (None: when it fits).
@@ -62,6 +65,7 @@ class TrainSettings:
     warmup_epochs: float = 1.0
     min_lr: float = 1e-5
     token_selection: str = "union"
+    center: bool = True
     checkpoint_every: int = 5
     workers: int = 0
     resident: bool | None = None
@@ -111,12 +115,15 @@ class Step:
         model: the autoencoder.
         brain_tokens: the fixed token set (``union``).
         token_selection: ``union`` or ``batch``.
+        mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
     """
 
-    def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str) -> None:
+    def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
+                 mean_image: torch.Tensor | None = None) -> None:
         self.model = model
         self.brain_tokens = brain_tokens
         self.token_selection = token_selection
+        self.mean_image = mean_image
         self.autocast = next(model.parameters()).device.type == "cuda"
 
     def tokens(self, mask: torch.Tensor) -> torch.Tensor:
@@ -124,10 +131,17 @@ class Step:
             return self.brain_tokens
         return nonempty_patches(mask, self.model.config.patch_size)
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
+    def prepare(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 model input ``(B, X, Y, Z)`` (centred when asked) and the brain mask of each subject."""
         x = batch.float()
         mask = x != 0
+        if self.mean_image is not None:
+            x = torch.where(mask, x - self.mean_image, 0.0)
+        return x, mask
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
+        x, mask = self.prepare(batch)
         index = self.tokens(mask)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             prediction, latent = self.model(x, index)
@@ -153,13 +167,18 @@ def evaluate(step: Step, source: BatchSource) -> float:
 
 
 @torch.no_grad()
-def mean_image_loss(train: BatchSource, val: BatchSource, step: Step) -> float:
-    """Validation loss of predicting every subject as the mean training image: the bar to beat."""
+def mean_training_image(train: BatchSource) -> torch.Tensor:
+    """Voxel-wise mean of the training volumes ``(X, Y, Z)``, float32 on the device."""
     total = None
     for batch in train.batches(torch.arange(len(train.volumes))):
         part = batch.float().sum(0)
         total = part if total is None else total + part
-    mean = total / len(train.volumes)
+    return total / len(train.volumes)
+
+
+@torch.no_grad()
+def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
+    """Validation loss of predicting every subject as the mean training image: the bar to beat."""
     patch_size = step.model.config.patch_size
     losses = []
     for batch in val.batches(torch.arange(len(val.volumes))):
@@ -233,9 +252,10 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                   fused=device.type == "cuda")
     schedule = settings.schedule_fn()
-    step = Step(model, brain_tokens, settings.token_selection)
     train = BatchSource(train_volumes, settings.batch_size, device, settings.resident, settings.workers)
     val = BatchSource(val_volumes, settings.batch_size, device, settings.resident, settings.workers)
+    mean_image = mean_training_image(train)
+    step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None)
     log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
@@ -249,7 +269,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
         start_epoch = state["epoch"]
-    baseline = mean_image_loss(train, val, step)
+    baseline = mean_image_loss(mean_image, val, step)
     log.info("validation loss of the mean training image: %.4f", baseline)
 
     for epoch in range(start_epoch, settings.epochs):
@@ -289,6 +309,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         save_checkpoint(out["model"], {
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
             "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
+            "mean_image": mean_image.cpu() if settings.center else None,
             "grid": json.loads((Path(cache_dir) / "grid.json").read_text()),
         })
         write_tsv(metrics, out["metrics"])
@@ -303,12 +324,15 @@ def _reconstruction_figure(step: Step, volumes: CachedVolumes, subjects: pd.Data
     """Input beside reconstruction for the first validation subject."""
     step.model.eval()
     device = next(step.model.parameters()).device
-    x = volumes[0][None].to(device).float()
-    index = step.tokens(x != 0)
+    original = volumes[0][None].to(device).float()
+    x, mask = step.prepare(original)
+    index = step.tokens(mask)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.autocast):
         recon = step.model.reconstruct(x, index).float()[0, 0]
-    volume = x[0].cpu().numpy()
-    recon = torch.where(x[0] != 0, recon, 0.0).cpu().numpy()
+    if step.mean_image is not None:
+        recon = recon + step.mean_image
+    volume = original[0].cpu().numpy()
+    recon = torch.where(mask[0], recon, 0.0).cpu().numpy()
     row = int(rows[0]) if len(rows) else int(volumes.rows[0])
     subject = subjects.loc[subjects["row"] == row, "subject_id"].iloc[0]
     plot_reconstruction(volume, recon, path, title=f"validation subject {subject}")

@@ -51,7 +51,7 @@ rule embed_udips:
         mem_mb=16000,
         runtime=120,
     conda:
-        "../../envs/imaging.yaml"
+        "../../envs/torch.yaml"
     shell:
         embed_shell(EMBED["method"])
 
@@ -75,7 +75,7 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
             mem_mb=16000,
             runtime=120,
         conda:
-            "../../envs/imaging.yaml"
+            "../../envs/torch.yaml"
         shell:
             embed_shell("pca")
 
@@ -105,7 +105,7 @@ if config["simulate"]["enabled"]:
         benchmark:
             results("benchmarks", "embedding_vs_truth.tsv")
         conda:
-            "../../envs/imaging.yaml"
+            "../../envs/torch.yaml"
         shell:
             "python {SCRIPTS:q}/embedding_vs_truth.py --measures {input.measures:q} "
             "--truth-loci {input.truth_loci:q} {params.embeddings} --out {output:q} > {log:q} 2>&1"

@@ -36,7 +36,7 @@ rule train_model:
         mem_mb=16000,
         runtime=720,
     conda:
-        "../../envs/imaging.yaml"
+        "../../envs/torch.yaml"
     shell:
         "python {SCRIPTS:q}/train.py --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --preset {params.preset} --overrides {params.overrides:q} "
