@@ -77,7 +77,9 @@ def test_tiny_config_end_to_end(tmp_path):
     assert list(udips.columns[:3]) == ["FID", "IID", "udip_000"] and udips.shape == (len(samples), 2 + 128)
     assert set(udips["IID"]) == set(samples["subject_id"])
     truth = pd.read_csv(res / "embed" / "embedding_vs_truth.tsv", sep="\t")
-    assert set(truth["method"]) == {"vit", "pca"} and truth["max_abs_r"].between(0, 1).all()
+    planted = truth[truth["measure"].isin(["ventricles_volume", "thalamus_intensity"])]
+    assert set(truth["method"]) == {"vit", "pca"} and len(planted) == 4
+    assert planted["max_abs_r"].between(0, 1).all()
     metrics = pd.read_csv(res / "train" / "metrics.tsv", sep="\t")
     assert list(metrics["epoch"]) == [1, 2] and (res / "train" / "checkpoints" / "last.pt").exists()
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pandas as pd
 
 from vitudip.embed.tables import read_udips, udip_matrix
+
+log = logging.getLogger("vitudip.embed")
 
 
 def cross_validated_r2(features: np.ndarray, target: np.ndarray, folds: int = 5, ridge: float = 1.0,
@@ -68,4 +71,8 @@ def embedding_vs_truth(measures_path: str | os.PathLike, truth_loci_path: str | 
             best = int(np.argmax(np.abs(r)))
             rows.append({"measure": name, "method": method, "n": len(y), "max_abs_r": float(abs(r[best])),
                          "best_dimension": udips.columns[2 + best], "cv_r2": cross_validated_r2(features, y)})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for row in table.itertuples():
+        log.info("%s carried by %s: best dimension %s |r| %.3f, cross-validated R² %.3f (n %d)",
+                 row.measure, row.method, row.best_dimension or "-", row.max_abs_r, row.cv_r2, row.n)
+    return table
