@@ -1,0 +1,624 @@
+"""The pheno stage: join UDIPs, covariates, genotype samples and image QC into PLINK2/REGENIE tables.
+
+Subjects are matched on IID (as strings, so leading zeros survive). The
+output FID is the genotype file's, because plink2 and REGENIE match phenotype
+rows to genotype samples on FID and IID together. A .psam without a FID
+column means FID "0", as plink2 reads it.
+
+Every subject seen in any input and not analysed gets exactly one reason in
+``exclusions.tsv``, the first that applies of: "QC excluded: <reason>",
+"no image", "no genotype", "no covariates", "missing covariate: <column>".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm, rankdata
+
+from vitudip.embed.tables import UDIP_PREFIX, read_udips
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.plink import read_fam
+
+log = logging.getLogger("vitudip.pheno")
+
+#: Derived age/sex terms the settings may ask for.
+DERIVED_TERMS = ("age2", "sex_age", "sex_age2")
+
+#: Where genetic principal components come from.
+PCS_SOURCES = ("file", "plink2")
+
+#: The keys ``prepare_phenotypes`` expects in ``out``.
+OUTPUT_KEYS = ("pheno", "covar", "samples", "exclusions")
+
+#: Blom's offset for the rank-based inverse-normal transform.
+BLOM_OFFSET = 3 / 8
+
+#: Above this many samples plink2 uses its randomized (approx) PCA, as its docs advise.
+APPROX_PCA_ABOVE = 5000
+
+#: Significant digits of floats in the output tables.
+FLOAT_FORMAT = "%.8g"
+
+
+@dataclass
+class PhenoSettings:
+    """What goes into the covariate table and how the phenotypes are treated.
+
+    Args:
+        covariates: numeric covariate columns of the covariates file, in output order.
+        categorical: string category columns, one-hot coded with the first
+            (sorted) level dropped as ``<column>_<level>``.
+        derived: any of "age2" (age²), "sex_age" (sex×age), "sex_age2" (sex×age²).
+        inverse_normal: rank-based inverse-normal transform of each UDIP (Blom).
+        min_samples: fewest analysed samples accepted.
+        genetic_pcs: number of genetic PCs to add (0: none beyond ``covariates``).
+        pcs_from: "file" (PC1..PCk columns of the covariates file) or
+            "plink2" (computed with ``plink2 --pca`` on the analysed samples).
+        age_column: covariates-file column the derived terms use as age.
+        sex_column: covariates-file column the derived terms use as sex.
+        centre_age: form the derived terms from age minus its mean over the
+            analysed samples. With age, sex and the lower-order terms also in
+            the model the fit is the same, but raw age² and sex×age² are so
+            collinear with age and sex (VIF in the thousands) that
+            ``plink2 --glm`` refuses them (its VIF limit is 50).
+    """
+
+    covariates: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)
+    inverse_normal: bool = False
+    min_samples: int = 1
+    genetic_pcs: int = 0
+    pcs_from: str = "file"
+    age_column: str = "age"
+    sex_column: str = "sex"
+    centre_age: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [term for term in self.derived if term not in DERIVED_TERMS]
+        if unknown:
+            raise ValueError(f"unknown derived term(s) {unknown}; use {', '.join(DERIVED_TERMS)}")
+        if self.pcs_from not in PCS_SOURCES:
+            raise ValueError(f"pcs_from must be one of {', '.join(PCS_SOURCES)}, not '{self.pcs_from}'")
+        if self.genetic_pcs < 0 or self.min_samples < 1:
+            raise ValueError(f"genetic_pcs must be >= 0 and min_samples >= 1 "
+                             f"(got {self.genetic_pcs} and {self.min_samples})")
+        both = sorted(set(self.covariates) & set(self.categorical))
+        if both:
+            raise ValueError(f"column(s) {both} listed as both numeric and categorical covariates")
+        clash = sorted(set(self.covariates) & set(self.computed_pcs()))
+        if clash:
+            raise ValueError(f"covariate(s) {clash} clash with the PCs computed by plink2; "
+                             "drop them from covariates")
+
+    def pc_columns(self) -> list[str]:
+        """PC1..PCk for ``genetic_pcs`` = k."""
+        return [f"PC{i}" for i in range(1, self.genetic_pcs + 1)]
+
+    def file_pcs(self) -> list[str]:
+        """PC columns to take from the covariates file (not already in ``covariates``)."""
+        if self.pcs_from != "file":
+            return []
+        return [pc for pc in self.pc_columns() if pc not in self.covariates]
+
+    def computed_pcs(self) -> list[str]:
+        """PC columns plink2 computes."""
+        return self.pc_columns() if self.pcs_from == "plink2" else []
+
+    def numeric_columns(self) -> list[str]:
+        """Covariates-file columns parsed as numbers: covariates, file PCs, and age/sex for derived terms."""
+        needed = [*self.covariates, *self.file_pcs()]
+        if self.derived:
+            needed += [self.age_column, self.sex_column]
+        return list(dict.fromkeys(needed))
+
+    def used_columns(self) -> list[str]:
+        """Every covariates-file column the stage reads, in the order missing values are reported."""
+        return list(dict.fromkeys([*self.numeric_columns(), *self.categorical]))
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+
+def genotype_format(prefix: str | os.PathLike) -> str:
+    """plink2's input flag for a prefix: "pfile" when ``prefix``.psam exists, else "bfile".
+
+    Args:
+        prefix: genotype path without extension.
+
+    Returns:
+        "pfile" or "bfile".
+
+    Raises:
+        FileNotFoundError: neither a .psam nor a .fam exists.
+    """
+    if Path(f"{os.fspath(prefix)}.psam").is_file():
+        return "pfile"
+    if Path(f"{os.fspath(prefix)}.fam").is_file():
+        return "bfile"
+    raise FileNotFoundError(f"genotype sample file not found: neither {prefix}.psam nor {prefix}.fam exists")
+
+
+def _psam_header_line(path: Path) -> int | None:
+    """Index of the line starting with #FID or #IID, or None for a headerless (.fam-like) .psam."""
+    with open(path) as handle:
+        for index, line in enumerate(handle):
+            if line.startswith(("#FID", "#IID")):
+                return index
+            if not line.startswith("#"):
+                return None
+    return None
+
+
+def read_psam(path: str | os.PathLike) -> pd.DataFrame:
+    """Read FID and IID from a .psam.
+
+    Args:
+        path: the .psam file.
+
+    Returns:
+        Frame with string FID and IID in file order; FID is "0" when the file has none.
+    """
+    path = Path(path)
+    header_at = _psam_header_line(path)
+    if header_at is None:
+        table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1], dtype=str,
+                            keep_default_na=False, comment="#")
+        return pd.DataFrame({"FID": table[0].to_numpy(), "IID": table[1].to_numpy()})
+    table = pd.read_csv(path, sep=r"\s+", skiprows=header_at, dtype=str, keep_default_na=False)
+    table = table.rename(columns={"#FID": "FID", "#IID": "IID"})
+    fid = table["FID"] if "FID" in table.columns else "0"
+    return pd.DataFrame({"FID": fid, "IID": table["IID"]})[["FID", "IID"]]
+
+
+def read_genotype_samples(prefix: str | os.PathLike) -> pd.DataFrame:
+    """Samples of a PLINK 2 (.psam) or PLINK 1 (.fam) genotype prefix.
+
+    Args:
+        prefix: genotype path without extension.
+
+    Returns:
+        Frame with string FID and IID in file order.
+    """
+    if genotype_format(prefix) == "pfile":
+        return read_psam(f"{os.fspath(prefix)}.psam")
+    fam = read_fam(prefix)
+    return pd.DataFrame({"FID": fam["fid"], "IID": fam["iid"]})
+
+
+def _require_columns(table: pd.DataFrame, columns: list[str], what: str) -> None:
+    """Raise naming the missing columns and listing the available ones."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {', '.join(missing)}; "
+                         f"available: {', '.join(map(str, table.columns))}")
+
+
+def _check_unique(ids: pd.Series, what: str) -> None:
+    """Raise naming the first id that occurs twice."""
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{what} has duplicate id '{duplicated.iloc[0]}'")
+
+
+def read_covariates(path: str | os.PathLike) -> pd.DataFrame:
+    """Read the covariates TSV as strings (empty/NA cells become NaN).
+
+    Args:
+        path: TSV with an IID column (FID optional) and covariate columns.
+
+    Returns:
+        The table with string cells.
+    """
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    _require_columns(table, ["IID"], f"covariates file {path}")
+    return table
+
+
+def read_qc(path: str | os.PathLike) -> pd.DataFrame:
+    """Read preprocess/qc.tsv.
+
+    Args:
+        path: TSV with subject_id, status (ok/excluded) and reason.
+
+    Returns:
+        Frame with string subject_id, status and reason ("" when absent).
+    """
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    _require_columns(table, ["subject_id", "status"], f"QC table {path}")
+    if "reason" not in table.columns:
+        table["reason"] = ""
+    return table[["subject_id", "status", "reason"]]
+
+
+def parse_numeric(covariates: pd.DataFrame, columns: list[str], path: str | os.PathLike) -> pd.DataFrame:
+    """Convert covariate columns to floats, keeping NaN for missing cells.
+
+    Args:
+        covariates: the string table from ``read_covariates``.
+        columns: columns to convert.
+        path: the file, for messages.
+
+    Returns:
+        Float frame of ``columns`` with the same index.
+
+    Raises:
+        ValueError: a cell is neither missing nor a finite number.
+    """
+    parsed = {}
+    for column in columns:
+        raw = covariates[column]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        bad = raw.notna() & ~np.isfinite(values)
+        if bad.any():
+            at = bad.to_numpy().nonzero()[0][0]
+            raise ValueError(f"covariates file {path}: column '{column}' has non-numeric value "
+                             f"'{raw.iloc[at]}' for subject '{covariates['IID'].iloc[at]}'")
+        parsed[column] = values
+    return pd.DataFrame(parsed, index=covariates.index)
+
+
+# --------------------------------------------------------------------------- joining
+
+
+@dataclass
+class Inputs:
+    """The four inputs, read, checked and keyed by IID."""
+
+    udips: pd.DataFrame  # index IID; FID and udip_* columns
+    genotypes: pd.DataFrame  # FID, IID in genotype-file order
+    covariates: pd.DataFrame  # index IID; FID (if given) and the used columns, numeric ones parsed
+    qc: pd.DataFrame  # index subject_id; status, reason
+
+
+def _read_inputs(udips_path: str | os.PathLike, covariates_path: str | os.PathLike,
+                 genotype_prefix: str | os.PathLike, qc_path: str | os.PathLike,
+                 settings: PhenoSettings) -> Inputs:
+    """Read all inputs, refusing duplicate ids, missing columns and non-numeric cells."""
+    udips = read_udips(udips_path)
+    _require_columns(udips, ["FID", "IID"], f"UDIP table {udips_path}")
+    genotypes = read_genotype_samples(genotype_prefix)
+    covariates = read_covariates(covariates_path)
+    qc = read_qc(qc_path)
+    _check_unique(udips["IID"], f"UDIP table {udips_path}")
+    _check_unique(genotypes["IID"], f"genotype samples of {genotype_prefix}")
+    _check_unique(covariates["IID"], f"covariates file {covariates_path}")
+    _check_unique(qc["subject_id"], f"QC table {qc_path}")
+    if settings.file_pcs():
+        what = f"covariates file {covariates_path} (genetic_pcs={settings.genetic_pcs}, pcs_from='file')"
+        _require_columns(covariates, settings.file_pcs(), what)
+    _require_columns(covariates, settings.used_columns(), f"covariates file {covariates_path}")
+    numeric = parse_numeric(covariates, settings.numeric_columns(), covariates_path)
+    ids = ["IID", *[c for c in ["FID"] if c in covariates.columns]]
+    used = pd.concat([covariates[[*ids, *settings.categorical]], numeric], axis=1)
+    return Inputs(udips=udips.set_index("IID"), genotypes=genotypes,
+                  covariates=used.set_index("IID"), qc=qc.set_index("subject_id"))
+
+
+def _first_missing(covariates: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """For each subject with a missing used covariate, the first such column (IID -> column)."""
+    if not columns:
+        return pd.Series(dtype=str)
+    missing = covariates[columns].isna()
+    return missing[missing.any(axis=1)].idxmax(axis=1)
+
+
+def _all_ids(inputs: Inputs) -> list[str]:
+    """Every IID of any input, in order of first appearance (UDIPs, genotypes, covariates, QC)."""
+    ordered = [*inputs.udips.index, *inputs.genotypes["IID"], *inputs.covariates.index, *inputs.qc.index]
+    return list(dict.fromkeys(ordered))
+
+
+def _qc_excluded(qc: pd.DataFrame) -> dict[str, str]:
+    """IID -> QC reason for subjects whose image did not pass QC."""
+    failed = qc[qc["status"] != "ok"]
+    return {iid: reason or status for iid, status, reason in zip(failed.index, failed["status"], failed["reason"])}
+
+
+def exclusion_reasons(inputs: Inputs, used_columns: list[str]) -> dict[str, str]:
+    """One reason per dropped subject, the first that applies in the documented precedence.
+
+    Args:
+        inputs: the read inputs.
+        used_columns: covariate columns that must be present.
+
+    Returns:
+        IID -> reason for every subject of any input that is not analysed.
+    """
+    qc_failed = _qc_excluded(inputs.qc)
+    genotyped = set(inputs.genotypes["IID"])
+    missing = _first_missing(inputs.covariates, used_columns).to_dict()
+    reasons = {}
+    for iid in _all_ids(inputs):
+        if iid in qc_failed:
+            reasons[iid] = f"QC excluded: {qc_failed[iid]}"
+        elif iid not in inputs.udips.index:
+            reasons[iid] = "no image"
+        elif iid not in genotyped:
+            reasons[iid] = "no genotype"
+        elif iid not in inputs.covariates.index:
+            reasons[iid] = "no covariates"
+        elif iid in missing:
+            reasons[iid] = f"missing covariate: {missing[iid]}"
+    return reasons
+
+
+def join_counts(inputs: Inputs, used_columns: list[str]) -> dict[str, int]:
+    """How many UDIP subjects remain after each join step, in the order the reasons are given."""
+    remaining = set(inputs.udips.index)
+    counts = {"with UDIPs": len(remaining)}
+    remaining -= set(_qc_excluded(inputs.qc))
+    counts["passing image QC"] = len(remaining)
+    remaining &= set(inputs.genotypes["IID"])
+    counts["with genotypes"] = len(remaining)
+    remaining &= set(inputs.covariates.index)
+    counts["with covariates"] = len(remaining)
+    remaining -= set(_first_missing(inputs.covariates, used_columns).index)
+    counts["with complete covariates"] = len(remaining)
+    return counts
+
+
+def _describe_counts(counts: dict[str, int]) -> str:
+    """``with UDIPs 60 -> passing image QC 58 -> …`` for logs and errors."""
+    return " -> ".join(f"{step} {n}" for step, n in counts.items())
+
+
+def _exclusion_table(reasons: dict[str, str], inputs: Inputs) -> pd.DataFrame:
+    """FID, IID, reason; FID from the genotypes, else the UDIPs, else the covariates, else the IID."""
+    fids = {}
+    sources = [inputs.covariates.get("FID"), inputs.udips["FID"], inputs.genotypes.set_index("IID")["FID"]]
+    for source in sources:  # later sources win
+        if source is not None:
+            fids.update(source.dropna().to_dict())
+    return pd.DataFrame({"FID": [fids.get(iid, iid) for iid in reasons], "IID": list(reasons),
+                         "reason": list(reasons.values())}, columns=["FID", "IID", "reason"])
+
+
+# --------------------------------------------------------------------------- covariates and phenotypes
+
+
+def derived_terms(age: pd.Series, sex: pd.Series, terms: list[str]) -> pd.DataFrame:
+    """The requested products of age and sex.
+
+    Args:
+        age: ages.
+        sex: sex codes (0/1).
+        terms: names from ``DERIVED_TERMS``.
+
+    Returns:
+        One column per term, named as the term.
+    """
+    formulas = {"age2": lambda: age**2, "sex_age": lambda: sex * age, "sex_age2": lambda: sex * age**2}
+    return pd.DataFrame({term: formulas[term]() for term in terms}, index=age.index)
+
+
+def _level_name(column: str, level: str) -> str:
+    """``<column>_<level>`` with whitespace replaced, so the name stays one PLINK header token."""
+    return f"{column}_{'_'.join(str(level).split())}"
+
+
+def one_hot(values: pd.Series, column: str) -> pd.DataFrame:
+    """Indicator columns for every level but the first (sorted) one.
+
+    Args:
+        values: the category of each analysed sample (no missing values).
+        column: the covariate's name, for column names and messages.
+
+    Returns:
+        0/1 columns named ``<column>_<level>``.
+
+    Raises:
+        ValueError: fewer than two levels among the samples.
+    """
+    levels = sorted(values.unique())
+    if len(levels) < 2:
+        raise ValueError(f"categorical covariate '{column}' has a single level "
+                         f"'{levels[0] if levels else ''}' among the {len(values)} analysed samples")
+    return pd.DataFrame({_level_name(column, level): (values == level).astype(int) for level in levels[1:]},
+                        index=values.index)
+
+
+def _check_not_constant(covar: pd.DataFrame) -> None:
+    """Raise naming the first covariate with a single value over the analysed samples."""
+    for column in covar.columns:
+        if covar[column].nunique() <= 1:
+            raise ValueError(f"covariate '{column}' is constant ({covar[column].iloc[0]}) "
+                             f"over the {len(covar)} analysed samples")
+
+
+def covariate_matrix(covariates: pd.DataFrame, settings: PhenoSettings,
+                     pcs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The final numeric covariates of the analysed samples, without intercept.
+
+    Args:
+        covariates: analysed samples' covariates (numeric columns parsed, none missing).
+        settings: which columns and terms to include.
+        pcs: plink2-computed PCs with the same index, or None.
+
+    Returns:
+        covariates, file PCs, derived terms, one-hot categories, then computed PCs.
+
+    Raises:
+        ValueError: a categorical covariate with one level, or a constant column.
+    """
+    parts = [covariates[[*settings.covariates, *settings.file_pcs()]]]
+    if settings.derived:
+        age = covariates[settings.age_column]
+        if settings.centre_age:
+            age = age - age.mean()
+        parts.append(derived_terms(age, covariates[settings.sex_column], settings.derived))
+    parts += [one_hot(covariates[column], column) for column in settings.categorical]
+    if pcs is not None:
+        parts.append(pcs)
+    covar = pd.concat(parts, axis=1)
+    _check_not_constant(covar)
+    return covar
+
+
+def inverse_normal(values: np.ndarray) -> np.ndarray:
+    """Rank-based inverse-normal transform (Blom) of the non-missing values; ties get averaged ranks.
+
+    Args:
+        values: 1-D floats, NaN = missing.
+
+    Returns:
+        Φ⁻¹((rank - 3/8) / (n + 1/4)) where present, NaN elsewhere.
+    """
+    values = np.asarray(values, dtype=float)
+    out = np.full(values.shape, np.nan)
+    present = ~np.isnan(values)
+    n = int(present.sum())
+    if n:
+        ranks = rankdata(values[present])
+        out[present] = norm.ppf((ranks - BLOM_OFFSET) / (n + 1 - 2 * BLOM_OFFSET))
+    return out
+
+
+def phenotype_table(udips: pd.DataFrame, inverse: bool) -> pd.DataFrame:
+    """The UDIP columns of the analysed samples, inverse-normal transformed if asked.
+
+    Args:
+        udips: analysed samples' UDIP table (udip_* columns among others).
+        inverse: apply ``inverse_normal`` to each column.
+
+    Returns:
+        The udip_* columns only.
+    """
+    table = udips[[c for c in udips.columns if c.startswith(UDIP_PREFIX)]].astype(float)
+    if inverse:
+        transformed = np.apply_along_axis(inverse_normal, 0, table.to_numpy())
+        table = pd.DataFrame(transformed, index=table.index, columns=table.columns)
+    return table
+
+
+# --------------------------------------------------------------------------- plink2 PCs
+
+
+def _plink2() -> str:
+    """Path of the plink2 binary."""
+    exe = shutil.which("plink2")
+    if exe is None:
+        raise FileNotFoundError("plink2 not found on PATH; it is needed for genetic PCs with pcs_from='plink2'")
+    return exe
+
+
+def _read_eigenvec(path: Path) -> pd.DataFrame:
+    """plink2's .eigenvec as a frame indexed by IID with PC1..PCk."""
+    table = pd.read_csv(path, sep=r"\s+", dtype={"#FID": str, "FID": str, "#IID": str, "IID": str})
+    table = table.rename(columns={"#FID": "FID", "#IID": "IID"}).set_index("IID")
+    return table[[c for c in table.columns if c.startswith("PC")]].astype(float)
+
+
+def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads: int = 1) -> pd.DataFrame:
+    """Genetic principal components of some samples with ``plink2 --pca``.
+
+    Args:
+        prefix: genotype prefix (.pgen/.pvar/.psam or .bed/.bim/.fam).
+        samples: FID and IID of the samples to use (as in the genotype file).
+        k: number of components.
+        threads: plink2 --threads.
+
+    Returns:
+        PC1..PCk indexed by IID, in the order of ``samples``.
+
+    Raises:
+        RuntimeError: plink2 failed (its error lines are in the message).
+    """
+    with tempfile.TemporaryDirectory(prefix="vitudip-pca-") as tmp:
+        keep, out = Path(tmp) / "keep.tsv", Path(tmp) / "pca"
+        samples[["FID", "IID"]].rename(columns={"FID": "#FID"}).to_csv(keep, sep="\t", index=False)
+        # plink2's docs recommend the randomized algorithm for large cohorts
+        approx = ["approx"] if len(samples) > APPROX_PCA_ABOVE else []
+        command = [_plink2(), f"--{genotype_format(prefix)}", os.fspath(prefix), "--keep", str(keep),
+                   "--pca", str(k), *approx, "--threads", str(threads), "--out", str(out)]
+        log.info("computing %d genetic PCs: %s", k, shlex.join(command))
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            text = result.stdout + result.stderr
+            detail = text[text.find("Error"):] if "Error" in text else text[-2000:]
+            raise RuntimeError(f"plink2 --pca failed (exit {result.returncode}): {' '.join(detail.split())}")
+        pcs = _read_eigenvec(Path(f"{out}.eigenvec"))
+    lacking = [iid for iid in samples["IID"] if iid not in pcs.index]
+    if lacking:
+        raise RuntimeError(f"plink2 --pca returned no PCs for {len(lacking)} sample(s), e.g. '{lacking[0]}'")
+    return pcs.loc[samples["IID"]]
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _check_outputs(out: dict[str, str | os.PathLike]) -> None:
+    """Raise unless ``out`` names exactly the four outputs."""
+    if sorted(out) != sorted(OUTPUT_KEYS):
+        raise ValueError(f"out must have the keys {', '.join(OUTPUT_KEYS)}, got {', '.join(out)}")
+
+
+def _check_min_samples(counts: dict[str, int], min_samples: int) -> None:
+    """Raise with the count at each join step when too few samples remain."""
+    n = list(counts.values())[-1]
+    if n < min_samples:
+        raise ValueError(f"only {n} samples remain, fewer than min_samples={min_samples} "
+                         f"({_describe_counts(counts)})")
+
+
+def _with_ids(table: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
+    """Prefix the genotype FID and IID of the analysed samples to a table indexed like them."""
+    return pd.concat([analysed[["FID", "IID"]].reset_index(drop=True), table.reset_index(drop=True)], axis=1)
+
+
+def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.PathLike,
+                       genotype_prefix: str | os.PathLike, qc_path: str | os.PathLike,
+                       settings: PhenoSettings, out: dict[str, str | os.PathLike],
+                       threads: int = 1) -> dict:
+    """Write the phenotype, covariate, sample and exclusion tables of the pheno stage.
+
+    Args:
+        udips_path: embed/udips.tsv (FID, IID, udip_*).
+        covariates_path: covariates TSV (IID, optional FID, covariate columns).
+        genotype_prefix: PLINK 2 (.psam) or PLINK 1 (.fam) prefix; its order is the output order.
+        qc_path: preprocess/qc.tsv (subject_id, status, reason).
+        settings: covariates and transforms.
+        out: paths for "pheno", "covar", "samples" and "exclusions" (written together, atomically).
+        threads: threads for plink2 (genetic PCs).
+
+    Returns:
+        Summary: n_samples, n_phenotypes, covariates (column names), join counts
+        per step, n_excluded and the number of exclusions per reason.
+    """
+    _check_outputs(out)
+    inputs = _read_inputs(udips_path, covariates_path, genotype_prefix, qc_path, settings)
+    used = settings.used_columns()
+    counts = join_counts(inputs, used)
+    log.info("samples per join step: %s", _describe_counts(counts))
+    _check_min_samples(counts, settings.min_samples)
+
+    reasons = exclusion_reasons(inputs, used)
+    analysed = inputs.genotypes[inputs.genotypes["IID"].isin(inputs.udips.index)
+                                & ~inputs.genotypes["IID"].isin(reasons)].reset_index(drop=True)
+    pcs = None
+    if settings.computed_pcs():
+        pcs = plink2_pcs(genotype_prefix, analysed, settings.genetic_pcs, threads)
+    covar = covariate_matrix(inputs.covariates.loc[analysed["IID"]], settings, pcs)
+    pheno = phenotype_table(inputs.udips.loc[analysed["IID"]], settings.inverse_normal)
+    exclusions = _exclusion_table(reasons, inputs)
+
+    with staged_outputs(out) as staged:
+        write_tsv(_with_ids(pheno, analysed), staged["pheno"], na_rep="NA", float_format=FLOAT_FORMAT)
+        write_tsv(_with_ids(covar, analysed), staged["covar"], na_rep="NA", float_format=FLOAT_FORMAT)
+        write_tsv(analysed[["FID", "IID"]], staged["samples"])
+        write_tsv(exclusions, staged["exclusions"])
+    by_reason = exclusions["reason"].value_counts().to_dict()
+    log.info("%d samples analysed with %d phenotypes and covariates %s; %d excluded: %s",
+             len(analysed), pheno.shape[1], list(covar.columns), len(exclusions), by_reason)
+    return {"n_samples": len(analysed), "n_phenotypes": pheno.shape[1], "covariates": list(covar.columns),
+            "counts": counts, "n_excluded": len(exclusions), "exclusions": by_reason}
