@@ -18,6 +18,8 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
+include: "workflow/rules/pheno.smk"
+include: "workflow/rules/gwas.smk"
 
 
 rule all:

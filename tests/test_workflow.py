@@ -29,9 +29,9 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
     for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                  "embedding_vs_truth"):
+                  "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather"):
         assert built in out
-    for unbuilt in ("gwas", "loci", "perdi", "report"):
+    for unbuilt in ("loci", "perdi", "report"):
         assert unbuilt not in out
 
 
@@ -82,8 +82,13 @@ def test_tiny_config_end_to_end(tmp_path):
     assert planted["max_abs_r"].between(0, 1).all()
     metrics = pd.read_csv(res / "train" / "metrics.tsv", sep="\t")
     assert list(metrics["epoch"]) == [1, 2] and (res / "train" / "checkpoints" / "last.pt").exists()
+    lambdas = pd.read_csv(res / "gwas" / "lambda.tsv", sep="\t")
+    assert len(lambdas) == 128 and lambdas["n_variants"].gt(1000).all()
+    assert len(list((res / "gwas" / "sumstats").glob("udip_*.tsv.gz"))) == 128
+    pheno = pd.read_csv(res / "pheno" / "pheno.tsv", sep="\t", dtype={"IID": str})
+    assert set(pheno["IID"]) == set(samples["subject_id"])
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                 "embedding_vs_truth"):
+                 "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)

@@ -38,6 +38,9 @@ def all_outputs():
         results("preprocess", "brain_mask.npy"),
         results("embed", "udips.tsv"),
         results("embed", "recon_mse.tsv"),
+        results("pheno", "exclusions.tsv"),
+        results("gwas", "lambda.tsv"),
+        results("gwas", "qq.png"),
     ]
     if config["embed"]["method"] == "vit":
         outputs += [results("train", "loss.png"), results("train", "reconstruction.png")]

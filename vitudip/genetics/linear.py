@@ -1,0 +1,638 @@
+"""The in-process GWAS engine: exact linear regression of every phenotype on every variant.
+
+For one phenotype y, one variant g and covariates C (with an intercept), the
+model y = a + C b + beta g + e is fitted by ordinary least squares, as
+``plink2 --glm`` does. With Q an orthonormal basis of [1, C]:
+
+* y_r = y - Q Q'y and g_r = g - Q Q'g are the residuals on the covariates;
+* beta = g_r'y_r / g_r'g_r, and since y_r is orthogonal to Q, g_r'y_r = g'y_r
+  and g_r'g_r = |g_c|² - |Q'g_c|² for the centred genotype g_c, so the
+  residualised genotype block is never formed;
+* the residual sum of squares is y_r'y_r - beta g_r'y_r with n - k - 1 degrees
+  of freedom (k = covariate columns including the intercept), se = sqrt(s² /
+  g_r'g_r), t = beta / se, and p is the two-sided Student-t tail.
+
+All phenotypes go through one matrix product per genotype block. Phenotypes
+with missing values are grouped by their missingness pattern; each group has
+its own samples, covariate basis and degrees of freedom, all in the same pass.
+
+Missing genotype calls (-1) are replaced by the variant's mean dosage within
+the group's samples, so n is the same for every variant of a phenotype
+(plink2 instead drops such samples per variant; simulated and imputed hard-call
+data has no missing calls, where both agree exactly).
+
+Effect allele: the dosage counts ALT alleles, so beta is the effect of ALT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, ssf_chromosome, variant_texts
+from vitudip.io.plink import bed_path, read_bed, read_bim, read_fam
+
+logger = logging.getLogger("vitudip.gwas")
+
+ID_COLUMNS = ["FID", "IID"]
+
+#: Text that means "missing" in a phenotype table (besides an empty field).
+MISSING_TOKENS = frozenset({"", "NA", "NAN", "NULL", "."})
+
+#: Covariate columns whose normalised QR diagonal is below this are linear combinations of earlier ones.
+COLLINEARITY_TOLERANCE = 1e-8
+
+#: Name of the intercept column in messages about covariates.
+INTERCEPT = "intercept"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class GwasInputs:
+    """Phenotypes and covariates aligned to the genotype samples.
+
+    Attributes:
+        fam_rows: positions in the .fam of the analysed samples (the samples in
+            the .fam, the phenotype and the covariate file), in .fam order.
+        samples: FID and IID of those samples.
+        phenotypes: (n_samples, n_phenotypes) float64 values, NaN = missing.
+        covariates: (n_samples, n_covariates) float64 values, complete.
+    """
+
+    fam_rows: np.ndarray
+    samples: pd.DataFrame
+    phenotypes: pd.DataFrame
+    covariates: pd.DataFrame
+
+
+def require_genotype_files(bed_prefix: str | os.PathLike) -> None:
+    """Raise FileNotFoundError naming every missing file of the .bed/.bim/.fam fileset."""
+    missing = [str(bed_path(bed_prefix, ext)) for ext in ("bed", "bim", "fam")]
+    missing = [path for path in missing if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"genotype file(s) not found: {', '.join(missing)}")
+
+
+def _read_id_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """Read a TSV with FID, IID and data columns, everything as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    absent = [c for c in ID_COLUMNS if c not in table.columns]
+    if absent:
+        raise ValueError(f"{what} file {path} lacks column(s) {absent}")
+    keys = table["FID"] + "\t" + table["IID"]
+    if keys.duplicated().any():
+        fid, iid = table.loc[keys.duplicated(), ID_COLUMNS].iloc[0]
+        raise ValueError(f"{what} file {path} lists sample FID '{fid}' IID '{iid}' more than once")
+    if len(table.columns) == len(ID_COLUMNS):
+        raise ValueError(f"{what} file {path} has no {what} columns besides FID and IID")
+    return table
+
+
+def _sample_keys(fid: pd.Series, iid: pd.Series) -> pd.Index:
+    """One key per sample from FID and IID (plink2 matches on both)."""
+    return pd.Index(fid.astype(str) + "\t" + iid.astype(str))
+
+
+def _overlap_error(pheno: pd.DataFrame, covar: pd.DataFrame, fam: pd.DataFrame, paths: list[str]) -> ValueError:
+    """The error for an empty intersection, with a hint when only the FIDs disagree."""
+    counts = f"{len(pheno)}, {len(covar)} and {len(fam)} samples"
+    shared_iid = set(pheno["IID"]) & set(covar["IID"]) & set(fam["iid"])
+    hint = " (their IIDs overlap, so the FIDs differ)" if shared_iid else ""
+    return ValueError(
+        f"no sample is in all of {paths[0]}, {paths[1]} and {paths[2]} ({counts}; matched on FID and IID){hint}"
+    )
+
+
+def _parse_numbers(
+    table: pd.DataFrame, columns: Sequence[str], path: str | os.PathLike, what: str, allow_missing: bool
+) -> pd.DataFrame:
+    """Parse text columns into float64, naming the column and subject of the first bad entry.
+
+    Args:
+        table: text table with an IID column.
+        columns: columns to parse.
+        path: file the table came from (for messages).
+        what: "phenotype" or "covariate" (for messages).
+        allow_missing: whether empty/NA entries are allowed (they become NaN).
+
+    Returns:
+        float64 frame of the columns (positional index).
+    """
+    parsed = {}
+    for column in columns:
+        text = table[column].str.strip()
+        missing = text.str.upper().isin(MISSING_TOKENS)
+        values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~missing.to_numpy() & ~np.isfinite(values)
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{what} '{column}' in {path} is not a finite number for subject "
+                f"'{table['IID'].iloc[at]}': '{text.iloc[at]}'"
+            )
+        if missing.any() and not allow_missing:
+            at = int(np.flatnonzero(missing.to_numpy())[0])
+            raise ValueError(
+                f"{what} '{column}' in {path} is missing (NaN) for subject '{table['IID'].iloc[at]}'; "
+                f"{what}s must be complete for the analysed samples"
+            )
+        parsed[column] = values
+    return pd.DataFrame(parsed)
+
+
+def _check_phenotypes_vary(phenotypes: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Raise ValueError naming the first phenotype with fewer than two distinct values."""
+    for name in phenotypes.columns:
+        values = phenotypes[name].dropna()
+        if values.nunique() < 2:
+            raise ValueError(
+                f"phenotype '{name}' in {path} is constant (or missing) over the {len(phenotypes)} analysed samples"
+            )
+
+
+def _select_phenotypes(available: list[str], wanted: Sequence[str] | None, path: str | os.PathLike) -> list[str]:
+    """The phenotype columns to analyse, in file order; unknown names raise ValueError."""
+    if wanted is None:
+        return available
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise ValueError(f"phenotype(s) {unknown} are not columns of {path}")
+    return [name for name in available if name in set(wanted)]
+
+
+def load_gwas_inputs(
+    bed_prefix: str | os.PathLike,
+    pheno_path: str | os.PathLike,
+    covar_path: str | os.PathLike,
+    phenotypes: Sequence[str] | None = None,
+) -> GwasInputs:
+    """Read and check the phenotype and covariate tables against the genotype samples.
+
+    Samples are matched on FID and IID; the analysed samples are those in all
+    three files, in .fam order.
+
+    Args:
+        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam).
+        pheno_path: TSV with FID, IID and one column per phenotype (empty/NA/NaN = missing).
+        covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
+        phenotypes: phenotype columns to keep (None = all).
+
+    Returns:
+        The aligned inputs.
+
+    Raises:
+        FileNotFoundError: a genotype, phenotype or covariate file is missing.
+        ValueError: no overlapping samples, a non-numeric or missing covariate,
+            a constant phenotype, or collinear covariates.
+    """
+    require_genotype_files(bed_prefix)
+    pheno = _read_id_table(pheno_path, "phenotype")
+    covar = _read_id_table(covar_path, "covariate")
+    fam = read_fam(bed_prefix)
+    fam_keys = _sample_keys(fam["fid"], fam["iid"])
+    pheno_keys = _sample_keys(pheno["FID"], pheno["IID"])
+    covar_keys = _sample_keys(covar["FID"], covar["IID"])
+    fam_rows = np.flatnonzero(fam_keys.isin(pheno_keys) & fam_keys.isin(covar_keys))
+    if fam_rows.size == 0:
+        paths = [str(pheno_path), str(covar_path), str(bed_path(bed_prefix, "fam"))]
+        raise _overlap_error(pheno, covar, fam, paths)
+    keys = fam_keys[fam_rows]
+    pheno = pheno.iloc[pheno_keys.get_indexer(keys)].reset_index(drop=True)
+    covar = covar.iloc[covar_keys.get_indexer(keys)].reset_index(drop=True)
+    names = _select_phenotypes([c for c in pheno.columns if c not in ID_COLUMNS], phenotypes, pheno_path)
+    values = _parse_numbers(pheno, names, pheno_path, "phenotype", allow_missing=True)
+    _check_phenotypes_vary(values, pheno_path)
+    covariate_names = [c for c in covar.columns if c not in ID_COLUMNS]
+    covariates = _parse_numbers(covar, covariate_names, covar_path, "covariate", allow_missing=False)
+    covariate_basis(covariates.to_numpy(), covariate_names, f"{covar_path}, {len(keys)} analysed samples")
+    samples = pd.DataFrame({"FID": fam["fid"].to_numpy()[fam_rows], "IID": fam["iid"].to_numpy()[fam_rows]})
+    logger.info(
+        "%d samples in %s, %s and the .fam; %d phenotypes, %d covariates",
+        len(keys), pheno_path, covar_path, len(names), len(covariate_names),
+    )
+    return GwasInputs(fam_rows=fam_rows, samples=samples, phenotypes=values, covariates=covariates)
+
+
+# --------------------------------------------------------------------------- covariates
+
+
+def _collinearity_message(design: np.ndarray, names: list[str], column: int, context: str) -> str:
+    """Say which earlier columns the dependent ``column`` of ``design`` is a combination of."""
+    coef, *_ = np.linalg.lstsq(design[:, :column], design[:, column], rcond=None)
+    partners = [names[i] for i in np.flatnonzero(np.abs(coef) > 1e-6 * np.abs(coef).max())]
+    if partners == [INTERCEPT]:
+        return f"covariate '{names[column]}' is constant ({context})"
+    listed = ", ".join(f"'{p}'" for p in partners)
+    return f"covariates are collinear: '{names[column]}' is a linear combination of {listed} ({context}); drop one"
+
+
+def covariate_basis(covariates: np.ndarray, names: Sequence[str], context: str = "") -> np.ndarray:
+    """Orthonormal basis of [intercept, covariates], or a ValueError naming collinear columns.
+
+    Columns are scaled to unit norm, so the QR diagonal entry of a column is the
+    relative size of what is left of it after the earlier columns; a column
+    with almost nothing left is a linear combination of them.
+
+    Args:
+        covariates: (n, c) float64 values (no intercept column).
+        names: the c covariate names (for messages).
+        context: where the covariates come from (file, samples), for messages.
+
+    Returns:
+        (n, c + 1) float64 Q with orthonormal columns spanning the intercept and covariates.
+    """
+    design = np.column_stack([np.ones(len(covariates)), np.asarray(covariates, dtype=np.float64)])
+    all_names = [INTERCEPT, *names]
+    if design.shape[0] <= design.shape[1]:
+        raise ValueError(f"{design.shape[0]} samples are too few for {design.shape[1]} covariate columns ({context})")
+    norms = np.linalg.norm(design, axis=0)
+    if (norms == 0).any():
+        raise ValueError(f"covariate '{all_names[int(np.argmin(norms))]}' is all zero ({context})")
+    design = design / norms
+    q, r = np.linalg.qr(design)
+    dependent = np.flatnonzero(np.abs(np.diag(r)) < COLLINEARITY_TOLERANCE)
+    if dependent.size:
+        raise ValueError(_collinearity_message(design, all_names, int(dependent[0]), context))
+    return q
+
+
+# --------------------------------------------------------------------------- phenotype groups
+
+
+@dataclass
+class PhenotypeGroup:
+    """Phenotypes that share one missingness pattern, residualised on the covariates.
+
+    Attributes:
+        columns: positions of the group's phenotypes among all phenotypes.
+        rows: positions of the samples with values, among the analysed samples.
+        basis: (n, k) orthonormal covariate basis (intercept included), on the device.
+        residuals: (n, p) phenotype residuals on the covariates, on the device.
+        residual_ss: (p,) float64 sums of squares of the residuals.
+    """
+
+    columns: np.ndarray
+    rows: torch.Tensor
+    basis: torch.Tensor
+    residuals: torch.Tensor
+    residual_ss: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Samples in the group's regressions."""
+        return int(self.rows.numel())
+
+    @property
+    def df(self) -> int:
+        """Residual degrees of freedom: n - (covariate columns incl. intercept) - 1 (the genotype)."""
+        return self.n - self.basis.shape[1] - 1
+
+
+def phenotype_groups(
+    phenotypes: np.ndarray,
+    covariates: np.ndarray,
+    phenotype_names: Sequence[str],
+    covariate_names: Sequence[str],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> list[PhenotypeGroup]:
+    """Group phenotypes by missingness pattern and residualise each group on its covariates.
+
+    The covariate projection is done once per group in float64; only the
+    results are cast to ``dtype`` for the per-block products.
+
+    Args:
+        phenotypes: (n, p) float64, NaN = missing.
+        covariates: (n, c) float64, complete.
+        phenotype_names: the p names (for messages).
+        covariate_names: the c names (for messages).
+        device: where the per-block products run.
+        dtype: their floating type.
+
+    Returns:
+        One group per distinct missingness pattern.
+    """
+    patterns, group_of_column = np.unique(np.isnan(phenotypes).T, axis=0, return_inverse=True)
+    groups = []
+    for index, pattern in enumerate(patterns):
+        columns = np.flatnonzero(group_of_column.reshape(-1) == index)
+        rows = np.flatnonzero(~pattern)
+        named = ", ".join(phenotype_names[c] for c in columns[:3]) + (", ..." if columns.size > 3 else "")
+        q = covariate_basis(covariates[rows], covariate_names, f"{rows.size} samples with values of {named}")
+        if rows.size - q.shape[1] - 1 < 1:
+            raise ValueError(f"phenotype(s) {named}: {rows.size} samples leave no degrees of freedom")
+        y = phenotypes[np.ix_(rows, columns)]
+        residuals = y - q @ (q.T @ y)
+        groups.append(
+            PhenotypeGroup(
+                columns=columns,
+                rows=torch.from_numpy(rows).to(device),
+                basis=torch.from_numpy(q).to(device=device, dtype=dtype),
+                residuals=torch.from_numpy(residuals).to(device=device, dtype=dtype),
+                residual_ss=np.einsum("ij,ij->j", residuals, residuals),
+            )
+        )
+    return groups
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class AssociationResult:
+    """Per-variant, per-phenotype statistics of one genotype block.
+
+    Attributes:
+        beta: (v, p) effect of one ALT allele.
+        standard_error: (v, p) standard error of beta.
+        p_value: (v, p) two-sided p-value of the Student t test.
+        alt_frequency: (v, p) ALT allele frequency over each phenotype's samples.
+        n: (p,) samples in each phenotype's regressions.
+    """
+
+    beta: np.ndarray
+    standard_error: np.ndarray
+    p_value: np.ndarray
+    alt_frequency: np.ndarray
+    n: np.ndarray
+
+
+def _genotype_products(group: PhenotypeGroup, dosages: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """The block products one group needs, as float64 arrays.
+
+    Args:
+        group: a phenotype group.
+        dosages: (n_analysed, v) int8 ALT counts on the group's device, -1 = missing.
+
+    Returns:
+        (g'y_r of shape (v, p), g_r'g_r (v,), |g_c|² (v,), ALT frequency (v,)).
+    """
+    calls = dosages.index_select(0, group.rows)
+    genotypes = calls.to(group.basis.dtype)
+    missing = calls < 0
+    if bool(missing.any()):
+        # Mean-impute missing calls within the group's samples.
+        observed = (~missing).sum(0)
+        mean = genotypes.masked_fill(missing, 0).sum(0) / observed
+        genotypes = torch.where(missing, mean, genotypes)
+    else:
+        mean = genotypes.mean(0)
+    # Centred (in place): orthogonal to the intercept, which keeps float32 sums accurate.
+    centred = genotypes.sub_(mean)
+    # (x * x).sum(0) is about twice as fast as vector_norm over dim 0 of a row-major block.
+    centred_ss = (centred * centred).sum(0)
+    explained_ss = (group.basis.T @ centred).square().sum(0)
+    gy = centred.T @ group.residuals
+    as_numpy = [x.double().cpu().numpy() for x in (gy, centred_ss - explained_ss, centred_ss, mean / 2)]
+    return tuple(as_numpy)
+
+
+def t_test_p_values(t: np.ndarray, df: int) -> np.ndarray:
+    """Two-sided Student-t p-values, accurate in the far tail.
+
+    The upper tail is computed directly (no 1 - cdf), so p keeps its relative
+    precision down to the smallest double (about 1e-308); below that it is 0.
+
+    Args:
+        t: t statistics (NaN allowed).
+        df: degrees of freedom.
+
+    Returns:
+        p-values, same shape as ``t``.
+    """
+    return 2.0 * stats.t.sf(np.abs(t), df)
+
+
+def _group_statistics(group: PhenotypeGroup, dosages: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """beta, se, p and ALT frequency, each (v, p), of one group over one block."""
+    gy, gg, centred_ss, frequency = _genotype_products(group, dosages)
+    # A variant that the covariates explain (almost) entirely, or a monomorphic
+    # one, has no testable residual variation: NaN. The cut-off is relative to
+    # the rounding error of the compute type.
+    tolerance = float(np.sqrt(torch.finfo(group.basis.dtype).eps))
+    testable = (gg > tolerance * centred_ss)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(testable, gy / gg[:, None], np.nan)
+        residual_ss = np.maximum(group.residual_ss[None, :] - beta * gy, 0.0)
+        se = np.sqrt(residual_ss / group.df / gg[:, None])
+        p = t_test_p_values(beta / se, group.df)
+    frequency = np.broadcast_to(frequency[:, None], beta.shape)
+    return beta, se, p, frequency
+
+
+def _block_association(groups: list[PhenotypeGroup], dosages: torch.Tensor, n_phenotypes: int) -> AssociationResult:
+    """Statistics of every group over one block, placed at the phenotypes' columns."""
+    n_variants = dosages.shape[1]
+    arrays = [np.full((n_variants, n_phenotypes), np.nan) for _ in range(4)]
+    n = np.zeros(n_phenotypes, dtype=np.int64)
+    for group in groups:
+        for array, values in zip(arrays, _group_statistics(group, dosages)):
+            array[:, group.columns] = values
+        n[group.columns] = group.n
+    beta, se, p, frequency = arrays
+    return AssociationResult(beta=beta, standard_error=se, p_value=p, alt_frequency=frequency, n=n)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA when available, else the CPU; an unavailable CUDA device raises ValueError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' was asked for but CUDA is not available; use 'cpu' or 'auto'")
+    return resolved
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """float32 for the per-block products on a GPU, float64 on the CPU."""
+    return torch.float32 if device.type == "cuda" else torch.float64
+
+
+@contextlib.contextmanager
+def _ieee_float32_matmul(device: torch.device) -> Iterator[None]:
+    """Turn TF32 off for CUDA matrix products (its 10-bit mantissa would cost 3 digits of beta)."""
+    if device.type != "cuda":
+        yield
+        return
+    # allow_tf32 exists from torch 1.7 to 2.13 (the conda envs pin 2.5, which lacks fp32_precision).
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def _as_matrix(values: np.ndarray) -> np.ndarray:
+    """float64 copy of ``values`` with a 1-D vector viewed as one column."""
+    values = np.asarray(values, dtype=np.float64)
+    return values[:, None] if values.ndim == 1 else values
+
+
+def linear_association(
+    dosages: np.ndarray,
+    phenotypes: np.ndarray,
+    covariates: np.ndarray,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> AssociationResult:
+    """Regress every phenotype on every variant of a block, adjusting for covariates.
+
+    Args:
+        dosages: (n, v) ALT allele counts (int8 0/1/2, -1 = missing).
+        phenotypes: (n, p) or (n,) values, NaN = missing.
+        covariates: (n, c) or (n,) complete values, no intercept column (it is added).
+        device: "cpu", "cuda", "auto" or a torch device.
+        dtype: floating type of the per-block products (None = float32 on a GPU, float64 on the CPU).
+
+    Returns:
+        The statistics; see AssociationResult.
+    """
+    phenotypes, covariates = _as_matrix(phenotypes), _as_matrix(covariates)
+    resolved = resolve_device(device)
+    phenotype_names = [f"phenotype {i}" for i in range(phenotypes.shape[1])]
+    covariate_names = [f"covariate {i}" for i in range(covariates.shape[1])]
+    groups = phenotype_groups(
+        phenotypes, covariates, phenotype_names, covariate_names, resolved, dtype or compute_dtype(resolved)
+    )
+    block = torch.from_numpy(np.ascontiguousarray(dosages, dtype=np.int8)).to(resolved)
+    with _ieee_float32_matmul(resolved):
+        return _block_association(groups, block, phenotypes.shape[1])
+
+
+# --------------------------------------------------------------------------- whole genome
+
+
+def select_variants(bim: pd.DataFrame, chromosomes: Sequence[str | int] | None, bim_name: str) -> np.ndarray:
+    """Indices of the .bim variants on ``chromosomes`` (None = all); none at all raises ValueError.
+
+    Chromosome names are compared as GWAS-SSF numbers, so 23, "X" and "chrX" are the same.
+    """
+    if chromosomes is None:
+        return np.arange(len(bim))
+    wanted = {ssf_chromosome(c) for c in chromosomes}
+    number = {name: ssf_chromosome(name) for name in bim["chrom"].unique()}
+    index = np.flatnonzero(bim["chrom"].map(number).isin(wanted).to_numpy())
+    if index.size == 0:
+        raise ValueError(f"no variants on chromosome(s) {list(chromosomes)} in {bim_name}")
+    return index
+
+
+def _block_variants(bim: pd.DataFrame, index: np.ndarray) -> VariantTexts:
+    """The GWAS-SSF variant columns of one block, effect allele = ALT."""
+    block = bim.iloc[index]
+    return variant_texts(
+        pd.DataFrame(
+            {
+                "chromosome": block["chrom"], "base_pair_location": block["pos"], "effect_allele": block["alt"],
+                "other_allele": block["ref"], "variant_id": block["id"],
+            }
+        )
+    )
+
+
+def _write_block(writers: list[SumstatsWriter], variants: VariantTexts, result: AssociationResult) -> None:
+    """Append one block's statistics to every phenotype's file (writer i holds phenotype i)."""
+    for column, writer in enumerate(writers):
+        writer.write_statistics(
+            variants, result.beta[:, column], result.standard_error[:, column],
+            result.alt_frequency[:, column], result.p_value[:, column], int(result.n[column]),
+        )
+
+
+def _log_peak_memory(device: torch.device) -> None:
+    """Log the peak resident memory of this process (and of the GPU when used)."""
+    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    message = f"peak RSS {rss_gib:.2f} GiB"
+    if device.type == "cuda":
+        message += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    logger.info(message)
+
+
+def linear_gwas(
+    bed_prefix: str | os.PathLike,
+    pheno_path: str | os.PathLike,
+    covar_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    block_size: int = 4096,
+    device: str = "auto",
+    chromosomes: Sequence[str | int] | None = None,
+    phenotypes: Sequence[str] | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Run the GWAS of every phenotype in process and write one GWAS-SSF file per phenotype.
+
+    Genotypes are streamed from the .bed in blocks of ``block_size`` variants,
+    so memory is about 8 x n_samples x block_size bytes for the block (float64
+    on the CPU) plus the phenotypes; every phenotype file is appended to per
+    block and renamed into place only when all blocks are done.
+
+    Args:
+        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam).
+        pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
+        covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
+        out_dir: folder for ``<phenotype>.tsv.gz`` (created).
+        block_size: variants per block.
+        device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
+        chromosomes: only these chromosomes (None = all), for sharded runs.
+        phenotypes: only these phenotype columns (None = all), for sharded runs.
+        progress: show a progress bar over blocks.
+
+    Returns:
+        The written files, in phenotype order.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    started = time.perf_counter()
+    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
+    bim = read_bim(bed_prefix)
+    variant_index = select_variants(bim, chromosomes, str(bed_path(bed_prefix, "bim")))
+    resolved = resolve_device(device)
+    names = list(inputs.phenotypes.columns)
+    groups = phenotype_groups(
+        inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(), names,
+        list(inputs.covariates.columns), resolved, compute_dtype(resolved),
+    )
+    logger.info(
+        "%d variants x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
+        variant_index.size, len(names), len(groups), resolved, compute_dtype(resolved), block_size,
+    )
+    fam_rows = torch.from_numpy(inputs.fam_rows).to(resolved)
+    starts = range(0, variant_index.size, block_size)
+    # One background thread writes block i while block i + 1 is computed; at
+    # most one block of results waits, so memory stays bounded.
+    with ExitStack() as stack, _ieee_float32_matmul(resolved):
+        writers = [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names]
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        pending: Future | None = None
+        for start in tqdm(starts, desc="GWAS blocks", unit="block", disable=not progress):
+            index = variant_index[start : start + block_size]
+            dosages = torch.from_numpy(read_bed(bed_prefix, index)).to(resolved).index_select(0, fam_rows)
+            result = _block_association(groups, dosages, len(names))
+            if pending is not None:
+                pending.result()  # re-raises a failed write here
+            pending = background.submit(_write_block, writers, _block_variants(bim, index), result)
+        if pending is not None:
+            pending.result()
+    logger.info("GWAS of %d phenotypes done in %.1f s", len(names), time.perf_counter() - started)
+    _log_peak_memory(resolved)
+    return [writer.path for writer in writers]

@@ -1,0 +1,287 @@
+"""GWAS summary statistics in the GWAS-SSF layout (tab-separated, gzipped ``.tsv.gz``).
+
+Conventions shared by every engine:
+
+* The effect allele is always the ALT allele (A1 of a .bim written by
+  :func:`vitudip.io.plink.write_bed`), the other allele is REF.
+* Chromosomes are GWAS-SSF integers: 1-22, X = 23, Y = 24, MT = 25 ("chr"
+  prefixes and PLINK's XY for the pseudo-autosomal region are accepted).
+* Missing values are written as ``NA``.
+* p-values are written with ``%.6g``, which keeps six significant digits down
+  to about 1e-300. A p-value of 0 (the true value is below the double range,
+  e.g. for a huge t statistic) is written as the smallest positive double,
+  4.94066e-324, rather than 0, so -log10 p stays finite (323.3): read it as
+  "p below the double range", not as a measured value.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+SUMSTATS_COLUMNS = [
+    "chromosome",
+    "base_pair_location",
+    "effect_allele",
+    "other_allele",
+    "beta",
+    "standard_error",
+    "effect_allele_frequency",
+    "p_value",
+    "variant_id",
+    "n",
+]
+
+#: Smallest positive (subnormal) double, 4.9e-324: the floor for written p-values.
+#: (``%.6g`` writes it as 4.94066e-324, which reads back as the same double.)
+SMALLEST_P = float(np.nextafter(0.0, 1.0))
+
+#: Median of a chi-square with one degree of freedom (the λGC denominator).
+CHI2_1DF_MEDIAN = 0.4549364
+
+#: Non-numeric chromosome names and their GWAS-SSF numbers.
+_CHROMOSOME_NUMBERS = {"X": 23, "XY": 23, "Y": 24, "M": 25, "MT": 25}
+
+_TEXT_COLUMNS = {"effect_allele": str, "other_allele": str, "variant_id": str}
+
+
+def ssf_chromosome(name: str | int) -> int:
+    """GWAS-SSF chromosome number of a chromosome name.
+
+    Args:
+        name: e.g. 1, "1", "chr1", "X", "chrX", "23", "MT".
+
+    Returns:
+        1-22 for autosomes, 23 for X (and XY), 24 for Y, 25 for MT.
+    """
+    text = str(name).strip()
+    if text.lower().startswith("chr"):
+        text = text[3:]
+    text = text.upper()
+    number = _CHROMOSOME_NUMBERS.get(text)
+    if number is None and text.isdigit() and 1 <= int(text) <= 25:
+        number = int(text)
+    if number is None:
+        raise ValueError(f"chromosome '{name}' has no GWAS-SSF number (1-22, X/23, Y/24, MT/25)")
+    return number
+
+
+#: Columns that describe the variant (the same for every phenotype).
+VARIANT_COLUMNS = ["chromosome", "base_pair_location", "effect_allele", "other_allele", "variant_id"]
+
+#: Columns that hold one phenotype's statistics, in file order.
+STATISTIC_COLUMNS = ["beta", "standard_error", "effect_allele_frequency", "p_value", "n"]
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ValueError listing the ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"summary statistics lack column(s) {missing}")
+
+
+def _texts(values: np.ndarray | pd.Series) -> list[str]:
+    """One column as text: floats with %.6g and NaN as NA, anything else with str()."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        return [str(v) for v in values.tolist()]
+    texts = [f"{v:.6g}" for v in values.tolist()]
+    for i in np.flatnonzero(np.isnan(values)):
+        texts[i] = "NA"
+    return texts
+
+
+@dataclass
+class VariantTexts:
+    """The variant columns of a block of rows as text, formatted once and shared by every phenotype.
+
+    Attributes:
+        leading: "chromosome, base_pair_location, effect_allele, other_allele" of each row, tab-joined.
+        variant_id: the variant_id of each row.
+    """
+
+    leading: list[str]
+    variant_id: list[str]
+
+
+def variant_texts(variants: pd.DataFrame) -> VariantTexts:
+    """Format the VARIANT_COLUMNS of ``variants`` (chromosomes as GWAS-SSF numbers).
+
+    Args:
+        variants: frame with the VARIANT_COLUMNS (effect_allele = ALT).
+
+    Returns:
+        The formatted columns.
+    """
+    _require_columns(variants, VARIANT_COLUMNS)
+    names = variants["chromosome"].astype(str)
+    numbers = names.map({name: str(ssf_chromosome(name)) for name in names.unique()})
+    columns = [numbers, variants["base_pair_location"], variants["effect_allele"], variants["other_allele"]]
+    return VariantTexts(
+        leading=["\t".join(row) for row in zip(*(_texts(c) for c in columns))],
+        variant_id=_texts(variants["variant_id"]),
+    )
+
+
+def _statistics_text(
+    variants: VariantTexts,
+    beta: np.ndarray,
+    standard_error: np.ndarray,
+    frequency: np.ndarray,
+    p_value: np.ndarray,
+    n: np.ndarray | int,
+) -> str:
+    """Tab-separated GWAS-SSF lines (no header) of one phenotype's statistics over ``variants``.
+
+    Joining per-column text lists is about 2.5x faster than DataFrame.to_csv,
+    which matters at millions of rows per GWAS.
+    """
+    p = np.asarray(p_value, dtype=np.float64)
+    p = np.where(p < SMALLEST_P, SMALLEST_P, p)  # NaN stays NaN
+    counts = np.broadcast_to(np.asarray(n), p.shape)
+    columns = [
+        variants.leading, _texts(np.asarray(beta, dtype=np.float64)),
+        _texts(np.asarray(standard_error, dtype=np.float64)), _texts(np.asarray(frequency, dtype=np.float64)),
+        _texts(p), variants.variant_id, _texts(counts),
+    ]
+    if not variants.leading:
+        return ""
+    return "\n".join(map("\t".join, zip(*columns))) + "\n"
+
+
+class SumstatsWriter:
+    """Write one GWAS-SSF file in pieces, atomically.
+
+    Rows go to a hidden temporary file beside ``path``; :meth:`commit` renames
+    it into place, :meth:`discard` (or leaving a ``with`` block by an
+    exception) removes it, so ``path`` is never half written.
+
+    Args:
+        path: final ``.tsv.gz`` path; its folder is created.
+        compresslevel: gzip level (1 is fast; these files are written once and read a few times).
+    """
+
+    def __init__(self, path: str | os.PathLike, compresslevel: int = 1) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}-{id(self)}")
+        # mtime=0 keeps the bytes identical between runs on the same data.
+        self._handle = gzip.GzipFile(self._tmp, "wb", compresslevel=compresslevel, mtime=0)
+        self._header = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame`` (it needs the SUMSTATS_COLUMNS; others are dropped)."""
+        _require_columns(frame, SUMSTATS_COLUMNS)
+        self.write_statistics(variant_texts(frame), *(frame[c].to_numpy() for c in STATISTIC_COLUMNS))
+
+    def write_statistics(
+        self,
+        variants: VariantTexts,
+        beta: np.ndarray,
+        standard_error: np.ndarray,
+        frequency: np.ndarray,
+        p_value: np.ndarray,
+        n: np.ndarray | int,
+    ) -> None:
+        """Append one phenotype's statistics for a block of already formatted variants.
+
+        Args:
+            variants: from :func:`variant_texts`, shared by all phenotypes of the block.
+            beta: effect of the effect (ALT) allele, one per variant.
+            standard_error: of beta.
+            frequency: effect allele frequency.
+            p_value: p-values; below SMALLEST_P (0 included) they are written as SMALLEST_P.
+            n: sample count, one per variant or one for all.
+        """
+        text = _statistics_text(variants, beta, standard_error, frequency, p_value, n)
+        if self._header:
+            text = "\t".join(SUMSTATS_COLUMNS) + "\n" + text
+            self._header = False
+        self._handle.write(text.encode())
+
+    def commit(self) -> Path:
+        """Close the file and move it to its final path.
+
+        Returns:
+            The final path.
+        """
+        if self._header:  # nothing written yet: still give the file its header
+            self._handle.write(("\t".join(SUMSTATS_COLUMNS) + "\n").encode())
+        self._handle.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Close and delete the temporary file."""
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SumstatsWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def write_sumstats(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a GWAS-SSF ``.tsv.gz`` atomically (temporary file, then rename).
+
+    Args:
+        frame: table with at least the SUMSTATS_COLUMNS (extra columns are dropped).
+        path: output path.
+
+    Returns:
+        The written path.
+    """
+    with SumstatsWriter(path) as writer:
+        writer.write(frame)
+    return writer.path
+
+
+def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a GWAS-SSF file written by :func:`write_sumstats`.
+
+    Args:
+        path: ``.tsv.gz`` (or plain) tab-separated file.
+
+    Returns:
+        Frame with the SUMSTATS_COLUMNS first (chromosome and base_pair_location
+        and n as integers, alleles and variant_id as strings, NA as NaN).
+    """
+    frame = pd.read_csv(
+        path, sep="\t", dtype=_TEXT_COLUMNS, na_values=["NA"], keep_default_na=False
+    )
+    missing = [c for c in SUMSTATS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"summary statistics file {path} lacks column(s) {missing}")
+    for column in ("chromosome", "base_pair_location", "n"):
+        frame[column] = frame[column].astype(np.int64)
+    return frame
+
+
+def genomic_inflation(p_values: np.ndarray | pd.Series) -> float:
+    """Genomic inflation factor λGC: median chi²(1) of the p-values over its null median.
+
+    Args:
+        p_values: p-values; NaN entries are ignored.
+
+    Returns:
+        λGC (about 1 under the null), or NaN when no p-value is finite.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    p = p[np.isfinite(p)]
+    if p.size == 0:
+        return float("nan")
+    return float(np.median(stats.chi2.isf(p, df=1)) / CHI2_1DF_MEDIAN)
