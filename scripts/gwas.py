@@ -4,6 +4,8 @@
 import argparse
 import sys
 
+import torch
+
 from vitudip.cli import run_cli
 from vitudip.genetics.linear import linear_gwas
 from vitudip.genetics.plink2 import plink2_gwas
@@ -26,6 +28,8 @@ def main(argv=None) -> None:
 
     def run() -> None:
         if args.engine == "torch":
+            # a Slurm job gets its cores through --threads; torch would otherwise take the whole node
+            torch.set_num_threads(args.threads)
             linear_gwas(args.genotypes, args.pheno, args.covar, args.out_dir, block_size=args.block_size,
                         device=args.device, chromosomes=args.chromosomes)
         else:
