@@ -173,3 +173,15 @@ def test_plink19_make_bed_round_trip(fileset, tmp_path: Path) -> None:
     back = read_bed(out)
     flipped = np.where(back >= 0, 2 - back, -1).astype(np.int8)
     np.testing.assert_array_equal(np.where(swapped, flipped, back), dosages)
+
+
+def test_a_rewritten_fileset_is_read_with_its_new_dimensions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    prefix = tmp_path / "geno"
+    first = rng.integers(0, 3, size=(10, 7)).astype(np.int8)
+    write_bed(prefix, first, _variants(7, rng), [f"s{i}" for i in range(10)])
+    assert np.array_equal(read_bed(prefix), first)
+    # the .bim/.fam line counts are remembered per file version, never across versions
+    second = rng.integers(0, 3, size=(12, 9)).astype(np.int8)
+    write_bed(prefix, second, _variants(9, rng), [f"s{i}" for i in range(12)])
+    assert np.array_equal(read_bed(prefix), second)
