@@ -10,7 +10,7 @@ import pytest
 from vitudip.config import validate_config
 from vitudip.imaging.grid import mni_grid
 from vitudip.io.plink import read_bed, read_bim, read_fam
-from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, PlantedEffect, Subject
+from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject
 from vitudip.simulate.cohort import COHORT_FILES, parse_effects, simulate_cohort
 
 N = 160

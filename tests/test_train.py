@@ -158,7 +158,7 @@ def test_embeddings_are_deterministic_and_batch_independent(cohort, tmp_path):
     assert ids == [f"{i:04d}" for i in range(N)]
     assert a.shape == (N, 24) and np.array_equal(a, b) and np.array_equal(err_a, err_b)
     np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
-    only_test, _, _ = embed_vit(*args[:4], ["test"], batch_size=4, device="cpu")[0], None, None
+    only_test = embed_vit(*args[:4], ["test"], batch_size=4, device="cpu")[0]
     assert only_test == ids[-3:]
 
 

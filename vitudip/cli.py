@@ -6,8 +6,6 @@ import logging
 import sys
 from collections.abc import Callable
 
-from vitudip.config import ConfigError
-
 
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr, which the workflow sends to the rule's log file."""
@@ -17,12 +15,12 @@ def setup_logging(level: int = logging.INFO) -> None:
 def run_cli(body: Callable[[], None]) -> None:
     """Run a stage; a bad-input error ends it with one line and exit status 1, not a traceback.
 
-    ``ValueError`` (and its subclasses such as ``ConfigError``) and missing files
-    are input problems; anything else is a bug and keeps its traceback.
+    ``ValueError`` (``ConfigError`` is one) and missing files are input problems;
+    anything else is a bug and keeps its traceback.
     """
     setup_logging()
     try:
         body()
-    except (ValueError, ConfigError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -7,15 +7,13 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vitudip.model.patches import nonempty_patches
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
 from vitudip.train.checkpoint import load_checkpoint
 from vitudip.train.data import BatchSource, CachedVolumes, cohort_table
-from vitudip.train.trainer import pick_device
+from vitudip.train.trainer import Step, pick_device
 
 log = logging.getLogger("vitudip.embed")
 
@@ -56,21 +54,20 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
     union = state["token_selection"] == "union"
     brain_tokens = state["brain_tokens"].to(dev)
     mean_image = state.get("mean_image")
-    mean_image = mean_image.to(dev).float() if mean_image is not None else None
+    # the training step's input preparation, so embedding centres exactly as training did
+    step = Step(model, brain_tokens, state["token_selection"],
+                mean_image.to(dev).float() if mean_image is not None else None)
     log.info("embedding %d subjects on %s with %s tokens", len(volumes), dev, state["token_selection"])
     latents, errors = [], []
     for batch in tqdm(source.batches(torch.arange(len(volumes))), total=len(source), desc="embed", unit="batch",
                       mininterval=10):
-        x = batch.float()
-        mask = x != 0
-        if mean_image is not None:
-            x = torch.where(mask, x - mean_image, 0.0)
+        x, mask = step.prepare(batch)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             if union:
                 latent, recon = _autoencode(model, x, brain_tokens)
             else:
                 # one subject at a time, so a subject's UDIPs never depend on its batch mates
-                pairs = [_autoencode(model, x[i:i + 1], nonempty_patches(mask[i], model.config.patch_size))
+                pairs = [_autoencode(model, x[i:i + 1], step.tokens(mask[i]))
                          for i in range(len(x))]
                 latent, recon = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
         sq = torch.where(mask, recon.float() - x, 0.0) ** 2

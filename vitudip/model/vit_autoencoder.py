@@ -262,6 +262,25 @@ class ViTAutoEncoder(nn.Module):
         return self.to_volume(prediction, token_index)
 
 
+def patch_mse(prediction: torch.Tensor, target: torch.Tensor,
+              voxel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each patch's MSE over its brain voxels, and which patches hold brain.
+
+    Args:
+        prediction: ``(B, K, P)``.
+        target: ``(B, K, P)``.
+        voxel_mask: bool ``(B, K, P)``, True at brain voxels.
+
+    Returns:
+        per-patch MSE ``(B, K)`` (0 for empty patches) and bool ``(B, K)`` brain patches.
+    """
+    # select before squaring, not multiply by the mask: background voxels then get
+    # exactly zero gradient even where the prediction is not finite
+    squared = torch.where(voxel_mask, prediction - target, 0.0) ** 2
+    brain_voxels = voxel_mask.sum(dim=-1)
+    return squared.sum(dim=-1) / brain_voxels.clamp_min(1), brain_voxels > 0
+
+
 def masked_patch_mse(prediction: torch.Tensor, target: torch.Tensor, voxel_mask: torch.Tensor) -> torch.Tensor:
     """Per-patch MSE over brain voxels, averaged over the patches that hold brain.
 
@@ -273,10 +292,12 @@ def masked_patch_mse(prediction: torch.Tensor, target: torch.Tensor, voxel_mask:
     Returns:
         scalar; 0 (still attached to ``prediction``) when no voxel is brain.
     """
-    # select before squaring, not multiply by the mask: background voxels then get
-    # exactly zero gradient even where the prediction is not finite
-    squared = torch.where(voxel_mask, prediction - target, 0.0) ** 2
-    brain_voxels = voxel_mask.sum(dim=-1)
-    patch_mse = squared.sum(dim=-1) / brain_voxels.clamp_min(1)
-    brain_patches = (brain_voxels > 0).sum()
-    return patch_mse.sum() / brain_patches.clamp_min(1)
+    per_patch, brain_patches = patch_mse(prediction, target, voxel_mask)
+    return per_patch.sum() / brain_patches.sum().clamp_min(1)
+
+
+def per_subject_patch_mse(prediction: torch.Tensor, target: torch.Tensor,
+                          voxel_mask: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_patch_mse` of each subject of a batch, ``(B,)``."""
+    per_patch, brain_patches = patch_mse(prediction, target, voxel_mask)
+    return per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.model.patches import nonempty_patches, patchify
-from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, masked_patch_mse
+from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, patch_mse, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
 from vitudip.train.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from vitudip.train.data import BatchSource, CachedVolumes, cohort_table, epoch_order
@@ -148,9 +148,10 @@ class Step:
         patch_size = self.model.config.patch_size
         target = patchify(x, patch_size)[:, index]
         voxel_mask = patchify(mask, patch_size)[:, index]
-        per_subject = torch.stack([masked_patch_mse(prediction[i:i + 1].float(), target[i:i + 1], voxel_mask[i:i + 1])
-                                   for i in range(x.shape[0])])
-        loss = masked_patch_mse(prediction.float(), target, voxel_mask)
+        # one per-patch pass gives both the batch loss and each subject's loss
+        per_patch, brain_patches = patch_mse(prediction.float(), target, voxel_mask)
+        loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
+        per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
         return loss, per_subject.detach(), latent.float(), index
 
 
@@ -188,8 +189,7 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
         prediction = patchify(mean.expand_as(x), patch_size)[:, index]
         target = patchify(x, patch_size)[:, index]
         voxel_mask = patchify(mask, patch_size)[:, index]
-        losses += [float(masked_patch_mse(prediction[i:i + 1], target[i:i + 1], voxel_mask[i:i + 1]))
-                   for i in range(len(x))]
+        losses += per_subject_patch_mse(prediction, target, voxel_mask).tolist()
     return float(np.mean(losses))
 
 

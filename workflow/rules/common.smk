@@ -30,6 +30,13 @@ def results(*parts):
     return os.path.join(RESULTS, *parts)
 
 
+def genotype_files(prefix):
+    """The genotype files behind a prefix: PLINK 2 when its .pgen exists, else PLINK 1."""
+    if os.path.exists(prefix + ".pgen"):
+        return [prefix + ext for ext in (".pgen", ".pvar", ".psam")]
+    return [prefix + ext for ext in (".bed", ".bim", ".fam")]
+
+
 def all_outputs():
     """What `rule all` asks for: the final files of every stage that exists."""
     outputs = [

@@ -1,13 +1,6 @@
 # Phenotype and covariate tables for the GWAS: UDIPs, covariates, genotype samples and image QC joined by ID.
 
 
-def genotype_files(prefix):
-    """The genotype files behind a prefix: PLINK 2 when its .pgen exists, else PLINK 1."""
-    if os.path.exists(prefix + ".pgen"):
-        return [prefix + ext for ext in (".pgen", ".pvar", ".psam")]
-    return [prefix + ext for ext in (".bed", ".bim", ".fam")]
-
-
 def pheno_args():
     p = config["pheno"]
     args = [f"--min-samples {p['min_samples']}", f"--genetic-pcs {p['genetic_pcs']}", f"--pcs-from {p['pcs_from']}"]
