@@ -1,42 +1,38 @@
 #!/usr/bin/env python
-"""GWAS of every UDIP on one shard of chromosomes: one GWAS-SSF file per dimension."""
+"""GWAS of the UDIPs on one shard (chromosomes x dimension batch): one GWAS-SSF file per dimension."""
 
 import argparse
 import sys
 
-import torch
-
 from vitudip.cli import run_cli
-from vitudip.genetics.linear import linear_gwas
-from vitudip.genetics.plink2 import plink2_gwas
-
-ENGINES = ("torch", "plink2")
+from vitudip.genetics.shard import ENGINES, gwas_shard
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--engine", choices=ENGINES, required=True)
-    parser.add_argument("--genotypes", required=True, help="PLINK 1 prefix (.bed/.bim/.fam)")
+    parser.add_argument("--genotypes", required=True,
+                        help="genotype prefix: PLINK 1 (.bed/.bim/.fam), PLINK 2 (.pgen/.pvar/.psam) or BGEN "
+                             "(.bgen/.sample); the torch engine reads PLINK 1 only")
     parser.add_argument("--pheno", required=True, help="pheno/pheno.tsv")
     parser.add_argument("--covar", required=True, help="pheno/covar.tsv")
     parser.add_argument("--chromosomes", nargs="+", help="chromosomes of this shard (default: all)")
+    parser.add_argument("--dimension-batch", type=int, default=0, help="this shard's dimension batch (0-based)")
+    parser.add_argument("--dimension-batches", type=int, default=1, help="number of dimension batches")
     parser.add_argument("--out-dir", required=True, help="folder for <dimension>.tsv.gz")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--block-size", type=int, default=4096, help="variants per block (torch)")
     parser.add_argument("--device", default="auto", help="torch engine: auto, cuda or cpu")
+    parser.add_argument("--pred", help="regenie step 1's step1_pred.list (regenie)")
+    parser.add_argument("--regenie-bsize", type=int, default=400, help="step 2 --bsize (regenie)")
+    parser.add_argument("--min-mac", type=float, default=5, help="step 2 --minMAC (regenie)")
     args = parser.parse_args(argv)
-
-    def run() -> None:
-        if args.engine == "torch":
-            # a Slurm job gets its cores through --threads; torch would otherwise take the whole node
-            torch.set_num_threads(args.threads)
-            linear_gwas(args.genotypes, args.pheno, args.covar, args.out_dir, block_size=args.block_size,
-                        device=args.device, chromosomes=args.chromosomes)
-        else:
-            plink2_gwas(args.genotypes, args.pheno, args.covar, args.out_dir, threads=args.threads,
-                        chromosomes=args.chromosomes)
-
-    run_cli(run)
+    run_cli(lambda: gwas_shard(
+        args.engine, args.genotypes, args.pheno, args.covar, args.out_dir, chromosomes=args.chromosomes,
+        batch=args.dimension_batch, n_batches=args.dimension_batches, threads=args.threads,
+        block_size=args.block_size, device=args.device, pred_list=args.pred,
+        regenie_bsize=args.regenie_bsize, min_mac=args.min_mac,
+    ))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from vitudip.genetics.gather import gather_sumstats
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shards", nargs="+", required=True, help="shard folders, in chromosome order")
+    parser.add_argument("--shards", nargs="+", required=True, help="shard folders (chromosome sets x dimension batches)")
     parser.add_argument("--out-dir", required=True, help="folder for the gathered <dimension>.tsv.gz")
     parser.add_argument("--lambda", dest="lambda_path", required=True, help="lambda.tsv to write")
     parser.add_argument("--qq", required=True, help="QQ figure (PNG) to write")
+    parser.add_argument("--threads", type=int, default=1, help="dimensions gathered at once")
     args = parser.parse_args(argv)
-    run_cli(lambda: gather_sumstats(args.shards, args.out_dir, args.lambda_path, args.qq))
+    run_cli(lambda: gather_sumstats(args.shards, args.out_dir, args.lambda_path, args.qq, args.threads))
 
 
 if __name__ == "__main__":

@@ -400,8 +400,12 @@ def test_minus_nine_is_a_value_not_missing(dataset: Dataset, tmp_path: Path) -> 
 
 
 def test_missing_genotype_files_are_named(dataset: Dataset, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nowhere\.bed, .*nowhere\.bim, .*nowhere\.fam"):
+    with pytest.raises(FileNotFoundError, match=r"no genotype files for prefix .*nowhere: expected .*nowhere\.bed"):
         linear_gwas(tmp_path / "nowhere", dataset.pheno, dataset.covar, tmp_path / "out")
+    # an incomplete fileset names exactly the files that are missing
+    (tmp_path / "half.bed").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"not found: .*half\.bim, .*half\.fam$"):
+        linear_gwas(tmp_path / "half", dataset.pheno, dataset.covar, tmp_path / "out")
 
 
 def test_missing_plink2_binary_names_the_torch_engine(
@@ -449,3 +453,8 @@ def test_genomic_inflation() -> None:
     assert genomic_inflation(rng.uniform(size=200_000)) == pytest.approx(1.0, abs=0.02)
     inflated = stats.chi2.sf(1.5 * stats.chi2.isf(rng.uniform(size=200_000), 1), 1)
     assert genomic_inflation(np.append(inflated, np.nan)) == pytest.approx(1.5, abs=0.03)
+    # the median is taken from the middle p-values only: the same as over every variant's chi²
+    for n in (1, 2, 999, 1000):
+        p = rng.uniform(size=n) ** 2
+        direct = np.median(stats.chi2.isf(p, 1)) / 0.4549364
+        assert genomic_inflation(p) == pytest.approx(direct, rel=1e-12)

@@ -236,6 +236,9 @@ def test_psam_input(inputs, tmp_path, with_fid):
     header = "#FID\tIID\tSEX\n" if with_fid else "#IID\tSEX\n"
     rows = [f"{f}\t{i}\tNA" if with_fid else f"{i}\tNA" for f, i in zip(fam[0], fam[1])]
     prefix.with_suffix(".psam").write_text(header + "\n".join(rows) + "\n")
+    # the stage reads only the samples, but a fileset is recognised by all three files
+    for ext in (".pgen", ".pvar"):
+        prefix.with_suffix(ext).touch()
     _, tables = _run({**inputs, "genotypes": prefix}, tmp_path)
     assert list(tables["samples"]["IID"]) == [iid for iid in _genotype_ids() if iid in ANALYSED]
     # plink2 reads a FID-less .psam as FID "0", so the outputs must say the same

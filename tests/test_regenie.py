@@ -11,15 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vitudip.genetics.genotypes import GenotypeFiles
 from vitudip.genetics.regenie import (
     RegenieError,
     parse_regenie,
     regenie_gwas,
+    regenie_step1,
     step1_command,
     step2_command,
 )
+from vitudip.genetics.shard import gwas_shard
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, read_sumstats
 from vitudip.io.plink import write_bed
+
+G = GenotypeFiles("g", "bed")
 
 BIM = pd.DataFrame(
     {"chrom": ["1", "1", "2"], "id": ["rs1", "rs2", "rs3"], "cm": 0.0, "pos": [100, 200, 50],
@@ -48,7 +53,7 @@ def _without_info(text: str) -> str:
 
 
 def test_step1_command_defaults() -> None:
-    assert step1_command("regenie", "g", "p.tsv", "c.tsv", "w/s1", "w/tmp", 4) == [
+    assert step1_command("regenie", G, "p.tsv", "c.tsv", "w/s1", "w/tmp", 4) == [
         "regenie", "--step", "1", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
         "--bsize", "1000", "--lowmem", "--lowmem-prefix", "w/tmp", "--threads", "4", "--gz", "--out", "w/s1",
     ]
@@ -56,7 +61,7 @@ def test_step1_command_defaults() -> None:
 
 def test_step1_command_with_options() -> None:
     command = step1_command(
-        "regenie", Path("g"), "p.tsv", "c.tsv", "w/s1", "w/tmp", 2, bsize=500, apply_rint=True, extract="pruned.txt"
+        "regenie", G, "p.tsv", "c.tsv", "w/s1", "w/tmp", 2, bsize=500, apply_rint=True, extract="pruned.txt"
     )
     assert command == [
         "regenie", "--step", "1", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
@@ -66,7 +71,7 @@ def test_step1_command_with_options() -> None:
 
 
 def test_step2_command_defaults() -> None:
-    assert step2_command("regenie", "g", "p.tsv", "c.tsv", "w/s1_pred.list", "w/s2", 4) == [
+    assert step2_command("regenie", G, "p.tsv", "c.tsv", "w/s1_pred.list", "w/s2", 4) == [
         "regenie", "--step", "2", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
         "--pred", "w/s1_pred.list", "--bsize", "400", "--minMAC", "5",
         "--threads", "4", "--gz", "--out", "w/s2",
@@ -75,7 +80,7 @@ def test_step2_command_defaults() -> None:
 
 def test_step2_command_with_chromosomes() -> None:
     command = step2_command(
-        "regenie", "g", "p.tsv", "c.tsv", "s1_pred.list", "s2", 1, bsize=200, min_mac=10, chromosomes=[1, "X"]
+        "regenie", G, "p.tsv", "c.tsv", "s1_pred.list", "s2", 1, bsize=200, min_mac=10, chromosomes=[1, "X"]
     )
     assert command == [
         "regenie", "--step", "2", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
@@ -195,3 +200,21 @@ def test_regenie_gwas_failure_quotes_the_log(
     _path_with(monkeypatch, tmp_path / "bin")
     with pytest.raises(RegenieError, match="bad covariates"):
         regenie_gwas(*cohort, tmp_path / "out", tmp_path / "work")
+
+
+def test_workflow_steps_run_step1_once_and_step2_per_dimension_batch(
+    cohort: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_regenie(tmp_path / "bin")
+    _path_with(monkeypatch, tmp_path / "bin")
+    pred_list = regenie_step1(*cohort, tmp_path / "step1", threads=2, extract=tmp_path / "pruned.in")
+    assert pred_list == tmp_path / "step1" / "step1_pred.list" and pred_list.is_file()
+    written = gwas_shard("regenie", *cohort, tmp_path / "shard", chromosomes=["1"], batch=1, n_batches=2,
+                         pred_list=pred_list, min_mac=10)
+    assert written == [tmp_path / "shard" / "p2.tsv.gz"]
+    assert sorted(p.name for p in (tmp_path / "shard").iterdir()) == ["p2.tsv.gz"]  # regenie's files are gone
+    step1, step2 = (tmp_path / "bin" / "calls.txt").read_text().splitlines()
+    assert f"--extract {tmp_path / 'pruned.in'}" in step1
+    assert "--phenoColList p2" in step2 and "--minMAC 10" in step2 and "--chr 1" in step2
+    with pytest.raises(ValueError, match="needs step 1's prediction list"):
+        gwas_shard("regenie", *cohort, tmp_path / "other")

@@ -56,6 +56,31 @@ def test_real_data_config_with_a_missing_samples_file_stops_at_start(tmp_path):
     assert "inputs.samples" in run.stderr + run.stdout and "absent.tsv" in run.stderr + run.stdout
 
 
+@pytest.mark.parametrize(("engine", "fmt", "planned", "not_planned"), [
+    ("regenie", (".bed", ".bim", ".fam"), "regenie_step1", "convert_genotypes"),
+    ("torch", (".pgen", ".pvar", ".psam"), "convert_genotypes", "regenie_step1"),
+    ("plink2", (".bgen", ".sample"), "gwas_shard", "convert_genotypes"),
+])
+def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, planned, not_planned):
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["simulate"]["enabled"] = False
+    for key in ("samples", "covariates"):
+        config["inputs"][key] = str(tmp_path / f"{key}.tsv")
+        (tmp_path / f"{key}.tsv").touch()
+    config["inputs"].update(genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
+    for ext in fmt:
+        (tmp_path / f"geno{ext}").touch()
+    config["gwas"].update(engine=engine, chromosomes=[21, 22], dimension_batches=3)
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", configfile=path)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert planned in out and not_planned not in out
+    # 2 chromosomes x 3 dimension batches
+    assert "chr22/batch2" in out and out.count("rule gwas_shard:") == 6
+
+
 @pytest.mark.slow
 def test_tiny_config_end_to_end(tmp_path):
     shutil.copytree(ROOT / ".test", tmp_path / ".test", ignore=shutil.ignore_patterns("results"))
@@ -88,7 +113,7 @@ def test_tiny_config_end_to_end(tmp_path):
     pheno = pd.read_csv(res / "pheno" / "pheno.tsv", sep="\t", dtype={"IID": str})
     assert set(pheno["IID"]) == set(samples["subject_id"])
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                 "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1"):
+                 "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)

@@ -10,6 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from vitudip.genetics.genotypes import find_genotypes
+
 #: The schema every config is checked against.
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -108,8 +110,11 @@ def _check_consistency(config: dict) -> None:
 
 
 def _genotype_files_exist(prefix: str) -> bool:
-    return any(all(Path(prefix + ext).exists() for ext in exts)
-               for exts in ((".bed", ".bim", ".fam"), (".pgen", ".pvar", ".psam")))
+    try:
+        find_genotypes(prefix)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
@@ -129,8 +134,11 @@ def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
             continue
         exists = _genotype_files_exist(path) if key == "genotypes" else Path(path).exists()
         if not exists:
-            what = "genotype files (.bed/.bim/.fam or .pgen/.pvar/.psam) for prefix" if key == "genotypes" else "file"
+            what = "genotype files (.bed/.bim/.fam, .pgen/.pvar/.psam or .bgen/.sample) for prefix" if key == "genotypes" else "file"
             missing.append(f"config key 'inputs.{key}': {what} '{path}' not found")
+    step1_variants = config["gwas"]["regenie"]["step1_variants"]
+    if config["gwas"]["engine"] == "regenie" and step1_variants is not None and not Path(step1_variants).exists():
+        missing.append(f"config key 'gwas.regenie.step1_variants': file '{step1_variants}' not found")
     split_file = config["preprocess"]["splits"].get("file")
     if split_file is not None and not Path(split_file).exists():
         missing.append(f"config key 'preprocess.splits.file': file '{split_file}' not found")

@@ -1,16 +1,33 @@
-"""Gather per-shard GWAS results into one file per dimension, with λGC and a QQ figure."""
+"""Gather per-shard GWAS results into one file per dimension, with λGC and a QQ figure.
+
+Shards are chromosome sets x dimension batches; each dimension is put together
+from the shards that hold it. When every shard is one chromosome already in
+position order (what every engine writes), a dimension's file is the shards'
+text joined in chromosome order, so no number is parsed and re-formatted
+except the p-values for λGC; otherwise the rows are read, sorted and rewritten.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from vitudip.genetics.sumstats import genomic_inflation, read_sumstats, write_sumstats
+from vitudip.genetics.sumstats import (
+    SUMSTATS_COLUMNS,
+    genomic_inflation,
+    read_sumstats,
+    ssf_chromosome,
+    write_sumstats,
+)
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.plots.gwas import plot_qq
 
@@ -18,53 +35,125 @@ log = logging.getLogger("vitudip.gwas")
 
 GENOME_WIDE = 5e-8
 SUFFIX = ".tsv.gz"
+HEADER = ("\t".join(SUMSTATS_COLUMNS) + "\n").encode()
+LAMBDA_COLUMNS = ["dimension", "n_variants", "lambda_gc", "min_p", "n_genome_wide"]
 
 
 def _dimensions(shard: Path) -> list[str]:
     return sorted(p.name[: -len(SUFFIX)] for p in shard.glob(f"*{SUFFIX}"))
 
 
+def shard_holders(shards: Sequence[Path]) -> dict[str, list[Path]]:
+    """Each dimension and the shards that hold it, checked to be complete.
+
+    Raises:
+        ValueError: a dimension is in fewer shards than the others (names it and the shards that lack it).
+    """
+    holders: dict[str, list[Path]] = {}
+    for shard in shards:
+        for name in _dimensions(shard):
+            holders.setdefault(name, []).append(shard)
+    if not holders:
+        raise ValueError(f"no {SUFFIX} files in the GWAS shards {', '.join(map(str, shards))}")
+    expected = max(len(held) for held in holders.values())
+    for name, held in sorted(holders.items()):
+        if len(held) < expected:
+            # the lacking shards are those that hold a dimension of the same batch but not this one
+            batch = {shard for other, h in holders.items() if set(h) & set(held) for shard in h}
+            lacking = sorted(map(str, batch - set(held)))
+            raise ValueError(f"{name} is in {len(held)} shard(s) but the other dimensions are in {expected}: "
+                             f"shard(s) {', '.join(lacking)} are incomplete")
+    return holders
+
+
+def _shard_text(path: Path) -> tuple[bytes, pd.DataFrame]:
+    """A shard file's rows without the header, and its chromosome, position and p-value columns."""
+    with gzip.open(path, "rb") as handle:
+        text = handle.read()
+    if not text.startswith(HEADER):
+        raise ValueError(f"{path} does not start with the GWAS-SSF header {SUMSTATS_COLUMNS}")
+    body = text[len(HEADER):]
+    columns = pd.read_csv(io.BytesIO(text), sep="\t", usecols=["chromosome", "base_pair_location", "p_value"],
+                          dtype={"chromosome": str}, na_values=["NA"], keep_default_na=False)
+    return body, columns
+
+
+def _in_order(parts: list[pd.DataFrame]) -> bool:
+    """Whether joining the parts as they are gives rows sorted by chromosome, then position."""
+    last = (-1, -1)
+    for part in parts:
+        if part.empty:
+            continue
+        chromosomes = part["chromosome"].map(ssf_chromosome).to_numpy()
+        positions = part["base_pair_location"].to_numpy()
+        if (chromosomes != chromosomes[0]).any() or (np.diff(positions) < 0).any():
+            return False
+        first = (chromosomes[0], positions[0])
+        if first < last:
+            return False
+        last = (chromosomes[0], positions[-1])
+    return True
+
+
+def _gather_one(name: str, shards: list[Path], out_dir: Path) -> np.ndarray:
+    """Write one dimension's gathered file; returns its p-values."""
+    path = out_dir / f"{name}{SUFFIX}"
+    texts = [_shard_text(shard / f"{name}{SUFFIX}") for shard in shards]
+    order = sorted(range(len(texts)), key=lambda i: ssf_chromosome(texts[i][1]["chromosome"].iloc[0])
+                   if len(texts[i][1]) else -1)
+    parts = [texts[i][1] for i in order]
+    if _in_order(parts):
+        tmp = path.with_name(f".tmp-{path.name}")
+        with gzip.GzipFile(tmp, "wb", compresslevel=1, mtime=0) as handle:
+            handle.write(HEADER)
+            for i in order:
+                handle.write(texts[i][0])
+        os.replace(tmp, path)
+    else:
+        table = pd.concat([read_sumstats(shard / f"{name}{SUFFIX}") for shard in shards], ignore_index=True)
+        write_sumstats(table.sort_values(["chromosome", "base_pair_location"], kind="stable"), path)
+    return np.concatenate([part["p_value"].to_numpy(float) for part in parts])
+
+
 def gather_sumstats(shards: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                    lambda_path: str | os.PathLike, qq_path: str | os.PathLike) -> pd.DataFrame:
-    """Concatenate every dimension's shards (sorted by chromosome and position) and summarise them.
+                    lambda_path: str | os.PathLike, qq_path: str | os.PathLike,
+                    threads: int = 1) -> pd.DataFrame:
+    """Put every dimension's shards together (sorted by chromosome and position) and summarise them.
 
     Args:
         shards: folders of one shard each, holding ``<dimension>.tsv.gz``.
         out_dir: folder for the gathered ``<dimension>.tsv.gz``.
         lambda_path: TSV ``dimension, n_variants, lambda_gc, min_p, n_genome_wide``.
         qq_path: QQ figure (PNG).
+        threads: dimensions gathered at once (gzip and parsing release the GIL).
 
     Returns:
         The λGC table.
 
     Raises:
-        ValueError: shards hold different sets of dimensions (names the shard).
+        ValueError: no shards, or a dimension missing from a shard that should hold it.
     """
     shards = [Path(s) for s in shards]
     if not shards:
         raise ValueError("no GWAS shards to gather")
-    names = _dimensions(shards[0])
-    for shard in shards[1:]:
-        if _dimensions(shard) != names:
-            raise ValueError(f"shard {shard} holds other dimensions than {shards[0]}: a shard is incomplete")
-    rows, p_values, lambdas = [], {}, {}
+    holders = shard_holders(shards)
+    names = sorted(holders)
     with staged_outputs({"sumstats": out_dir, "lambda": lambda_path, "qq": qq_path}) as out:
         out["sumstats"].mkdir()
+        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+            jobs = pool.map(lambda name: _gather_one(name, holders[name], out["sumstats"]), names)
+            p_values = dict(zip(names, tqdm(jobs, total=len(names), desc="gather", unit="dimension")))
+        rows = []
         for name in names:
-            table = pd.concat([read_sumstats(shard / f"{name}{SUFFIX}") for shard in shards], ignore_index=True)
-            table = table.sort_values(["chromosome", "base_pair_location"], kind="stable").reset_index(drop=True)
-            write_sumstats(table, out["sumstats"] / f"{name}{SUFFIX}")
-            p = table["p_value"].to_numpy(float)
-            lambdas[name] = genomic_inflation(p)
-            p_values[name] = p
-            rows.append({"dimension": name, "n_variants": int(np.isfinite(p).sum()), "lambda_gc": lambdas[name],
-                         "min_p": float(np.nanmin(p)) if np.isfinite(p).any() else np.nan,
+            p = p_values[name]
+            finite = np.isfinite(p)
+            rows.append({"dimension": name, "n_variants": int(finite.sum()), "lambda_gc": genomic_inflation(p),
+                         "min_p": float(p[finite].min()) if finite.any() else np.nan,
                          "n_genome_wide": int((p < GENOME_WIDE).sum())})
-        summary = pd.DataFrame(rows, columns=["dimension", "n_variants", "lambda_gc", "min_p", "n_genome_wide"])
+        summary = pd.DataFrame(rows, columns=LAMBDA_COLUMNS)
         write_tsv(summary, out["lambda"])
-        plot_qq(p_values, lambdas, out["qq"])
-    if len(summary):
-        log.info("%d dimensions gathered from %d shards: λGC median %.3f (range %.3f–%.3f), %d dimensions with a "
-                 "genome-wide hit", len(summary), len(shards), summary["lambda_gc"].median(),
-                 summary["lambda_gc"].min(), summary["lambda_gc"].max(), int((summary["n_genome_wide"] > 0).sum()))
+        plot_qq(p_values, dict(zip(summary["dimension"], summary["lambda_gc"])), out["qq"])
+    log.info("%d dimensions gathered from %d shards: λGC median %.3f (range %.3f–%.3f), %d dimensions with a "
+             "genome-wide hit", len(summary), len(shards), summary["lambda_gc"].median(),
+             summary["lambda_gc"].min(), summary["lambda_gc"].max(), int((summary["n_genome_wide"] > 0).sum()))
     return summary

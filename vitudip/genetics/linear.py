@@ -44,7 +44,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, ssf_chromosome, variant_texts
-from vitudip.io.plink import bed_path, read_bed, read_bim, read_fam
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
+from vitudip.io.plink import bed_path, read_bed, read_bim
 
 logger = logging.getLogger("vitudip.gwas")
 
@@ -81,12 +82,14 @@ class GwasInputs:
     covariates: pd.DataFrame
 
 
-def require_genotype_files(bed_prefix: str | os.PathLike) -> None:
-    """Raise FileNotFoundError naming every missing file of the .bed/.bim/.fam fileset."""
-    missing = [str(bed_path(bed_prefix, ext)) for ext in ("bed", "bim", "fam")]
-    missing = [path for path in missing if not Path(path).is_file()]
-    if missing:
-        raise FileNotFoundError(f"genotype file(s) not found: {', '.join(missing)}")
+def require_bed(genotypes: GenotypeFiles) -> None:
+    """Raise ValueError unless the fileset is PLINK 1, the format read in process."""
+    if genotypes.format != "bed":
+        raise ValueError(
+            f"{genotypes.prefix} is a {genotypes.format} fileset, but the in-process engine reads PLINK 1 "
+            "(.bed/.bim/.fam): convert it once with plink2 --make-bed (the workflow's rule convert_genotypes "
+            "does), or use gwas.engine: plink2 or regenie, which read it as it is"
+        )
 
 
 def _read_id_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
@@ -112,10 +115,11 @@ def _sample_keys(fid: pd.Series, iid: pd.Series) -> pd.Index:
     return pd.Index(fid.astype(str) + "\t" + iid.astype(str))
 
 
-def _overlap_error(pheno: pd.DataFrame, covar: pd.DataFrame, fam: pd.DataFrame, paths: list[str]) -> ValueError:
+def _overlap_error(pheno: pd.DataFrame, covar: pd.DataFrame, genotyped: pd.DataFrame,
+                   paths: list[str]) -> ValueError:
     """The error for an empty intersection, with a hint when only the FIDs disagree."""
-    counts = f"{len(pheno)}, {len(covar)} and {len(fam)} samples"
-    shared_iid = set(pheno["IID"]) & set(covar["IID"]) & set(fam["iid"])
+    counts = f"{len(pheno)}, {len(covar)} and {len(genotyped)} samples"
+    shared_iid = set(pheno["IID"]) & set(covar["IID"]) & set(genotyped["IID"])
     hint = " (their IIDs overlap, so the FIDs differ)" if shared_iid else ""
     return ValueError(
         f"no sample is in all of {paths[0]}, {paths[1]} and {paths[2]} ({counts}; matched on FID and IID){hint}"
@@ -169,7 +173,7 @@ def _check_phenotypes_vary(phenotypes: pd.DataFrame, path: str | os.PathLike) ->
             )
 
 
-def _select_phenotypes(available: list[str], wanted: Sequence[str] | None, path: str | os.PathLike) -> list[str]:
+def select_phenotypes(available: list[str], wanted: Sequence[str] | None, path: str | os.PathLike) -> list[str]:
     """The phenotype columns to analyse, in file order; unknown names raise ValueError."""
     if wanted is None:
         return available
@@ -180,7 +184,7 @@ def _select_phenotypes(available: list[str], wanted: Sequence[str] | None, path:
 
 
 def load_gwas_inputs(
-    bed_prefix: str | os.PathLike,
+    genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
     phenotypes: Sequence[str] | None = None,
@@ -188,10 +192,10 @@ def load_gwas_inputs(
     """Read and check the phenotype and covariate tables against the genotype samples.
 
     Samples are matched on FID and IID; the analysed samples are those in all
-    three files, in .fam order.
+    three files, in the genotype file's order.
 
     Args:
-        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam).
+        genotype_prefix: genotype fileset prefix (PLINK 1, PLINK 2 or BGEN; see :func:`find_genotypes`).
         pheno_path: TSV with FID, IID and one column per phenotype (empty/NA/NaN = missing).
         covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
         phenotypes: phenotype columns to keep (None = all).
@@ -204,30 +208,30 @@ def load_gwas_inputs(
         ValueError: no overlapping samples, a non-numeric or missing covariate,
             a constant phenotype, or collinear covariates.
     """
-    require_genotype_files(bed_prefix)
+    genotypes = find_genotypes(genotype_prefix)
     pheno = _read_id_table(pheno_path, "phenotype")
     covar = _read_id_table(covar_path, "covariate")
-    fam = read_fam(bed_prefix)
-    fam_keys = _sample_keys(fam["fid"], fam["iid"])
+    genotyped = genotypes.samples()
+    fam_keys = _sample_keys(genotyped["FID"], genotyped["IID"])
     pheno_keys = _sample_keys(pheno["FID"], pheno["IID"])
     covar_keys = _sample_keys(covar["FID"], covar["IID"])
     fam_rows = np.flatnonzero(fam_keys.isin(pheno_keys) & fam_keys.isin(covar_keys))
     if fam_rows.size == 0:
-        paths = [str(pheno_path), str(covar_path), str(bed_path(bed_prefix, "fam"))]
-        raise _overlap_error(pheno, covar, fam, paths)
+        paths = [str(pheno_path), str(covar_path), genotypes.sample_file]
+        raise _overlap_error(pheno, covar, genotyped, paths)
     keys = fam_keys[fam_rows]
     pheno = pheno.iloc[pheno_keys.get_indexer(keys)].reset_index(drop=True)
     covar = covar.iloc[covar_keys.get_indexer(keys)].reset_index(drop=True)
-    names = _select_phenotypes([c for c in pheno.columns if c not in ID_COLUMNS], phenotypes, pheno_path)
+    names = select_phenotypes([c for c in pheno.columns if c not in ID_COLUMNS], phenotypes, pheno_path)
     values = _parse_numbers(pheno, names, pheno_path, "phenotype", allow_missing=True)
     _check_phenotypes_vary(values, pheno_path)
     covariate_names = [c for c in covar.columns if c not in ID_COLUMNS]
     covariates = _parse_numbers(covar, covariate_names, covar_path, "covariate", allow_missing=False)
     covariate_basis(covariates.to_numpy(), covariate_names, f"{covar_path}, {len(keys)} analysed samples")
-    samples = pd.DataFrame({"FID": fam["fid"].to_numpy()[fam_rows], "IID": fam["iid"].to_numpy()[fam_rows]})
+    samples = genotyped.iloc[fam_rows].reset_index(drop=True)
     logger.info(
-        "%d samples in %s, %s and the .fam; %d phenotypes, %d covariates",
-        len(keys), pheno_path, covar_path, len(names), len(covariate_names),
+        "%d samples in %s, %s and %s; %d phenotypes, %d covariates",
+        len(keys), pheno_path, covar_path, genotypes.sample_file, len(names), len(covariate_names),
     )
     return GwasInputs(fam_rows=fam_rows, samples=samples, phenotypes=values, covariates=covariates)
 
@@ -604,6 +608,7 @@ def linear_gwas(
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     started = time.perf_counter()
     inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
+    require_bed(find_genotypes(bed_prefix))
     bim = read_bim(bed_prefix)
     variant_index = select_variants(bim, chromosomes, str(bed_path(bed_prefix, "bim")))
     resolved = resolve_device(device)

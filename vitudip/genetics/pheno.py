@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from vitudip.embed.tables import UDIP_PREFIX, read_udips
+from vitudip.genetics.genotypes import find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.io.plink import read_fam
 
 log = logging.getLogger("vitudip.pheno")
 
@@ -130,72 +129,6 @@ class PhenoSettings:
 # --------------------------------------------------------------------------- reading inputs
 
 
-def genotype_format(prefix: str | os.PathLike) -> str:
-    """plink2's input flag for a prefix: "pfile" when ``prefix``.psam exists, else "bfile".
-
-    Args:
-        prefix: genotype path without extension.
-
-    Returns:
-        "pfile" or "bfile".
-
-    Raises:
-        FileNotFoundError: neither a .psam nor a .fam exists.
-    """
-    if Path(f"{os.fspath(prefix)}.psam").is_file():
-        return "pfile"
-    if Path(f"{os.fspath(prefix)}.fam").is_file():
-        return "bfile"
-    raise FileNotFoundError(f"genotype sample file not found: neither {prefix}.psam nor {prefix}.fam exists")
-
-
-def _psam_header_line(path: Path) -> int | None:
-    """Index of the line starting with #FID or #IID, or None for a headerless (.fam-like) .psam."""
-    with open(path) as handle:
-        for index, line in enumerate(handle):
-            if line.startswith(("#FID", "#IID")):
-                return index
-            if not line.startswith("#"):
-                return None
-    return None
-
-
-def read_psam(path: str | os.PathLike) -> pd.DataFrame:
-    """Read FID and IID from a .psam.
-
-    Args:
-        path: the .psam file.
-
-    Returns:
-        Frame with string FID and IID in file order; FID is "0" when the file has none.
-    """
-    path = Path(path)
-    header_at = _psam_header_line(path)
-    if header_at is None:
-        table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1], dtype=str,
-                            keep_default_na=False, comment="#")
-        return pd.DataFrame({"FID": table[0].to_numpy(), "IID": table[1].to_numpy()})
-    table = pd.read_csv(path, sep=r"\s+", skiprows=header_at, dtype=str, keep_default_na=False)
-    table = table.rename(columns={"#FID": "FID", "#IID": "IID"})
-    fid = table["FID"] if "FID" in table.columns else "0"
-    return pd.DataFrame({"FID": fid, "IID": table["IID"]})[["FID", "IID"]]
-
-
-def read_genotype_samples(prefix: str | os.PathLike) -> pd.DataFrame:
-    """Samples of a PLINK 2 (.psam) or PLINK 1 (.fam) genotype prefix.
-
-    Args:
-        prefix: genotype path without extension.
-
-    Returns:
-        Frame with string FID and IID in file order.
-    """
-    if genotype_format(prefix) == "pfile":
-        return read_psam(f"{os.fspath(prefix)}.psam")
-    fam = read_fam(prefix)
-    return pd.DataFrame({"FID": fam["fid"], "IID": fam["iid"]})
-
-
 def _require_columns(table: pd.DataFrame, columns: list[str], what: str) -> None:
     """Raise naming the missing columns and listing the available ones."""
     missing = [c for c in columns if c not in table.columns]
@@ -287,7 +220,7 @@ def _read_inputs(udips_path: str | os.PathLike, covariates_path: str | os.PathLi
     """Read all inputs, refusing duplicate ids, missing columns and non-numeric cells."""
     udips = read_udips(udips_path)
     _require_columns(udips, ["FID", "IID"], f"UDIP table {udips_path}")
-    genotypes = read_genotype_samples(genotype_prefix)
+    genotypes = find_genotypes(genotype_prefix).samples()
     covariates = read_covariates(covariates_path)
     qc = read_qc(qc_path)
     _check_unique(udips["IID"], f"UDIP table {udips_path}")
@@ -504,14 +437,6 @@ def phenotype_table(udips: pd.DataFrame, inverse: bool) -> pd.DataFrame:
 # --------------------------------------------------------------------------- plink2 PCs
 
 
-def _plink2() -> str:
-    """Path of the plink2 binary."""
-    exe = shutil.which("plink2")
-    if exe is None:
-        raise FileNotFoundError("plink2 not found on PATH; it is needed for genetic PCs with pcs_from='plink2'")
-    return exe
-
-
 def _read_eigenvec(path: Path) -> pd.DataFrame:
     """plink2's .eigenvec as a frame indexed by IID with PC1..PCk."""
     table = pd.read_csv(path, sep=r"\s+", dtype={"#FID": str, "FID": str, "#IID": str, "IID": str})
@@ -539,7 +464,7 @@ def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads
         samples[["FID", "IID"]].rename(columns={"FID": "#FID"}).to_csv(keep, sep="\t", index=False)
         # plink2's docs recommend the randomized algorithm for large cohorts
         approx = ["approx"] if len(samples) > APPROX_PCA_ABOVE else []
-        command = [_plink2(), f"--{genotype_format(prefix)}", os.fspath(prefix), "--keep", str(keep),
+        command = [find_plink2(), *find_genotypes(prefix).plink2_args(), "--keep", str(keep),
                    "--pca", str(k), *approx, "--threads", str(threads), "--out", str(out)]
         log.info("computing %d genetic PCs: %s", k, shlex.join(command))
         result = subprocess.run(command, capture_output=True, text=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import tempfile
 import time
@@ -43,13 +42,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2
 from vitudip.genetics.linear import GwasInputs, load_gwas_inputs, select_variants
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
-from vitudip.io.plink import bed_path, read_bim
 
 logger = logging.getLogger("vitudip.gwas")
-
-PLINK2_BINARY = "plink2"
 
 #: --glm report columns: A1 frequency, OBS_CT, BETA, SE, T_STAT, P and ERRCODE besides the variant.
 GLM_COLUMNS = "chrom,pos,ref,alt,a1freq,nobs,beta,se,tz,p,err"
@@ -60,17 +57,6 @@ LOG_TAIL_LINES = 20
 
 class Plink2Error(RuntimeError):
     """plink2 exited with an error."""
-
-
-def find_plink2() -> str:
-    """Path of the plink2 binary on PATH, or a FileNotFoundError that says what to do."""
-    path = shutil.which(PLINK2_BINARY)
-    if path is None:
-        raise FileNotFoundError(
-            f"'{PLINK2_BINARY}' is not on PATH: install PLINK 2 (e.g. apt-get install plink2, or the "
-            "genetics conda env) or use the in-process engine instead (gwas.engine: torch)"
-        )
-    return path
 
 
 def write_plink2_phenotypes(inputs: GwasInputs, path: Path) -> None:
@@ -98,7 +84,7 @@ def require_quantitative(inputs: GwasInputs, pheno_path: str | os.PathLike) -> N
 
 def glm_command(
     binary: str,
-    bed_prefix: str | os.PathLike,
+    genotypes: GenotypeFiles,
     pheno_file: Path,
     covar_path: str | os.PathLike,
     out_prefix: Path,
@@ -109,7 +95,7 @@ def glm_command(
 
     Args:
         binary: plink2 executable.
-        bed_prefix: PLINK fileset prefix.
+        genotypes: the genotype fileset.
         pheno_file: phenotypes (every non-ID column is analysed).
         covar_path: covariates (every non-ID column is used).
         out_prefix: plink2 --out prefix.
@@ -120,7 +106,7 @@ def glm_command(
         The argument list.
     """
     command = [
-        binary, "--bfile", os.fspath(bed_prefix),
+        binary, *genotypes.plink2_args(),
         "--pheno", os.fspath(pheno_file), "--no-psam-pheno", "--no-input-missing-phenotype",
         "--covar", os.fspath(covar_path), "--covar-variance-standardize",
         "--glm", "hide-covar", "omit-ref", "no-x-sex", f"cols={GLM_COLUMNS}",
@@ -213,12 +199,13 @@ def convert_reports(reports: list[Path], outputs: list[Path]) -> list[Path]:
 
 
 def plink2_gwas(
-    bed_prefix: str | os.PathLike,
+    genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     threads: int = 1,
     chromosomes: Sequence[str | int] | None = None,
+    phenotypes: Sequence[str] | None = None,
 ) -> list[Path]:
     """Run ``plink2 --glm`` over all phenotypes in one pass and write one GWAS-SSF file per phenotype.
 
@@ -227,27 +214,31 @@ def plink2_gwas(
     covariates), so both engines fail the same way on bad inputs.
 
     Args:
-        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam).
+        genotype_prefix: genotype fileset prefix (PLINK 1, PLINK 2 or BGEN; plink2 reads each natively).
         pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
         covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
         out_dir: folder for ``<phenotype>.tsv.gz`` (created).
         threads: plink2 --threads.
         chromosomes: only these chromosomes (None = all), for sharded runs.
+        phenotypes: only these phenotype columns (None = all), for sharded runs.
 
     Returns:
         The written files, in phenotype order.
     """
     binary = find_plink2()
-    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path)
+    genotypes = find_genotypes(genotype_prefix)
+    inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
     require_quantitative(inputs, pheno_path)
-    select_variants(read_bim(bed_prefix), chromosomes, str(bed_path(bed_prefix, "bim")))  # fail early if none
+    variants = genotypes.variants()
+    if variants is not None:  # fail early when the shard has no variant (a BGEN's are only known to plink2)
+        select_variants(variants, chromosomes, genotypes.variant_file)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".plink2-", dir=out_dir) as work:
         pheno_file = Path(work) / "pheno.tsv"
         write_plink2_phenotypes(inputs, pheno_file)
         out_prefix = Path(work) / "gwas"
-        command = glm_command(binary, bed_prefix, pheno_file, covar_path, out_prefix, threads, chromosomes)
+        command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes)
         run_plink2(command, out_prefix)
         names = list(inputs.phenotypes.columns)
         reports = [Path(f"{out_prefix}.{name}.glm.linear") for name in names]

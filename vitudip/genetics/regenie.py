@@ -21,6 +21,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.linear import load_gwas_inputs
-from vitudip.genetics.plink2 import LOG_TAIL_LINES, write_plink2_phenotypes
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2
+from vitudip.genetics.linear import load_gwas_inputs, select_phenotypes
+from vitudip.genetics.plink2 import LOG_TAIL_LINES, Plink2Error, run_plink2, write_plink2_phenotypes
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, write_sumstats
-from vitudip.io.plink import read_bim
 
 logger = logging.getLogger("vitudip.gwas")
 
@@ -65,7 +66,7 @@ def find_regenie() -> str:
 
 def step1_command(
     regenie: str,
-    bed_prefix: str | os.PathLike,
+    genotypes: GenotypeFiles,
     pheno: str | os.PathLike,
     covar: str | os.PathLike,
     out_prefix: str | os.PathLike,
@@ -79,7 +80,7 @@ def step1_command(
 
     Args:
         regenie: regenie executable.
-        bed_prefix: PLINK fileset prefix covering all chromosomes.
+        genotypes: fileset covering all chromosomes.
         pheno: phenotype file (FID, IID, one column per phenotype).
         covar: covariate file (FID, IID, covariates).
         out_prefix: --out prefix S1 (writes S1_pred.list and S1_<i>.loco.gz).
@@ -93,7 +94,7 @@ def step1_command(
         The argument list.
     """
     command = [
-        regenie, "--step", "1", "--bed", os.fspath(bed_prefix),
+        regenie, "--step", "1", *genotypes.regenie_args(),
         "--phenoFile", os.fspath(pheno), "--covarFile", os.fspath(covar), "--qt",
     ]
     if apply_rint:
@@ -109,21 +110,22 @@ def step1_command(
 
 def step2_command(
     regenie: str,
-    bed_prefix: str | os.PathLike,
+    genotypes: GenotypeFiles,
     pheno: str | os.PathLike,
     covar: str | os.PathLike,
     pred_list: str | os.PathLike,
     out_prefix: str | os.PathLike,
     threads: int,
     bsize: int = 400,
-    min_mac: int = 5,
+    min_mac: float = 5,
     chromosomes: Sequence[str | int] | None = None,
+    phenotypes: Sequence[str] | None = None,
 ) -> list[str]:
     """The regenie step 2 command line (single-variant additive tests).
 
     Args:
         regenie: regenie executable.
-        bed_prefix: PLINK fileset prefix of the tested variants.
+        genotypes: fileset of the tested variants.
         pheno: phenotype file, the same as in step 1.
         covar: covariate file, the same as in step 1.
         pred_list: step 1's S1_pred.list.
@@ -132,17 +134,20 @@ def step2_command(
         bsize: genotype block size.
         min_mac: skip variants with a minor allele count below this.
         chromosomes: test only these chromosomes (one --chr each); None = all.
+        phenotypes: test only these phenotype columns (--phenoColList); None = all.
 
     Returns:
         The argument list.
     """
     command = [
-        regenie, "--step", "2", "--bed", os.fspath(bed_prefix),
+        regenie, "--step", "2", *genotypes.regenie_args(),
         "--phenoFile", os.fspath(pheno), "--covarFile", os.fspath(covar), "--qt",
-        "--pred", os.fspath(pred_list), "--bsize", str(bsize), "--minMAC", str(min_mac),
+        "--pred", os.fspath(pred_list), "--bsize", str(bsize), "--minMAC", f"{min_mac:g}",
     ]
     for chromosome in chromosomes or []:
         command += ["--chr", str(chromosome)]
+    if phenotypes is not None:
+        command += ["--phenoColList", ",".join(phenotypes)]
     command += ["--threads", str(threads), "--gz", "--out", os.fspath(out_prefix)]
     return command
 
@@ -182,33 +187,40 @@ def p_from_log10(log10p: np.ndarray | pd.Series) -> np.ndarray:
     return np.where(p < SMALLEST_P, SMALLEST_P, p)
 
 
-def _bim_rows(regenie: pd.DataFrame, bim: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
-    """The .bim row of each regenie row, matched by variant id."""
-    if bim["id"].duplicated().any():
-        raise ValueError(f"the .bim lists variant id(s) more than once; {path} cannot be matched to it by ID")
-    rows = bim.set_index("id").reindex(regenie["ID"])
+def _variant_rows(regenie: pd.DataFrame, variants: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+    """The variant-table row of each regenie row, matched by variant id."""
+    if variants["id"].duplicated().any():
+        raise ValueError(f"the variant table lists variant id(s) more than once; {path} cannot be matched to it "
+                         "by ID")
+    rows = variants.set_index("id").reindex(regenie["ID"])
     absent = regenie["ID"][rows["alt"].isna().to_numpy()]
     if len(absent):
-        raise ValueError(f"{path}: variant '{absent.iloc[0]}' is not in the .bim")
+        raise ValueError(f"{path}: variant '{absent.iloc[0]}' is not in the genotype fileset's variant table")
     return rows.reset_index()
 
 
-def parse_regenie(path: str | os.PathLike, bim: pd.DataFrame) -> pd.DataFrame:
-    """Convert a step 2 file into GWAS-SSF rows with ALT (from the .bim) as the effect allele.
+def parse_regenie(path: str | os.PathLike, variants: pd.DataFrame | None) -> pd.DataFrame:
+    """Convert a step 2 file into GWAS-SSF rows with ALT as the effect allele.
 
     Args:
         path: ``S2_<pheno>.regenie.gz``.
-        bim: the .bim of the tested fileset (``read_bim``: chrom, id, pos, alt, ref).
+        variants: the tested fileset's variant table (``chrom, id, pos, alt, ref``, as
+            :meth:`GenotypeFiles.variants` gives), or None for a BGEN read ``--ref-first``,
+            whose ALLELE0 is REF and ALLELE1 (the tested allele) is ALT.
 
     Returns:
         Frame with the SUMSTATS_COLUMNS, one row per additive test.
 
     Raises:
-        ValueError: missing columns, a variant absent from the .bim, or a
+        ValueError: missing columns, a variant absent from the variant table, or a
             tested allele that is neither its REF nor its ALT.
     """
     regenie = read_regenie(path)
-    rows = _bim_rows(regenie, bim, path)
+    if variants is None:
+        rows = pd.DataFrame({"chrom": regenie["CHROM"], "pos": regenie["GENPOS"],
+                             "alt": regenie["ALLELE1"], "ref": regenie["ALLELE0"]})
+    else:
+        rows = _variant_rows(regenie, variants, path)
     tested = regenie["ALLELE1"].to_numpy()
     is_alt = tested == rows["alt"].to_numpy()
     is_ref = tested == rows["ref"].to_numpy()
@@ -257,8 +269,143 @@ def run_regenie(command: list[str], out_prefix: Path) -> None:
     logger.info("regenie step finished in %.1f s", time.perf_counter() - started)
 
 
+def prune_step1_variants(
+    genotype_prefix: str | os.PathLike,
+    out_prefix: str | os.PathLike,
+    window_kb: int = 1000,
+    r2: float = 0.5,
+    maf: float = 0.01,
+    threads: int = 1,
+) -> Path:
+    """The variants for step 1: common ones, LD-pruned with ``plink2 --indep-pairwise``.
+
+    REGENIE's step 1 only needs the genome's polygenic background, for which
+    some hundred thousand pruned common variants suffice; running it on all
+    imputed variants would cost hours for nothing.
+
+    Args:
+        genotype_prefix: fileset covering all chromosomes.
+        out_prefix: plink2 --out prefix (writes ``<out_prefix>.prune.in``).
+        window_kb: pruning window in kb.
+        r2: r² above which one of a pair is dropped.
+        maf: minimum minor-allele frequency.
+        threads: plink2 --threads.
+
+    Returns:
+        The ``.prune.in`` file (one variant id per line).
+    """
+    genotypes = find_genotypes(genotype_prefix)
+    command = [find_plink2(), *genotypes.plink2_args(), "--maf", str(maf),
+               "--indep-pairwise", f"{window_kb}kb", "1", str(r2), "--threads", str(threads),
+               "--out", os.fspath(out_prefix)]
+    try:
+        run_plink2(command, Path(out_prefix))
+    except Plink2Error as err:
+        if "No variants remaining" in str(err):
+            raise ValueError(f"no variant of {genotypes.prefix} passes maf {maf} for regenie step 1") from None
+        raise
+    kept = Path(f"{out_prefix}.prune.in")
+    count = sum(1 for _ in open(kept))
+    logger.info("%d variants kept for regenie step 1 (maf >= %g, r2 < %g in %d kb windows)", count, maf, r2,
+                window_kb)
+    return kept
+
+
+def regenie_step1(
+    genotype_prefix: str | os.PathLike,
+    pheno_path: str | os.PathLike,
+    covar_path: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    threads: int = 1,
+    extract: str | os.PathLike | None = None,
+    bsize: int = 1000,
+) -> Path:
+    """Run regenie step 1 once for all phenotypes.
+
+    The inputs get the same checks as the other engines first, so all engines
+    fail the same way on bad inputs.
+
+    Args:
+        genotype_prefix: fileset covering all chromosomes.
+        pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
+        covar_path: TSV with FID, IID and numeric covariate columns.
+        work_dir: folder for step 1's files (created); they are step 2's input.
+        threads: regenie --threads.
+        extract: file of variant ids to use (e.g. :func:`prune_step1_variants`); None = all.
+        bsize: genotype block size.
+
+    Returns:
+        ``<work_dir>/step1_pred.list``, which names the per-phenotype LOCO files by absolute path.
+    """
+    genotypes = find_genotypes(genotype_prefix)
+    inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path)
+    regenie = find_regenie()
+    # absolute, because step 2 reads the LOCO paths written into the pred list
+    work = Path(work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    # regenie cannot read empty fields: give it the analysed samples with NA for missing.
+    pheno_file = work / "pheno.tsv"
+    write_plink2_phenotypes(inputs, pheno_file)
+    s1 = work / "step1"
+    run_regenie(step1_command(regenie, genotypes, pheno_file, covar_path, s1, work / "step1_tmp", threads,
+                              bsize=bsize, extract=extract), s1)
+    return Path(f"{s1}_pred.list")
+
+
+def regenie_step2(
+    genotype_prefix: str | os.PathLike,
+    pheno_path: str | os.PathLike,
+    covar_path: str | os.PathLike,
+    pred_list: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    threads: int = 1,
+    chromosomes: Sequence[str | int] | None = None,
+    phenotypes: Sequence[str] | None = None,
+    bsize: int = 400,
+    min_mac: float = 5,
+) -> list[Path]:
+    """Run regenie step 2 on one shard and write one GWAS-SSF file per phenotype.
+
+    Args:
+        genotype_prefix: fileset of the tested variants.
+        pheno_path: the phenotype table given to step 1.
+        covar_path: the covariate table given to step 1.
+        pred_list: step 1's ``step1_pred.list``.
+        out_dir: folder for ``<phenotype>.tsv.gz`` (created).
+        threads: regenie --threads.
+        chromosomes: test only these chromosomes (None = all).
+        phenotypes: test only these phenotype columns (None = all).
+        bsize: genotype block size.
+        min_mac: skip variants with a lower minor allele count.
+
+    Returns:
+        The written files, in phenotype order.
+    """
+    if not Path(pred_list).is_file():
+        raise FileNotFoundError(f"regenie step 1 prediction list not found: {pred_list}")
+    genotypes = find_genotypes(genotype_prefix)
+    inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path)
+    names = select_phenotypes(list(inputs.phenotypes.columns), phenotypes, pheno_path)
+    regenie = find_regenie()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = genotypes.variants()
+    with tempfile.TemporaryDirectory(prefix=".regenie-", dir=out) as work:
+        # the same analysed samples as step 1, so the same file; --phenoColList picks the shard's columns
+        pheno_file = Path(work) / "pheno.tsv"
+        write_plink2_phenotypes(inputs, pheno_file)
+        s2 = Path(work) / "step2"
+        run_regenie(step2_command(regenie, genotypes, pheno_file, covar_path, pred_list, s2, threads, bsize=bsize,
+                                  min_mac=min_mac, chromosomes=chromosomes,
+                                  phenotypes=names if phenotypes is not None else None), s2)
+        written = [write_sumstats(parse_regenie(Path(f"{s2}_{name}.regenie.gz"), variants), out / f"{name}.tsv.gz")
+                   for name in names]
+    logger.info("converted %d regenie reports to GWAS-SSF in %s", len(written), out)
+    return written
+
+
 def regenie_gwas(
-    bed_prefix: str | os.PathLike,
+    genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -267,47 +414,21 @@ def regenie_gwas(
     chromosomes: Sequence[str | int] | None = None,
     step1_extract: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """Run regenie step 1 and step 2 and write one GWAS-SSF file per phenotype.
-
-    The inputs get the same checks as the other engines first, so all engines
-    fail the same way on bad inputs.
+    """Run regenie step 1 and step 2 in one go (an unsharded run; the workflow runs them as separate jobs).
 
     Args:
-        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam) covering all chromosomes.
+        genotype_prefix: fileset covering all chromosomes.
         pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
         covar_path: TSV with FID, IID and numeric covariate columns.
         out_dir: folder for ``<phenotype>.tsv.gz`` (created).
-        work_dir: folder for regenie's files (created, kept for inspection).
+        work_dir: folder for step 1's files (created, kept for inspection).
         threads: regenie --threads.
         chromosomes: test only these chromosomes in step 2 (None = all); step 1 always uses all.
-        step1_extract: file of SNP ids for step 1 (the pruned set); None = all.
+        step1_extract: file of variant ids for step 1 (the pruned set); None = all.
 
     Returns:
         The written files, in phenotype order.
     """
-    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path)
-    regenie = find_regenie()
-    work, out = Path(work_dir), Path(out_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    # regenie cannot read empty fields: give it the analysed samples with NA for missing.
-    pheno_file = work / "pheno.tsv"
-    write_plink2_phenotypes(inputs, pheno_file)
-    s1, s2 = work / "step1", work / "step2"
-    run_regenie(
-        step1_command(regenie, bed_prefix, pheno_file, covar_path, s1, work / "step1_tmp", threads,
-                      extract=step1_extract),
-        s1,
-    )
-    run_regenie(
-        step2_command(regenie, bed_prefix, pheno_file, covar_path, Path(f"{s1}_pred.list"), s2, threads,
-                      chromosomes=chromosomes),
-        s2,
-    )
-    bim = read_bim(bed_prefix)
-    written = []
-    for name in inputs.phenotypes.columns:
-        frame = parse_regenie(Path(f"{s2}_{name}.regenie.gz"), bim)
-        written.append(write_sumstats(frame, out / f"{name}.tsv.gz"))
-    logger.info("converted %d regenie reports to GWAS-SSF in %s", len(written), out)
-    return written
+    pred_list = regenie_step1(genotype_prefix, pheno_path, covar_path, work_dir, threads, extract=step1_extract)
+    return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads,
+                         chromosomes=chromosomes)

@@ -284,4 +284,8 @@ def genomic_inflation(p_values: np.ndarray | pd.Series) -> float:
     p = p[np.isfinite(p)]
     if p.size == 0:
         return float("nan")
-    return float(np.median(stats.chi2.isf(p, df=1)) / CHI2_1DF_MEDIAN)
+    # chi² is monotone in p, so the median chi² comes from the middle p-value(s) alone:
+    # two quantile evaluations instead of one per variant (0.4 s per 90k variants)
+    middle = sorted({(p.size - 1) // 2, p.size // 2})
+    chi2 = stats.chi2.isf(np.partition(p, middle)[middle], df=1)
+    return float(np.mean(chi2) / CHI2_1DF_MEDIAN)

@@ -5,6 +5,7 @@ import shlex
 import os
 
 from vitudip.config import ConfigError, check_input_paths, validate_config
+from vitudip.genetics.genotypes import find_genotypes
 from vitudip.simulate.cohort import COHORT_FILES
 
 try:
@@ -31,10 +32,18 @@ def results(*parts):
 
 
 def genotype_files(prefix):
-    """The genotype files behind a prefix: PLINK 2 when its .pgen exists, else PLINK 1."""
-    if os.path.exists(prefix + ".pgen"):
-        return [prefix + ext for ext in (".pgen", ".pvar", ".psam")]
-    return [prefix + ext for ext in (".bed", ".bim", ".fam")]
+    """The files of a genotype prefix: the format found on disk (.pgen, .bed, then .bgen); PLINK 1 before it exists."""
+    try:
+        return find_genotypes(prefix).files
+    except FileNotFoundError:
+        return [prefix + ext for ext in (".bed", ".bim", ".fam")]
+
+
+def plink1_prefix(prefix):
+    """A PLINK 1 fileset with the genotypes of ``prefix``: itself, or the copy rule convert_genotypes makes."""
+    if genotype_files(prefix)[0].endswith(".bed"):
+        return prefix
+    return results("genotypes", "plink1")
 
 
 def all_outputs():

@@ -1,43 +1,122 @@
-# GWAS of every UDIP: one job per chromosome shard, then one gather.
+# GWAS of every UDIP: one job per shard (chromosome x dimension batch), then one gather.
+# regenie runs its step 1 once, before the shards; the torch engine reads a PLINK 1 copy of
+# PLINK 2 / BGEN input, made once.
 
 GWAS = config["gwas"]
+REGENIE = GWAS["regenie"]
 # the simulated cohort has its own chromosomes; real data uses gwas.chromosomes
 GWAS_CHROMOSOMES = [
     str(c) for c in (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"] else GWAS["chromosomes"])
 ]
+GWAS_BATCHES = [str(b) for b in range(GWAS["dimension_batches"])]
+# the fileset the engine reads: plink2 and regenie read every format, torch reads PLINK 1
+GWAS_GENOTYPES = plink1_prefix(INPUTS["genotypes"]) if GWAS["engine"] == "torch" else INPUTS["genotypes"]
+GWAS_ENV = "../../envs/regenie.yaml" if GWAS["engine"] == "regenie" else "../../envs/genetics.yaml"
 
 
-rule gwas_shard:
+rule convert_genotypes:
     input:
-        pheno=results("pheno", "pheno.tsv"),
-        covar=results("pheno", "covar.tsv"),
-        genotypes=genotype_files(INPUTS["genotypes"]),
+        genotype_files(INPUTS["genotypes"]),
     output:
-        directory(results("gwas", "shards", "chr{chromosome}")),
+        multiext(results("genotypes", "plink1"), ".bed", ".bim", ".fam"),
     params:
         prefix=INPUTS["genotypes"],
-        engine=GWAS["engine"],
-        block_size=GWAS["block_size"],
-        device=GWAS["device"],
+        out_prefix=results("genotypes", "plink1"),
     log:
-        results("logs", "gwas_shard", "chr{chromosome}.log"),
+        results("logs", "convert_genotypes.log"),
     benchmark:
-        results("benchmarks", "gwas_shard", "chr{chromosome}.tsv")
-    threads: 2
+        results("benchmarks", "convert_genotypes.tsv")
+    threads: 4
     resources:
-        mem_mb=8000,
+        mem_mb=16000,
         runtime=240,
     conda:
         "../../envs/genetics.yaml"
     shell:
+        "python {SCRIPTS:q}/convert_genotypes.py --genotypes {params.prefix:q} --out-prefix {params.out_prefix:q} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+rule regenie_step1:
+    input:
+        pheno=results("pheno", "pheno.tsv"),
+        covar=results("pheno", "covar.tsv"),
+        genotypes=genotype_files(INPUTS["genotypes"]),
+        variants=REGENIE["step1_variants"] or [],
+    output:
+        directory(results("gwas", "regenie_step1")),
+    params:
+        prefix=INPUTS["genotypes"],
+        variants=f"--variants {shlex.quote(REGENIE['step1_variants'])}" if REGENIE["step1_variants"] else "",
+        prune=f"--prune-window-kb {REGENIE['prune_window_kb']} --prune-r2 {REGENIE['prune_r2']} --maf {REGENIE['step1_maf']}",
+        bsize=REGENIE["step1_bsize"],
+    log:
+        results("logs", "regenie_step1.log"),
+    benchmark:
+        results("benchmarks", "regenie_step1.tsv")
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/regenie.yaml"
+    shell:
+        "python {SCRIPTS:q}/regenie_step1.py --genotypes {params.prefix:q} --pheno {input.pheno:q} "
+        "--covar {input.covar:q} --out-dir {output:q} {params.variants} {params.prune} --bsize {params.bsize} "
+        "--threads {threads} > {log:q} 2>&1"
+
+
+def gwas_shard_inputs(wildcards):
+    inputs = {
+        "pheno": results("pheno", "pheno.tsv"),
+        "covar": results("pheno", "covar.tsv"),
+        "genotypes": genotype_files(GWAS_GENOTYPES),
+    }
+    if GWAS["engine"] == "regenie":
+        inputs["step1"] = results("gwas", "regenie_step1")
+    return inputs
+
+
+rule gwas_shard:
+    input:
+        unpack(gwas_shard_inputs),
+    output:
+        directory(results("gwas", "shards", "chr{chromosome}", "batch{batch}")),
+    params:
+        prefix=GWAS_GENOTYPES,
+        engine=GWAS["engine"],
+        batches=GWAS["dimension_batches"],
+        block_size=GWAS["block_size"],
+        device=GWAS["device"],
+        regenie=lambda wildcards, input: (
+            f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))} "
+            f"--regenie-bsize {REGENIE['step2_bsize']} --min-mac {REGENIE['min_mac']}"
+            if GWAS["engine"] == "regenie" else ""
+        ),
+    wildcard_constraints:
+        chromosome=r"[^/]+",
+        batch=r"\d+",
+    log:
+        results("logs", "gwas_shard", "chr{chromosome}_batch{batch}.log"),
+    benchmark:
+        results("benchmarks", "gwas_shard", "chr{chromosome}_batch{batch}.tsv")
+    threads: GWAS["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        GWAS_ENV
+    shell:
         "python {SCRIPTS:q}/gwas.py --engine {params.engine} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
-        "--covar {input.covar:q} --chromosomes {wildcards.chromosome} --out-dir {output:q} --threads {threads} "
-        "--block-size {params.block_size} --device {params.device} > {log:q} 2>&1"
+        "--covar {input.covar:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
+        "--dimension-batches {params.batches} --out-dir {output:q} --threads {threads} "
+        "--block-size {params.block_size} --device {params.device} {params.regenie} > {log:q} 2>&1"
 
 
 rule gwas_gather:
     input:
-        expand(results("gwas", "shards", "chr{chromosome}"), chromosome=GWAS_CHROMOSOMES),
+        expand(results("gwas", "shards", "chr{chromosome}", "batch{batch}"), chromosome=GWAS_CHROMOSOMES,
+               batch=GWAS_BATCHES),
     output:
         sumstats=directory(results("gwas", "sumstats")),
         lambdas=results("gwas", "lambda.tsv"),
@@ -46,6 +125,7 @@ rule gwas_gather:
         results("logs", "gwas_gather.log"),
     benchmark:
         results("benchmarks", "gwas_gather.tsv")
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
@@ -53,4 +133,4 @@ rule gwas_gather:
         "../../envs/genetics.yaml"
     shell:
         "python {SCRIPTS:q}/gwas_gather.py --shards {input:q} --out-dir {output.sumstats:q} "
-        "--lambda {output.lambdas:q} --qq {output.qq:q} > {log:q} 2>&1"
+        "--lambda {output.lambdas:q} --qq {output.qq:q} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,218 @@
+"""Genotype filesets in the three formats users bring: PLINK 1, PLINK 2 and BGEN 1.2.
+
+A fileset is named by its prefix, as plink2 and REGENIE name it. plink2 and
+REGENIE read all three formats natively (an imputed BGEN keeps its dosages);
+the in-process engine and the LD computations read PLINK 1 only, and get a
+.bed converted once by plink2 (:func:`convert_to_bed`).
+
+BGEN files are read with the first allele as REF (``ref-first``), the UK
+Biobank convention; the ALT allele is then the effect allele, as for every
+engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from vitudip.io.atomic import staged_outputs
+from vitudip.io.plink import read_bim, read_fam
+
+logger = logging.getLogger("vitudip.gwas")
+
+#: The files of each format, in the order they are looked for (.pgen before .bed, as plink2 users expect).
+FORMAT_EXTENSIONS = {
+    "pgen": (".pgen", ".pvar", ".psam"),
+    "bed": (".bed", ".bim", ".fam"),
+    "bgen": (".bgen", ".sample"),
+}
+
+
+def _psam_header_line(path: Path) -> int | None:
+    """Index of the line starting with #FID or #IID, or None for a headerless (.fam-like) .psam."""
+    with open(path) as handle:
+        for index, line in enumerate(handle):
+            if line.startswith(("#FID", "#IID")):
+                return index
+            if not line.startswith("#"):
+                return None
+    return None
+
+
+def read_psam(path: str | os.PathLike) -> pd.DataFrame:
+    """Read FID and IID from a .psam.
+
+    Args:
+        path: the .psam file.
+
+    Returns:
+        Frame with string FID and IID in file order; FID is "0" when the file has none.
+    """
+    path = Path(path)
+    header_at = _psam_header_line(path)
+    if header_at is None:
+        table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1], dtype=str,
+                            keep_default_na=False, comment="#")
+        return pd.DataFrame({"FID": table[0].to_numpy(), "IID": table[1].to_numpy()})
+    table = pd.read_csv(path, sep=r"\s+", skiprows=header_at, dtype=str, keep_default_na=False)
+    table = table.rename(columns={"#FID": "FID", "#IID": "IID"})
+    fid = table["FID"] if "FID" in table.columns else "0"
+    return pd.DataFrame({"FID": fid, "IID": table["IID"]})[["FID", "IID"]]
+
+
+def _read_sample(path: Path) -> pd.DataFrame:
+    """FID (ID_1) and IID (ID_2) of an Oxford .sample file (header line, then a column-type line)."""
+    table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, skiprows=[1])
+    if list(table.columns[:2]) != ["ID_1", "ID_2"]:
+        raise ValueError(f"{path} is not an Oxford .sample file: its header starts {list(table.columns[:2])}, "
+                         "expected ID_1 ID_2")
+    return pd.DataFrame({"FID": table["ID_1"].to_numpy(), "IID": table["ID_2"].to_numpy()})
+
+
+def _read_pvar(path: Path) -> pd.DataFrame:
+    """A .pvar as the columns of :func:`~vitudip.io.plink.read_bim` (chrom, id, pos, alt, ref)."""
+    with open(path) as handle:
+        skip = 0
+        for line in handle:
+            if not line.startswith("##"):
+                break
+            skip += 1
+    table = pd.read_csv(path, sep="\t", skiprows=skip, dtype=str, keep_default_na=False)
+    table = table.rename(columns={"#CHROM": "CHROM"})
+    missing = [c for c in ("CHROM", "POS", "ID", "REF", "ALT") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}")
+    return pd.DataFrame({"chrom": table["CHROM"], "id": table["ID"], "pos": table["POS"].astype("int64"),
+                         "alt": table["ALT"], "ref": table["REF"]})
+
+
+@dataclass(frozen=True)
+class GenotypeFiles:
+    """One genotype fileset.
+
+    Args:
+        prefix: path without extension.
+        format: ``bed`` (PLINK 1), ``pgen`` (PLINK 2) or ``bgen`` (BGEN 1.2 with an Oxford .sample).
+    """
+
+    prefix: str
+    format: str
+
+    @property
+    def files(self) -> list[str]:
+        """Every file of the fileset."""
+        return [self.prefix + ext for ext in FORMAT_EXTENSIONS[self.format]]
+
+    def plink2_args(self) -> list[str]:
+        """plink2's input flags for the fileset."""
+        if self.format == "bgen":
+            return ["--bgen", f"{self.prefix}.bgen", "ref-first", "--sample", f"{self.prefix}.sample"]
+        return ["--pfile" if self.format == "pgen" else "--bfile", self.prefix]
+
+    def regenie_args(self) -> list[str]:
+        """REGENIE's input flags for the fileset."""
+        if self.format == "bgen":
+            return ["--bgen", f"{self.prefix}.bgen", "--sample", f"{self.prefix}.sample", "--ref-first"]
+        return [f"--{self.format}", self.prefix]
+
+    def samples(self) -> pd.DataFrame:
+        """FID and IID of every sample, as strings in file order."""
+        if self.format == "bed":
+            fam = read_fam(self.prefix)
+            return pd.DataFrame({"FID": fam["fid"].to_numpy(), "IID": fam["iid"].to_numpy()})
+        if self.format == "pgen":
+            return read_psam(f"{self.prefix}.psam")
+        return _read_sample(Path(f"{self.prefix}.sample"))
+
+    @property
+    def sample_file(self) -> str:
+        """The file that lists the samples (for error messages)."""
+        return self.prefix + {"bed": ".fam", "pgen": ".psam", "bgen": ".sample"}[self.format]
+
+    @property
+    def variant_file(self) -> str:
+        """The file that lists the variants (for error messages)."""
+        return self.prefix + {"bed": ".bim", "pgen": ".pvar", "bgen": ".bgen"}[self.format]
+
+    def variants(self) -> pd.DataFrame | None:
+        """The variant table (chrom, id, pos, alt, ref), or None for BGEN (its variants live in the .bgen)."""
+        if self.format == "bed":
+            return read_bim(self.prefix)
+        if self.format == "pgen":
+            return _read_pvar(Path(f"{self.prefix}.pvar"))
+        return None
+
+
+def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
+    """The fileset behind a prefix: the first format whose files all exist (.pgen, then .bed, then .bgen).
+
+    Args:
+        prefix: genotype path without extension.
+
+    Raises:
+        FileNotFoundError: no complete fileset; names the files that are missing.
+    """
+    prefix = os.fspath(prefix)
+    partial = []
+    for name, extensions in FORMAT_EXTENSIONS.items():
+        present = [Path(prefix + ext).is_file() for ext in extensions]
+        if all(present):
+            return GenotypeFiles(prefix, name)
+        if any(present):
+            partial += [prefix + ext for ext, ok in zip(extensions, present) if not ok]
+    if partial:
+        raise FileNotFoundError(f"genotype file(s) not found: {', '.join(partial)}")
+    raise FileNotFoundError(
+        f"no genotype files for prefix {prefix}: expected {prefix}.bed/.bim/.fam, .pgen/.pvar/.psam "
+        "or .bgen/.sample"
+    )
+
+
+def find_plink2() -> str:
+    """Path of the plink2 binary on PATH, or a FileNotFoundError that says what to do."""
+    path = shutil.which("plink2")
+    if path is None:
+        raise FileNotFoundError(
+            "'plink2' is not on PATH: install PLINK 2 (e.g. apt-get install plink2, or the "
+            "genetics conda env) or use the in-process engine instead (gwas.engine: torch)"
+        )
+    return path
+
+
+def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, threads: int = 1) -> GenotypeFiles:
+    """Write a PLINK 1 copy of a fileset with plink2 (for the engines that read .bed only).
+
+    A BGEN's dosages become hard calls (plink2's default: a call when within 0.1 of
+    an integer, else missing), so prefer plink2 or REGENIE on imputed data.
+
+    Args:
+        prefix: the source fileset (any format).
+        out_prefix: prefix of the .bed/.bim/.fam written (atomically, all three together).
+        threads: plink2 --threads.
+
+    Returns:
+        The PLINK 1 fileset.
+    """
+    source = find_genotypes(prefix)
+    out_prefix = Path(out_prefix)
+    targets = {ext: f"{out_prefix}.{ext}" for ext in ("bed", "bim", "fam")}
+    started = time.perf_counter()
+    with staged_outputs(targets) as staged:
+        work = staged["bed"].with_suffix("")
+        command = [find_plink2(), *source.plink2_args(), "--make-bed", "--threads", str(threads),
+                   "--out", os.fspath(work)]
+        logger.info("converting %s (%s) to PLINK 1: %s", source.prefix, source.format, shlex.join(command))
+        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        if finished.returncode != 0:
+            tail = "\n".join((finished.stdout + finished.stderr).strip().splitlines()[-20:])
+            raise ValueError(f"plink2 could not convert {source.prefix} ({source.format}) to .bed:\n{tail}")
+    logger.info("wrote %s.bed/.bim/.fam in %.1f s", out_prefix, time.perf_counter() - started)
+    return GenotypeFiles(os.fspath(out_prefix), "bed")

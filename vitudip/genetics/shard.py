@@ -1,0 +1,95 @@
+"""One GWAS shard: a set of chromosomes x a batch of dimensions, run by any engine.
+
+A cluster runs the shards as parallel jobs; :mod:`vitudip.genetics.gather`
+puts them back together into one file per dimension.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vitudip.genetics.linear import ID_COLUMNS, linear_gwas
+from vitudip.genetics.plink2 import plink2_gwas
+from vitudip.genetics.regenie import regenie_step2
+
+ENGINES = ("plink2", "regenie", "torch")
+
+
+def phenotype_batch(pheno_path: str | os.PathLike, batch: int, n_batches: int) -> list[str]:
+    """The phenotype columns of batch ``batch`` of ``n_batches`` contiguous, near-equal batches.
+
+    Args:
+        pheno_path: the phenotype table (FID, IID, phenotypes).
+        batch: 0-based batch number.
+        n_batches: number of batches.
+
+    Raises:
+        ValueError: ``batch`` is out of range, or there are fewer phenotypes than batches.
+    """
+    if not 0 <= batch < n_batches:
+        raise ValueError(f"dimension batch {batch} is not in 0..{n_batches - 1}")
+    names = [c for c in pd.read_csv(pheno_path, sep="\t", nrows=0).columns if c not in ID_COLUMNS]
+    if len(names) < n_batches:
+        raise ValueError(f"{pheno_path} has {len(names)} phenotype columns, fewer than gwas.dimension_batches "
+                         f"({n_batches})")
+    return [str(name) for name in np.array_split(np.array(names, dtype=object), n_batches)[batch]]
+
+
+def gwas_shard(
+    engine: str,
+    genotype_prefix: str | os.PathLike,
+    pheno_path: str | os.PathLike,
+    covar_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    chromosomes: Sequence[str | int] | None = None,
+    batch: int = 0,
+    n_batches: int = 1,
+    threads: int = 1,
+    block_size: int = 4096,
+    device: str = "auto",
+    pred_list: str | os.PathLike | None = None,
+    regenie_bsize: int = 400,
+    min_mac: float = 5,
+) -> list[Path]:
+    """GWAS of one batch of phenotypes on some chromosomes: one GWAS-SSF file per phenotype.
+
+    Args:
+        engine: ``plink2``, ``regenie`` or ``torch``.
+        genotype_prefix: genotype fileset (``torch`` needs PLINK 1).
+        pheno_path: phenotype table.
+        covar_path: covariate table.
+        out_dir: folder for ``<phenotype>.tsv.gz``.
+        chromosomes: chromosomes of the shard (None = all).
+        batch: this shard's dimension batch (0-based).
+        n_batches: number of dimension batches.
+        threads: CPU threads for the engine.
+        block_size: variants per block (``torch``).
+        device: ``auto``, ``cuda`` or ``cpu`` (``torch``).
+        pred_list: regenie step 1's prediction list (``regenie``).
+        regenie_bsize: step 2 genotype block size (``regenie``).
+        min_mac: step 2 minimum minor allele count (``regenie``).
+
+    Returns:
+        The written files.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"gwas.engine must be one of {ENGINES}, got '{engine}'")
+    phenotypes = phenotype_batch(pheno_path, batch, n_batches) if n_batches > 1 else None
+    if engine == "torch":
+        # a Slurm job gets its cores through threads; torch would otherwise take the whole node
+        torch.set_num_threads(threads)
+        return linear_gwas(genotype_prefix, pheno_path, covar_path, out_dir, block_size=block_size, device=device,
+                           chromosomes=chromosomes, phenotypes=phenotypes)
+    if engine == "plink2":
+        return plink2_gwas(genotype_prefix, pheno_path, covar_path, out_dir, threads=threads,
+                           chromosomes=chromosomes, phenotypes=phenotypes)
+    if pred_list is None:
+        raise ValueError("the regenie engine needs step 1's prediction list (--pred)")
+    return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads=threads,
+                         chromosomes=chromosomes, phenotypes=phenotypes, bsize=regenie_bsize, min_mac=min_mac)
