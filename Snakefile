@@ -20,6 +20,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/pheno.smk"
 include: "workflow/rules/gwas.smk"
+include: "workflow/rules/loci.smk"
+include: "workflow/rules/perdi.smk"
 
 
 rule all:

@@ -57,6 +57,14 @@ def test_missing_input_path_names_the_key(tmp_path, tiny_config):
     for ext in ("pgen", "pvar", "psam"):
         (tmp_path / f"geno.{ext}").write_text("")
     check_input_paths(config)
+    # optional inputs of later stages are checked at start too
+    config["gwas"].update(engine="regenie")
+    config["gwas"]["regenie"]["step1_variants"] = str(tmp_path / "array_snps.txt")
+    config["loci"]["ld_reference"] = str(tmp_path / "panel")
+    (tmp_path / "panel.bed").write_text("")
+    with pytest.raises(ConfigError, match=r"'gwas.regenie.step1_variants': file .*array_snps.txt' not found; "
+                                          r"config key 'loci.ld_reference': PLINK 1 .* '.*panel' not found"):
+        check_input_paths(config)
 
 
 def test_paths_the_workflow_produces_need_not_exist(tmp_path, tiny_config):

@@ -139,6 +139,10 @@ def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
     step1_variants = config["gwas"]["regenie"]["step1_variants"]
     if config["gwas"]["engine"] == "regenie" and step1_variants is not None and not Path(step1_variants).exists():
         missing.append(f"config key 'gwas.regenie.step1_variants': file '{step1_variants}' not found")
+    ld_reference = config["loci"]["ld_reference"]
+    if ld_reference is not None and not all(Path(ld_reference + ext).exists() for ext in (".bed", ".bim", ".fam")):
+        missing.append(f"config key 'loci.ld_reference': PLINK 1 files (.bed/.bim/.fam) for prefix "
+                       f"'{ld_reference}' not found")
     split_file = config["preprocess"]["splits"].get("file")
     if split_file is not None and not Path(split_file).exists():
         missing.append(f"config key 'preprocess.splits.file': file '{split_file}' not found")

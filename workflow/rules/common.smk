@@ -57,11 +57,14 @@ def all_outputs():
         results("pheno", "exclusions.tsv"),
         results("gwas", "lambda.tsv"),
         results("gwas", "qq.png"),
+        results("loci", "loci_merged.tsv"),
+        results("loci", "manhattan.png"),
     ]
     if config["embed"]["method"] == "vit":
-        outputs += [results("train", "loss.png"), results("train", "reconstruction.png")]
+        outputs += [results("train", "loss.png"), results("train", "reconstruction.png"),
+                    results("perdi", "regions.tsv"), results("perdi", "overview.png")]
         if config["embed"]["pca_baseline"]:
             outputs.append(results("embed", "pca", "udips.tsv"))
     if config["simulate"]["enabled"]:
-        outputs.append(results("embed", "embedding_vs_truth.tsv"))
+        outputs += [results("embed", "embedding_vs_truth.tsv"), results("loci", "truth_recovery.tsv")]
     return outputs

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""PerDI: perturb each UDIP dimension, decode, map the voxel-wise paired t, rank Harvard-Oxford regions, draw panels."""
+
+import argparse
+import json
+import sys
+
+from vitudip.cli import run_cli
+from vitudip.perdi.stage import PerdiSettings, run_perdi
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="train/model.pt")
+    parser.add_argument("--udips", required=True, help="embed/udips.tsv (the latents)")
+    parser.add_argument("--cache", required=True, help="preprocess/cache (its grid.json)")
+    parser.add_argument("--qc", required=True, help="preprocess/qc.tsv")
+    parser.add_argument("--brain-mask", required=True, help="preprocess/brain_mask.npy")
+    parser.add_argument("--loci", help="loci/loci_merged.tsv: its 'dimensions' column picks the dimensions "
+                                       "(with dimensions: loci) and those of the overview figure")
+    parser.add_argument("--settings", default="{}", help="JSON of PerdiSettings fields (the config's perdi section)")
+    parser.add_argument("--atlas-cache", help="folder caching the Harvard-Oxford labels on the input grid")
+    parser.add_argument("--maps", required=True, help="folder to write udip_NNN.nii.gz maps into")
+    parser.add_argument("--regions", required=True, help="regions.tsv to write")
+    parser.add_argument("--panels", required=True, help="folder to write udip_NNN.png panels into")
+    parser.add_argument("--overview", required=True, help="overview PNG to write")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        settings = PerdiSettings.from_dict(json.loads(args.settings))
+        run_perdi(args.model, args.udips, args.cache, args.qc, args.brain_mask, args.maps, args.regions,
+                  args.panels, args.overview, settings, loci_path=args.loci, atlas_cache=args.atlas_cache)
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""PerDI: streaming paired t, the perturbation, the decoder loop, maps on the input grid, region ranking, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from vitudip.embed.tables import udip_table
+from vitudip.imaging import grid
+from vitudip.imaging.atlas import load_mni_template
+from vitudip.imaging.preprocess import CacheGrid, PreprocessSettings, cache_grid
+from vitudip.model.patches import nonempty_patches, patchify
+from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
+from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_t_maps, perturbed_latents
+from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
+from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, rank_regions
+from vitudip.perdi.space import (NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain,
+                                 to_input_grid)
+from vitudip.perdi.stats import PairedDifferenceStats, paired_t
+from vitudip.train.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------
+# Statistics and perturbation
+
+
+def test_streamed_paired_t_equals_scipy_ttest_rel():
+    rng = np.random.default_rng(0)
+    original = rng.standard_normal((2, 11, 40))
+    # a change far larger than its spread (|t| in the thousands): float32 sums of raw squares lose the variance
+    perturbed = original + 50.0 + rng.standard_normal((2, 11, 40)) * rng.uniform(0.01, 1, 40)
+    acc = PairedDifferenceStats(2, 40)
+    for start, stop in ((0, 4), (4, 5), (5, 11)):
+        acc.update(slice(0, 2), torch.from_numpy(perturbed[:, start:stop] - original[:, start:stop]).float())
+    expected = stats.ttest_rel(perturbed, original, axis=1).statistic
+    np.testing.assert_allclose(acc.t().numpy(), expected, rtol=1e-4)
+
+
+def test_constant_change_gets_the_largest_finite_t_and_no_change_gets_zero():
+    mean = torch.tensor([[1.0, 2.0, -3.0, 0.0]])
+    m2 = torch.tensor([[4.0, 1.0, 0.0, 0.0]])
+    t = paired_t(mean, m2, 5.0)
+    finite = (mean[0, :2] / (m2[0, :2] / 20).sqrt()).abs().max()
+    assert t[0, 2] == pytest.approx(-float(finite))
+    assert t[0, 3] == 0
+
+
+def test_perturbation_moves_only_its_dimension_by_k_sd():
+    latents = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    sd = latent_sd(latents)
+    np.testing.assert_allclose(sd.numpy(), latents.numpy().std(axis=0, ddof=1), rtol=1e-5)
+    dims = torch.tensor([4, 1])
+    moved = perturbed_latents(latents, dims, 2.0 * sd[dims])
+    assert moved.shape == (2, 30, 6)
+    change = (moved - latents).numpy()
+    for j, dim in enumerate(dims.tolist()):
+        np.testing.assert_allclose(change[j, :, dim], 2.0 * sd[dim].item(), rtol=1e-5)
+        assert not np.delete(change[j], dim, axis=1).any()
+
+
+@pytest.mark.parametrize("batch_size", [4, 50])
+def test_decoder_loop_equals_decoding_each_dimension_and_ttest_rel(batch_size):
+    """Split subject batches (4) and several dimensions per decoder call (50 > 9 subjects) agree with scipy."""
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(5, 30, generator=gen)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(z @ weight)
+
+    latents = torch.randn(9, 5, generator=gen)
+    dims = [3, 0, 4]
+    shifts = latent_sd(latents)[dims]
+    t = perturbation_t_maps(decode, latents, dims, shifts, 30, batch_size).numpy()
+    for j, dim in enumerate(dims):
+        moved = latents.clone()
+        moved[:, dim] += shifts[j]
+        expected = stats.ttest_rel(decode(moved).numpy(), decode(latents).numpy(), axis=0).statistic
+        np.testing.assert_allclose(t[j], expected, rtol=2e-3, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# A decoder whose dimension 2 only changes a box
+
+
+SHAPE = (16, 16, 16)
+BOX = (slice(3, 7), slice(8, 12), slice(4, 8))
+
+
+def box_model() -> tuple[ViTAutoEncoder, torch.Tensor, np.ndarray]:
+    """A tiny autoencoder whose decoder is replaced: latent dim 2 brightens BOX, every dim adds faint noise."""
+    config = ModelConfig(image_size=SHAPE, patch_size=(4, 4, 4), encoder_dim=6, encoder_depth=1, encoder_heads=1,
+                         decoder_dim=6, decoder_depth=1, decoder_heads=1)
+    model = ViTAutoEncoder(config).eval()
+    axes = np.ogrid[tuple(slice(0, s) for s in SHAPE)]
+    brain = sum(((a - 7.5) / 7) ** 2 for a in axes) <= 1
+    tokens = nonempty_patches(torch.from_numpy(brain), config.patch_size)
+    box = torch.zeros(SHAPE)
+    box[BOX] = 1.0
+    # decode's output is (B, kept patches, patch voxels): lay the box out the same way
+    box_patches = patchify(box[None], config.patch_size)[0, tokens]
+    noise = torch.randn(box_patches.shape, generator=torch.Generator().manual_seed(2))
+
+    def decode(latent: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
+        assert torch.equal(token_index, tokens)
+        signal = torch.tanh(latent[:, 2])[:, None, None] * box_patches
+        wobble = 1e-3 * torch.sin(50 * latent.sum(dim=1))[:, None, None] * noise
+        return signal + wobble
+
+    model.decode = decode
+    return model, tokens, brain
+
+
+def test_box_dimension_maps_inside_the_box_and_its_region_ranks_first():
+    model, tokens, brain = box_model()
+    decoder = BrainDecoder(model, tokens, brain)
+    latents = torch.randn(40, 6, generator=torch.Generator().manual_seed(3))
+    t = perturbation_t_maps(decoder, latents, [2, 0], latent_sd(latents)[[2, 0]], decoder.n_voxels, 16)
+    box_map, other_map = (decoder.volume(t[j]) for j in range(2))
+    peak = np.unravel_index(np.argmax(np.abs(box_map)), SHAPE)
+    assert all(s.start <= p < s.stop for p, s in zip(peak, BOX))
+    assert np.abs(box_map[BOX]).min() > 10 * np.abs(box_map[brain & ~_box_mask()]).max()
+    assert np.abs(other_map[BOX]).max() < 10  # dimension 0 only moves the faint noise
+
+    smoothed = smooth_in_brain(np.abs(box_map), brain, 1.0)
+    labels = np.zeros(SHAPE, np.int16)
+    labels[2:8, 8:13, 3:9] = 1  # Left_Box holds the box
+    labels[9:14, 8:13, 3:9] = 2  # Right_Box: its mirror
+    labels[4:12, 2:7, 6:12] = 3  # Left_Other
+    names = ("Left_Box", "Right_Box", "Left_Other", "Right_Other")
+    table = rank_regions(smoothed, labels, names, brain, top_fraction=0.02, permutations=200,
+                         rng=np.random.default_rng(0))
+    assert list(table.columns) == REGION_COLUMNS
+    first = table.iloc[0]
+    assert (first["region"], first["side"], first["rank"]) == ("Box", "left", 1)
+    assert first["ks_score"] > 0.9 and first["permutation_p"] < 0.01
+    other = table[(table["region"] == "Other") & (table["side"] == "left")].iloc[0]
+    assert other["top_fraction_excess"] < 0 and other["permutation_p"] > 0.5
+    assert "right" not in set(table.loc[table["region"] == "Other", "side"])  # no voxel, no row
+
+
+def _box_mask() -> np.ndarray:
+    mask = np.zeros(SHAPE, bool)
+    mask[BOX] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------
+# Regions
+
+
+def test_region_sets_keep_sides_apart_and_merged():
+    sets = RegionSets.from_names(["Left_Thalamus", "Brain-Stem", "Right_Thalamus"])
+    rows = list(zip(sets.regions, sets.sides, sets.labels))
+    assert rows == [("Thalamus", "left", (1,)), ("Thalamus", "right", (3,)), ("Thalamus", "both", (1, 3)),
+                    ("Brain-Stem", "both", (2,))]
+
+
+def test_ks_enrichment_of_known_rankings():
+    assert ks_enrichment(np.array([0, 1]), 6) == pytest.approx(1.0)
+    assert ks_enrichment(np.array([4, 5]), 6) == 0.0
+    # hits at 0 and 3 of 6: 1/2, then 1 - 2/4 = 1/2
+    assert ks_enrichment(np.array([0, 3]), 6) == pytest.approx(0.5)
+
+
+def test_permutation_null_matches_shuffling_labels():
+    """The hypergeometric draws have the mean and spread of actually shuffling the voxel labels."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 500)
+    statistic = rng.random(500)
+    table = rank_regions(statistic, labels, ("Left_A", "Right_A"), top_fraction=0.1, permutations=4000, rng=rng)
+    shuffled = np.array([np.isin(rng.permutation(labels)[np.argsort(-statistic)][:50], [1, 2]).sum()
+                         for _ in range(4000)])
+    observed = np.isin(labels[np.argsort(-statistic)][:50], [1, 2]).sum()
+    both = table[table["side"] == "both"].iloc[0]
+    assert both["permutation_p"] == pytest.approx((1 + (shuffled >= observed).sum()) / 4001, abs=0.03)
+
+
+# ---------------------------------------------------------------------------
+# Input grid and NIfTI
+
+
+def test_map_returns_to_the_input_grid_as_nifti(tmp_path):
+    layout = cache_grid(PreprocessSettings(input_voxel_mm=4, downsample=2, pad_to=(24, 28, 24)))
+    assert layout.input_shape == (45, 54, 45) and layout.coarse_shape == (22, 27, 22)
+    coarse = np.random.default_rng(5).standard_normal(layout.coarse_shape).astype(np.float32)
+    fine = to_input_grid(grid.pad_to(coarse, layout.pad_to), layout)
+    save_map(fine, layout.input_affine, tmp_path / "m.nii.gz", "test")
+    image = nib.load(tmp_path / "m.nii.gz")
+    assert image.shape == layout.input_shape and image.get_data_dtype() == np.float32
+    np.testing.assert_allclose(image.affine, layout.input_affine)
+    assert int(image.header["qform_code"]) == int(image.header["sform_code"]) == NIFTI_MNI_CODE
+    data = np.asarray(image.dataobj)
+    np.testing.assert_array_equal(grid.block_mean(data, 2), coarse)
+    np.testing.assert_array_equal(data[44], 0)  # the odd last slice no block covered
+    # a coarse voxel's centre (coarse affine) is the centre of its block of input voxels (input affine)
+    block = np.argwhere(data == coarse[3, 5, 7]).mean(axis=0)
+    np.testing.assert_allclose((layout.input_affine @ [*block, 1])[:3],
+                               (layout.coarse_affine @ [3, 5, 7, 1])[:3])
+
+
+def test_smoothing_stays_inside_the_brain():
+    brain = np.zeros((9, 9, 9), bool)
+    brain[2:7, 2:7, 2:7] = True
+    spike = np.zeros((9, 9, 9), np.float32)
+    spike[4, 4, 4] = 1.0
+    spike[0, 0, 0] = 100.0  # background: never enters
+    out = smooth_in_brain(spike, brain, 1.0)
+    assert out[~brain].max() == 0 and np.unravel_index(out.argmax(), out.shape) == (4, 4, 4)
+    assert out.sum() < 1.0
+
+
+def test_atlas_labels_come_from_the_cache_and_need_an_mni_grid(tmp_path):
+    shape, affine = grid.mni_grid(4)
+    planted = np.zeros(shape, np.int16)
+    planted[10:20, 10:20, 10:20] = 7
+    nib.save(nib.Nifti1Image(planted, affine), atlas_cache_path(tmp_path, shape, affine, 25.0))
+    labels, names = atlas_labels(shape, affine, 25.0, tmp_path)
+    np.testing.assert_array_equal(labels, planted)
+    assert len(names) == 113 and names[0] == "Left_Frontal_Pole"
+    shifted = affine.copy()
+    shifted[0, 3] += 2
+    with pytest.raises(ValueError, match="not the MNI152 grid"):
+        atlas_labels(shape, shifted, 25.0, tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+
+
+def write_inputs(folder: Path, n_dims: int, n: int = 6, drop: str | None = None, stranger: bool = False) -> dict:
+    ids = [f"{i:04d}" for i in range(n)]
+    table = udip_table(ids, np.random.default_rng(6).standard_normal((n, n_dims)))
+    if drop:
+        table = table.drop(columns=drop)
+    if stranger:
+        table.loc[2, ["FID", "IID"]] = "9999"
+    table.to_csv(folder / "udips.tsv", sep="\t", index=False)
+    pd.DataFrame({"subject_id": ids, "path": "x", "status": "ok", "reason": "", "row": range(n)}).to_csv(
+        folder / "qc.tsv", sep="\t", index=False)
+    return {"udips": folder / "udips.tsv", "qc": folder / "qc.tsv"}
+
+
+def test_latents_come_from_the_first_subjects_of_the_udip_table(tmp_path):
+    paths = write_inputs(tmp_path, 4)
+    ids, latents = subject_latents(paths["udips"], paths["qc"], 3, 4)
+    assert ids == ["0000", "0001", "0002"] and latents.shape == (3, 4) and latents.dtype == np.float32
+
+
+@pytest.mark.parametrize("problem, message", [
+    (dict(drop="udip_002"), "lacks dimension udip_002"),
+    (dict(stranger=True), "subject '9999'"),
+])
+def test_bad_inputs_name_the_problem(tmp_path, problem, message):
+    paths = write_inputs(tmp_path, 4, **problem)
+    with pytest.raises(ValueError, match=message):
+        subject_latents(paths["udips"], paths["qc"], 6, 4)
+
+
+def test_loci_table_picks_dimensions(tmp_path):
+    loci = tmp_path / "loci_merged.tsv"
+    loci.write_text("locus\tdimensions\n1\tudip_003;udip_001\n2\tudip_003\n")
+    assert loci_dimensions(loci, 4) == [1, 3]
+    assert mapped_dimensions("loci", 4, [1, 3]) == [1, 3] and mapped_dimensions("all", 3, None) == [0, 1, 2]
+    loci.write_text("locus\tdimensions\n1\tudip_003;udip_009\n")
+    with pytest.raises(ValueError, match="line 2: 'udip_009'"):
+        loci_dimensions(loci, 4)
+    with pytest.raises(ValueError, match="no loci table"):
+        mapped_dimensions("loci", 4, None)
+
+
+# ---------------------------------------------------------------------------
+# The stage through its script
+
+
+def write_stage_inputs(folder: Path, n_dims: int = 8) -> dict:
+    """A tiny random model on the 4 mm MNI grid, with its cache description, brain mask, QC and UDIP tables."""
+    layout: CacheGrid = cache_grid(PreprocessSettings(input_voxel_mm=4, pad_to=(48, 56, 48)))
+    (folder / "cache").mkdir()
+    (folder / "cache" / "grid.json").write_text(json.dumps(layout.to_json(6)))
+    template, _ = load_mni_template()
+    brain = grid.pad_to(grid.block_mean(template, 4) > 0, layout.pad_to)
+    np.save(folder / "brain_mask.npy", brain)
+    config = ModelConfig(image_size=layout.pad_to, patch_size=(8, 8, 8), encoder_dim=n_dims, encoder_depth=1,
+                         encoder_heads=2, decoder_dim=12, decoder_depth=1, decoder_heads=2)
+    torch.manual_seed(0)
+    model = ViTAutoEncoder(config)
+    save_checkpoint(folder / "model.pt", {
+        "model": model.state_dict(), "model_config": config.to_dict(), "token_selection": "union",
+        "brain_tokens": nonempty_patches(torch.from_numpy(brain), config.patch_size), "mean_image": None})
+    paths = write_inputs(folder, n_dims, n=6)
+    (folder / "loci_merged.tsv").write_text("locus\tdimensions\n1\tudip_005;udip_002\n")
+    return {**paths, "model": folder / "model.pt", "cache": folder / "cache", "brain_mask": folder / "brain_mask.npy",
+            "loci": folder / "loci_merged.tsv", "layout": layout}
+
+
+def perdi_command(inputs: dict, out: Path, settings: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "perdi.py"), "--model", str(inputs["model"]),
+            "--udips", str(inputs["udips"]), "--cache", str(inputs["cache"]), "--qc", str(inputs["qc"]),
+            "--brain-mask", str(inputs["brain_mask"]), "--loci", str(inputs["loci"]), "--settings", settings,
+            "--atlas-cache", str(out / "atlas"), "--maps", str(out / "maps"), "--regions", str(out / "regions.tsv"),
+            "--panels", str(out / "panels"), "--overview", str(out / "overview.png")]
+
+
+def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
+    inputs = write_stage_inputs(tmp_path)
+    out = tmp_path / "perdi"
+    settings = '{"dimensions": "loci", "n_subjects": 5, "permutations": 50, "device": "cpu", "smoothing_sigma": 1}'
+    done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (out / "maps").iterdir()) == [
+        "udip_002.nii.gz", "udip_002_abs.nii.gz", "udip_005.nii.gz", "udip_005_abs.nii.gz"]
+    assert sorted(p.name for p in (out / "panels").iterdir()) == ["udip_002.png", "udip_005.png"]
+    assert (out / "overview.png").stat().st_size > 0 and len(list((out / "atlas").glob("*.nii.gz"))) == 1
+    image = nib.load(out / "maps" / "udip_005.nii.gz")
+    layout = inputs["layout"]
+    assert image.shape == layout.input_shape
+    np.testing.assert_allclose(image.affine, layout.input_affine)
+    data = np.asarray(image.dataobj)
+    assert np.isfinite(data).all() and np.abs(data).max() > 0
+    regions = pd.read_csv(out / "regions.tsv", sep="\t")
+    assert list(regions.columns) == ["dimension", *REGION_COLUMNS]
+    assert set(regions["dimension"]) == {"udip_002", "udip_005"}
+    assert set(regions["side"]) == {"left", "right", "both"}
+    for _, rows in regions.groupby("dimension"):
+        assert list(rows["rank"]) == list(range(1, len(rows) + 1))
+        assert rows["ks_score"].is_monotonic_decreasing
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    inputs = write_stage_inputs(tmp_path)
+    write_inputs(tmp_path, 8, n=6, drop="udip_006")
+    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", '{"device": "cpu"}'), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "udip_006" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "perdi").exists()

@@ -1,0 +1,271 @@
+"""The ``loci`` stage: FUMA-style genomic risk loci of every dimension, merged across dimensions.
+
+Steps: one pass over the summary statistics (:mod:`vitudip.loci.scan`); regions
+= the LD windows around every SNP significant in any dimension, merged; per
+region, the genotypes of its variants are read once from the LD reference and
+each dimension with a significant SNP there is clumped (:mod:`vitudip.loci.fuma`),
+so r² computed for one dimension is reused by the others; then the FUMA tables,
+the loci merged across dimensions, the figures, and (for the demo) the recovery
+of planted SNPs. Every output is staged and moved into place together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.loci.annotate import merge_across_dimensions, overlapping, read_table, truth_recovery
+from vitudip.loci.fuma import LOCUS_COLUMNS, FumaSettings, empty_tables, fuma_tables, in_mhc, independent_snps
+from vitudip.loci.ld import LDBlock, LDReference, pair_r2
+from vitudip.loci.scan import SumstatsScan, aligned_p_values, scan_sumstats, sumstats_files
+from vitudip.loci.thresholds import study_thresholds
+from vitudip.plots.loci import plot_manhattan, plot_regional
+
+logger = logging.getLogger("vitudip.loci")
+
+#: Output name -> file (or folder) under the stage's output folder.
+OUTPUT_FILES = {
+    "ind_sig_snps": "IndSigSNPs.tsv",
+    "lead_snps": "leadSNPs.tsv",
+    "genomic_risk_loci": "GenomicRiskLoci.tsv",
+    "loci_merged": "loci_merged.tsv",
+    "thresholds": "thresholds.tsv",
+    "manhattan": "manhattan.png",
+    "regional": "regional",
+}
+#: Written too when a truth table (the simulated demo's) is given.
+TRUTH_FILES = {"truth_recovery": "truth_recovery.tsv", "truth_summary": "truth_summary.tsv"}
+
+_SNP_FIELDS = ["row", "p", "lead_row", "candidates"]
+
+
+def _regions(
+    chromosome: np.ndarray, position: np.ndarray, seeds: np.ndarray, window_bp: int
+) -> list[tuple[int, int, int]]:
+    """Merged windows of ±window_bp around the seed variants: (chromosome, first bp, last bp)."""
+    rows = np.flatnonzero(seeds)
+    rows = rows[np.lexsort((position[rows], chromosome[rows]))]
+    regions: list[tuple[int, int, int]] = []
+    for c, x in zip(chromosome[rows], position[rows]):
+        lo, hi = int(x) - window_bp, int(x) + window_bp
+        if regions and regions[-1][0] == c and lo <= regions[-1][2]:
+            regions[-1] = (int(c), regions[-1][1], hi)
+        else:
+            regions.append((int(c), lo, hi))
+    return regions
+
+
+class _VariantLookup:
+    """Rows of the variant table by chromosome and position range."""
+
+    def __init__(self, chromosome: np.ndarray, position: np.ndarray) -> None:
+        self.order = np.lexsort((position, chromosome))
+        self.chromosome = chromosome[self.order]
+        self.position = position[self.order]
+
+    def rows(self, chromosome: int, first: int, last: int) -> np.ndarray:
+        """Rows on ``chromosome`` with first <= position <= last, sorted by position."""
+        lo = np.searchsorted(self.chromosome, chromosome, side="left")
+        hi = np.searchsorted(self.chromosome, chromosome, side="right")
+        a = lo + np.searchsorted(self.position[lo:hi], first, side="left")
+        b = lo + np.searchsorted(self.position[lo:hi], last, side="right")
+        return self.order[a:b]
+
+
+def _reference_rows(reference: LDReference, variants: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Reference rows of the variant table, looked up (in one merge) only at ``rows``; -1 elsewhere or absent."""
+    located = np.full(len(variants), -1, dtype=np.int64)
+    rows = np.unique(rows)
+    located[rows] = reference.locate(variants.iloc[rows])
+    return located
+
+
+def _check_lacking(reference: LDReference, scan: SumstatsScan, lacking: np.ndarray, skip: bool) -> None:
+    """A significant SNP the LD reference lacks stops the stage (one line naming it) unless ``skip``."""
+    if lacking.size == 0:
+        return
+    row = int(lacking[np.argmin(scan.min_p[lacking])])
+    snp = scan.variants.iloc[row]
+    message = (f"{lacking.size} significant SNP(s) are not in the LD reference {reference.prefix}.bim "
+               f"(matched by variant_id, chromosome and alleles), e.g. {snp['variant_id']} "
+               f"(chromosome {snp['chromosome']}, position {snp['base_pair_location']}, "
+               f"p {scan.min_p[row]:.3g} in {scan.dimensions[scan.min_dimension[row]]})")
+    if not skip:
+        raise ValueError(message + "; use the GWAS genotypes, or skip them with --skip-missing-ld")
+    logger.warning("%s: skipped", message)
+
+
+def independent_significant_snps(
+    scan: SumstatsScan, reference: LDReference, settings: FumaSettings, skip_missing_ld: bool = False,
+    progress: bool = True,
+) -> dict[int, pd.DataFrame]:
+    """Independent significant SNPs of every dimension, with their candidate SNPs and lead SNPs.
+
+    Args:
+        scan: the summary statistics.
+        reference: LD reference genotypes.
+        settings: FUMA thresholds.
+        skip_missing_ld: drop significant SNPs the reference lacks (with a warning) instead of failing.
+        progress: show a tqdm bar over regions.
+
+    Returns:
+        Dimension index -> one row per independent significant SNP: row and lead_row (variant table rows),
+        p, candidates (array of rows); dimensions without any are absent.
+    """
+    chromosome = scan.variants["chromosome"].to_numpy()
+    position = scan.variants["base_pair_location"].to_numpy()
+    excluded = in_mhc(chromosome, position, settings.genome_build) if settings.exclude_mhc else np.zeros(
+        len(position), dtype=bool)
+    if excluded.any():
+        logger.info("%d variants in the MHC (%s) excluded", int(excluded.sum()), settings.genome_build)
+    significant = (scan.min_p < settings.p_threshold) & ~excluded
+    candidate = (scan.min_p < settings.candidate_p) & ~excluded
+    regions = _regions(chromosome, position, significant, settings.window_bp)
+    logger.info("%d variants significant in some dimension, in %d LD regions", int(significant.sum()), len(regions))
+    lookup = _VariantLookup(chromosome, position)
+    region_rows = [lookup.rows(c, first, last) for c, first, last in regions]
+    region_rows = [rows[candidate[rows]] for rows in region_rows]
+    located = _reference_rows(reference, scan.variants, np.concatenate(region_rows or [np.zeros(0, np.int64)]))
+    _check_lacking(reference, scan, np.flatnonzero(significant & (located < 0)), skip_missing_ld)
+    records: dict[int, list[dict]] = {}
+    for rows in tqdm(region_rows, desc="LD regions", unit="region", disable=not progress):
+        rows = rows[located[rows] >= 0]
+        if not significant[rows].any():
+            continue
+        block = LDBlock(reference.read(located[rows]), position[rows], settings.window_bp, settings.ld_method)
+        eligible = block.maf >= settings.min_maf
+        for d in range(len(scan.dimensions)):
+            p = scan.p_values(d, rows)
+            if not np.any(p < settings.p_threshold):
+                continue
+            for snp in independent_snps(block, p, eligible, settings):
+                records.setdefault(d, []).append(
+                    {"row": rows[snp.column], "p": p[snp.column], "lead_row": rows[snp.lead],
+                     "candidates": rows[snp.candidates]}
+                )
+    return {d: pd.DataFrame(found, columns=_SNP_FIELDS) for d, found in sorted(records.items())}
+
+
+def _stack(tables: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate per-dimension tables (the empty one, with its header, when there are none)."""
+    return pd.concat(tables, ignore_index=True) if tables else empty
+
+
+def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan, reference: LDReference,
+                          settings: FumaSettings, flank_bp: int, genes: pd.DataFrame | None) -> None:
+    """One regional plot per merged locus: the lead dimension's p, coloured by r² with the lead SNP."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chromosome = scan.variants["chromosome"].to_numpy()
+    position = scan.variants["base_pair_location"].to_numpy()
+    lookup = _VariantLookup(chromosome, position)
+    ids = scan.variants["variant_id"].to_numpy()
+    spans = [(int(locus.chromosome), int(locus.start) - flank_bp, int(locus.end) + flank_bp)
+             for locus in merged.itertuples(index=False)]
+    span_rows = [lookup.rows(*span) for span in spans]
+    located = _reference_rows(reference, scan.variants, np.concatenate(span_rows or [np.zeros(0, np.int64)]))
+    p_cache: dict[str, np.ndarray] = {}
+    for locus, (_, first, last), rows in zip(merged.itertuples(index=False), spans, span_rows):
+        if locus.lead_dimension not in p_cache:  # loci often share a lead dimension
+            path = scan.paths[scan.dimensions.index(locus.lead_dimension)]
+            p_cache[locus.lead_dimension] = aligned_p_values(path, scan.variants)
+        held = np.flatnonzero(located[rows] >= 0)
+        lead = np.flatnonzero((ids[rows[held]] == locus.lead_snp) & (position[rows[held]] == locus.lead_position))
+        r2 = np.full(rows.size, np.nan)
+        if lead.size:
+            r2[held] = pair_r2(reference.read(located[rows[held]]), int(lead[0]), slice(None), settings.ld_method)
+        nearby = overlapping(int(locus.chromosome), first, last, genes) if genes is not None else None
+        title = (f"locus {locus.locus}: chr{locus.chromosome}:{locus.start}-{locus.end}, lead {locus.lead_snp} "
+                 f"({locus.lead_dimension}, p {locus.lead_p:.2g}); {locus.n_dimensions} dimension(s)")
+        plot_regional(position[rows], p_cache[locus.lead_dimension][rows], r2, int(locus.lead_position), title,
+                      folder / f"locus_{locus.locus:03d}.png", span=(first, last), genome_wide=settings.p_threshold,
+                      genes=nearby)
+
+
+def find_loci(
+    sumstats: str | os.PathLike,
+    bfile: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: FumaSettings = FumaSettings(),
+    ld_reference: str | os.PathLike | None = None,
+    phenotypes: str | os.PathLike | None = None,
+    known_loci: str | os.PathLike | None = None,
+    genes: str | os.PathLike | None = None,
+    truth: str | os.PathLike | None = None,
+    skip_missing_ld: bool = False,
+    regional_flank_kb: float = 50.0,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Run the loci stage.
+
+    Args:
+        sumstats: folder of GWAS-SSF ``<dimension>.tsv.gz`` files.
+        bfile: the GWAS genotypes (PLINK 1 prefix), the LD reference unless ``ld_reference`` is given.
+        out_dir: output folder (OUTPUT_FILES, and TRUTH_FILES with ``truth``).
+        settings: FUMA thresholds and options.
+        ld_reference: another PLINK 1 prefix to take LD from (e.g. a reference panel).
+        phenotypes: table with one column per dimension (pheno.tsv or udips.tsv) for M_eff.
+        known_loci: table chromosome, start, end, ...: merged loci overlapping none are novel.
+        genes: table chromosome, start, end, gene: names loci.
+        truth: the simulated demo's truth/loci.tsv (effect, variant_id, chromosome, base_pair_location).
+        skip_missing_ld: drop significant SNPs the LD reference lacks instead of failing.
+        regional_flank_kb: regional plots show this much beyond each locus.
+        threads: processes that read summary statistics.
+        progress: show progress bars.
+
+    Returns:
+        Output name -> path.
+    """
+    files = sumstats_files(sumstats)
+    reference = LDReference(ld_reference if ld_reference is not None else bfile)
+    # small tables first, so a bad one fails before the long read
+    gene_table = read_table(genes, ["chromosome", "start", "end", "gene"], "genes") if genes else None
+    known_table = read_table(known_loci, ["chromosome", "start", "end"], "known loci") if known_loci else None
+    truth_table = (read_table(truth, ["effect", "variant_id", "chromosome", "base_pair_location"], "truth")
+                   if truth else None)
+    thresholds = study_thresholds(settings.p_threshold, list(files), phenotypes)
+    scan = scan_sumstats(files, settings.candidate_p, threads, progress)
+    found = independent_significant_snps(scan, reference, settings, skip_missing_ld, progress)
+
+    ind_tables, lead_tables, locus_tables = [], [], []
+    for d, snps in found.items():
+        ind, lead, loci = fuma_tables(scan.dimensions[d], snps, scan.variants, settings.merge_distance_bp)
+        ind_tables.append(ind)
+        lead_tables.append(lead)
+        locus_tables.append(loci)
+    empty_ind, empty_lead, empty_loci = empty_tables()
+    ind_sig, lead_snps = _stack(ind_tables, empty_ind), _stack(lead_tables, empty_lead)
+    loci = _stack(locus_tables, empty_loci)
+    for column, passed in thresholds.passes(loci["p"]).items():
+        loci[column] = passed
+    merged = merge_across_dimensions(loci[LOCUS_COLUMNS], settings.merge_distance_bp, thresholds, gene_table,
+                                     known_table)
+    logger.info("%d independent significant SNPs, %d lead SNPs, %d loci in %d dimensions; %d merged loci (%d novel)",
+                len(ind_sig), len(lead_snps), len(loci), len(found), len(merged),
+                int(merged["novel"].sum()) if len(merged) else 0)
+
+    names = dict(OUTPUT_FILES, **(TRUTH_FILES if truth_table is not None else {}))
+    targets = {name: Path(out_dir) / file for name, file in names.items()}
+    with staged_outputs(targets) as staged:
+        write_tsv(ind_sig, staged["ind_sig_snps"])
+        write_tsv(lead_snps, staged["lead_snps"])
+        write_tsv(loci, staged["genomic_risk_loci"])
+        write_tsv(merged, staged["loci_merged"])
+        write_tsv(thresholds.table(), staged["thresholds"])
+        plot_manhattan(scan.variants["chromosome"].to_numpy(), scan.variants["base_pair_location"].to_numpy(),
+                       scan.min_p, merged, thresholds.values, staged["manhattan"])
+        _write_regional_plots(staged["regional"], merged, scan, reference, settings,
+                              int(round(regional_flank_kb * 1000)), gene_table)
+        if truth_table is not None:
+            recovery, summary = truth_recovery(truth_table, merged)
+            write_tsv(recovery, staged["truth_recovery"])
+            write_tsv(summary, staged["truth_summary"])
+            logger.info("planted SNPs recovered: %d of %d; false loci: %d", int(summary.at[0, "recovered"]),
+                        int(summary.at[0, "planted"]), int(summary.at[0, "false_loci"]))
+    return targets

@@ -1,0 +1,246 @@
+"""The PerDI stage in one call: brain maps, region ranking and panels for the chosen dimensions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from vitudip.embed.tables import udip_columns
+from vitudip.embed.vit import load_model
+from vitudip.imaging.preprocess import CacheGrid
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_t_maps
+from vitudip.perdi.inputs import DIMENSION_MODES, loci_dimensions, mapped_dimensions, subject_latents
+from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
+from vitudip.perdi.space import (atlas_labels, read_cache_grid, save_map, smooth_in_brain, template_on_grid,
+                                 to_input_grid)
+from vitudip.plots.perdi import PeakSlices, canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
+from vitudip.train.trainer import pick_device
+
+log = logging.getLogger("vitudip.perdi")
+
+#: Regions named on each dimension's panel.
+PANEL_REGIONS = 3
+
+
+@dataclass
+class PerdiSettings:
+    """How the PerDI stage perturbs, tests, smooths and ranks (the config's ``perdi`` section and the seed).
+
+    Attributes:
+        n_subjects: subjects whose latents are perturbed: the first ones of the UDIP table.
+        sd_multiple: the perturbation, in SDs of the dimension over those subjects.
+        dimensions: ``all``, or ``loci`` (those named in the merged loci table).
+        smoothing_sigma: Gaussian SD of the smoothing, in voxels of the input grid.
+        top_fraction: share of brain voxels (by |t|) that counts as the top for ``top_fraction_excess``.
+        permutations: label permutations of ``permutation_p``.
+        atlas_threshold: Harvard-Oxford probability (percent) a voxel needs for a label.
+        batch_size: latents per decoder call.
+        device: ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
+        overview_dimensions: rows of the overview figure when no loci table says which dimensions to show.
+        seed: seed of the permutations.
+    """
+
+    n_subjects: int = 500
+    sd_multiple: float = 1.0
+    dimensions: str = "all"
+    smoothing_sigma: float = 3.0
+    top_fraction: float = 0.01
+    permutations: int = 1000
+    atlas_threshold: float = 25.0
+    batch_size: int = 64
+    device: str = "auto"
+    overview_dimensions: int = 12
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PerdiSettings:
+        """Build from the config's ``perdi`` section (plus ``seed``).
+
+        Raises:
+            ValueError: a key that is no setting, or a bad value.
+        """
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown perdi setting(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.dimensions not in DIMENSION_MODES:
+            raise ValueError(f"perdi.dimensions must be one of {', '.join(DIMENSION_MODES)}, got '{self.dimensions}'")
+        if self.device not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"perdi.device must be auto, cuda or cpu, got '{self.device}'")
+        for name, least in (("n_subjects", 2), ("batch_size", 1), ("permutations", 1), ("overview_dimensions", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"perdi.{name} must be at least {least}, got {getattr(self, name)}")
+        if self.sd_multiple <= 0:
+            raise ValueError(f"perdi.sd_multiple must be > 0 (the +k SD perturbation), got {self.sd_multiple}")
+        if not 0 <= self.atlas_threshold <= 100:
+            raise ValueError(f"perdi.atlas_threshold must be a percentage, got {self.atlas_threshold}")
+        if self.smoothing_sigma < 0:
+            raise ValueError(f"perdi.smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
+        if not 0 < self.top_fraction < 1:
+            raise ValueError(f"perdi.top_fraction must be between 0 and 1, got {self.top_fraction}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("perdi.device is 'cuda' but no CUDA device is available")
+    return pick_device(name)
+
+
+def _panel_lines(table: pd.DataFrame) -> list[str]:
+    """The top regions of one dimension, one line each."""
+    return [f"{row.rank}. {row.region} ({row.side})  KS {row.ks_score:.2f}  "
+            f"top excess {row.top_fraction_excess:+.3f}  p {row.permutation_p:.3g}"
+            for row in table.head(PANEL_REGIONS).itertuples()]
+
+
+@dataclass(frozen=True)
+class InputSpace:
+    """What every map is placed on: the input grid, its brain mask, atlas labels and (RAS) template.
+
+    Attributes:
+        layout: the cache's grid description.
+        brain: bool union brain mask on the input grid.
+        labels: Harvard-Oxford labels on the input grid.
+        region_names: ``region_names[k - 1]`` is label ``k``.
+        template: MNI152 template on the input grid, reoriented to RAS for display.
+        template_affine: its RAS affine.
+    """
+
+    layout: CacheGrid
+    brain: np.ndarray
+    labels: np.ndarray
+    region_names: tuple[str, ...]
+    template: np.ndarray
+    template_affine: np.ndarray
+
+    @classmethod
+    def build(cls, layout: CacheGrid, brain: np.ndarray, atlas_threshold: float,
+              atlas_cache: str | os.PathLike | None) -> InputSpace:
+        """From the cache grid and the union brain mask on the cache grid."""
+        shape, affine = layout.input_shape, layout.input_affine
+        labels, names = atlas_labels(shape, affine, atlas_threshold, atlas_cache)
+        template, template_affine = canonical(template_on_grid(shape, affine), affine)
+        return cls(layout, to_input_grid(brain, layout), labels, names, template, template_affine)
+
+
+def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cache_dir: str | os.PathLike,
+              qc_path: str | os.PathLike, brain_mask_path: str | os.PathLike, maps_dir: str | os.PathLike,
+              regions_path: str | os.PathLike, panels_dir: str | os.PathLike, overview_path: str | os.PathLike,
+              settings: PerdiSettings | None = None, loci_path: str | os.PathLike | None = None,
+              atlas_cache: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Map, rank and draw every chosen dimension; all outputs appear together or not at all.
+
+    Writes ``maps_dir/udip_NNN.nii.gz`` (smoothed signed t, brain-masked, input grid),
+    ``maps_dir/udip_NNN_abs.nii.gz`` (smoothed |t|: the map the regions are ranked on),
+    ``panels_dir/udip_NNN.png``, ``regions_path`` (dimension + :data:`REGION_COLUMNS`) and
+    ``overview_path`` (the loci table's dimensions, else the ``overview_dimensions`` with
+    the largest peak |t|).
+
+    Args:
+        model_path: ``train/model.pt``.
+        udips_path: ``embed/udips.tsv``.
+        cache_dir: ``preprocess/cache`` (its ``grid.json``).
+        qc_path: ``preprocess/qc.tsv``.
+        brain_mask_path: ``preprocess/brain_mask.npy`` (the union brain mask).
+        maps_dir, regions_path, panels_dir, overview_path: outputs.
+        settings: see :class:`PerdiSettings`.
+        loci_path: ``loci/loci_merged.tsv``; required when ``settings.dimensions`` is ``loci``.
+        atlas_cache: folder caching the atlas on the input grid (None: rebuild every run).
+
+    Returns:
+        The region table.
+    """
+    settings = settings or PerdiSettings()
+    device = _device(settings.device)
+    model, state = load_model(model_path, device)
+    n_dims = model.config.encoder_dim
+    layout = read_cache_grid(cache_dir)
+    if tuple(layout.pad_to) != model.config.image_size:
+        raise ValueError(f"the cache grid {tuple(layout.pad_to)} is not the model's image size "
+                         f"{model.config.image_size}: the model was trained on another cache")
+    brain = np.load(brain_mask_path).astype(bool)
+    subjects, latents = subject_latents(udips_path, qc_path, settings.n_subjects, n_dims)
+    loci = loci_dimensions(loci_path, n_dims) if loci_path is not None else None
+    dims = mapped_dimensions(settings.dimensions, n_dims, loci)
+    names = udip_columns(n_dims)
+    space = InputSpace.build(layout, brain, settings.atlas_threshold, atlas_cache)
+
+    decoder = BrainDecoder(model, state["brain_tokens"], brain)
+    z = torch.from_numpy(latents).to(device)
+    shifts = settings.sd_multiple * latent_sd(z)[dims]
+    flat = [names[d] for d, s in zip(dims, shifts.tolist()) if s == 0]
+    if flat:
+        log.warning("dimension(s) %s do not vary over the subjects: their maps are 0", ", ".join(flat))
+    log.info("PerDI of %d dimension(s) over %d subjects (+%g SD) on %s; %d brain voxels decoded",
+             len(dims), len(subjects), settings.sd_multiple, device, decoder.n_voxels)
+    started = time.perf_counter()
+    t_maps = perturbation_t_maps(decoder, z, dims, shifts, decoder.n_voxels, settings.batch_size) if dims else None
+    log.info("decoded and tested in %.1f s", time.perf_counter() - started)
+
+    targets = {"maps": maps_dir, "panels": panels_dir, "regions": regions_path, "overview": overview_path}
+    tables, views, peaks = [], {}, {}
+    what = f"+{settings.sd_multiple:g} SD, {len(subjects)} subjects"
+    with staged_outputs(targets) as out, ThreadPoolExecutor(max_workers=1) as writer:
+        out["maps"].mkdir()
+        out["panels"].mkdir()
+        writing = []
+        for j, dim in enumerate(tqdm(dims, desc="perdi maps", unit="dim", mininterval=10)):
+            name = names[dim]
+            t_volume = to_input_grid(decoder.volume(t_maps[j]), layout)
+            signed = smooth_in_brain(t_volume, space.brain, settings.smoothing_sigma)
+            magnitude = smooth_in_brain(np.abs(t_volume), space.brain, settings.smoothing_sigma)
+            # gzip runs outside the GIL: one dimension's maps are written while the next is computed
+            for job in writing:
+                job.result()
+            header = f"{what}, sigma {settings.smoothing_sigma:g}"
+            writing = [writer.submit(save_map, signed, layout.input_affine, out["maps"] / f"{name}.nii.gz",
+                                     f"PerDI {name} t, {header}"),
+                       writer.submit(save_map, magnitude, layout.input_affine, out["maps"] / f"{name}_abs.nii.gz",
+                                     f"PerDI {name} |t|, {header}")]
+            table = rank_regions(magnitude, space.labels, space.region_names, space.brain, settings.top_fraction,
+                                 settings.permutations, np.random.default_rng([settings.seed, dim]))
+            table.insert(0, "dimension", name)
+            tables.append(table)
+            views[dim] = peak_slices(canonical(signed, layout.input_affine)[0], space.template,
+                                     space.template_affine)
+            peaks[dim] = float(magnitude.max())
+            plot_perdi_panel(views[dim], out["panels"] / f"{name}.png", f"PerDI {name}: {what}",
+                             _panel_lines(table))
+        for job in writing:
+            job.result()
+        regions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+            columns=["dimension", *REGION_COLUMNS])
+        write_tsv(regions, out["regions"])
+        _overview(views, peaks, regions, loci, names, settings.overview_dimensions, out["overview"])
+    log.info("wrote %d map(s) to %s and %d region rows to %s", len(dims), maps_dir, len(regions), regions_path)
+    return regions
+
+
+def _overview(views: dict[int, PeakSlices], peaks: dict[int, float], regions: pd.DataFrame, loci: list[int] | None,
+              names: list[str], n_top: int, path: Path) -> None:
+    """The overview figure: dimensions with loci, else those with the largest peak |t|."""
+    if loci is not None:
+        shown = [d for d in loci if d in views]
+        title = f"PerDI of the {len(shown)} dimension(s) with genomic risk loci"
+    else:
+        shown = sorted(views, key=lambda d: -peaks[d])[:n_top]
+        title = f"PerDI: the {len(shown)} dimension(s) with the largest peak |t|"
+    top = regions[regions["rank"] == 1].set_index("dimension") if len(regions) else None
+    rows = []
+    for dim in shown:
+        best = top.loc[names[dim]] if top is not None and names[dim] in top.index else None
+        label = names[dim] if best is None else f"{names[dim]}\n{best['region']} ({best['side']})"
+        rows.append((label, views[dim]))
+    plot_perdi_overview(rows, path, title)

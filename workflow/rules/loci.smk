@@ -1,0 +1,87 @@
+# FUMA-style genomic risk loci of every UDIP dimension, merged across dimensions, named by genes and
+# marked novel against known loci; the Manhattan plot and one regional plot per merged locus.
+# LD comes from the GWAS genotypes (their PLINK 1 copy for PLINK 2 / BGEN input) unless loci.ld_reference is set.
+
+LOCI = config["loci"]
+LD_PREFIX = LOCI["ld_reference"] or plink1_prefix(INPUTS["genotypes"])
+# optional tables, with the script flag each one goes to
+LOCI_TABLES = {
+    name: path
+    for name, path in (
+        ("known_loci", INPUTS.get("known_loci")),
+        ("genes", INPUTS.get("genes")),
+        ("truth", DEMO["truth_loci"] if config["simulate"]["enabled"] else None),
+    )
+    if path
+}
+LOCI_TRUTH = (
+    {"truth_recovery": results("loci", "truth_recovery.tsv"), "truth_summary": results("loci", "truth_summary.tsv")}
+    if "truth" in LOCI_TABLES
+    else {}
+)
+
+
+def loci_args():
+    """Thresholds and switches of the loci script, from config `loci`."""
+    args = [
+        f"--p-threshold {LOCI['p_threshold']}",
+        f"--candidate-p {LOCI['candidate_p']}",
+        f"--r2 {LOCI['r2']}",
+        f"--lead-r2 {LOCI['lead_r2']}",
+        f"--window-kb {LOCI['window_kb']}",
+        f"--merge-distance-kb {LOCI['merge_distance_kb']}",
+        f"--min-maf {LOCI['min_maf']}",
+        f"--genome-build {LOCI['genome_build']}",
+        f"--ld-method {LOCI['ld_method']}",
+        f"--regional-flank-kb {LOCI['regional_flank_kb']}",
+    ]
+    if LOCI["ld_reference"]:
+        args.append(f"--ld-reference {shlex.quote(LOCI['ld_reference'])}")
+    if LOCI["exclude_mhc"]:
+        args.append("--exclude-mhc")
+    if LOCI["skip_missing_ld"]:
+        args.append("--skip-missing-ld")
+    return " ".join(args)
+
+
+rule find_loci:
+    input:
+        sumstats=results("gwas", "sumstats"),
+        pheno=results("pheno", "pheno.tsv"),
+        ld=multiext(LD_PREFIX, ".bed", ".bim", ".fam"),
+        **LOCI_TABLES,
+    output:
+        ind_sig_snps=results("loci", "IndSigSNPs.tsv"),
+        lead_snps=results("loci", "leadSNPs.tsv"),
+        genomic_risk_loci=results("loci", "GenomicRiskLoci.tsv"),
+        loci_merged=report(results("loci", "loci_merged.tsv"), caption="../report/loci_merged.rst", category="Loci"),
+        thresholds=results("loci", "thresholds.tsv"),
+        manhattan=report(results("loci", "manhattan.png"), caption="../report/manhattan.rst", category="Loci"),
+        regional=report(
+            directory(results("loci", "regional")),
+            patterns=["{name}.png"],
+            caption="../report/regional.rst",
+            category="Loci",
+            subcategory="Regional plots",
+        ),
+        **LOCI_TRUTH,
+    params:
+        bfile=plink1_prefix(INPUTS["genotypes"]),
+        out_dir=results("loci"),
+        args=loci_args(),
+        tables=lambda wildcards, input: " ".join(
+            f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in LOCI_TABLES
+        ),
+    log:
+        results("logs", "find_loci.log"),
+    benchmark:
+        results("benchmarks", "find_loci.tsv")
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/genetics.yaml"
+    shell:
+        "python {SCRIPTS:q}/loci.py --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
+        "{params.tables} {params.args} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

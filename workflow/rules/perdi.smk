@@ -1,0 +1,42 @@
+# PerDI brain maps: perturb each UDIP dimension (or only those with genomic risk loci), decode,
+# map the voxel-wise paired t on the input grid, rank Harvard-Oxford regions, draw panels.
+# perdi/atlas/ is not a declared output: it caches the atlas on the input grid across reruns.
+
+PERDI = config["perdi"]
+# with dimensions: loci the merged loci table says which dimensions to map (and show in the overview)
+PERDI_LOCI = {"loci": results("loci", "loci_merged.tsv")} if PERDI["dimensions"] == "loci" else {}
+
+
+rule perdi_maps:
+    input:
+        model=results("train", "model.pt"),
+        udips=results("embed", "udips.tsv"),
+        cache=results("preprocess", "cache"),
+        qc=results("preprocess", "qc.tsv"),
+        brain_mask=results("preprocess", "brain_mask.npy"),
+        **PERDI_LOCI,
+    output:
+        maps=directory(results("perdi", "maps")),
+        panels=directory(results("perdi", "panels")),
+        regions=report(results("perdi", "regions.tsv"), caption="../report/perdi_regions.rst", category="PerDI"),
+        overview=report(results("perdi", "overview.png"), caption="../report/perdi.rst", category="PerDI"),
+    params:
+        settings=json.dumps(dict(PERDI, seed=config["seed"]), sort_keys=True),
+        loci=lambda wildcards, input: f"--loci {shlex.quote(input.loci)}" if "loci" in input.keys() else "",
+        atlas_cache=results("perdi", "atlas"),
+    log:
+        results("logs", "perdi_maps.log"),
+    benchmark:
+        results("benchmarks", "perdi_maps.tsv")
+    threads: 4
+    resources:
+        mem_mb=32000,
+        runtime=240,
+        gpu=0 if PERDI["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python {SCRIPTS:q}/perdi.py --model {input.model:q} --udips {input.udips:q} --cache {input.cache:q} "
+        "--qc {input.qc:q} --brain-mask {input.brain_mask:q} {params.loci} --settings {params.settings:q} "
+        "--atlas-cache {params.atlas_cache:q} --maps {output.maps:q} --regions {output.regions:q} "
+        "--panels {output.panels:q} --overview {output.overview:q} > {log:q} 2>&1"
