@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from vitudip.model import (
     ModelConfig,
+    RunningStandardize,
     ViTAutoEncoder,
     masked_patch_mse,
     nonempty_patches,
@@ -308,3 +309,44 @@ def test_config_rejects_unknown_keys_and_presets():
     with pytest.raises(ValueError, match=r"demo.*reference"):
         preset("huge")
 
+
+
+# --- decoder options (not in the published model) -------------------------------------------------
+
+
+def test_published_preset_reads_the_latent_as_published_and_the_demo_does_not():
+    assert not preset("reference").latent_norm and not preset("reference").latent_to_queries
+    assert preset("demo").latent_norm and preset("demo").latent_to_queries
+    assert isinstance(ViTAutoEncoder(preset("reference")).latent_norm, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("to_queries", [False, True])
+def test_latent_reaches_patches_without_attention_only_through_the_queries(to_queries):
+    torch.manual_seed(0)
+    model = ViTAutoEncoder(ModelConfig(**SMALL, latent_to_queries=to_queries)).eval()
+    with torch.no_grad():
+        for block in model.decoder_blocks:
+            block.attn.proj.weight.zero_()  # no token can read another one
+        index = torch.arange(10)
+        outputs = model.decode(torch.randn(2, 32), index)
+    differs = not torch.allclose(outputs[0], outputs[1])
+    assert differs == to_queries
+
+
+def test_running_standardize_is_batch_independent_and_tracks_the_data():
+    torch.manual_seed(0)
+    norm = RunningStandardize(3, momentum=0.5)
+    data = torch.randn(64, 3) * torch.tensor([0.01, 1.0, 5.0]) + torch.tensor([2.0, -1.0, 0.0])
+    norm.train()
+    first = norm(data)
+    # seeded by the first batch: that batch comes out standardised
+    torch.testing.assert_close(first.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(first.std(0), torch.ones(3), atol=1e-3, rtol=0)
+    norm(data + 1.0)
+    torch.testing.assert_close(norm.running_mean, data.mean(0) + 0.5, atol=1e-5, rtol=0)
+    norm.eval()
+    one = norm(data[:1])
+    torch.testing.assert_close(one, norm(data)[:1])  # a subject's output does not depend on its batch
+    assert int(norm.updates) == 2
+    state = norm.state_dict()
+    assert {"running_mean", "running_var", "updates"} <= set(state)

@@ -88,10 +88,13 @@ def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
 
 def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path):
     root, _ = cohort
-    metrics, _ = run_training(root, tmp_path / "run", epochs=150, lr=3e-3, step_epochs=1000, checkpoint_every=50)
-    # better than predicting the mean training image: it carries each subject's own factor
-    assert metrics["val_loss"].iloc[-1] < 0.99 * metrics["mean_image_val_loss"].iloc[-1]
-    assert metrics["train_loss"].iloc[-1] < 0.98 * metrics["train_loss"].iloc[0]
+    config = small_config(latent_norm=True, latent_to_queries=True)
+    metrics, _ = run_training(root, tmp_path / "run", config, epochs=150, lr=3e-3, step_epochs=1000,
+                              checkpoint_every=50)
+    # clearly better than predicting the mean training image: it carries each subject's own factor
+    # (the published decoder, without the two latent options, stays within 3 % of it here)
+    assert metrics["val_loss"].iloc[-1] < 0.95 * metrics["mean_image_val_loss"].iloc[-1]
+    assert metrics["train_loss"].iloc[-1] < 0.8 * metrics["train_loss"].iloc[0]
 
 
 def test_centring_stores_the_mean_image_and_starts_at_the_mean_image_loss(cohort, tmp_path):
@@ -100,10 +103,14 @@ def test_centring_stores_the_mean_image_and_starts_at_the_mean_image_loss(cohort
     saved = load_checkpoint(outputs["model"])
     images = np.load(root / "cache" / "images.npy")[:14].astype(np.float32)
     np.testing.assert_allclose(saved["mean_image"].numpy(), images.mean(0), atol=1e-3)
+    brain = images != 0
+    residual_sd = np.sqrt(((images - saved["mean_image"].numpy())[brain] ** 2).mean())
+    assert saved["input_scale"] == pytest.approx(residual_sd, rel=1e-4)
     # an untrained centred model predicts about zero deviation, i.e. the mean image
     assert metrics["val_loss"].iloc[0] == pytest.approx(metrics["mean_image_val_loss"].iloc[0], rel=0.1)
     _, plain = run_training(root, tmp_path / "plain", epochs=1, center=False)
     assert load_checkpoint(plain["model"])["mean_image"] is None
+    assert load_checkpoint(plain["model"])["input_scale"] == 1.0  # scaling only applies to centred images
 
 
 def test_two_epochs_equal_one_epoch_then_resume(cohort, tmp_path):

@@ -56,7 +56,7 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
     mean_image = state.get("mean_image")
     # the training step's input preparation, so embedding centres exactly as training did
     step = Step(model, brain_tokens, state["token_selection"],
-                mean_image.to(dev).float() if mean_image is not None else None)
+                mean_image.to(dev).float() if mean_image is not None else None, state.get("input_scale", 1.0))
     log.info("embedding %d subjects on %s with %s tokens", len(volumes), dev, state["token_selection"])
     latents, errors = [], []
     for batch in tqdm(source.batches(torch.arange(len(volumes))), total=len(source), desc="embed", unit="batch",
@@ -70,7 +70,8 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
                 pairs = [_autoencode(model, x[i:i + 1], step.tokens(mask[i]))
                          for i in range(len(x))]
                 latent, recon = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
-        sq = torch.where(mask, recon.float() - x, 0.0) ** 2
+        # in the images' units, as the training loss
+        sq = (torch.where(mask, recon.float() - x, 0.0) * step.scale) ** 2
         errors.append((sq.sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1)).cpu())
         latents.append(latent.float().cpu())
     return list(subjects["subject_id"]), torch.cat(latents).numpy(), torch.cat(errors).numpy()

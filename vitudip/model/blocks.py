@@ -128,3 +128,46 @@ class TransformerBlock(nn.Module):
         """
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class RunningStandardize(nn.Module):
+    """Standardise vectors with running per-channel statistics, the same in training and evaluation.
+
+    Unlike BatchNorm it never uses the current batch's own statistics in the output, so a
+    subject's result does not depend on its batch mates; the running mean and variance are
+    updated (without gradient) from every training batch, seeded by the first.
+
+    Args:
+        dim: number of channels.
+        momentum: weight of a new batch in the running statistics.
+        eps: added to the variance.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.05, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.eps = eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise.
+
+        Args:
+            x: ``(B, dim)``.
+
+        Returns:
+            ``(x - running_mean) / sqrt(running_var + eps)``, ``(B, dim)``.
+        """
+        if self.training and x.shape[0] > 1:
+            with torch.no_grad():
+                mean, var = x.float().mean(0), x.float().var(0)
+                if self.updates == 0:
+                    self.running_mean.copy_(mean)
+                    self.running_var.copy_(var)
+                else:
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_var.lerp_(var, self.momentum)
+                self.updates += 1
+        return (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)

@@ -4,7 +4,9 @@ The encoder sees only the patches that hold brain (``token_index``); the mean of
 its output tokens is the subject's UDIP vector (one value per encoder channel).
 The decoder receives that single latent token followed by one content-free
 token per kept patch, made of the decoder's fixed position embedding, and
-predicts every kept patch's voxels from the latent alone.
+predicts every kept patch's voxels from the latent alone. Two options, off in
+the published model and on in the CPU demo, make the latent easier for the
+decoder to read: standardising it, and adding it to every patch query.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitudip.model.blocks import TransformerBlock, sincos_position_embedding_3d
+from vitudip.model.blocks import RunningStandardize, TransformerBlock, sincos_position_embedding_3d
 from vitudip.model.patches import patch_grid, patchify, unpatchify
 
 #: Std of the truncated-normal initialisation of every Linear weight.
@@ -38,6 +40,13 @@ class ModelConfig:
         decoder_heads: decoder attention heads; divides ``decoder_dim``.
         mlp_ratio: MLP hidden width as a multiple of the block width.
         qkv_bias: give the query/key/value projections a bias.
+        latent_norm: standardise the latent (running per-dimension mean and SD) before the
+            decoder reads it. The mean over hundreds of tokens is nearly the same vector for
+            every subject, so the published decoder sees subject differences of well under 1 %
+            of its input and takes very long to learn to use them. Not in the published model.
+        latent_to_queries: also add the embedded latent to every patch query, so each patch
+            hears the subject directly instead of only through attention to one token among
+            hundreds. Not in the published model.
     """
 
     image_size: tuple[int, int, int]
@@ -50,6 +59,8 @@ class ModelConfig:
     decoder_heads: int = 8
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
+    latent_norm: bool = False
+    latent_to_queries: bool = False
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; normalise so that a round trip compares equal.
@@ -120,6 +131,9 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_dim=64,
         decoder_depth=2,
         decoder_heads=8,
+        # a few CPU epochs are far too few for the published decoder to learn to read its latent
+        latent_norm=True,
+        latent_to_queries=True,
     ),
 }
 
@@ -154,6 +168,7 @@ class ViTAutoEncoder(nn.Module):
             for _ in range(config.encoder_depth)
         )
         self.encoder_norm = nn.LayerNorm(config.encoder_dim)
+        self.latent_norm = RunningStandardize(config.encoder_dim) if config.latent_norm else nn.Identity()
         self.decoder_embed = nn.Linear(config.encoder_dim, config.decoder_dim)
         self.decoder_blocks = nn.ModuleList(
             TransformerBlock(config.decoder_dim, config.decoder_heads, config.mlp_ratio, config.qkv_bias)
@@ -214,8 +229,10 @@ class ViTAutoEncoder(nn.Module):
         Returns:
             ``(B, K, patch_voxels)``.
         """
-        latent_token = self.decoder_embed(latent)[:, None]
+        latent_token = self.decoder_embed(self.latent_norm(latent))[:, None]
         queries = self.decoder_pos[token_index].expand(latent.shape[0], -1, -1)
+        if self.config.latent_to_queries:
+            queries = queries + latent_token
         tokens = torch.cat([latent_token, queries], dim=1)
         for block in self.decoder_blocks:
             tokens = block(tokens)

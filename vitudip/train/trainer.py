@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +48,10 @@ class TrainSettings:
         center: subtract the mean training image from inputs and targets, so the model spends
             its capacity on how subjects differ rather than on relearning the mean brain (the
             published model does not; PerDI's paired differences are unaffected).
+        scale: also divide the centred images by their SD over the training brain voxels (one
+            number). Subject differences are then not small next to the position embedding, so
+            the latent varies between subjects from the first step; losses are still reported in
+            the images' z-score units. Not in the published model; only with ``center``.
         checkpoint_every: keep ``epoch_NNN.pt`` every this many epochs (``last.pt`` always).
         workers: loader processes when the cache is streamed.
         resident: keep the whole training set on the device (None: when it fits).
@@ -66,6 +71,7 @@ class TrainSettings:
     min_lr: float = 1e-5
     token_selection: str = "union"
     center: bool = True
+    scale: bool = True
     checkpoint_every: int = 5
     workers: int = 0
     resident: bool | None = None
@@ -116,14 +122,16 @@ class Step:
         brain_tokens: the fixed token set (``union``).
         token_selection: ``union`` or ``batch``.
         mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
+        scale: what the centred images are divided by; losses are multiplied back by its square.
     """
 
     def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
-                 mean_image: torch.Tensor | None = None) -> None:
+                 mean_image: torch.Tensor | None = None, scale: float = 1.0) -> None:
         self.model = model
         self.brain_tokens = brain_tokens
         self.token_selection = token_selection
         self.mean_image = mean_image
+        self.scale = scale
         self.autocast = next(model.parameters()).device.type == "cuda"
 
     def tokens(self, mask: torch.Tensor) -> torch.Tensor:
@@ -132,11 +140,11 @@ class Step:
         return nonempty_patches(mask, self.model.config.patch_size)
 
     def prepare(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 model input ``(B, X, Y, Z)`` (centred when asked) and the brain mask of each subject."""
+        """float32 model input ``(B, X, Y, Z)`` (centred and scaled when asked) and each subject's brain mask."""
         x = batch.float()
         mask = x != 0
         if self.mean_image is not None:
-            x = torch.where(mask, x - self.mean_image, 0.0)
+            x = torch.where(mask, x - self.mean_image, 0.0) / self.scale
         return x, mask
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,6 +158,7 @@ class Step:
         voxel_mask = patchify(mask, patch_size)[:, index]
         # one per-patch pass gives both the batch loss and each subject's loss
         per_patch, brain_patches = patch_mse(prediction.float(), target, voxel_mask)
+        per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
         loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
         per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
         return loss, per_subject.detach(), latent.float(), index
@@ -175,6 +184,18 @@ def mean_training_image(train: BatchSource) -> torch.Tensor:
         part = batch.float().sum(0)
         total = part if total is None else total + part
     return total / len(train.volumes)
+
+
+@torch.no_grad()
+def residual_sd(train: BatchSource, mean: torch.Tensor) -> float:
+    """SD of the training volumes minus the mean image, over brain voxels."""
+    total, count = 0.0, 0
+    for batch in train.batches(torch.arange(len(train.volumes))):
+        x = batch.float()
+        mask = x != 0
+        total += float((torch.where(mask, x - mean, 0.0) ** 2).sum())
+        count += int(mask.sum())
+    return math.sqrt(total / max(count, 1))
 
 
 @torch.no_grad()
@@ -255,7 +276,10 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     train = BatchSource(train_volumes, settings.batch_size, device, settings.resident, settings.workers)
     val = BatchSource(val_volumes, settings.batch_size, device, settings.resident, settings.workers)
     mean_image = mean_training_image(train)
-    step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None)
+    scale = residual_sd(train, mean_image) if settings.center and settings.scale else 1.0
+    step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
+    if scale != 1.0:
+        log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
     log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
@@ -309,7 +333,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         save_checkpoint(out["model"], {
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
             "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
-            "mean_image": mean_image.cpu() if settings.center else None,
+            "mean_image": mean_image.cpu() if settings.center else None, "input_scale": scale,
             "grid": json.loads((Path(cache_dir) / "grid.json").read_text()),
         })
         write_tsv(metrics, out["metrics"])
@@ -330,7 +354,7 @@ def _reconstruction_figure(step: Step, volumes: CachedVolumes, subjects: pd.Data
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=step.autocast):
         recon = step.model.reconstruct(x, index).float()[0, 0]
     if step.mean_image is not None:
-        recon = recon + step.mean_image
+        recon = recon * step.scale + step.mean_image
     volume = original[0].cpu().numpy()
     recon = torch.where(mask[0], recon, 0.0).cpu().numpy()
     row = int(rows[0]) if len(rows) else int(volumes.rows[0])
