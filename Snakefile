@@ -22,6 +22,7 @@ include: "workflow/rules/pheno.smk"
 include: "workflow/rules/gwas.smk"
 include: "workflow/rules/loci.smk"
 include: "workflow/rules/perdi.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -30,9 +30,8 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     out = run.stdout + run.stderr
     for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
                   "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather", "find_loci",
-                  "perdi_maps"):
+                  "perdi_maps", "summarise_study"):
         assert built in out
-    assert "report" not in out
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_key(tmp_path):
@@ -121,10 +120,29 @@ def test_tiny_config_end_to_end(tmp_path):
     mapped = {p.name.removesuffix(".nii.gz") for p in (res / "perdi" / "maps").glob("udip_???.nii.gz")}
     assert mapped == set(regions["dimension"])
     assert mapped == {d for dims in loci["dimensions"] for d in dims.split(";")}
+    summary = pd.read_csv(res / "report" / "summary.tsv", sep="\t")
+    assert len(summary) == loci["n_dimensions"].sum() and summary["perdi_mapped"].all()
+    assert summary["region_1"].notna().all() and set(summary["locus"]) == set(loci["locus"])
+    truth_rows = pd.read_csv(res / "report" / "truth.tsv", sep="\t")
+    assert set(truth_rows["effect"]) == {"ventricles_volume", "thalamus_intensity"}
+    score = pd.read_csv(res / "report" / "truth_summary.tsv", sep="\t")
+    assert len(score) == 1 and score.at[0, "recovered"] == recovery["found"].sum()
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
                  "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1", "find_loci",
-                 "perdi_maps"):
+                 "perdi_maps", "summarise_study"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    html = tmp_path / "report.html"
+    report = snakemake(tmp_path, "--report", str(html), configfile=config)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reStructuredText
+    page = html.read_text()
+    for name in ("loss.png", "reconstruction.png", "embedding_vs_truth.tsv", "qq.png", "manhattan.png",
+                 "loci_merged.tsv", "overview.png", "regions.tsv", "summary.tsv", "truth.tsv", "truth_summary.tsv",
+                 "Simulated truth"):
+        assert name in page, name
+    # regional plots and PerDI panels exist only for loci, which the tiny cohort need not yield
+    for locus, dimension in zip(summary["locus"], summary["dimension"]):
+        assert f"locus_{locus:03d}.png" in page and f"{dimension}.png" in page

@@ -62,9 +62,11 @@ def all_outputs():
     ]
     if config["embed"]["method"] == "vit":
         outputs += [results("train", "loss.png"), results("train", "reconstruction.png"),
-                    results("perdi", "regions.tsv"), results("perdi", "overview.png")]
+                    results("perdi", "regions.tsv"), results("perdi", "overview.png"), results("report", "summary.tsv")]
         if config["embed"]["pca_baseline"]:
             outputs.append(results("embed", "pca", "udips.tsv"))
     if config["simulate"]["enabled"]:
         outputs += [results("embed", "embedding_vs_truth.tsv"), results("loci", "truth_recovery.tsv")]
+        if config["embed"]["method"] == "vit":
+            outputs += [results("report", "truth.tsv"), results("report", "truth_summary.tsv")]
     return outputs

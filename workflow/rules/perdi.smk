@@ -17,7 +17,13 @@ rule perdi_maps:
         **PERDI_LOCI,
     output:
         maps=directory(results("perdi", "maps")),
-        panels=directory(results("perdi", "panels")),
+        panels=report(
+            directory(results("perdi", "panels")),
+            patterns=["{name}.png"],
+            caption="../report/perdi_panels.rst",
+            category="PerDI",
+            subcategory="Panels",
+        ),
         regions=report(results("perdi", "regions.tsv"), caption="../report/perdi_regions.rst", category="PerDI"),
         overview=report(results("perdi", "overview.png"), caption="../report/perdi.rst", category="PerDI"),
     params:

@@ -1,0 +1,75 @@
+"""The ``report`` stage in one call: ``summary.tsv``, and for the simulated demo ``truth.tsv`` and its score."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.report.summary import TOP_REGIONS, study_summary
+from vitudip.report.tables import (LOCI_COLUMNS, RECOVERY_COLUMNS, REGIONS_COLUMNS, TRUTH_REGIONS_COLUMNS,
+                                   read_input)
+from vitudip.report.truth import summary_line, truth_summary, truth_table
+
+log = logging.getLogger("vitudip.report")
+
+
+@dataclass(frozen=True)
+class TruthFiles:
+    """The simulated demo's inputs and outputs of the truth scoring.
+
+    Attributes:
+        recovery: loci/truth_recovery.tsv (planted SNPs found by the loci stage).
+        regions: demo/truth/regions.tsv (each planted effect's region and side).
+        table: truth.tsv to write.
+        summary: truth_summary.tsv to write (one row).
+    """
+
+    recovery: str | os.PathLike
+    regions: str | os.PathLike
+    table: str | os.PathLike
+    summary: str | os.PathLike
+
+
+def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLike, summary_path: str | os.PathLike,
+                    truth: TruthFiles | None = None, top_n: int = TOP_REGIONS) -> dict[str, Path]:
+    """Write the study summary and, with ``truth``, the demo's truth scoring.
+
+    Every input is read and checked before anything is written; the outputs are
+    moved into place together.
+
+    Args:
+        loci_path: loci/loci_merged.tsv.
+        regions_path: perdi/regions.tsv.
+        summary_path: summary.tsv to write.
+        truth: the demo's truth files (None for real data).
+        top_n: PerDI regions listed and scored per dimension.
+
+    Returns:
+        Output name -> path.
+    """
+    loci = read_input(loci_path, LOCI_COLUMNS, "merged loci")
+    regions = read_input(regions_path, REGIONS_COLUMNS, "PerDI regions")
+    targets = {"summary": Path(summary_path)}
+    if truth is not None:
+        recovery = read_input(truth.recovery, RECOVERY_COLUMNS, "truth recovery")
+        planted = read_input(truth.regions, TRUTH_REGIONS_COLUMNS, "truth regions")
+        targets.update(truth=Path(truth.table), truth_summary=Path(truth.summary))
+
+    summary = study_summary(loci, regions, top_n)
+    unmapped = sorted(set(summary.loc[~summary["perdi_mapped"].astype(bool), "dimension"]))
+    if unmapped:
+        log.warning("%d locus dimension(s) have no PerDI map (region columns NA): %s", len(unmapped),
+                    ", ".join(unmapped))
+    log.info("%d merged loci, %d locus-dimension rows", len(loci), len(summary))
+    with staged_outputs(targets) as staged:
+        write_tsv(summary, staged["summary"])
+        if truth is not None:
+            table = truth_table(recovery, loci, planted, regions, top_n)
+            scores = truth_summary(table, top_n)
+            write_tsv(table, staged["truth"])
+            write_tsv(scores, staged["truth_summary"])
+            log.info("truth: %s", summary_line(scores, top_n))
+    return targets

@@ -1,0 +1,57 @@
+# The study summary: each merged locus, the dimensions reaching it and their top PerDI regions; on the
+# simulated demo, each planted effect scored end to end (SNP found, PerDI top regions = planted region).
+# Only with ViT-UDIPs: PerDI needs the decoder. Cheap, so it runs on the submitting host.
+
+if EMBED["method"] == "vit":
+
+    localrules:
+        summarise_study,
+
+    # the demo's truth scoring: its inputs, and its outputs
+    DEMO_TRUTH = config["simulate"]["enabled"]
+    REPORT_TRUTH_INPUTS = (
+        {"truth_recovery": results("loci", "truth_recovery.tsv"), "truth_regions": DEMO["truth_regions"]}
+        if DEMO_TRUTH
+        else {}
+    )
+    REPORT_TRUTH_OUTPUTS = (
+        {
+            "truth": report(results("report", "truth.tsv"), caption="../report/truth.rst", category="Simulated truth"),
+            "truth_summary": report(
+                results("report", "truth_summary.tsv"),
+                caption="../report/truth_summary.rst",
+                category="Simulated truth",
+            ),
+        }
+        if DEMO_TRUTH
+        else {}
+    )
+
+    rule summarise_study:
+        input:
+            loci=results("loci", "loci_merged.tsv"),
+            regions=results("perdi", "regions.tsv"),
+            **REPORT_TRUTH_INPUTS,
+        output:
+            summary=report(results("report", "summary.tsv"), caption="../report/summary.rst", category="Summary"),
+            **REPORT_TRUTH_OUTPUTS,
+        params:
+            truth=lambda wildcards, input, output: (
+                f"--truth-recovery {shlex.quote(input.truth_recovery)} "
+                f"--truth-regions {shlex.quote(input.truth_regions)} --truth {shlex.quote(output.truth)} "
+                f"--truth-summary {shlex.quote(output.truth_summary)}"
+                if DEMO_TRUTH else ""
+            ),
+        log:
+            results("logs", "summarise_study.log"),
+        benchmark:
+            results("benchmarks", "summarise_study.tsv")
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../../envs/genetics.yaml"
+        shell:
+            "python {SCRIPTS:q}/report.py --loci {input.loci:q} --regions {input.regions:q} "
+            "--summary {output.summary:q} {params.truth} > {log:q} 2>&1"
