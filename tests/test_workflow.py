@@ -146,3 +146,33 @@ def test_tiny_config_end_to_end(tmp_path):
     # regional plots and PerDI panels exist only for loci, which the tiny cohort need not yield
     for locus, dimension in zip(summary["locus"], summary["dimension"]):
         assert f"locus_{locus:03d}.png" in page and f"{dimension}.png" in page
+    _reruns_touch_only_the_stage_and_what_follows(tmp_path, config, res)
+
+
+#: The jobs downstream of the GWAS shards, which every GWAS rerun must redo.
+AFTER_GWAS = {"gwas_shard", "gwas_gather", "find_loci", "perdi_maps", "summarise_study", "all"}
+
+
+def _planned_jobs(run: subprocess.CompletedProcess) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    table = text[text.index("Job stats:"):].split("\n\n")[0].splitlines()[3:]
+    return {line.split()[0] for line in table if line.split() and line.split()[0] != "total"}
+
+
+def _reruns_touch_only_the_stage_and_what_follows(tmp_path: Path, config: Path, res: Path) -> None:
+    """Reruns as users do them, on the finished tiny study (dry runs)."""
+    forced = _planned_jobs(snakemake(tmp_path, "-n", "--forcerun", "gwas_shard", configfile=config))
+    assert forced == AFTER_GWAS
+    # a changed GWAS setting reruns the GWAS and what follows, nothing upstream
+    changed = yaml.safe_load(config.read_text())
+    changed["gwas"]["engine"] = "plink2"
+    other = tmp_path / "plink2.yaml"
+    other.write_text(yaml.safe_dump(changed))
+    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=other)) == AFTER_GWAS
+    # a deleted output is made again by its own job, and only what reads that job's outputs follows
+    (res / "loci" / "manhattan.png").unlink()
+    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=config)) == {
+        "find_loci", "perdi_maps", "summarise_study", "all"}
+    (res / "loci" / "manhattan.png").touch()  # leave the study complete for later checks
