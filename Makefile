@@ -3,22 +3,24 @@
 #   make test   the test suite
 # Both create .venv, install the package with CPU torch pinned (a bare `torch`
 # would pull a multi-GB CUDA build), and install Debian's plink2/plink1.9 when
-# missing and running as root.
+# missing and running as root; `make test` also installs slurmctld, slurmd,
+# slurm-client and munge, for tests/test_slurm.py.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test dryrun tools setup clean
+.PHONY: run test dryrun tools test-tools setup clean
 
 run: setup tools
 	snakemake --cores $(CORES)
 
-test: setup tools
+test: setup tools test-tools
 	pytest -q
 
 dryrun: setup
@@ -43,6 +45,17 @@ tools:
 	else \
 		echo "plink2 and plink1.9 are missing: install them (Debian/Ubuntu: sudo apt-get install plink2 plink1.9)"; \
 		echo "or put both binaries on PATH, then run make again"; exit 1; \
+	fi
+
+# only the tests need a Slurm (tests/test_slurm.py starts a one-node cluster)
+test-tools:
+	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
+		&& command -v munged >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's Slurm and munge (tests/test_slurm.py starts a one-node cluster)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PACKAGES) >/dev/null; \
+	else \
+		echo "Slurm is missing: tests/test_slurm.py will be skipped (as root on Debian, make installs $(SLURM_PACKAGES))"; \
 	fi
 
 clean:

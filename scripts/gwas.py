@@ -26,12 +26,13 @@ def main(argv=None) -> None:
     parser.add_argument("--pred", help="regenie step 1's step1_pred.list (regenie)")
     parser.add_argument("--regenie-bsize", type=int, default=400, help="step 2 --bsize (regenie)")
     parser.add_argument("--min-mac", type=float, default=5, help="step 2 --minMAC (regenie)")
+    parser.add_argument("--memory-mb", type=int, help="memory the job may use (plink2: 80 %% is its workspace)")
     args = parser.parse_args(argv)
     run_cli(lambda: gwas_shard(
         args.engine, args.genotypes, args.pheno, args.covar, args.out_dir, chromosomes=args.chromosomes,
         batch=args.dimension_batch, n_batches=args.dimension_batches, threads=args.threads,
         block_size=args.block_size, device=args.device, pred_list=args.pred,
-        regenie_bsize=args.regenie_bsize, min_mac=args.min_mac,
+        regenie_bsize=args.regenie_bsize, min_mac=args.min_mac, memory_mb=args.memory_mb,
     ))
 
 

@@ -14,7 +14,7 @@ import pytest
 from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.genotypes import GenotypeFiles, convert_to_bed, find_genotypes
 from vitudip.genetics.linear import linear_gwas
-from vitudip.genetics.plink2 import plink2_gwas
+from vitudip.genetics.plink2 import glm_command, plink2_gwas
 from vitudip.genetics.regenie import parse_regenie, prune_step1_variants, step2_command
 from vitudip.genetics.shard import gwas_shard, phenotype_batch
 from vitudip.genetics.sumstats import read_sumstats
@@ -170,3 +170,11 @@ def test_chromosome_by_dimension_shards_gather_to_the_unsharded_run(cohort: dict
     (shards[3] / f"{PHENOTYPES[-1]}.tsv.gz").unlink()
     with pytest.raises(ValueError, match=f"{PHENOTYPES[-1]} is in 1 shard.* but .* 2"):
         gather_sumstats(shards, tmp_path / "again", tmp_path / "l2.tsv", tmp_path / "q2.png")
+
+
+def test_plink2_gets_the_jobs_memory_not_half_the_node() -> None:
+    command = glm_command("plink2", GenotypeFiles("g", "pgen"), Path("p.tsv"), "c.tsv", Path("out"), 4, [22],
+                          memory_mb=3200)
+    assert command[1:3] == ["--pfile", "g"]
+    assert command[command.index("--memory") + 1] == "3200" and command[-2:] == ["--out", "out"]
+    assert "--memory" not in glm_command("plink2", GenotypeFiles("g", "bed"), Path("p"), "c", Path("o"), 1, None)

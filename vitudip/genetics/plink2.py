@@ -90,6 +90,7 @@ def glm_command(
     out_prefix: Path,
     threads: int,
     chromosomes: Sequence[str | int] | None,
+    memory_mb: int | None = None,
 ) -> list[str]:
     """The plink2 --glm command line over all phenotypes of ``pheno_file``.
 
@@ -101,6 +102,8 @@ def glm_command(
         out_prefix: plink2 --out prefix.
         threads: plink2 --threads.
         chromosomes: plink2 --chr selection (None = all).
+        memory_mb: plink2 --memory, its workspace (None: plink2 takes half of the machine's memory,
+            more than a cluster job may have).
 
     Returns:
         The argument list.
@@ -115,6 +118,8 @@ def glm_command(
     ]
     if chromosomes is not None:
         command[-2:-2] = ["--chr", ",".join(str(c) for c in chromosomes)]
+    if memory_mb is not None:
+        command[-2:-2] = ["--memory", str(memory_mb)]
     return command
 
 
@@ -206,6 +211,7 @@ def plink2_gwas(
     threads: int = 1,
     chromosomes: Sequence[str | int] | None = None,
     phenotypes: Sequence[str] | None = None,
+    memory_mb: int | None = None,
 ) -> list[Path]:
     """Run ``plink2 --glm`` over all phenotypes in one pass and write one GWAS-SSF file per phenotype.
 
@@ -221,6 +227,7 @@ def plink2_gwas(
         threads: plink2 --threads.
         chromosomes: only these chromosomes (None = all), for sharded runs.
         phenotypes: only these phenotype columns (None = all), for sharded runs.
+        memory_mb: plink2's workspace (--memory); None: plink2's default.
 
     Returns:
         The written files, in phenotype order.
@@ -238,7 +245,7 @@ def plink2_gwas(
         pheno_file = Path(work) / "pheno.tsv"
         write_plink2_phenotypes(inputs, pheno_file)
         out_prefix = Path(work) / "gwas"
-        command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes)
+        command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes, memory_mb)
         run_plink2(command, out_prefix)
         names = list(inputs.phenotypes.columns)
         reports = [Path(f"{out_prefix}.{name}.glm.linear") for name in names]

@@ -56,6 +56,7 @@ def gwas_shard(
     pred_list: str | os.PathLike | None = None,
     regenie_bsize: int = 400,
     min_mac: float = 5,
+    memory_mb: int | None = None,
 ) -> list[Path]:
     """GWAS of one batch of phenotypes on some chromosomes: one GWAS-SSF file per phenotype.
 
@@ -74,6 +75,8 @@ def gwas_shard(
         pred_list: regenie step 1's prediction list (``regenie``).
         regenie_bsize: step 2 genotype block size (``regenie``).
         min_mac: step 2 minimum minor allele count (``regenie``).
+        memory_mb: the memory the job may use; plink2 gets 80 % of it as its workspace, the rest
+            is for plink2's own overhead (``plink2``). None: plink2's default, half the machine.
 
     Returns:
         The written files.
@@ -88,7 +91,8 @@ def gwas_shard(
                            chromosomes=chromosomes, phenotypes=phenotypes)
     if engine == "plink2":
         return plink2_gwas(genotype_prefix, pheno_path, covar_path, out_dir, threads=threads,
-                           chromosomes=chromosomes, phenotypes=phenotypes)
+                           chromosomes=chromosomes, phenotypes=phenotypes,
+                           memory_mb=int(0.8 * memory_mb) if memory_mb else None)
     if pred_list is None:
         raise ValueError("the regenie engine needs step 1's prediction list (--pred)")
     return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads=threads,

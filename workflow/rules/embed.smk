@@ -46,10 +46,12 @@ rule embed_udips:
         results("logs", "embed_udips.log"),
     benchmark:
         results("benchmarks", "embed_udips.tsv")
-    threads: workflow.cores
+    threads: 8
     resources:
         mem_mb=16000,
         runtime=120,
+        # the encoder runs on CUDA when the node has it (embed has no device key: train.device decides)
+        gpu=1 if EMBED["method"] == "vit" and EMBED.get("device", config["train"]["device"]) != "cpu" else 0,
     conda:
         "../../envs/torch.yaml"
     shell:
@@ -70,7 +72,7 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
             results("logs", "embed_pca_baseline.log"),
         benchmark:
             results("benchmarks", "embed_pca_baseline.tsv")
-        threads: workflow.cores
+        threads: 8
         resources:
             mem_mb=16000,
             runtime=120,
@@ -104,6 +106,10 @@ if config["simulate"]["enabled"]:
             results("logs", "embedding_vs_truth.log"),
         benchmark:
             results("benchmarks", "embedding_vs_truth.tsv")
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
         conda:
             "../../envs/torch.yaml"
         shell:

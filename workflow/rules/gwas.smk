@@ -102,15 +102,22 @@ rule gwas_shard:
         results("benchmarks", "gwas_shard", "chr{chromosome}_batch{batch}.tsv")
     threads: GWAS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        # by shard size: a chromosome's share of the genotype files decoded to a byte per genotype
+        # (4x PLINK 1's 2 bits), at least 4 GB; memory and time grow with each retry (x attempt)
+        mem_mb=lambda wildcards, input, attempt: attempt * max(
+            4000, 1000 + int(4 * input.size_mb / len(GWAS_CHROMOSOMES))
+        ),
+        runtime=lambda wildcards, attempt: 240 * attempt,
+        # the torch engine asks for a GPU only when told to use one (auto takes what the node has)
+        gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,
     conda:
         GWAS_ENV
     shell:
         "python {SCRIPTS:q}/gwas.py --engine {params.engine} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
         "--covar {input.covar:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
         "--dimension-batches {params.batches} --out-dir {output:q} --threads {threads} "
-        "--block-size {params.block_size} --device {params.device} {params.regenie} > {log:q} 2>&1"
+        "--block-size {params.block_size} --device {params.device} {params.regenie} "
+        "--memory-mb {resources.mem_mb} > {log:q} 2>&1"
 
 
 rule gwas_gather:

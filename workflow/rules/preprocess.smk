@@ -36,7 +36,7 @@ rule preprocess_images:
         results("logs", "preprocess_images.log"),
     benchmark:
         results("benchmarks", "preprocess_images.tsv")
-    threads: workflow.cores
+    threads: 16
     resources:
         mem_mb=8000,
         runtime=240,

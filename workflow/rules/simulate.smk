@@ -23,7 +23,7 @@ if config["simulate"]["enabled"]:
             results("logs", "simulate_cohort.log"),
         benchmark:
             results("benchmarks", "simulate_cohort.tsv")
-        threads: workflow.cores
+        threads: 8
         resources:
             mem_mb=8000,
             runtime=60,

@@ -31,10 +31,12 @@ rule train_model:
         results("logs", "train_model.log"),
     benchmark:
         results("benchmarks", "train_model.tsv")
-    threads: workflow.cores
+    # a fixed request, so that a Slurm job does not ask for every CPU of the submitting host
+    threads: 8
     resources:
         mem_mb=16000,
         runtime=720,
+        gpu=0 if config["train"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
     shell:
