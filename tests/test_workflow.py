@@ -176,3 +176,18 @@ def _reruns_touch_only_the_stage_and_what_follows(tmp_path: Path, config: Path, 
     assert _planned_jobs(snakemake(tmp_path, "-n", configfile=config)) == {
         "find_loci", "perdi_maps", "summarise_study", "all"}
     (res / "loci" / "manhattan.png").touch()  # leave the study complete for later checks
+
+
+def test_lint_is_clean_and_every_environment_is_pinned(tmp_path):
+    run = snakemake(tmp_path, "--lint")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Lints for" not in run.stdout + run.stderr, (run.stdout + run.stderr)[:3000]
+    for path in (ROOT / "envs").glob("*.yaml"):
+        env = yaml.safe_load(path.read_text())
+        packages = [d for d in env["dependencies"] if isinstance(d, str)]
+        packages += [p for d in env["dependencies"] if isinstance(d, dict) for p in d.get("pip", [])]
+        unpinned = [p for p in packages if "=" not in p]
+        assert not unpinned, f"{path.name}: {unpinned}"
+    used = {line.split('"')[1].split("/")[-1] for smk in (ROOT / "workflow" / "rules").glob("*.smk")
+            for line in smk.read_text().splitlines() if "envs/" in line and '"' in line}
+    assert used == {p.name for p in (ROOT / "envs").glob("*.yaml")}

@@ -3,34 +3,20 @@
 EMBED = config["embed"]
 
 
-def embed_inputs(method):
-    inputs = {
-        "cache": results("preprocess", "cache"),
-        "qc": results("preprocess", "qc.tsv"),
-        "splits": results("preprocess", "splits.tsv"),
-        "brain_mask": results("preprocess", "brain_mask.npy"),
-    }
-    if method == "vit":
-        inputs["model"] = results("train", "model.pt")
-    return inputs
-
-
-def embed_shell(method):
-    """The embed command line for one method (the model only for vit)."""
-    model = "--model {input.model:q} " if method == "vit" else ""
-    return (
-        "python {SCRIPTS:q}/embed.py --method " + method + " " + model
-        + "--cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} "
-        "--embed-splits {params.splits} --batch-size {params.batch_size} --components {params.components} "
-        "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} > {log:q} 2>&1"
-    )
-
-
 EMBED_PARAMS = dict(
+    script=script_path("embed.py"),
+    # the model only for vit
+    model=lambda wildcards, input: f"--model {shlex.quote(input.model)}" if "model" in input.keys() else "",
     splits=" ".join(EMBED["splits"]),
     batch_size=EMBED["batch_size"],
     components=EMBED["pca_components"],
     seed=config["seed"],
+)
+EMBED_SHELL = (
+    "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "
+    "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} "
+    "--embed-splits {params.splits} --batch-size {params.batch_size} --components {params.components} "
+    "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} > {log:q} 2>&1"
 )
 
 
@@ -41,6 +27,7 @@ rule embed_udips:
         udips=results("embed", "udips.tsv"),
         recon_mse=results("embed", "recon_mse.tsv"),
     params:
+        method=EMBED["method"],
         **EMBED_PARAMS,
     log:
         results("logs", "embed_udips.log"),
@@ -55,7 +42,7 @@ rule embed_udips:
     conda:
         "../../envs/torch.yaml"
     shell:
-        embed_shell(EMBED["method"])
+        EMBED_SHELL
 
 
 if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
@@ -67,6 +54,7 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
             udips=results("embed", "pca", "udips.tsv"),
             recon_mse=results("embed", "pca", "recon_mse.tsv"),
         params:
+            method="pca",
             **EMBED_PARAMS,
         log:
             results("logs", "embed_pca_baseline.log"),
@@ -79,15 +67,7 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
         conda:
             "../../envs/torch.yaml"
         shell:
-            embed_shell("pca")
-
-
-def compared_embeddings():
-    """method -> UDIP table, for every embedding the workflow writes."""
-    tables = {EMBED["method"]: results("embed", "udips.tsv")}
-    if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
-        tables["pca"] = results("embed", "pca", "udips.tsv")
-    return tables
+            EMBED_SHELL
 
 
 if config["simulate"]["enabled"]:
@@ -101,6 +81,7 @@ if config["simulate"]["enabled"]:
             report(results("embed", "embedding_vs_truth.tsv"), caption="../report/embedding_vs_truth.rst",
                    category="Embedding"),
         params:
+            script=script_path("embedding_vs_truth.py"),
             embeddings=" ".join(f"--embedding {m} {shlex.quote(p)}" for m, p in compared_embeddings().items()),
         log:
             results("logs", "embedding_vs_truth.log"),
@@ -113,5 +94,5 @@ if config["simulate"]["enabled"]:
         conda:
             "../../envs/torch.yaml"
         shell:
-            "python {SCRIPTS:q}/embedding_vs_truth.py --measures {input.measures:q} "
+            "python {params.script:q} --measures {input.measures:q} "
             "--truth-loci {input.truth_loci:q} {params.embeddings} --out {output:q} > {log:q} 2>&1"

@@ -20,8 +20,9 @@ rule convert_genotypes:
     output:
         multiext(results("genotypes", "plink1"), ".bed", ".bim", ".fam"),
     params:
-        prefix=INPUTS["genotypes"],
-        out_prefix=results("genotypes", "plink1"),
+        script=script_path("convert_genotypes.py"),
+        prefix=lambda wildcards, input: fileset_prefix(input),
+        out_prefix=lambda wildcards, output: fileset_prefix(output),
     log:
         results("logs", "convert_genotypes.log"),
     benchmark:
@@ -33,7 +34,7 @@ rule convert_genotypes:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {SCRIPTS:q}/convert_genotypes.py --genotypes {params.prefix:q} --out-prefix {params.out_prefix:q} "
+        "python {params.script:q} --genotypes {params.prefix:q} --out-prefix {params.out_prefix:q} "
         "--threads {threads} > {log:q} 2>&1"
 
 
@@ -46,7 +47,8 @@ rule regenie_step1:
     output:
         directory(results("gwas", "regenie_step1")),
     params:
-        prefix=INPUTS["genotypes"],
+        script=script_path("regenie_step1.py"),
+        prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
         variants=f"--variants {shlex.quote(REGENIE['step1_variants'])}" if REGENIE["step1_variants"] else "",
         prune=f"--prune-window-kb {REGENIE['prune_window_kb']} --prune-r2 {REGENIE['prune_r2']} --maf {REGENIE['step1_maf']}",
         bsize=REGENIE["step1_bsize"],
@@ -61,20 +63,9 @@ rule regenie_step1:
     conda:
         "../../envs/regenie.yaml"
     shell:
-        "python {SCRIPTS:q}/regenie_step1.py --genotypes {params.prefix:q} --pheno {input.pheno:q} "
+        "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
         "--covar {input.covar:q} --out-dir {output:q} {params.variants} {params.prune} --bsize {params.bsize} "
         "--threads {threads} > {log:q} 2>&1"
-
-
-def gwas_shard_inputs(wildcards):
-    inputs = {
-        "pheno": results("pheno", "pheno.tsv"),
-        "covar": results("pheno", "covar.tsv"),
-        "genotypes": genotype_files(GWAS_GENOTYPES),
-    }
-    if GWAS["engine"] == "regenie":
-        inputs["step1"] = results("gwas", "regenie_step1")
-    return inputs
 
 
 rule gwas_shard:
@@ -83,6 +74,7 @@ rule gwas_shard:
     output:
         directory(results("gwas", "shards", "chr{chromosome}", "batch{batch}")),
     params:
+        script=script_path("gwas.py"),
         prefix=GWAS_GENOTYPES,
         engine=GWAS["engine"],
         batches=GWAS["dimension_batches"],
@@ -113,7 +105,7 @@ rule gwas_shard:
     conda:
         GWAS_ENV
     shell:
-        "python {SCRIPTS:q}/gwas.py --engine {params.engine} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
+        "python {params.script:q} --engine {params.engine} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
         "--covar {input.covar:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
         "--dimension-batches {params.batches} --out-dir {output:q} --threads {threads} "
         "--block-size {params.block_size} --device {params.device} {params.regenie} "
@@ -128,6 +120,8 @@ rule gwas_gather:
         sumstats=directory(results("gwas", "sumstats")),
         lambdas=results("gwas", "lambda.tsv"),
         qq=report(results("gwas", "qq.png"), caption="../report/qq.rst", category="GWAS"),
+    params:
+        script=script_path("gwas_gather.py"),
     log:
         results("logs", "gwas_gather.log"),
     benchmark:
@@ -139,5 +133,5 @@ rule gwas_gather:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {SCRIPTS:q}/gwas_gather.py --shards {input:q} --out-dir {output.sumstats:q} "
+        "python {params.script:q} --shards {input:q} --out-dir {output.sumstats:q} "
         "--lambda {output.lambdas:q} --qq {output.qq:q} --threads {threads} > {log:q} 2>&1"

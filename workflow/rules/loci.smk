@@ -21,29 +21,6 @@ LOCI_TRUTH = (
 )
 
 
-def loci_args():
-    """Thresholds and switches of the loci script, from config `loci`."""
-    args = [
-        f"--p-threshold {LOCI['p_threshold']}",
-        f"--candidate-p {LOCI['candidate_p']}",
-        f"--r2 {LOCI['r2']}",
-        f"--lead-r2 {LOCI['lead_r2']}",
-        f"--window-kb {LOCI['window_kb']}",
-        f"--merge-distance-kb {LOCI['merge_distance_kb']}",
-        f"--min-maf {LOCI['min_maf']}",
-        f"--genome-build {LOCI['genome_build']}",
-        f"--ld-method {LOCI['ld_method']}",
-        f"--regional-flank-kb {LOCI['regional_flank_kb']}",
-    ]
-    if LOCI["ld_reference"]:
-        args.append(f"--ld-reference {shlex.quote(LOCI['ld_reference'])}")
-    if LOCI["exclude_mhc"]:
-        args.append("--exclude-mhc")
-    if LOCI["skip_missing_ld"]:
-        args.append("--skip-missing-ld")
-    return " ".join(args)
-
-
 rule find_loci:
     input:
         sumstats=results("gwas", "sumstats"),
@@ -66,8 +43,10 @@ rule find_loci:
         ),
         **LOCI_TRUTH,
     params:
-        bfile=plink1_prefix(INPUTS["genotypes"]),
-        out_dir=results("loci"),
+        script=script_path("loci.py"),
+        # the LD fileset: the GWAS genotypes (as PLINK 1) or loci.ld_reference
+        bfile=lambda wildcards, input: fileset_prefix(input.ld),
+        out_dir=lambda wildcards, output: os.path.dirname(output.loci_merged),
         args=loci_args(),
         tables=lambda wildcards, input: " ".join(
             f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in LOCI_TABLES
@@ -83,5 +62,5 @@ rule find_loci:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {SCRIPTS:q}/loci.py --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
+        "python {params.script:q} --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
         "{params.tables} {params.args} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

@@ -27,6 +27,7 @@ rule perdi_maps:
         regions=report(results("perdi", "regions.tsv"), caption="../report/perdi_regions.rst", category="PerDI"),
         overview=report(results("perdi", "overview.png"), caption="../report/perdi.rst", category="PerDI"),
     params:
+        script=script_path("perdi.py"),
         settings=json.dumps(dict(PERDI, seed=config["seed"]), sort_keys=True),
         loci=lambda wildcards, input: f"--loci {shlex.quote(input.loci)}" if "loci" in input.keys() else "",
         atlas_cache=results("perdi", "atlas"),
@@ -42,7 +43,7 @@ rule perdi_maps:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {SCRIPTS:q}/perdi.py --model {input.model:q} --udips {input.udips:q} --cache {input.cache:q} "
+        "python {params.script:q} --model {input.model:q} --udips {input.udips:q} --cache {input.cache:q} "
         "--qc {input.qc:q} --brain-mask {input.brain_mask:q} {params.loci} --settings {params.settings:q} "
         "--atlas-cache {params.atlas_cache:q} --maps {output.maps:q} --regions {output.regions:q} "
         "--panels {output.panels:q} --overview {output.overview:q} > {log:q} 2>&1"

@@ -1,19 +1,6 @@
 # Phenotype and covariate tables for the GWAS: UDIPs, covariates, genotype samples and image QC joined by ID.
 
 
-def pheno_args():
-    p = config["pheno"]
-    args = [f"--min-samples {p['min_samples']}", f"--genetic-pcs {p['genetic_pcs']}", f"--pcs-from {p['pcs_from']}"]
-    for flag, key in (("--covariate", "covariates"), ("--categorical", "categorical"), ("--derived", "derived")):
-        if p[key]:
-            args.append(flag + " " + " ".join(shlex.quote(c) for c in p[key]))
-    if p["centre_age"]:
-        args.append("--centre-age")
-    if p["inverse_normal"]:
-        args.append("--inverse-normal")
-    return " ".join(args)
-
-
 rule prepare_phenotypes:
     input:
         udips=results("embed", "udips.tsv"),
@@ -26,7 +13,8 @@ rule prepare_phenotypes:
         samples=results("pheno", "samples.tsv"),
         exclusions=results("pheno", "exclusions.tsv"),
     params:
-        prefix=INPUTS["genotypes"],
+        script=script_path("pheno.py"),
+        prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
         args=pheno_args(),
     log:
         results("logs", "prepare_phenotypes.log"),
@@ -39,7 +27,7 @@ rule prepare_phenotypes:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {SCRIPTS:q}/pheno.py --udips {input.udips:q} --covariates {input.covariates:q} "
+        "python {params.script:q} --udips {input.udips:q} --covariates {input.covariates:q} "
         "--genotypes {params.prefix:q} --qc {input.qc:q} {params.args} --threads {threads} "
         "--pheno {output.pheno:q} --covar {output.covar:q} --samples {output.samples:q} "
         "--exclusions {output.exclusions:q} > {log:q} 2>&1"

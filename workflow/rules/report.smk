@@ -36,6 +36,7 @@ if EMBED["method"] == "vit":
             summary=report(results("report", "summary.tsv"), caption="../report/summary.rst", category="Summary"),
             **REPORT_TRUTH_OUTPUTS,
         params:
+            script=script_path("report.py"),
             truth=lambda wildcards, input, output: (
                 f"--truth-recovery {shlex.quote(input.truth_recovery)} "
                 f"--truth-regions {shlex.quote(input.truth_regions)} --truth {shlex.quote(output.truth)} "
@@ -53,5 +54,5 @@ if EMBED["method"] == "vit":
         conda:
             "../../envs/genetics.yaml"
         shell:
-            "python {SCRIPTS:q}/report.py --loci {input.loci:q} --regions {input.regions:q} "
+            "python {params.script:q} --loci {input.loci:q} --regions {input.regions:q} "
             "--summary {output.summary:q} {params.truth} > {log:q} 2>&1"

@@ -16,7 +16,8 @@ if config["simulate"]["enabled"]:
             known_loci=DEMO["known_loci"],
             genes=DEMO["genes"],
         params:
-            outdir=config["simulate"]["outdir"],
+            script=script_path("simulate.py"),
+            outdir=lambda wildcards, output: os.path.dirname(output.samples),
             settings=json.dumps(config["simulate"], sort_keys=True),
             seed=config["seed"],
         log:
@@ -30,5 +31,5 @@ if config["simulate"]["enabled"]:
         conda:
             "../../envs/imaging.yaml"
         shell:
-            "python {SCRIPTS:q}/simulate.py --settings {params.settings:q} --seed {params.seed} "
+            "python {params.script:q} --settings {params.settings:q} --seed {params.seed} "
             "--outdir {params.outdir:q} --threads {threads} > {log:q} 2>&1"

@@ -3,12 +3,6 @@
 # runs, and a rerun must find checkpoints/last.pt to resume from it.
 
 
-def train_settings():
-    """TrainSettings fields from the config's train section, the token selection and the seed."""
-    settings = dict(config["train"], token_selection=config["model"]["token_selection"], seed=config["seed"])
-    return json.dumps(settings, sort_keys=True)
-
-
 rule train_model:
     input:
         cache=results("preprocess", "cache"),
@@ -23,6 +17,7 @@ rule train_model:
             results("train", "reconstruction.png"), caption="../report/reconstruction.rst", category="Training"
         ),
     params:
+        script=script_path("train.py"),
         preset=config["model"]["preset"],
         overrides=json.dumps(config["model"]["overrides"], sort_keys=True),
         settings=train_settings(),
@@ -40,7 +35,7 @@ rule train_model:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {SCRIPTS:q}/train.py --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
+        "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --preset {params.preset} --overrides {params.overrides:q} "
         "--settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
         "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
