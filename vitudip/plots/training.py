@@ -36,24 +36,35 @@ def plot_loss(metrics: pd.DataFrame, mean_image_loss: float, path: str | os.Path
 
 
 def plot_reconstruction(volume: np.ndarray, reconstruction: np.ndarray, path: str | os.PathLike,
-                        title: str = "") -> None:
-    """Orthogonal mid-brain slices: input (top) and reconstruction (bottom), on one grey scale.
+                        title: str = "", mean_image: np.ndarray | None = None) -> None:
+    """Orthogonal mid-brain slices: input (top) and reconstruction (below), on one grey scale.
+
+    With the mean training image, two more rows show input and reconstruction minus it, on one
+    diverging scale: what is the subject's own, which the whole images hide.
 
     Args:
         volume: ``(X, Y, Z)`` input, background 0.
         reconstruction: same shape, background masked to 0.
         path: PNG to write.
         title: figure title (e.g. the subject id).
+        mean_image: ``(X, Y, Z)`` mean training image, or None.
     """
-    brain = np.argwhere(volume != 0)
-    centre = brain.mean(0).round().astype(int) if len(brain) else np.array(volume.shape) // 2
-    lo, hi = np.percentile(volume[volume != 0], [1, 99]) if len(brain) else (-1, 1)
-    fig, axes = plt.subplots(2, 3, figsize=(9, 6))
-    for row, (name, data) in enumerate((("input", volume), ("reconstruction", reconstruction))):
+    brain = volume != 0
+    voxels = np.argwhere(brain)
+    centre = voxels.mean(0).round().astype(int) if len(voxels) else np.array(volume.shape) // 2
+    lo, hi = np.percentile(volume[brain], [1, 99]) if len(voxels) else (-1, 1)
+    rows = [("input", volume, "gray", lo, hi), ("reconstruction", reconstruction, "gray", lo, hi)]
+    if mean_image is not None:
+        own, recon_own = (np.where(brain, v - mean_image, 0.0) for v in (volume, reconstruction))
+        limit = float(np.percentile(np.abs(own[brain]), 99)) if len(voxels) else 1.0
+        rows += [("input - mean", own, "RdBu_r", -limit, limit),
+                 ("reconstruction - mean", recon_own, "RdBu_r", -limit, limit)]
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)))
+    for row, (name, data, cmap, vmin, vmax) in enumerate(rows):
         slices = (data[centre[0]], data[:, centre[1]], data[:, :, centre[2]])
         for col, s in enumerate(slices):
             ax = axes[row, col]
-            ax.imshow(s.T, origin="lower", cmap="gray", vmin=lo, vmax=hi)
+            ax.imshow(s.T, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:

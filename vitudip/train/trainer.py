@@ -359,4 +359,5 @@ def _reconstruction_figure(step: Step, volumes: CachedVolumes, subjects: pd.Data
     recon = torch.where(mask[0], recon, 0.0).cpu().numpy()
     row = int(rows[0]) if len(rows) else int(volumes.rows[0])
     subject = subjects.loc[subjects["row"] == row, "subject_id"].iloc[0]
-    plot_reconstruction(volume, recon, path, title=f"validation subject {subject}")
+    mean = step.mean_image.cpu().numpy() if step.mean_image is not None else None
+    plot_reconstruction(volume, recon, path, title=f"validation subject {subject}", mean_image=mean)
