@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from vitudip.config import validate_config
@@ -30,3 +31,12 @@ def default_config() -> dict:
     """The embedded default config.yaml, validated."""
     with open(ROOT / "config.yaml") as fh:
         return validate_config(yaml.safe_load(fh))
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Run the test on one torch intra-op thread, restoring the count after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
