@@ -28,6 +28,9 @@ from vitudip.io.plink import read_bim, read_fam
 
 logger = logging.getLogger("vitudip.gwas")
 
+#: Lines of a tool's log quoted in an error.
+LOG_TAIL_LINES = 20
+
 #: The files of each format, in the order they are looked for (.pgen before .bed, as plink2 users expect).
 FORMAT_EXTENSIONS = {
     "pgen": (".pgen", ".pvar", ".psam"),
@@ -176,6 +179,12 @@ def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
     )
 
 
+def log_tail(log_path: Path, fallback: str) -> str:
+    """The last lines of a tool's log file, or of its console output when there is no log."""
+    text = log_path.read_text(errors="replace") if log_path.is_file() else fallback
+    return "\n".join(text.strip().splitlines()[-LOG_TAIL_LINES:])
+
+
 def find_plink2() -> str:
     """Path of the plink2 binary on PATH, or a FileNotFoundError that says what to do."""
     path = shutil.which("plink2")
@@ -212,7 +221,7 @@ def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, thr
         logger.info("converting %s (%s) to PLINK 1: %s", source.prefix, source.format, shlex.join(command))
         finished = subprocess.run(command, capture_output=True, text=True, check=False)
         if finished.returncode != 0:
-            tail = "\n".join((finished.stdout + finished.stderr).strip().splitlines()[-20:])
+            tail = log_tail(Path(f"{work}.log"), finished.stdout + finished.stderr)
             raise ValueError(f"plink2 could not convert {source.prefix} ({source.format}) to .bed:\n{tail}")
     logger.info("wrote %s.bed/.bim/.fam in %.1f s", out_prefix, time.perf_counter() - started)
     return GenotypeFiles(os.fspath(out_prefix), "bed")

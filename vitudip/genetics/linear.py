@@ -607,8 +607,8 @@ def linear_gwas(
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     started = time.perf_counter()
-    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
     require_bed(find_genotypes(bed_prefix))
+    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
     bim = read_bim(bed_prefix)
     variant_index = select_variants(bim, chromosomes, str(bed_path(bed_prefix, "bim")))
     resolved = resolve_device(device)

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
 from vitudip.genetics.linear import GwasInputs, load_gwas_inputs, select_variants
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
 
@@ -50,9 +50,6 @@ logger = logging.getLogger("vitudip.gwas")
 
 #: --glm report columns: A1 frequency, OBS_CT, BETA, SE, T_STAT, P and ERRCODE besides the variant.
 GLM_COLUMNS = "chrom,pos,ref,alt,a1freq,nobs,beta,se,tz,p,err"
-
-#: Lines of plink2's log quoted in an error.
-LOG_TAIL_LINES = 20
 
 
 class Plink2Error(RuntimeError):
@@ -123,12 +120,6 @@ def glm_command(
     return command
 
 
-def _log_tail(log_path: Path, fallback: str) -> str:
-    """The last lines of plink2's log file, or of its console output when there is no log."""
-    text = log_path.read_text(errors="replace") if log_path.is_file() else fallback
-    return "\n".join(text.strip().splitlines()[-LOG_TAIL_LINES:])
-
-
 def run_plink2(command: list[str], out_prefix: Path) -> None:
     """Run plink2, log the command and its log, and raise Plink2Error (with the log's tail) on failure."""
     logger.info("running: %s", shlex.join(command))
@@ -136,7 +127,7 @@ def run_plink2(command: list[str], out_prefix: Path) -> None:
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     log_path = Path(f"{out_prefix}.log")
     if finished.returncode != 0:
-        tail = _log_tail(log_path, finished.stdout + finished.stderr)
+        tail = log_tail(log_path, finished.stdout + finished.stderr)
         raise Plink2Error(f"plink2 failed (exit code {finished.returncode}); end of its log:\n{tail}")
     logger.info("plink2 finished in %.1f s; its log:\n%s", time.perf_counter() - started, log_path.read_text())
 

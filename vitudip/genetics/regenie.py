@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
 from vitudip.genetics.linear import load_gwas_inputs, select_phenotypes
-from vitudip.genetics.plink2 import LOG_TAIL_LINES, Plink2Error, run_plink2, write_plink2_phenotypes
+from vitudip.genetics.plink2 import Plink2Error, run_plink2, write_plink2_phenotypes
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, write_sumstats
 
 logger = logging.getLogger("vitudip.gwas")
@@ -247,12 +247,6 @@ def parse_regenie(path: str | os.PathLike, variants: pd.DataFrame | None) -> pd.
     return frame[SUMSTATS_COLUMNS]
 
 
-def _log_tail(log_path: Path, fallback: str) -> str:
-    """The last lines of regenie's log, or of its console output when there is no log."""
-    text = log_path.read_text(errors="replace") if log_path.is_file() else fallback
-    return "\n".join(text.strip().splitlines()[-LOG_TAIL_LINES:])
-
-
 def run_regenie(command: list[str], out_prefix: Path) -> None:
     """Run one regenie step, logging the command; raise RegenieError with the log's tail on failure.
 
@@ -264,7 +258,7 @@ def run_regenie(command: list[str], out_prefix: Path) -> None:
     started = time.perf_counter()
     finished = subprocess.run(command, capture_output=True, text=True, check=False)
     if finished.returncode != 0:
-        tail = _log_tail(Path(f"{out_prefix}.log"), finished.stdout + finished.stderr)
+        tail = log_tail(Path(f"{out_prefix}.log"), finished.stdout + finished.stderr)
         raise RegenieError(f"regenie failed (exit code {finished.returncode}); end of its log:\n{tail}")
     logger.info("regenie step finished in %.1f s", time.perf_counter() - started)
 
