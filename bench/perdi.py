@@ -35,7 +35,7 @@ from vitudip.imaging import grid
 from vitudip.imaging.atlas import load_mni_template
 from vitudip.model.patches import nonempty_patches
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, preset
-from vitudip.perdi.decode import BrainDecoder, perturbation_t_maps, perturbed_latents
+from vitudip.perdi.decode import BrainDecoder, perturbation_maps, perturbed_latents
 from vitudip.perdi.regions import rank_regions
 from vitudip.perdi.space import atlas_labels, save_map, smooth_in_brain
 from vitudip.train.trainer import pick_device
@@ -128,10 +128,10 @@ def main(argv=None) -> None:
     shifts = latents.std(dim=0)[dims]
 
     # warm-up: kernels, allocator
-    perturbation_t_maps(decoder, latents[:4], dims[:1], shifts[:1], decoder.n_voxels, args.batch_size)
+    perturbation_maps(decoder, latents[:4], dims[:1], shifts[:1], decoder.n_voxels, args.batch_size)
     synchronize(device)
     started = time.perf_counter()
-    t_maps = perturbation_t_maps(decoder, latents, dims, shifts, decoder.n_voxels, args.batch_size)
+    t_maps = perturbation_maps(decoder, latents, dims, shifts, decoder.n_voxels, args.batch_size).t
     synchronize(device)
     ours = time.perf_counter() - started
     memory = f" (peak GPU {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB)" if device.type == "cuda" else ""

@@ -148,7 +148,9 @@ def test_demo_preset_shapes():
     assert latent.shape == (1, 128)
     # 0 pos + embed 512*128+128 + 4 enc blocks (12*128^2+13*128) + norm 2*128
     # + Linear 128*64+64 + 2 dec blocks (12*64^2+13*64) + norm 2*64 + head 64*512+512
-    assert n_parameters(model) == 65_664 + 4 * 198_272 + 256 + 8_256 + 2 * 49_984 + 128 + 33_280 == 1_000_640
+    # + per-patch latent projections 2016*128*64
+    expected = 65_664 + 4 * 198_272 + 256 + 8_256 + 2 * 49_984 + 128 + 33_280 + 16_515_072
+    assert n_parameters(model) == expected == 17_515_712
 
 
 def test_reference_preset_grid_and_parameter_count():
@@ -315,22 +317,52 @@ def test_config_rejects_unknown_keys_and_presets():
 
 
 def test_published_preset_reads_the_latent_as_published_and_the_demo_does_not():
-    assert not preset("reference").latent_norm and not preset("reference").latent_to_queries
-    assert preset("demo").latent_norm and preset("demo").latent_to_queries
-    assert isinstance(ViTAutoEncoder(preset("reference")).latent_norm, torch.nn.Identity)
+    assert not preset("reference").latent_norm and preset("reference").latent_to_queries == "none"
+    assert preset("demo").latent_norm and preset("demo").latent_to_queries == "per_patch"
+    reference = ViTAutoEncoder(preset("reference"))
+    assert isinstance(reference.latent_norm, torch.nn.Identity) and reference.patch_latent is None
 
 
-@pytest.mark.parametrize("to_queries", [False, True])
-def test_latent_reaches_patches_without_attention_only_through_the_queries(to_queries):
+def test_latent_to_queries_names_its_choices():
+    with pytest.raises(ValueError, match="latent_to_queries must be one of none, shared, per_patch"):
+        ModelConfig(**SMALL, latent_to_queries="yes")
+
+
+def _decoder_without_attention(to_queries: str) -> ViTAutoEncoder:
     torch.manual_seed(0)
     model = ViTAutoEncoder(ModelConfig(**SMALL, latent_to_queries=to_queries)).eval()
     with torch.no_grad():
         for block in model.decoder_blocks:
             block.attn.proj.weight.zero_()  # no token can read another one
-        index = torch.arange(10)
-        outputs = model.decode(torch.randn(2, 32), index)
+    return model
+
+
+@pytest.mark.parametrize("to_queries", ["none", "shared", "per_patch"])
+def test_latent_reaches_patches_without_attention_only_through_the_queries(to_queries):
+    model = _decoder_without_attention(to_queries)
+    with torch.no_grad():
+        outputs = model.decode(torch.randn(2, 32), torch.arange(10))
     differs = not torch.allclose(outputs[0], outputs[1])
-    assert differs == to_queries
+    assert differs == (to_queries != "none")
+
+
+@pytest.mark.parametrize("to_queries", ["shared", "per_patch"])
+def test_only_per_patch_queries_let_two_patches_read_different_latent_dimensions(to_queries):
+    # with the patch's own projection zeroed for dimension 0, patch 0 must not hear that dimension
+    model = _decoder_without_attention(to_queries)
+    with torch.no_grad():
+        if model.patch_latent is not None:
+            model.decoder_embed.weight[:, 0] = 0.0
+            model.patch_latent[0, 0] = 0.0
+        latent = torch.randn(1, 32)
+        moved = latent.clone()
+        moved[0, 0] += 3.0
+        index = torch.arange(2)
+        change = (model.decode(moved, index) - model.decode(latent, index)).abs().amax(dim=-1)[0]
+    if to_queries == "per_patch":
+        assert change[0] == 0 and change[1] > 1e-4
+    else:
+        assert change[0] > 1e-4 and change[1] > 1e-4
 
 
 def test_running_standardize_is_batch_independent_and_tracks_the_data():

@@ -20,7 +20,7 @@ from vitudip.imaging.atlas import load_mni_template
 from vitudip.imaging.preprocess import CacheGrid, PreprocessSettings, cache_grid
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
-from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_t_maps, perturbed_latents
+from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps, perturbed_latents
 from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, rank_regions
 from vitudip.perdi.space import (NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain,
@@ -85,12 +85,14 @@ def test_decoder_loop_equals_decoding_each_dimension_and_ttest_rel(batch_size):
     latents = torch.randn(9, 5, generator=gen)
     dims = [3, 0, 4]
     shifts = latent_sd(latents)[dims]
-    t = perturbation_t_maps(decode, latents, dims, shifts, 30, batch_size).numpy()
+    maps = perturbation_maps(decode, latents, dims, shifts, 30, batch_size)
     for j, dim in enumerate(dims):
         moved = latents.clone()
         moved[:, dim] += shifts[j]
         expected = stats.ttest_rel(decode(moved).numpy(), decode(latents).numpy(), axis=0).statistic
-        np.testing.assert_allclose(t[j], expected, rtol=2e-3, atol=1e-3)
+        np.testing.assert_allclose(maps.t[j].numpy(), expected, rtol=2e-3, atol=1e-3)
+        np.testing.assert_allclose(maps.change[j].numpy(), (decode(moved) - decode(latents)).mean(0).numpy(),
+                                   rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -129,7 +131,7 @@ def test_box_dimension_maps_inside_the_box_and_its_region_ranks_first():
     model, tokens, brain = box_model()
     decoder = BrainDecoder(model, tokens, brain)
     latents = torch.randn(40, 6, generator=torch.Generator().manual_seed(3))
-    t = perturbation_t_maps(decoder, latents, [2, 0], latent_sd(latents)[[2, 0]], decoder.n_voxels, 16)
+    t = perturbation_maps(decoder, latents, [2, 0], latent_sd(latents)[[2, 0]], decoder.n_voxels, 16).t
     box_map, other_map = (decoder.volume(t[j]) for j in range(2))
     peak = np.unravel_index(np.argmax(np.abs(box_map)), SHAPE)
     assert all(s.start <= p < s.stop for p, s in zip(peak, BOX))
@@ -151,6 +153,29 @@ def test_box_dimension_maps_inside_the_box_and_its_region_ranks_first():
     other = table[(table["region"] == "Other") & (table["side"] == "left")].iloc[0]
     assert other["top_fraction_excess"] < 0 and other["permutation_p"] > 0.5
     assert "right" not in set(table.loc[table["region"] == "Other", "side"])  # no voxel, no row
+
+
+def test_t_ranks_the_most_consistent_change_and_change_ranks_the_largest():
+    """Why perdi.rank_by defaults to change: a decoder's t rewards consistency, not size.
+
+    Dimension 0 changes box A by about 1 (more in some subjects than in others) and box
+    B by 0.01 in every subject alike: t points at B, the mean change at A.
+    """
+    n_voxels = 60
+    in_a, in_b = torch.zeros(n_voxels, dtype=torch.bool), torch.zeros(n_voxels, dtype=torch.bool)
+    in_a[:10], in_b[30:40] = True, True
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        size_a = torch.tanh(z[:, :1]) * (1.5 + torch.sin(3 * z[:, 1:2]))
+        return size_a * in_a + 0.01 * z[:, :1] * in_b + 0.1 * torch.tanh(z[:, 1:2]) * ~in_b
+
+    latents = torch.randn(50, 2, generator=torch.Generator().manual_seed(4))
+    maps = perturbation_maps(decode, latents, [0], latent_sd(latents)[[0]], n_voxels, 16)
+    labels = np.where(in_a.numpy(), 1, np.where(in_b.numpy(), 2, 0))
+    by = {kind: rank_regions(np.abs(getattr(maps, kind)[0].numpy()), labels, ["A", "B"], permutations=10)
+          for kind in ("t", "change")}
+    assert by["t"]["region"].iloc[0] == "B" and by["change"]["region"].iloc[0] == "A"
+    assert maps.change[0, in_a].abs().min() > 20 * maps.change[0, in_b].abs().max()
 
 
 def _box_mask() -> np.ndarray:
@@ -323,7 +348,7 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
     done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "maps").iterdir()) == [
-        "udip_002.nii.gz", "udip_002_abs.nii.gz", "udip_005.nii.gz", "udip_005_abs.nii.gz"]
+        f"udip_00{d}{suffix}.nii.gz" for d in (2, 5) for suffix in ("", "_abs", "_change", "_change_abs")]
     assert sorted(p.name for p in (out / "panels").iterdir()) == ["udip_002.png", "udip_005.png"]
     assert (out / "overview.png").stat().st_size > 0 and len(list((out / "atlas").glob("*.nii.gz"))) == 1
     image = nib.load(out / "maps" / "udip_005.nii.gz")
@@ -339,6 +364,14 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
     for _, rows in regions.groupby("dimension"):
         assert list(rows["rank"]) == list(range(1, len(rows) + 1))
         assert rows["ks_score"].is_monotonic_decreasing
+    # the regions are ranked on the written |change| map (perdi.rank_by's default)
+    labels, names = atlas_labels(layout.input_shape, layout.input_affine, 25.0, out / "atlas")
+    brain = to_input_grid(np.load(inputs["brain_mask"]), layout)
+    for name in ("udip_005_change_abs", "udip_005_abs"):
+        again = rank_regions(np.asarray(nib.load(out / "maps" / f"{name}.nii.gz").dataobj), labels, names, brain,
+                             permutations=5)
+        same = np.allclose(again["ks_score"], regions.loc[regions["dimension"] == "udip_005", "ks_score"], atol=1e-6)
+        assert same == (name == "udip_005_change_abs")
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

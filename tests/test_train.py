@@ -12,7 +12,7 @@ import torch
 
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.truth import cross_validated_r2
-from vitudip.embed.vit import embed_vit
+from vitudip.embed.vit import embed_vit, load_model
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vitudip.train.schedule import Schedule
@@ -84,7 +84,7 @@ def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
 
 def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path):
     root, _ = cohort
-    config = small_config(latent_norm=True, latent_to_queries=True)
+    config = small_config(latent_norm=True, latent_to_queries="shared")
     metrics, _ = run_training(root, tmp_path / "run", config, epochs=150, lr=3e-3, step_epochs=1000,
                               checkpoint_every=50)
     # clearly better than predicting the mean training image: it carries each subject's own factor
@@ -131,6 +131,22 @@ def test_a_checkpoint_of_another_config_is_refused_and_not_resumed(cohort, tmp_p
     with caplog.at_level(logging.WARNING, logger="vitudip.train"):
         metrics, _ = run_training(root, tmp_path / "run", config=other, epochs=1)
     assert "not resuming" in caplog.text and "encoder_depth" in caplog.text
+    assert list(metrics["epoch"]) == [1]
+
+
+def test_a_checkpoint_this_version_cannot_build_is_retrained_and_named(cohort, tmp_path, caplog):
+    # an older version stored latent_to_queries as a boolean
+    root, _ = cohort
+    _, outputs = run_training(root, tmp_path / "run", epochs=1)
+    for path in (tmp_path / "run" / "checkpoints" / "last.pt", outputs["model"]):
+        state = torch.load(path, weights_only=True)
+        state["model_config"]["latent_to_queries"] = True
+        torch.save(state, path)
+    with pytest.raises(ValueError, match=r"model\.pt was made for a model this version cannot build"):
+        load_model(outputs["model"], torch.device("cpu"))
+    with caplog.at_level(logging.WARNING, logger="vitudip.train"):
+        metrics, _ = run_training(root, tmp_path / "run", epochs=1)
+    assert "not resuming" in caplog.text and "latent_to_queries: True -> none" in caplog.text
     assert list(metrics["epoch"]) == [1]
 
 

@@ -21,7 +21,11 @@ log = logging.getLogger("vitudip.embed")
 def load_model(path: str | os.PathLike, device: torch.device) -> tuple[ViTAutoEncoder, dict]:
     """The trained model in eval mode, and its checkpoint (token set, grid)."""
     state = load_checkpoint(path, map_location=device)
-    model = ViTAutoEncoder(ModelConfig.from_dict(state["model_config"])).to(device)
+    try:
+        config = ModelConfig.from_dict(state["model_config"])
+    except ValueError as err:
+        raise ValueError(f"{path} was made for a model this version cannot build ({err}); retrain it") from None
+    model = ViTAutoEncoder(config).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), state
 

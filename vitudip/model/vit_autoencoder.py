@@ -6,7 +6,8 @@ The decoder receives that single latent token followed by one content-free
 token per kept patch, made of the decoder's fixed position embedding, and
 predicts every kept patch's voxels from the latent alone. Two options, off in
 the published model and on in the CPU demo, make the latent easier for the
-decoder to read: standardising it, and adding it to every patch query.
+decoder to read: standardising it, and adding it (projected once for all
+patches, or once per patch) to every patch query.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from vitudip.model.patches import patch_grid, patchify, unpatchify
 
 #: Std of the truncated-normal initialisation of every Linear weight.
 INIT_STD = 0.02
+
+#: Ways the latent reaches the decoder's patch queries (see :class:`ModelConfig`).
+LATENT_TO_QUERIES = ("none", "shared", "per_patch")
 
 
 @dataclass
@@ -44,9 +48,12 @@ class ModelConfig:
             decoder reads it. The mean over hundreds of tokens is nearly the same vector for
             every subject, so the published decoder sees subject differences of well under 1 %
             of its input and takes very long to learn to use them. Not in the published model.
-        latent_to_queries: also add the embedded latent to every patch query, so each patch
-            hears the subject directly instead of only through attention to one token among
-            hundreds. Not in the published model.
+        latent_to_queries: also add the latent to every patch query, so each patch hears the
+            subject directly instead of only through attention to one token among hundreds.
+            ``none`` (published): not at all; ``shared``: the decoder's latent token, the same
+            for every patch; ``per_patch``: that token plus a linear projection of the latent
+            of the patch's own, so that each patch can read the latent dimensions that describe
+            it. A few CPU epochs teach the shared form only broad, brain-wide changes.
     """
 
     image_size: tuple[int, int, int]
@@ -60,7 +67,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     latent_norm: bool = False
-    latent_to_queries: bool = False
+    latent_to_queries: str = "none"
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; normalise so that a round trip compares equal.
@@ -83,6 +90,9 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{part}_dim must be >= 6, got {dim}")
             if dim % heads:
                 raise ValueError(f"ModelConfig.{part}_dim ({dim}) must be divisible by {part}_heads ({heads})")
+        if self.latent_to_queries not in LATENT_TO_QUERIES:
+            raise ValueError(f"ModelConfig.latent_to_queries must be one of {', '.join(LATENT_TO_QUERIES)}, "
+                             f"got {self.latent_to_queries!r}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}")
 
@@ -133,7 +143,7 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_heads=8,
         # a few CPU epochs are far too few for the published decoder to learn to read its latent
         latent_norm=True,
-        latent_to_queries=True,
+        latent_to_queries="per_patch",
     ),
 }
 
@@ -174,6 +184,9 @@ class ViTAutoEncoder(nn.Module):
             TransformerBlock(config.decoder_dim, config.decoder_heads, config.mlp_ratio, config.qkv_bias)
             for _ in range(config.decoder_depth)
         )
+        # (n_tokens, encoder_dim, decoder_dim): 16.5 M values on the demo grid, at no measurable cost per step
+        self.patch_latent = (nn.Parameter(torch.empty(config.n_tokens, config.encoder_dim, config.decoder_dim))
+                             if config.latent_to_queries == "per_patch" else None)
         self.decoder_norm = nn.LayerNorm(config.decoder_dim)
         self.decoder_head = nn.Linear(config.decoder_dim, patch_voxels)
         # fixed, and recomputed from the config, so they need not be in checkpoints
@@ -195,6 +208,8 @@ class ViTAutoEncoder(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if self.patch_latent is not None:
+            nn.init.trunc_normal_(self.patch_latent, std=INIT_STD, a=-2.0, b=2.0)
         # keep the residual stream's variance from growing with depth
         with torch.no_grad():
             for blocks in (self.encoder_blocks, self.decoder_blocks):
@@ -229,10 +244,13 @@ class ViTAutoEncoder(nn.Module):
         Returns:
             ``(B, K, patch_voxels)``.
         """
-        latent_token = self.decoder_embed(self.latent_norm(latent))[:, None]
+        latent = self.latent_norm(latent)
+        latent_token = self.decoder_embed(latent)[:, None]
         queries = self.decoder_pos[token_index].expand(latent.shape[0], -1, -1)
-        if self.config.latent_to_queries:
+        if self.config.latent_to_queries != "none":
             queries = queries + latent_token
+        if self.patch_latent is not None:
+            queries = queries + torch.einsum("bd,kde->bke", latent, self.patch_latent[token_index])
         tokens = torch.cat([latent_token, queries], dim=1)
         for block in self.decoder_blocks:
             tokens = block(tokens)

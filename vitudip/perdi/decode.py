@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -87,10 +88,22 @@ class BrainDecoder:
         return self.model.to_volume(patches, self.token_index.to(values.device))[0, 0].cpu().numpy()
 
 
+class PerturbationMaps(NamedTuple):
+    """Per perturbed dimension and voxel, ``(len(dims), n_voxels)`` float32 each.
+
+    Attributes:
+        t: paired t of perturbed minus original reconstruction across subjects (the published map).
+        change: mean of that difference over the subjects, in the decoder's output units.
+    """
+
+    t: torch.Tensor
+    change: torch.Tensor
+
+
 @torch.no_grad()
-def perturbation_t_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[int], shifts: torch.Tensor,
-                        n_voxels: int, batch_size: int = 64) -> torch.Tensor:
-    """Voxel-wise paired t (perturbed minus original reconstruction) for each perturbed dimension.
+def perturbation_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[int], shifts: torch.Tensor,
+                      n_voxels: int, batch_size: int = 64) -> PerturbationMaps:
+    """Voxel-wise paired t and mean change (perturbed minus original reconstruction) per perturbed dimension.
 
     Args:
         decode: latents ``(B, D)`` → voxels ``(B, n_voxels)``, on the device of ``latents``.
@@ -102,7 +115,7 @@ def perturbation_t_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[i
             subject batch when there are fewer subjects than this.
 
     Returns:
-        ``(len(dims), n_voxels)`` float32 t on the device of ``latents``.
+        both maps, on the device of ``latents``.
     """
     n = len(latents)
     subjects = max(1, min(n, batch_size))
@@ -120,4 +133,4 @@ def perturbation_t_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[i
                 reconstructed = decode(moved.flatten(0, 1)).float().view(*moved.shape[:2], -1)
                 stats.update(chunk, reconstructed.sub_(original))
                 progress.update()
-    return stats.t()
+    return PerturbationMaps(stats.t(), stats.mean.clone())

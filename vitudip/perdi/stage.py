@@ -18,7 +18,7 @@ from vitudip.embed.tables import udip_columns
 from vitudip.embed.vit import load_model
 from vitudip.imaging.preprocess import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_t_maps
+from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps
 from vitudip.perdi.inputs import DIMENSION_MODES, loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
 from vitudip.perdi.space import (atlas_labels, read_cache_grid, save_map, smooth_in_brain, template_on_grid,
@@ -31,6 +31,13 @@ log = logging.getLogger("vitudip.perdi")
 #: Regions named on each dimension's panel.
 PANEL_REGIONS = 3
 
+#: Maps the regions can be ranked on (``perdi.rank_by``), with the label of their panels.
+RANKED_MAPS = {"change": "smoothed mean change (image z units)", "t": "smoothed paired t"}
+
+#: Every dimension's map files: suffix after ``udip_NNN`` and description in the NIfTI header.
+MAP_FILES = {"t": (".nii.gz", "t"), "t_abs": ("_abs.nii.gz", "|t|"), "change": ("_change.nii.gz", "mean change"),
+             "change_abs": ("_change_abs.nii.gz", "|change|")}
+
 
 @dataclass
 class PerdiSettings:
@@ -40,6 +47,9 @@ class PerdiSettings:
         n_subjects: subjects whose latents are perturbed: the first ones of the UDIP table.
         sd_multiple: the perturbation, in SDs of the dimension over those subjects.
         dimensions: ``all``, or ``loci`` (those named in the merged loci table).
+        rank_by: the map whose smoothed magnitude ranks the regions and fills the panels:
+            ``change`` (mean decoded change, how much the brain changes) or ``t`` (the
+            published paired t, how consistently it changes across subjects).
         smoothing_sigma: Gaussian SD of the smoothing, in voxels of the input grid.
         top_fraction: share of brain voxels (by |t|) that counts as the top for ``top_fraction_excess``.
         permutations: label permutations of ``permutation_p``.
@@ -53,6 +63,7 @@ class PerdiSettings:
     n_subjects: int = 500
     sd_multiple: float = 1.0
     dimensions: str = "all"
+    rank_by: str = "change"
     smoothing_sigma: float = 3.0
     top_fraction: float = 0.01
     permutations: int = 1000
@@ -77,6 +88,8 @@ class PerdiSettings:
     def __post_init__(self) -> None:
         if self.dimensions not in DIMENSION_MODES:
             raise ValueError(f"perdi.dimensions must be one of {', '.join(DIMENSION_MODES)}, got '{self.dimensions}'")
+        if self.rank_by not in RANKED_MAPS:
+            raise ValueError(f"perdi.rank_by must be one of {', '.join(RANKED_MAPS)}, got '{self.rank_by}'")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"perdi.device must be auto, cuda or cpu, got '{self.device}'")
         for name, least in (("n_subjects", 2), ("batch_size", 1), ("permutations", 1), ("overview_dimensions", 1)):
@@ -142,11 +155,13 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
               atlas_cache: str | os.PathLike | None = None) -> pd.DataFrame:
     """Map, rank and draw every chosen dimension; all outputs appear together or not at all.
 
-    Writes ``maps_dir/udip_NNN.nii.gz`` (smoothed signed t, brain-masked, input grid),
-    ``maps_dir/udip_NNN_abs.nii.gz`` (smoothed |t|: the map the regions are ranked on),
+    Writes, brain-masked and smoothed on the input grid, ``maps_dir/udip_NNN.nii.gz`` (signed t),
+    ``udip_NNN_abs.nii.gz`` (|t|, the published map), ``udip_NNN_change.nii.gz`` (signed mean change
+    of the decoded image, in the preprocessed images' z units) and ``udip_NNN_change_abs.nii.gz``
+    (|change|); the ``settings.rank_by`` magnitude map ranks the regions. Also
     ``panels_dir/udip_NNN.png``, ``regions_path`` (dimension + :data:`REGION_COLUMNS`) and
-    ``overview_path`` (the loci table's dimensions, else the ``overview_dimensions`` with
-    the largest peak |t|).
+    ``overview_path`` (the loci table's dimensions, else the ``overview_dimensions`` with the
+    largest peak of the ranked map).
 
     Args:
         model_path: ``train/model.pt``.
@@ -186,38 +201,42 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
     log.info("PerDI of %d dimension(s) over %d subjects (+%g SD) on %s; %d brain voxels decoded",
              len(dims), len(subjects), settings.sd_multiple, device, decoder.n_voxels)
     started = time.perf_counter()
-    t_maps = perturbation_t_maps(decoder, z, dims, shifts, decoder.n_voxels, settings.batch_size) if dims else None
+    maps = perturbation_maps(decoder, z, dims, shifts, decoder.n_voxels, settings.batch_size) if dims else None
+    # the decoder predicts centred images divided by input_scale: undo the division
+    change_unit = float(state.get("input_scale", 1.0))
     log.info("decoded and tested in %.1f s", time.perf_counter() - started)
 
     targets = {"maps": maps_dir, "panels": panels_dir, "regions": regions_path, "overview": overview_path}
     tables, views, peaks = [], {}, {}
     what = f"+{settings.sd_multiple:g} SD, {len(subjects)} subjects"
+    header = f"{what}, sigma {settings.smoothing_sigma:g}"
     with staged_outputs(targets) as out, ThreadPoolExecutor(max_workers=1) as writer:
         out["maps"].mkdir()
         out["panels"].mkdir()
         writing = []
         for j, dim in enumerate(tqdm(dims, desc="perdi maps", unit="dim", mininterval=10)):
             name = names[dim]
-            t_volume = to_input_grid(decoder.volume(t_maps[j]), layout)
-            signed = smooth_in_brain(t_volume, space.brain, settings.smoothing_sigma)
-            magnitude = smooth_in_brain(np.abs(t_volume), space.brain, settings.smoothing_sigma)
+            smoothed = {}
+            for kind, values in (("t", maps.t[j]), ("change", maps.change[j] * change_unit)):
+                volume = to_input_grid(decoder.volume(values), layout)
+                smoothed[kind] = smooth_in_brain(volume, space.brain, settings.smoothing_sigma)
+                smoothed[f"{kind}_abs"] = smooth_in_brain(np.abs(volume), space.brain, settings.smoothing_sigma)
             # gzip runs outside the GIL: one dimension's maps are written while the next is computed
             for job in writing:
                 job.result()
-            header = f"{what}, sigma {settings.smoothing_sigma:g}"
-            writing = [writer.submit(save_map, signed, layout.input_affine, out["maps"] / f"{name}.nii.gz",
-                                     f"PerDI {name} t, {header}"),
-                       writer.submit(save_map, magnitude, layout.input_affine, out["maps"] / f"{name}_abs.nii.gz",
-                                     f"PerDI {name} |t|, {header}")]
-            table = rank_regions(magnitude, space.labels, space.region_names, space.brain, settings.top_fraction,
+            writing = [writer.submit(save_map, smoothed[kind], layout.input_affine, out["maps"] / f"{name}{suffix}",
+                                     f"PerDI {name} {label}, {header}")
+                       for kind, (suffix, label) in MAP_FILES.items()]
+            ranked = smoothed[f"{settings.rank_by}_abs"]
+            table = rank_regions(ranked, space.labels, space.region_names, space.brain, settings.top_fraction,
                                  settings.permutations, np.random.default_rng([settings.seed, dim]))
             table.insert(0, "dimension", name)
             tables.append(table)
-            views[dim] = peak_slices(canonical(signed, layout.input_affine)[0], space.template,
+            views[dim] = peak_slices(canonical(smoothed[settings.rank_by], layout.input_affine)[0], space.template,
                                      space.template_affine)
-            peaks[dim] = float(magnitude.max())
+            peaks[dim] = float(ranked.max())
             plot_perdi_panel(views[dim], out["panels"] / f"{name}.png", f"PerDI {name}: {what}",
-                             _panel_lines(table))
+                             _panel_lines(table), RANKED_MAPS[settings.rank_by])
         for job in writing:
             job.result()
         regions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
@@ -230,13 +249,13 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
 
 def _overview(views: dict[int, PeakSlices], peaks: dict[int, float], regions: pd.DataFrame, loci: list[int] | None,
               names: list[str], n_top: int, path: Path) -> None:
-    """The overview figure: dimensions with loci, else those with the largest peak |t|."""
+    """The overview figure: dimensions with loci, else those with the largest peak of the ranked map."""
     if loci is not None:
         shown = [d for d in loci if d in views]
         title = f"PerDI of the {len(shown)} dimension(s) with genomic risk loci"
     else:
         shown = sorted(views, key=lambda d: -peaks[d])[:n_top]
-        title = f"PerDI: the {len(shown)} dimension(s) with the largest peak |t|"
+        title = f"PerDI: the {len(shown)} dimension(s) with the largest peak"
     top = regions[regions["rank"] == 1].set_index("dimension") if len(regions) else None
     rows = []
     for dim in shown:

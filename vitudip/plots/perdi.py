@@ -81,18 +81,20 @@ def _draw(axes: Sequence[plt.Axes], slices: PeakSlices) -> matplotlib.image.Axes
     return overlay
 
 
-def plot_perdi_panel(slices: PeakSlices, path: str | os.PathLike, title: str, lines: Sequence[str] = ()) -> None:
-    """One dimension's signed t map through its peak, with its top regions written below.
+def plot_perdi_panel(slices: PeakSlices, path: str | os.PathLike, title: str, lines: Sequence[str] = (),
+                     label: str = "smoothed paired t") -> None:
+    """One dimension's signed map through its peak, with its top regions written below.
 
     Args:
         slices: from :func:`peak_slices`.
         path: PNG to write.
         title: figure title (the dimension).
         lines: text lines under the slices (the top regions).
+        label: what the map is (the colour bar's label).
     """
     fig, axes = plt.subplots(1, 3, figsize=(10, 4.2))
     overlay = _draw(axes, slices)
-    fig.colorbar(overlay, ax=list(axes), shrink=0.8, label="smoothed paired t")
+    fig.colorbar(overlay, ax=list(axes), shrink=0.8, label=label)
     fig.suptitle(title)
     if lines:
         fig.text(0.02, 0.02, "\n".join(lines), fontsize=8, va="bottom", family="monospace")

@@ -30,8 +30,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 def config_differences(saved: dict[str, Any], expected: ModelConfig) -> list[str]:
     """Fields where a saved model config differs from the expected one, as ``name: saved -> expected``."""
     want = expected.to_dict()
-    have = ModelConfig.from_dict(saved).to_dict()
-    return [f"{k}: {have.get(k)} -> {want[k]}" for k in want if have.get(k) != want[k]]
+    # compared as saved, not rebuilt: a config an older version wrote may no longer be valid
+    have = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    return [f"{k}: {have.get(k)} -> {want[k]}" for k in sorted(set(want) | set(have)) if have.get(k) != want.get(k)]
 
 
 def load_checkpoint(path: str | os.PathLike, expected: ModelConfig | None = None,
