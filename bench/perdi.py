@@ -12,8 +12,8 @@ streaming paired t on the device.
 model (results/train/model.pt when present, else random `demo` weights) on the 2 mm grid, for a
 CPU. The baseline runs on `--naive-dims` dimensions (its cost is the same for each); ratios are
 per dimension. Also prints the largest t difference between the two (a correctness check) and
-the per-dimension cost of what follows the t maps in the stage (input grid, two smoothings,
-region ranking with 1,000 permutations, two NIfTIs).
+the per-dimension cost of what follows the maps in the stage (input grid, four smoothings,
+region ranking with 1,000 permutations, four NIfTIs).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from vitudip.model.patches import nonempty_patches
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, preset
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps, perturbed_latents
 from vitudip.perdi.regions import rank_regions
-from vitudip.perdi.space import atlas_labels, save_map, smooth_in_brain
+from vitudip.perdi.space import atlas_labels, save_map
+from vitudip.perdi.stage import smoothed_maps
 from vitudip.train.trainer import pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,19 +88,17 @@ def naive_t(model: ViTAutoEncoder, tokens: torch.Tensor, latents: torch.Tensor, 
         return stats.ttest_rel(perturbed, original, axis=0).statistic
 
 
-def postprocess_seconds(t_volume: np.ndarray, brain: np.ndarray, voxel_mm: int) -> float:
-    """Seconds the stage spends on one dimension after its t map: grid, smoothing, ranking, NIfTI."""
+def postprocess_seconds(t_volume: np.ndarray, change_volume: np.ndarray, brain: np.ndarray, voxel_mm: int) -> float:
+    """Seconds the stage spends on one dimension after its maps: grid, smoothing, ranking, NIfTIs."""
     shape, affine = grid.mni_grid(voxel_mm)
     labels, names = atlas_labels(shape, affine)
     brain = grid.unpad(brain, shape)
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        volume = grid.unpad(t_volume, shape)
-        signed = smooth_in_brain(volume, brain, 3.0)
-        magnitude = smooth_in_brain(np.abs(volume), brain, 3.0)
-        rank_regions(magnitude, labels, names, brain, 0.01, 1000, np.random.default_rng(0))
-        save_map(signed, affine, Path(folder) / "a.nii.gz")
-        save_map(magnitude, affine, Path(folder) / "b.nii.gz")
+        smoothed = smoothed_maps(grid.unpad(t_volume, shape), grid.unpad(change_volume, shape), brain, 3.0)
+        rank_regions(smoothed["change_abs"], labels, names, brain, 0.01, 1000, np.random.default_rng(0))
+        for kind, volume in smoothed.items():
+            save_map(volume, affine, Path(folder) / f"{kind}.nii.gz")
         return time.perf_counter() - started
 
 
@@ -131,7 +130,7 @@ def main(argv=None) -> None:
     perturbation_maps(decoder, latents[:4], dims[:1], shifts[:1], decoder.n_voxels, args.batch_size)
     synchronize(device)
     started = time.perf_counter()
-    t_maps = perturbation_maps(decoder, latents, dims, shifts, decoder.n_voxels, args.batch_size).t
+    maps = perturbation_maps(decoder, latents, dims, shifts, decoder.n_voxels, args.batch_size)
     synchronize(device)
     ours = time.perf_counter() - started
     memory = f" (peak GPU {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB)" if device.type == "cuda" else ""
@@ -144,7 +143,7 @@ def main(argv=None) -> None:
         synchronize(device)
         naive_seconds.append(time.perf_counter() - started)
         inside = brain & np.isfinite(reference)
-        ours_volume = decoder.volume(t_maps[j])
+        ours_volume = decoder.volume(maps.t[j])
         scale = max(1.0, float(np.abs(reference[inside]).max()))
         worst = max(worst, float(np.abs(ours_volume[inside] - reference[inside]).max()) / scale)
     naive = float(np.mean(naive_seconds))
@@ -152,8 +151,8 @@ def main(argv=None) -> None:
           f"over {len(naive_seconds)} dim(s); est. {naive * len(dims):.1f} s for {len(dims)} dims")
     print(f"speed-up per dimension: {naive / (ours / len(dims)):.1f}x; "
           f"largest |t| difference / max |t|: {worst:.2e}")
-    post = postprocess_seconds(decoder.volume(t_maps[0]), brain, voxel_mm)
-    print(f"stage work after the t map (input grid, 2 smoothings, ranking, 2 NIfTIs): {post:.2f} s/dim")
+    post = postprocess_seconds(decoder.volume(maps.t[0]), decoder.volume(maps.change[0]), brain, voxel_mm)
+    print(f"stage work after the maps (input grid, 4 smoothings, ranking, 4 NIfTIs): {post:.2f} s/dim")
 
 
 if __name__ == "__main__":

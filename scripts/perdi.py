@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""PerDI: perturb each UDIP dimension, decode, map the voxel-wise paired t, rank Harvard-Oxford regions, draw panels."""
+"""PerDI: perturb each UDIP dimension, decode, map t and mean change, rank Harvard-Oxford regions, draw panels."""
 
 import argparse
 import json

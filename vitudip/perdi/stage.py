@@ -118,6 +118,24 @@ def _panel_lines(table: pd.DataFrame) -> list[str]:
             for row in table.head(PANEL_REGIONS).itertuples()]
 
 
+def smoothed_maps(t_volume: np.ndarray, change_volume: np.ndarray, brain: np.ndarray,
+                  sigma: float) -> dict[str, np.ndarray]:
+    """One dimension's written maps (the keys of :data:`MAP_FILES`), smoothed within the brain.
+
+    Args:
+        t_volume: paired t on the input grid.
+        change_volume: mean change on the input grid.
+        brain: bool brain mask on the input grid.
+        sigma: Gaussian SD in voxels.
+    """
+    smoothed = {}
+    for kind, volume in (("t", t_volume), ("change", change_volume)):
+        smoothed[kind] = smooth_in_brain(volume, brain, sigma)
+        # magnitude before smoothing, as published: opposite signs side by side do not cancel
+        smoothed[f"{kind}_abs"] = smooth_in_brain(np.abs(volume), brain, sigma)
+    return smoothed
+
+
 @dataclass(frozen=True)
 class InputSpace:
     """What every map is placed on: the input grid, its brain mask, atlas labels and (RAS) template.
@@ -216,11 +234,9 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
         writing = []
         for j, dim in enumerate(tqdm(dims, desc="perdi maps", unit="dim", mininterval=10)):
             name = names[dim]
-            smoothed = {}
-            for kind, values in (("t", maps.t[j]), ("change", maps.change[j] * change_unit)):
-                volume = to_input_grid(decoder.volume(values), layout)
-                smoothed[kind] = smooth_in_brain(volume, space.brain, settings.smoothing_sigma)
-                smoothed[f"{kind}_abs"] = smooth_in_brain(np.abs(volume), space.brain, settings.smoothing_sigma)
+            smoothed = smoothed_maps(to_input_grid(decoder.volume(maps.t[j]), layout),
+                                     to_input_grid(decoder.volume(maps.change[j] * change_unit), layout),
+                                     space.brain, settings.smoothing_sigma)
             # gzip runs outside the GIL: one dimension's maps are written while the next is computed
             for job in writing:
                 job.result()

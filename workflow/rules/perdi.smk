@@ -1,5 +1,6 @@
 # PerDI brain maps: perturb each UDIP dimension (or only those with genomic risk loci), decode,
-# map the voxel-wise paired t on the input grid, rank Harvard-Oxford regions, draw panels.
+# map the voxel-wise paired t and mean change on the input grid, rank Harvard-Oxford regions
+# (on perdi.rank_by's map), draw panels.
 # perdi/atlas/ is not a declared output: it caches the atlas on the input grid across reruns.
 
 PERDI = config["perdi"]
