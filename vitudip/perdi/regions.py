@@ -1,7 +1,7 @@
 """Rank atlas regions by how strongly a PerDI map points at them.
 
 Two scores per region, both over the brain voxels ranked by the map's value
-(the smoothed |t|, highest first):
+(the smoothed |change| or |t|, highest first):
 
 - ``ks_score``: the GSEA-style running-sum enrichment with unweighted steps, i.e.
   the one-sided Kolmogorov-Smirnov statistic ``max_i (F_in(i) - F_out(i))``, where
@@ -116,7 +116,7 @@ def rank_regions(statistic: np.ndarray, labels: np.ndarray, names: Sequence[str]
     """Score and rank every region of a label volume against one map.
 
     Args:
-        statistic: the map (e.g. smoothed |t|), any shape; higher means more affected.
+        statistic: the map (e.g. smoothed |change| or |t|), any shape; higher means more affected.
         labels: integer atlas labels of the same shape (0 = no region, ``k`` = ``names[k - 1]``).
         names: region names with ``Left_``/``Right_`` prefixes where lateralised.
         brain: bool mask of the voxels to rank (None: all voxels).

@@ -51,7 +51,7 @@ class PerdiSettings:
             ``change`` (mean decoded change, how much the brain changes) or ``t`` (the
             published paired t, how consistently it changes across subjects).
         smoothing_sigma: Gaussian SD of the smoothing, in voxels of the input grid.
-        top_fraction: share of brain voxels (by |t|) that counts as the top for ``top_fraction_excess``.
+        top_fraction: share of brain voxels (by the ranked map) that counts as the top for ``top_fraction_excess``.
         permutations: label permutations of ``permutation_p``.
         atlas_threshold: Harvard-Oxford probability (percent) a voxel needs for a label.
         batch_size: latents per decoder call.
