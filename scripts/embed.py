@@ -6,6 +6,7 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.embed.pca import embed_pca
+from vitudip.embed.spectrum import write_spectrum
 from vitudip.embed.tables import udip_table
 from vitudip.embed.vit import embed_vit
 from vitudip.io.atomic import staged_outputs, write_tsv
@@ -27,6 +28,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--udips", required=True, help="udips.tsv to write")
     parser.add_argument("--recon-mse", required=True, help="recon_mse.tsv to write")
+    parser.add_argument("--spectrum", required=True, help="spectrum.tsv to write (correlation eigenvalues)")
+    parser.add_argument("--health", required=True, help="health.tsv to write (participation ratio, warning)")
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -40,9 +43,11 @@ def main(argv=None) -> None:
                 parser.error("--brain-mask is required with --method pca")
             ids, values, errors = embed_pca(args.cache, args.qc, args.splits, args.brain_mask, args.embed_splits,
                                             args.components, seed=args.seed)
-        with staged_outputs({"udips": args.udips, "recon": args.recon_mse}) as out:
+        paths = {"udips": args.udips, "recon": args.recon_mse, "spectrum": args.spectrum, "health": args.health}
+        with staged_outputs(paths) as out:
             write_tsv(udip_table(ids, values), out["udips"])
             write_tsv(pd.DataFrame({"FID": ids, "IID": ids, "recon_mse": errors}), out["recon"])
+            write_spectrum(values, args.method, out["spectrum"], out["health"])
 
     run_cli(run)
 

@@ -6,17 +6,8 @@ import json
 import sys
 
 from vitudip.cli import run_cli
-from vitudip.model.vit_autoencoder import ModelConfig, preset
+from vitudip.model.config import configured
 from vitudip.train.trainer import TrainSettings, train_model
-
-
-def model_config(preset_name: str, overrides: dict) -> ModelConfig:
-    """A preset with some of its sizes replaced."""
-    values = preset(preset_name).to_dict()
-    unknown = set(overrides) - set(values)
-    if unknown:
-        raise ValueError(f"model.overrides: unknown model field(s) {sorted(unknown)}; known: {sorted(values)}")
-    return ModelConfig.from_dict({**values, **overrides})
 
 
 def main(argv=None) -> None:
@@ -36,7 +27,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = model_config(args.preset, json.loads(args.overrides))
+        config = configured(args.preset, json.loads(args.overrides))
         settings = TrainSettings(**json.loads(args.settings))
         outputs = {"model": args.model, "metrics": args.metrics, "loss_plot": args.loss_plot,
                    "reconstruction_plot": args.reconstruction_plot}

@@ -33,6 +33,15 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
         (lambda c: c["preprocess"].update(splits={"train": 0.5, "val": 0.1, "test": 0.1}), "'preprocess.splits'"),
         (lambda c: c["simulate"]["effects"][0].update(chromosome=9), "'simulate.effects[0].chromosome'"),
         (lambda c: c["simulate"].update(age_range=[80, 45]), "'simulate.age_range'"),
+        # relations between keys, caught at workflow start instead of when training starts
+        (lambda c: c["model"].update(preset="reference"),
+         "model preset 'reference' takes [182, 224, 182]; the reference preset is the published 1 mm model"),
+        (lambda c: c["preprocess"].update(pad_to=[80, 112, 96]),
+         "'preprocess.pad_to': [80, 112, 96] is smaller than the images it must hold, [91, 109, 91]"),
+        (lambda c: c["preprocess"].update(input_voxel_mm=1),
+         "smaller than the images it must hold, [182, 218, 182] (the 1 mm MNI grid"),
+        (lambda c: c["model"]["overrides"].update(pooling="attentive", pool_queries=5),
+         "'model.overrides' (preset 'demo'): ModelConfig.pool_queries (5) must divide encoder_dim (128)"),
     ],
 )
 def test_bad_config_names_the_key(tiny_config, mutate, expected):

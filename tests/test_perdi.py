@@ -308,6 +308,17 @@ def test_loci_table_picks_dimensions(tmp_path):
         mapped_dimensions("loci", 4, None)
 
 
+def test_leads_maps_only_each_locus_lead_dimension(tmp_path):
+    loci = tmp_path / "loci_merged.tsv"
+    loci.write_text("locus\tlead_dimension\tdimensions\n1\tudip_003\tudip_003;udip_001;udip_002\n"
+                    "2\tudip_000\tudip_000;udip_003\n")
+    assert loci_dimensions(loci, 4, "lead_dimension") == [0, 3]
+    assert loci_dimensions(loci, 4) == [0, 1, 2, 3]
+    assert mapped_dimensions("leads", 4, [0, 3]) == [0, 3]
+    with pytest.raises(ValueError, match="'leads' but no loci table"):
+        mapped_dimensions("leads", 4, None)
+
+
 # ---------------------------------------------------------------------------
 # The stage through its script
 

@@ -81,8 +81,8 @@ def run_training(root, out, config=None, **settings):
 def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
     root, _ = cohort
     metrics, outputs = run_training(root, tmp_path / "run", epochs=6, lr=3e-3, center=False)
-    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "val_loss", "seconds", "subjects_per_s",
-                                     "mean_image_val_loss"]
+    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "train_penalty", "val_loss",
+                                     "val_participation_ratio", "seconds", "subjects_per_s", "mean_image_val_loss"]
     assert list(metrics["epoch"]) == [1, 2, 3, 4, 5, 6]
     assert metrics["train_loss"].iloc[-1] < 0.7 * metrics["train_loss"].iloc[0]
     assert metrics["lr"].iloc[-1] < metrics["lr"].iloc[0]
@@ -173,7 +173,7 @@ def test_a_checkpoint_of_another_config_is_refused_and_not_resumed(cohort, tmp_p
         load_checkpoint(last, expected=other)
     with caplog.at_level(logging.WARNING, logger="vitudip.train"):
         metrics, _ = run_training(root, tmp_path / "run", config=other, epochs=1)
-    assert "not resuming" in caplog.text and "encoder_depth" in caplog.text
+    assert "cannot resume" in caplog.text and "encoder_depth" in caplog.text
     assert list(metrics["epoch"]) == [1]
 
 
@@ -189,8 +189,53 @@ def test_a_checkpoint_this_version_cannot_build_is_retrained_and_named(cohort, t
         load_model(outputs["model"], torch.device("cpu"))
     with caplog.at_level(logging.WARNING, logger="vitudip.train"):
         metrics, _ = run_training(root, tmp_path / "run", epochs=1)
-    assert "not resuming" in caplog.text and "latent_to_queries: True -> none" in caplog.text
+    assert "cannot resume" in caplog.text and "latent_to_queries: True -> none" in caplog.text
     assert list(metrics["epoch"]) == [1]
+
+
+def test_a_corrupt_last_checkpoint_resumes_from_the_newest_readable_snapshot(cohort, tmp_path, caplog):
+    root, _ = cohort
+    _, straight = run_training(root, tmp_path / "straight", epochs=3)
+    run_training(root, tmp_path / "broken", epochs=2)
+    checkpoints = tmp_path / "broken" / "checkpoints"
+    last = checkpoints / "last.pt"
+    last.write_bytes(last.read_bytes()[:200])
+    (checkpoints / "epoch_002.pt").write_bytes(b"garbage")
+    intact = (checkpoints / "epoch_001.pt").read_bytes()
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        metrics, resumed = run_training(root, tmp_path / "broken", epochs=3)
+    assert "resuming from" in caplog.text and "epoch_001.pt after epoch 1" in caplog.text
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    # the readable snapshot was neither lost nor rewritten, and the result is that of an unbroken run
+    assert (checkpoints / "epoch_001.pt").read_bytes() == intact
+    a, b = load_checkpoint(straight["model"])["model"], load_checkpoint(resumed["model"])["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_snapshots_of_another_setup_are_kept_not_overwritten(cohort, tmp_path):
+    root, _ = cohort
+    run_training(root, tmp_path / "run", epochs=2)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before = (checkpoints / "epoch_002.pt").read_bytes()
+    run_training(root, tmp_path / "run", config=small_config(encoder_depth=2), epochs=2)
+    kept = list((checkpoints / "superseded").glob("*/epoch_002.pt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == before
+    assert (checkpoints / "epoch_002.pt").read_bytes() != before
+
+
+def test_stale_temporaries_are_removed_and_a_missing_snapshot_is_written_on_resume(cohort, tmp_path, caplog):
+    root, _ = cohort
+    run_training(root, tmp_path / "run", epochs=2, checkpoint_every=2)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    # a kill while epoch 2's snapshot was written: last.pt is there, the snapshot only as a temporary
+    (checkpoints / "epoch_002.pt").unlink()
+    stale = checkpoints / ".tmp-epoch_002.pt-999999999"
+    stale.write_bytes(b"half a checkpoint")
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        run_training(root, tmp_path / "run", epochs=3, checkpoint_every=2)
+    assert not stale.exists() and "interrupted checkpoint write" in caplog.text
+    assert load_checkpoint(checkpoints / "epoch_002.pt")["epoch"] == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "not_ours"])

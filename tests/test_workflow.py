@@ -107,6 +107,13 @@ def test_tiny_config_end_to_end(tmp_path):
     assert planted["max_abs_r"].between(0, 1).all()
     metrics = pd.read_csv(res / "train" / "metrics.tsv", sep="\t")
     assert list(metrics["epoch"]) == [1, 2] and (res / "train" / "checkpoints" / "last.pt").exists()
+    assert metrics["val_participation_ratio"].between(1, 128).all()
+    for folder in (res / "embed", res / "embed" / "pca"):
+        spectrum = pd.read_csv(folder / "spectrum.tsv", sep="\t")
+        health = pd.read_csv(folder / "health.tsv", sep="\t", keep_default_na=False)
+        assert len(spectrum) == 128 and spectrum["cumulative_fraction"].iloc[-1] == pytest.approx(1.0)
+        assert health.at[0, "participation_ratio"] >= 1 and health.at[0, "status"]
+    assert (res / "embed" / "scree.png").stat().st_size > 0
     lambdas = pd.read_csv(res / "gwas" / "lambda.tsv", sep="\t")
     assert len(lambdas) == 128 and lambdas["n_variants"].gt(1000).all()
     assert len(list((res / "gwas" / "sumstats").glob("udip_*.tsv.gz"))) == 128
@@ -129,7 +136,7 @@ def test_tiny_config_end_to_end(tmp_path):
     assert len(score) == 1 and score.at[0, "recovered"] == recovery["found"].sum()
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
                  "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1", "find_loci",
-                 "perdi_maps", "summarise_study"):
+                 "perdi_maps", "summarise_study", "plot_embedding_spectrum"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)
@@ -139,7 +146,7 @@ def test_tiny_config_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reStructuredText
     page = html.read_text()
-    for name in ("loss.png", "reconstruction.png", "embedding_vs_truth.tsv", "qq.png", "manhattan.png",
+    for name in ("loss.png", "reconstruction.png", "scree.png", "embedding_vs_truth.tsv", "qq.png", "manhattan.png",
                  "loci_merged.tsv", "overview.png", "regions.tsv", "summary.tsv", "truth.tsv", "truth_summary.tsv",
                  "Simulated truth"):
         assert name in page, name

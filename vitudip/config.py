@@ -109,6 +109,41 @@ def _check_consistency(config: dict) -> None:
                 )
 
 
+    _check_model_fits_the_cache(config)
+
+
+def _check_model_fits_the_cache(config: dict) -> None:
+    """The model config can be built, the cache grid holds the input images, and the model takes the cache.
+
+    These otherwise fail only when their stage starts: after preprocessing (hours on UK Biobank) and
+    after Snakemake has deleted the previous model.
+    """
+    from vitudip.imaging.grid import mni_grid
+    from vitudip.model.config import configured
+
+    model = config.get("model", {})
+    name = model.get("preset", "demo")
+    try:
+        model_config = configured(name, model.get("overrides", {}))
+    except ValueError as err:
+        raise ConfigError(f"config key 'model.overrides' (preset '{name}'): {err}") from None
+    pre = config["preprocess"]
+    voxel_mm, factor, pad_to = pre["input_voxel_mm"], pre["downsample"], tuple(pre["pad_to"])
+    shape = tuple(s // factor for s in mni_grid(voxel_mm)[0])
+    if any(p < s for p, s in zip(pad_to, shape)):
+        raise ConfigError(
+            f"config key 'preprocess.pad_to': {list(pad_to)} is smaller than the images it must hold, {list(shape)} "
+            f"(the {voxel_mm} mm MNI grid of preprocess.input_voxel_mm, block-averaged by preprocess.downsample "
+            f"{factor}): raise pad_to or the downsampling")
+    if model_config.image_size != pad_to:
+        hint = ("the reference preset is the published 1 mm model: set preprocess.input_voxel_mm 1, downsample 1 "
+                "and pad_to [182, 224, 182], or use model.preset demo for 2 mm"
+                if name == "reference" else "set model.overrides.image_size to preprocess.pad_to, or the reverse")
+        raise ConfigError(
+            f"config key 'preprocess.pad_to': the cache volumes would be {list(pad_to)} but model preset '{name}' "
+            f"takes {list(model_config.image_size)}; {hint}")
+
+
 def _genotype_files_exist(prefix: str) -> bool:
     try:
         find_genotypes(prefix)

@@ -171,3 +171,50 @@ class RunningStandardize(nn.Module):
                     self.running_var.lerp_(var, self.momentum)
                 self.updates += 1
         return (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+
+
+class AttentivePool(nn.Module):
+    """Pool a token sequence into one vector with learned queries that cross-attend to the tokens.
+
+    Each of ``queries`` learned queries attends (multi-head) to all tokens and writes its own
+    ``dim // queries`` output channels, so the vector is made of parts that can each look at
+    another part of the brain, instead of one average over every patch. Tokens are only ever
+    keys and values: what is not in the sequence (a dropped patch) cannot change the output.
+
+    Args:
+        dim: token width, and the width of the pooled vector; divisible by ``queries`` and ``heads``.
+        queries: learned queries.
+        heads: attention heads.
+    """
+
+    def __init__(self, dim: int, queries: int, heads: int) -> None:
+        super().__init__()
+        if queries < 1 or dim % queries:
+            raise ValueError(f"attentive pooling needs a number of queries that divides the width {dim}, "
+                             f"got {queries}")
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.query = nn.Parameter(torch.zeros(queries, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        # query j's own projection to its dim // queries output channels
+        self.out = nn.Parameter(torch.zeros(queries, dim, dim // queries))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pool.
+
+        Args:
+            tokens: ``(B, N, dim)``.
+
+        Returns:
+            ``(B, dim)``: query 0's channels first.
+        """
+        batch, n_tokens, dim = tokens.shape
+        head_dim = dim // self.heads
+        queries = self.q(self.query).reshape(1, -1, self.heads, head_dim).transpose(1, 2)
+        kv = self.kv(self.norm(tokens)).reshape(batch, n_tokens, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(queries.expand(batch, -1, -1, -1), kv[0], kv[1])
+        attended = attended.transpose(1, 2).reshape(batch, -1, dim)
+        return torch.einsum("bqd,qdk->bqk", attended, self.out).reshape(batch, dim)

@@ -18,7 +18,9 @@ import pandas as pd
 
 from vitudip.embed.tables import UDIP_PREFIX, read_udips, udip_columns
 
-DIMENSION_MODES = ("all", "loci")
+DIMENSION_MODES = ("all", "loci", "leads")
+#: the loci table column that names the dimensions of each mode that reads it
+LOCI_COLUMNS = {"loci": "dimensions", "leads": "lead_dimension"}
 _DIMENSION = re.compile(rf"^{UDIP_PREFIX}(\d+)$")
 
 
@@ -71,12 +73,13 @@ def subject_latents(udips_path: str | os.PathLike, qc_path: str | os.PathLike, n
     return list(chosen["IID"]), latents.astype(np.float32)
 
 
-def loci_dimensions(loci_path: str | os.PathLike, n_dims: int) -> list[int]:
+def loci_dimensions(loci_path: str | os.PathLike, n_dims: int, column: str = "dimensions") -> list[int]:
     """Dimensions named in a merged loci table's ``dimensions`` column (``udip_007;udip_012``).
 
     Args:
         loci_path: ``loci/loci_merged.tsv``.
         n_dims: the model's latent width.
+        column: ``dimensions`` (every dimension reaching a locus) or ``lead_dimension`` (the one with its lead SNP).
 
     Returns:
         sorted distinct dimension indices (empty when the table has no locus).
@@ -85,10 +88,10 @@ def loci_dimensions(loci_path: str | os.PathLike, n_dims: int) -> list[int]:
         ValueError: no ``dimensions`` column, or a name that is not a dimension of the model.
     """
     loci = pd.read_csv(loci_path, sep="\t", dtype=str, keep_default_na=False)
-    if "dimensions" not in loci.columns:
-        raise ValueError(f"{loci_path} has no 'dimensions' column (found: {', '.join(loci.columns)})")
+    if column not in loci.columns:
+        raise ValueError(f"{loci_path} has no '{column}' column (found: {', '.join(loci.columns)})")
     dims = set()
-    for position, cell in enumerate(loci["dimensions"]):
+    for position, cell in enumerate(loci[column]):
         for name in filter(None, (part.strip() for part in cell.split(";"))):
             match = _DIMENSION.match(name)
             if not match or int(match.group(1)) >= n_dims:
@@ -99,7 +102,7 @@ def loci_dimensions(loci_path: str | os.PathLike, n_dims: int) -> list[int]:
 
 
 def mapped_dimensions(mode: str, n_dims: int, loci: Sequence[int] | None) -> list[int]:
-    """The dimensions to map: ``all``, or the ones with loci.
+    """The dimensions to map: ``all``, or the ones with loci (every one, or each locus's lead).
 
     Raises:
         ValueError: unknown mode, or ``loci`` without a loci table.
@@ -109,5 +112,5 @@ def mapped_dimensions(mode: str, n_dims: int, loci: Sequence[int] | None) -> lis
     if mode == "all":
         return list(range(n_dims))
     if loci is None:
-        raise ValueError("perdi.dimensions is 'loci' but no loci table (loci_merged.tsv) was given")
+        raise ValueError(f"perdi.dimensions is '{mode}' but no loci table (loci_merged.tsv) was given")
     return list(loci)

@@ -19,7 +19,7 @@ from vitudip.embed.vit import load_model
 from vitudip.imaging.preprocess import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps
-from vitudip.perdi.inputs import DIMENSION_MODES, loci_dimensions, mapped_dimensions, subject_latents
+from vitudip.perdi.inputs import DIMENSION_MODES, LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
 from vitudip.perdi.space import (atlas_labels, read_cache_grid, save_map, smooth_in_brain, template_on_grid,
                                  to_input_grid)
@@ -46,7 +46,8 @@ class PerdiSettings:
     Attributes:
         n_subjects: subjects whose latents are perturbed: the first ones of the UDIP table.
         sd_multiple: the perturbation, in SDs of the dimension over those subjects.
-        dimensions: ``all``, or ``loci`` (those named in the merged loci table).
+        dimensions: ``all``, ``loci`` (every dimension named in the merged loci table) or ``leads``
+            (each locus's lead dimension: a few maps instead of every dimension touching a locus).
         rank_by: the map whose smoothed magnitude ranks the regions and fills the panels:
             ``change`` (mean decoded change, how much the brain changes) or ``t`` (the
             published paired t, how consistently it changes across subjects).
@@ -205,7 +206,8 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
                          f"{model.config.image_size}: the model was trained on another cache")
     brain = np.load(brain_mask_path).astype(bool)
     subjects, latents = subject_latents(udips_path, qc_path, settings.n_subjects, n_dims)
-    loci = loci_dimensions(loci_path, n_dims) if loci_path is not None else None
+    loci = (loci_dimensions(loci_path, n_dims, LOCI_COLUMNS.get(settings.dimensions, "dimensions"))
+            if loci_path is not None else None)
     dims = mapped_dimensions(settings.dimensions, n_dims, loci)
     names = udip_columns(n_dims)
     space = InputSpace.build(layout, brain, settings.atlas_threshold, atlas_cache)

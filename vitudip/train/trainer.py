@@ -15,7 +15,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from vitudip.embed.spectrum import LOW_PARTICIPATION_RATIO, Spectrum
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.model.latent_penalty import LatentSpreadPenalty
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, patch_mse, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
@@ -26,7 +28,8 @@ from vitudip.train.schedule import Schedule
 log = logging.getLogger("vitudip.train")
 
 TOKEN_SELECTIONS = ("union", "batch")
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "seconds", "subjects_per_s"]
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "val_loss", "val_participation_ratio", "seconds",
+                  "subjects_per_s"]
 
 
 @dataclass
@@ -165,15 +168,17 @@ class Step:
 
 
 @torch.no_grad()
-def evaluate(step: Step, source: BatchSource) -> float:
-    """Mean per-subject loss over a source, in eval mode."""
+def evaluate(step: Step, source: BatchSource) -> tuple[float, Spectrum | None]:
+    """Mean per-subject loss over a source, in eval mode, and the spectrum of its latents (None for one subject)."""
     step.model.eval()
-    total, count = 0.0, 0
+    total, count, latents = 0.0, 0, []
     for batch in source.batches(torch.arange(len(source.volumes))):
-        _, per_subject, _, _ = step(batch)
+        _, per_subject, latent, _ = step(batch)
         total += float(per_subject.sum())
         count += len(per_subject)
-    return total / max(count, 1)
+        latents.append(latent.cpu())
+    features = torch.cat(latents).numpy()
+    return total / max(count, 1), Spectrum.of(features) if len(features) > 1 else None
 
 
 @torch.no_grad()
@@ -215,23 +220,81 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
 
 
 def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
-    """The ``last.pt`` state to continue from, or None (saying why) when it cannot be used."""
-    if not path.exists():
-        return None
+    """The state of one checkpoint to continue from, or None (saying why) when it cannot be used."""
     try:
         state = load_checkpoint(path, map_location=device)
     except CheckpointError as err:
-        log.warning("not resuming: %s; training from scratch", err)
+        log.warning("cannot resume from %s: %s", path, err)
         return None
     diff = config_differences(state["model_config"], config)
     if state.get("train_key") != settings.resume_key():
         diff.append("training settings changed")
     if diff:
-        log.warning("not resuming from %s: it was made with a different setup (%s); training from scratch "
-                    "and overwriting it", path, "; ".join(diff))
+        log.warning("cannot resume from %s: it was made with a different setup (%s)", path, "; ".join(diff))
         return None
-    log.info("resuming from %s after epoch %d", path, state["epoch"])
     return state
+
+
+def _snapshots(checkpoint_dir: Path) -> list[tuple[int, Path]]:
+    """``epoch_NNN.pt`` files with their epoch, newest first."""
+    found = []
+    for path in checkpoint_dir.glob("epoch_*.pt"):
+        number = path.stem.removeprefix("epoch_")
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found, reverse=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(checkpoint_dir: Path) -> None:
+    """Delete ``.tmp-<name>.pt-<PID>`` files that a killed checkpoint write left (their process is gone)."""
+    for tmp in checkpoint_dir.glob(".tmp-*.pt-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
+        tmp.unlink(missing_ok=True)
+        log.warning("removed %s, left by an interrupted checkpoint write", tmp)
+
+
+def resume_state(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings,
+                 device: torch.device) -> dict | None:
+    """The newest usable checkpoint: ``last.pt``, else the newest readable ``epoch_NNN.pt`` of the same setup."""
+    candidates = [checkpoint_dir / "last.pt"] + [path for _, path in _snapshots(checkpoint_dir)]
+    for path in candidates:
+        if not path.exists():
+            continue
+        state = _try_resume(path, config, settings, device)
+        if state is not None:
+            level = logging.INFO if path.name == "last.pt" else logging.WARNING
+            log.log(level, "resuming from %s after epoch %d", path, state["epoch"])
+            return state
+    if any(path.exists() for path in candidates):
+        log.warning("no checkpoint in %s can be resumed; training from scratch", checkpoint_dir)
+    return None
+
+
+def keep_later_snapshots(checkpoint_dir: Path, start_epoch: int) -> None:
+    """Move snapshots of epochs after ``start_epoch`` to ``superseded/`` so that this run never overwrites them.
+
+    They belong to another setup or to a run whose ``last.pt`` was lost; a user may still want them.
+    """
+    later = [path for epoch, path in _snapshots(checkpoint_dir) if epoch > start_epoch]
+    if not later:
+        return
+    keep = checkpoint_dir / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+    keep.mkdir(parents=True, exist_ok=True)
+    for path in later:
+        os.replace(path, keep / path.name)
+    log.warning("moved %d snapshot(s) of later epochs to %s instead of overwriting them", len(later), keep)
 
 
 def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
@@ -270,6 +333,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     log.info("model: %s parameters, %d of %d patches hold brain, token selection %s",
              f"{sum(p.numel() for p in model.parameters()):,}", len(brain_tokens), config.n_tokens,
              settings.token_selection)
+    penalty = LatentSpreadPenalty(config.encoder_dim, config.latent_variance_weight, config.latent_covariance_weight)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                   fused=device.type == "cuda")
     schedule = settings.schedule_fn()
@@ -284,22 +348,30 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
     checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last = checkpoint_dir / "last.pt"
+    remove_stale_temporaries(checkpoint_dir)
     history: list[dict] = []
     start_epoch = 0
-    state = _try_resume(last, config, settings, device)
+    state = resume_state(checkpoint_dir, config, settings, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
         start_epoch = state["epoch"]
+        snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
+        if start_epoch % settings.checkpoint_every == 0 and not snapshot.exists():
+            # the run that reached this epoch was killed before (or while) writing its snapshot
+            save_checkpoint(snapshot, state)
+            log.info("wrote the missing snapshot %s", snapshot)
+    keep_later_snapshots(checkpoint_dir, start_epoch)
     baseline = mean_image_loss(mean_image, val, step)
     log.info("validation loss of the mean training image: %.4f", baseline)
 
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         started = time.perf_counter()
-        total, seen = 0.0, 0
+        total, penalty_total, seen = 0.0, 0.0, 0
         order = epoch_order(len(train_volumes), settings.seed, epoch)
         bar = tqdm(train.batches(order), total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}",
                    unit="batch", mininterval=10)
@@ -307,20 +379,26 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
             lr = schedule.at(epoch + i / len(train))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, _, _, _ = step(batch)
+            loss, _, latent, _ = step(batch)
+            spread = penalty(latent) if penalty.enabled else torch.zeros((), device=device)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + spread).backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
+            penalty_total += float(spread.detach()) * len(batch)
             seen += len(batch)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen,
-               "val_loss": evaluate(step, val) if len(val_rows) else float("nan"),
+        val_loss, spectrum = evaluate(step, val) if len(val_rows) else (float("nan"), None)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen, "train_penalty": penalty_total / seen,
+               "val_loss": val_loss,
+               "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
                "seconds": seconds, "subjects_per_s": seen / seconds}
         history.append(row)
-        log.info("epoch %d: train %.4f, validation %.4f, %.0f s, %.1f subjects/s",
-                 row["epoch"], row["train_loss"], row["val_loss"], seconds, row["subjects_per_s"])
+        log.info("epoch %d: train %.4f (latent penalty %.4f), validation %.4f, latent participation ratio %.1f "
+                 "of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
+                 row["val_loss"], row["val_participation_ratio"], config.encoder_dim, seconds,
+                 row["subjects_per_s"])
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                  "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}
         save_checkpoint(last, state)
@@ -329,6 +407,11 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
 
     metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)
     metrics["mean_image_val_loss"] = baseline
+    final_ratio = metrics["val_participation_ratio"].iloc[-1]
+    if final_ratio < min(LOW_PARTICIPATION_RATIO, config.encoder_dim):
+        log.warning("the validation latents' participation ratio is %.1f of %d: the UDIPs are a few traits in "
+                    "disguise (see embed/health.tsv); model.overrides latent_covariance_weight or pooling: attentive "
+                    "spread them", final_ratio, config.encoder_dim)
     with staged_outputs(outputs) as out:
         save_checkpoint(out["model"], {
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,

@@ -65,6 +65,7 @@ def all_outputs():
         results("preprocess", "brain_mask.npy"),
         results("embed", "udips.tsv"),
         results("embed", "recon_mse.tsv"),
+        results("embed", "scree.png"),
         results("pheno", "exclusions.tsv"),
         results("gwas", "lambda.tsv"),
         results("gwas", "qq.png"),
@@ -129,6 +130,16 @@ def compared_embeddings():
     if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
         tables["pca"] = results("embed", "pca", "udips.tsv")
     return tables
+
+
+def embedding_health_inputs():
+    """<method>_spectrum and <method>_health of every embedding the workflow writes."""
+    inputs = {}
+    for method, udips in compared_embeddings().items():
+        folder = os.path.dirname(udips)
+        inputs[f"{method}_spectrum"] = os.path.join(folder, "spectrum.tsv")
+        inputs[f"{method}_health"] = os.path.join(folder, "health.tsv")
+    return inputs
 
 
 def pheno_args():

@@ -16,7 +16,8 @@ EMBED_SHELL = (
     "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "
     "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} "
     "--embed-splits {params.splits} --batch-size {params.batch_size} --components {params.components} "
-    "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} > {log:q} 2>&1"
+    "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} "
+    "--spectrum {output.spectrum:q} --health {output.health:q} > {log:q} 2>&1"
 )
 
 
@@ -26,6 +27,8 @@ rule embed_udips:
     output:
         udips=results("embed", "udips.tsv"),
         recon_mse=results("embed", "recon_mse.tsv"),
+        spectrum=results("embed", "spectrum.tsv"),
+        health=results("embed", "health.tsv"),
     params:
         method=EMBED["method"],
         **EMBED_PARAMS,
@@ -53,6 +56,8 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
         output:
             udips=results("embed", "pca", "udips.tsv"),
             recon_mse=results("embed", "pca", "recon_mse.tsv"),
+            spectrum=results("embed", "pca", "spectrum.tsv"),
+            health=results("embed", "pca", "health.tsv"),
         params:
             method="pca",
             **EMBED_PARAMS,
@@ -96,3 +101,32 @@ if config["simulate"]["enabled"]:
         shell:
             "python {params.script:q} --measures {input.measures:q} "
             "--truth-loci {input.truth_loci:q} {params.embeddings} --out {output:q} > {log:q} 2>&1"
+
+
+localrules:
+    plot_embedding_spectrum,
+
+
+rule plot_embedding_spectrum:
+    input:
+        **embedding_health_inputs(),
+    output:
+        report(results("embed", "scree.png"), caption="../report/scree.rst", category="Embedding"),
+    params:
+        script=script_path("embedding_spectrum.py"),
+        embeddings=lambda wildcards, input: " ".join(
+            f"--embedding {name} {shlex.quote(input[name + '_spectrum'])} {shlex.quote(input[name + '_health'])}"
+            for name in compared_embeddings()
+        ),
+    log:
+        results("logs", "plot_embedding_spectrum.log"),
+    benchmark:
+        results("benchmarks", "plot_embedding_spectrum.tsv")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python {params.script:q} {params.embeddings} --out {output:q} > {log:q} 2>&1"

@@ -4,8 +4,8 @@
 # perdi/atlas/ is not a declared output: it caches the atlas on the input grid across reruns.
 
 PERDI = config["perdi"]
-# with dimensions: loci the merged loci table says which dimensions to map (and show in the overview)
-PERDI_LOCI = {"loci": results("loci", "loci_merged.tsv")} if PERDI["dimensions"] == "loci" else {}
+# with dimensions: loci or leads the merged loci table says which dimensions to map (and show in the overview)
+PERDI_LOCI = {"loci": results("loci", "loci_merged.tsv")} if PERDI["dimensions"] in ("loci", "leads") else {}
 
 
 rule perdi_maps:
