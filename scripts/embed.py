@@ -7,10 +7,9 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.spectrum import write_spectrum
-from vitudip.embed.tables import udip_table
+from vitudip.embed.tables import recon_table, udip_table
 from vitudip.embed.vit import embed_vit
 from vitudip.io.atomic import staged_outputs, write_tsv
-import pandas as pd
 
 
 def main(argv=None) -> None:
@@ -46,7 +45,7 @@ def main(argv=None) -> None:
         paths = {"udips": args.udips, "recon": args.recon_mse, "spectrum": args.spectrum, "health": args.health}
         with staged_outputs(paths) as out:
             write_tsv(udip_table(ids, values), out["udips"])
-            write_tsv(pd.DataFrame({"FID": ids, "IID": ids, "recon_mse": errors}), out["recon"])
+            write_tsv(recon_table(ids, errors), out["recon"])
             write_spectrum(values, args.method, out["spectrum"], out["health"])
 
     run_cli(run)

@@ -26,6 +26,9 @@ def main(argv=None) -> None:
     parser.add_argument("--min-samples", type=int, default=50)
     parser.add_argument("--genetic-pcs", type=int, default=0)
     parser.add_argument("--pcs-from", choices=PCS_SOURCES, default="file")
+    parser.add_argument("--recon-mse", help="embed/recon_mse.tsv, for --outlier-sd")
+    parser.add_argument("--outlier-sd", type=float,
+                        help="drop subjects whose reconstruction error or any UDIP is this many robust SDs out")
     parser.add_argument("--threads", type=int, default=1, help="plink2 threads (genetic PCs)")
     parser.add_argument("--pheno", required=True, help="pheno.tsv to write")
     parser.add_argument("--covar", required=True, help="covar.tsv to write")
@@ -37,11 +40,11 @@ def main(argv=None) -> None:
         settings = PhenoSettings(
             covariates=args.covariate, categorical=args.categorical, derived=args.derived,
             centre_age=args.centre_age, inverse_normal=args.inverse_normal, min_samples=args.min_samples,
-            genetic_pcs=args.genetic_pcs, pcs_from=args.pcs_from,
+            genetic_pcs=args.genetic_pcs, pcs_from=args.pcs_from, outlier_sd=args.outlier_sd,
         )
         out = {"pheno": args.pheno, "covar": args.covar, "samples": args.samples, "exclusions": args.exclusions}
         prepare_phenotypes(args.udips, args.covariates, args.genotypes, args.qc, settings, out,
-                           threads=args.threads)
+                           threads=args.threads, recon_mse_path=args.recon_mse)
 
     run_cli(run)
 

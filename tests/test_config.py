@@ -61,7 +61,12 @@ def test_missing_input_path_names_the_key(tmp_path, tiny_config):
     with pytest.raises(ConfigError, match=r"'inputs.covariates': file '.*covariates.tsv' not found"):
         check_input_paths(config)
     (tmp_path / "covariates.tsv").write_text("FID\tIID\n")
-    with pytest.raises(ConfigError, match=r"'inputs.genotypes': genotype files .* prefix '.*geno' not found"):
+    with pytest.raises(ConfigError, match=r"'inputs.genotypes': no genotype files for prefix .*geno: expected"):
+        check_input_paths(config)
+    # a partial fileset names exactly the file that is missing
+    for ext in ("bed", "fam"):
+        (tmp_path / f"geno.{ext}").write_text("")
+    with pytest.raises(ConfigError, match=r"'inputs.genotypes': genotype file\(s\) not found: .*geno\.bim$"):
         check_input_paths(config)
     for ext in ("pgen", "pvar", "psam"):
         (tmp_path / f"geno.{ext}").write_text("")

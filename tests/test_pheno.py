@@ -253,6 +253,41 @@ def _rewrite(path: Path, edit) -> None:
     edit(table).to_csv(path, sep="\t", index=False)
 
 
+def test_outliers_are_dropped_from_the_gwas_with_their_reason(inputs, tmp_path):
+    from vitudip.embed.tables import recon_table
+
+    udips = pd.read_csv(inputs["udips"], sep="\t", dtype={"FID": str, "IID": str})
+    extreme, broken = ANALYSED[3], ANALYSED[5]
+    udips.loc[udips["IID"] == extreme, "udip_001"] = 40.0
+    udips.to_csv(inputs["udips"], sep="\t", index=False)
+    errors = np.full(len(udips), 1.0) + np.random.default_rng(0).normal(0, 0.05, len(udips))
+    errors[(udips["IID"] == broken).to_numpy()] = 10.0
+    recon = tmp_path / "recon_mse.tsv"
+    recon_table(list(udips["IID"]), errors).to_csv(recon, sep="\t", index=False)
+    out = _outputs(tmp_path)
+    settings = PhenoSettings(covariates=["age", "sex"], categorical=["centre"], min_samples=10, outlier_sd=6.0)
+    prepare_phenotypes(inputs["udips"], inputs["covariates"], inputs["genotypes"], inputs["qc"], settings, out,
+                       recon_mse_path=recon)
+    reasons = pd.read_csv(out["exclusions"], sep="\t", dtype=str).set_index("IID")["reason"]
+    assert reasons[extreme].startswith("outlier: udip_001") and "robust SDs from its median" in reasons[extreme]
+    assert reasons[broken].startswith("outlier: reconstruction error")
+    pheno = pd.read_csv(out["pheno"], sep="\t", dtype={"IID": str})
+    assert extreme not in set(pheno["IID"]) and broken not in set(pheno["IID"])
+    assert len(pheno) == len(ANALYSED) - 2
+    # without the rule both stay
+    _, tables = _run(inputs, tmp_path / "kept")
+    assert {extreme, broken} <= set(tables["pheno"]["IID"])
+
+
+def test_a_comma_separated_covariates_file_is_named_as_such(tmp_path):
+    from vitudip.genetics.pheno import read_covariates
+
+    path = tmp_path / "covariates.csv"
+    path.write_text("FID,IID,age\n1,1,50\n")
+    with pytest.raises(ValueError, match=r"covariates\.csv is comma-separated; it must be tab-separated"):
+        read_covariates(path)
+
+
 def test_missing_covariate_column(inputs, tmp_path):
     with pytest.raises(ValueError, match=r"lacks column\(s\) bmi; available: FID, IID, age"):
         _run(inputs, tmp_path, covariates=["age", "bmi"])

@@ -545,3 +545,23 @@ def test_preprocess_script_exits_1_with_one_line_on_a_duplicate_id(tmp_path):
         f"error: samples table {samples}: duplicate subject_id '7' on lines 2 and 3"
     ]
     assert_nothing_written(out)
+
+
+# ---------------------------------------------------------------------------
+# Messages that say what to do
+
+
+def test_a_gzipped_image_named_nii_is_told_to_be_renamed(tmp_path):
+    gz = save_nifti(tmp_path / "sub.nii.gz", brain_volume(60))
+    named = tmp_path / "sub.nii"
+    named.write_bytes(gz.read_bytes())
+    with pytest.raises(ImageCheckError, match=r"gzip-compressed but named 'sub.nii': rename it to end in \.nii\.gz"):
+        load_checked_t1(named, GRID_SHAPE, GRID_AFFINE)
+
+
+def test_an_image_on_the_other_grid_names_the_setting(tmp_path):
+    shape_1mm, affine_1mm = mni_grid(1)
+    path = save_nifti(tmp_path / "sub.nii.gz", np.ones(shape_1mm, np.float32), affine_1mm)
+    with pytest.raises(ImageCheckError, match=r"on the 1 mm MNI grid, so set preprocess.input_voxel_mm to 1 "
+                                              r"\(and preprocess.downsample to 2"):
+        load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)

@@ -144,12 +144,13 @@ def _check_model_fits_the_cache(config: dict) -> None:
             f"takes {list(model_config.image_size)}; {hint}")
 
 
-def _genotype_files_exist(prefix: str) -> bool:
+def _missing_genotype_files(prefix: str) -> str | None:
+    """None when a complete fileset is there, else what is missing (the files of a partial set by name)."""
     try:
         find_genotypes(prefix)
-    except FileNotFoundError:
-        return False
-    return True
+    except FileNotFoundError as err:
+        return str(err)
+    return None
 
 
 def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
@@ -167,10 +168,12 @@ def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
     for key, path in config["inputs"].items():
         if path is None or os.path.normpath(path) in produced:
             continue
-        exists = _genotype_files_exist(path) if key == "genotypes" else Path(path).exists()
-        if not exists:
-            what = "genotype files (.bed/.bim/.fam, .pgen/.pvar/.psam or .bgen/.sample) for prefix" if key == "genotypes" else "file"
-            missing.append(f"config key 'inputs.{key}': {what} '{path}' not found")
+        if key == "genotypes":
+            problem = _missing_genotype_files(path)
+            if problem is not None:
+                missing.append(f"config key 'inputs.{key}': {problem}")
+        elif not Path(path).exists():
+            missing.append(f"config key 'inputs.{key}': file '{path}' not found")
     step1_variants = config["gwas"]["regenie"]["step1_variants"]
     if config["gwas"]["engine"] == "regenie" and step1_variants is not None and not Path(step1_variants).exists():
         missing.append(f"config key 'gwas.regenie.step1_variants': file '{step1_variants}' not found")

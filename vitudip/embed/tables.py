@@ -33,3 +33,20 @@ def read_udips(path: str | os.PathLike) -> pd.DataFrame:
 
 def udip_matrix(table: pd.DataFrame) -> np.ndarray:
     return table[[c for c in table.columns if c.startswith(UDIP_PREFIX)]].to_numpy(float)
+
+
+RECON_COLUMN = "recon_mse"
+
+
+def recon_table(subject_ids: list[str], errors: np.ndarray) -> pd.DataFrame:
+    """``recon_mse.tsv``: FID, IID and each subject's reconstruction MSE over its brain voxels."""
+    return pd.DataFrame({"FID": subject_ids, "IID": subject_ids, RECON_COLUMN: errors})
+
+
+def read_recon_mse(path: str | os.PathLike) -> pd.Series:
+    """A ``recon_mse.tsv`` as a float Series indexed by IID."""
+    table = pd.read_csv(path, sep="\t", dtype={"FID": str, "IID": str})
+    missing = [c for c in ("IID", RECON_COLUMN) if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} is not a reconstruction-error table: it lacks column(s) {', '.join(missing)}")
+    return table.set_index("IID")[RECON_COLUMN].astype(float)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
-from vitudip.embed.tables import UDIP_PREFIX, read_udips
+from vitudip.embed.tables import UDIP_PREFIX, read_recon_mse, read_udips
 from vitudip.genetics.genotypes import find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
 
@@ -65,6 +65,9 @@ class PhenoSettings:
             "plink2" (computed with ``plink2 --pca`` on the analysed samples).
         age_column: covariates-file column the derived terms use as age.
         sex_column: covariates-file column the derived terms use as sex.
+        outlier_sd: drop subjects whose reconstruction error is more than this many robust SDs
+            (1.4826 x the median absolute deviation) above the median, or any of whose UDIPs is
+            that far from its median, with the reason in the exclusions; None: keep them.
         centre_age: form the derived terms from age minus its mean over the
             analysed samples. With age, sex and the lower-order terms also in
             the model the fit is the same, but raw age² and sex×age² are so
@@ -82,6 +85,7 @@ class PhenoSettings:
     age_column: str = "age"
     sex_column: str = "sex"
     centre_age: bool = False
+    outlier_sd: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [term for term in self.derived if term not in DERIVED_TERMS]
@@ -154,6 +158,9 @@ def read_covariates(path: str | os.PathLike) -> pd.DataFrame:
         The table with string cells.
     """
     table = pd.read_csv(path, sep="\t", dtype=str)
+    if len(table.columns) == 1 and "," in table.columns[0]:
+        raise ValueError(f"covariates file {path} is comma-separated; it must be tab-separated (TSV), "
+                         f"with an IID column")
     _require_columns(table, ["IID"], f"covariates file {path}")
     return table
 
@@ -283,6 +290,42 @@ def exclusion_reasons(inputs: Inputs, used_columns: list[str]) -> dict[str, str]
             reasons[iid] = "no covariates"
         elif iid in missing:
             reasons[iid] = f"missing covariate: {missing[iid]}"
+    return reasons
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    """``(x - median) / (1.4826 MAD)`` per column; 0 where the MAD is 0."""
+    values = np.asarray(values, dtype=np.float64)
+    median = np.nanmedian(values, axis=0)
+    mad = 1.4826 * np.nanmedian(np.abs(values - median), axis=0)
+    return np.divide(values - median, mad, out=np.zeros_like(values), where=mad > 0)
+
+
+def outlier_reasons(udips: pd.DataFrame, recon_mse: pd.Series | None, limit: float) -> dict[str, str]:
+    """Subjects with an extreme reconstruction error or UDIP, and why.
+
+    Args:
+        udips: the subjects to judge, index IID, ``udip_*`` columns.
+        recon_mse: reconstruction MSE by IID (None: judge the UDIPs only).
+        limit: robust SDs from the median that make an outlier.
+
+    Returns:
+        IID -> reason.
+    """
+    reasons = {}
+    if recon_mse is not None:
+        errors = recon_mse.reindex(udips.index).to_numpy(float)
+        z = robust_z(errors[:, None])[:, 0]
+        for iid, value in zip(udips.index, z):
+            if value > limit:
+                reasons[iid] = (f"outlier: reconstruction error {value:.1f} robust SDs above the median "
+                                f"(pheno.outlier_sd {limit:g})")
+    columns = [c for c in udips.columns if c.startswith(UDIP_PREFIX)]
+    z = np.abs(robust_z(udips[columns].to_numpy(float)))
+    worst = z.argmax(axis=1)
+    for iid, column, value in zip(udips.index, worst, z[np.arange(len(z)), worst]):
+        if value > limit and iid not in reasons:
+            reasons[iid] = f"outlier: {columns[column]} {value:.1f} robust SDs from its median (pheno.outlier_sd {limit:g})"
     return reasons
 
 
@@ -504,7 +547,7 @@ def _with_ids(table: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
 def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.PathLike,
                        genotype_prefix: str | os.PathLike, qc_path: str | os.PathLike,
                        settings: PhenoSettings, out: dict[str, str | os.PathLike],
-                       threads: int = 1) -> dict:
+                       threads: int = 1, recon_mse_path: str | os.PathLike | None = None) -> dict:
     """Write the phenotype, covariate, sample and exclusion tables of the pheno stage.
 
     Args:
@@ -515,6 +558,7 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
         settings: covariates and transforms.
         out: paths for "pheno", "covar", "samples" and "exclusions" (written together, atomically).
         threads: threads for plink2 (genetic PCs).
+        recon_mse_path: embed/recon_mse.tsv, for the outlier rule (``settings.outlier_sd``).
 
     Returns:
         Summary: n_samples, n_phenotypes, covariates (column names), join counts
@@ -528,6 +572,13 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
     _check_min_samples(counts, settings.min_samples)
 
     reasons = exclusion_reasons(inputs, used)
+    if settings.outlier_sd is not None:
+        kept = [iid for iid in inputs.genotypes["IID"] if iid in inputs.udips.index and iid not in reasons]
+        recon = read_recon_mse(recon_mse_path) if recon_mse_path is not None else None
+        outliers = outlier_reasons(inputs.udips.loc[kept], recon, settings.outlier_sd)
+        for iid, reason in outliers.items():
+            log.warning("subject %s dropped from the GWAS: %s", iid, reason)
+        reasons.update(outliers)
     analysed = inputs.genotypes[inputs.genotypes["IID"].isin(inputs.udips.index)
                                 & ~inputs.genotypes["IID"].isin(reasons)].reset_index(drop=True)
     pcs = None

@@ -13,6 +13,8 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
+from vitudip.imaging.grid import mni_grid
+
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Size of a NIfTI-1 header; a gzip stream that cannot yield this much is truncated.
 _NIFTI1_HEADER_BYTES = 348
@@ -59,6 +61,9 @@ def _open_header(path: Path) -> nib.Nifti1Image:
         # nibabel reports a cut-short gzip as an unknown file type; tell the two apart.
         if _is_gzip(path) and not _gzip_header_readable(path):
             raise _unreadable(path, "the data ends inside the NIfTI header") from err
+        if _is_gzip(path) and not path.name.endswith(".gz"):
+            raise ImageCheckError(f"gzip-compressed but named '{path.name}': rename it to end in .nii.gz "
+                                  "(nibabel tells the compression from the name)") from err
         raise ImageCheckError("not a NIfTI file") from err
     except HeaderDataError as err:
         raise ImageCheckError(f"invalid NIfTI header: {_one_line(err)}") from err
@@ -94,6 +99,15 @@ def affine_distance_mm(affine: np.ndarray, expected: np.ndarray, shape: tuple[in
     return float(np.linalg.norm(shift, axis=1).max())
 
 
+def _grid_hint(shape: tuple[int, int, int]) -> str:
+    """What to set when an image is on the other MNI grid than the config says."""
+    for voxel_mm in (1, 2):
+        if shape == mni_grid(voxel_mm)[0]:
+            return (f": it is on the {voxel_mm} mm MNI grid, so set preprocess.input_voxel_mm to {voxel_mm}"
+                    + (" (and preprocess.downsample to 2 for a 2 mm cache)" if voxel_mm == 1 else ""))
+    return ""
+
+
 def _check_grid(
     image: nib.Nifti1Image,
     expected_shape: tuple[int, int, int],
@@ -102,7 +116,7 @@ def _check_grid(
 ) -> tuple[int, int, int]:
     shape = _spatial_shape(image.shape)
     if shape != tuple(expected_shape):
-        raise ImageCheckError(f"shape {shape} differs from expected {tuple(expected_shape)}")
+        raise ImageCheckError(f"shape {shape} differs from expected {tuple(expected_shape)}{_grid_hint(shape)}")
     if expected_affine is not None:
         distance = affine_distance_mm(image.affine, expected_affine, shape)
         if distance > affine_tol_mm:

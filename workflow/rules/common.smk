@@ -152,6 +152,8 @@ def pheno_args():
         args.append("--centre-age")
     if p["inverse_normal"]:
         args.append("--inverse-normal")
+    if p["outlier_sd"] is not None:
+        args.append(f"--outlier-sd {p['outlier_sd']}")
     return " ".join(args)
 
 

@@ -4,6 +4,7 @@
 rule prepare_phenotypes:
     input:
         udips=results("embed", "udips.tsv"),
+        recon_mse=results("embed", "recon_mse.tsv"),
         covariates=INPUTS["covariates"],
         genotypes=genotype_files(INPUTS["genotypes"]),
         qc=results("preprocess", "qc.tsv"),
@@ -28,6 +29,7 @@ rule prepare_phenotypes:
         "../../envs/genetics.yaml"
     shell:
         "python {params.script:q} --udips {input.udips:q} --covariates {input.covariates:q} "
-        "--genotypes {params.prefix:q} --qc {input.qc:q} {params.args} --threads {threads} "
+        "--genotypes {params.prefix:q} --qc {input.qc:q} --recon-mse {input.recon_mse:q} {params.args} "
+        "--threads {threads} "
         "--pheno {output.pheno:q} --covar {output.covar:q} --samples {output.samples:q} "
         "--exclusions {output.exclusions:q} > {log:q} 2>&1"
