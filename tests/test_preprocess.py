@@ -158,6 +158,14 @@ def all_zero(path: Path) -> None:
     save_nifti(path, np.zeros(GRID_SHAPE, np.float32))
 
 
+def not_brain_extracted(path: Path) -> None:
+    """The brain with its background kept: low noise everywhere around it."""
+    volume = brain_volume(56)
+    background = volume == 0
+    volume[background] = np.abs(np.random.default_rng(56).normal(0, 5, int(background.sum()))) + 1
+    save_nifti(path, volume)
+
+
 def zero_bytes(path: Path) -> None:
     path.write_bytes(b"")
 
@@ -176,6 +184,7 @@ BAD_IMAGES = {
     "nan": (with_nan, "contains NaN or Inf values"),
     "inf": (with_inf, "contains NaN or Inf values"),
     "all-zero": (all_zero, "empty brain (all voxels zero)"),
+    "not-brain-extracted": (not_brain_extracted, "not brain-extracted: 100 % of the voxels are non-zero"),
     "zero-bytes": (zero_bytes, "empty file (0 bytes)"),
     "missing": (missing, "file not found"),
 }

@@ -305,6 +305,11 @@ def _block_downsample(image: np.ndarray, brain: np.ndarray, factor: int) -> tupl
     return coarse, coarse_brain
 
 
+#: A brain-extracted image on the MNI grid has about a quarter of its voxels non-zero (the FSL template's
+#: brain: 25 %); one whose background was kept (noise, scalp, neck) has nearly all of them.
+MAX_BRAIN_FRACTION = 0.5
+
+
 def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int]) -> PreprocessedImage:
     """Z-score a brain-extracted volume, optionally downsample it, and zero-pad it centred.
 
@@ -317,13 +322,19 @@ def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int])
         The float16 image, its brain mask, the brain voxel count, and the mean and SD used.
 
     Raises:
-        ImageCheckError: an empty brain or a brain of constant intensity.
+        ImageCheckError: an empty brain, a brain of constant intensity, or an image that is not
+            brain-extracted (more than ``MAX_BRAIN_FRACTION`` of its voxels non-zero).
     """
     volume = np.asarray(volume, dtype=np.float32)
     brain = volume != 0
     brain_voxels = int(np.count_nonzero(brain))
     if brain_voxels == 0:
         raise ImageCheckError("empty brain (all voxels zero)")
+    if brain_voxels > MAX_BRAIN_FRACTION * brain.size:
+        raise ImageCheckError(
+            f"not brain-extracted: {100 * brain_voxels / brain.size:.0f} % of the voxels are non-zero (a "
+            f"brain-extracted MNI image has about 25 %); use the skull-stripped T1 (UK Biobank: "
+            f"T1_brain_to_MNI / T1_unbiased_brain_linear), whose background is 0")
     image, mean, sd = _zscore_brain(volume, brain, brain_voxels)
     if downsample > 1:
         image, brain = _block_downsample(image, brain, downsample)
