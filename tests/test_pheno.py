@@ -279,6 +279,21 @@ def test_outliers_are_dropped_from_the_gwas_with_their_reason(inputs, tmp_path):
     assert {extreme, broken} <= set(tables["pheno"]["IID"])
 
 
+@pytest.mark.parametrize("change, expected", [
+    (lambda ids: ["."] * len(ids), r"line 1: variant ID '\.' \(1:\d+\) is missing"),
+    (lambda ids: [*ids[:5], ids[3], *ids[6:]], r"line 4: variant ID '.+' \(1:\d+\) is not unique"),
+])
+def test_missing_or_repeated_variant_ids_are_refused_before_any_gwas(inputs, tmp_path, change, expected):
+    bim = inputs["genotypes"].with_suffix(".bim")
+    table = pd.read_csv(bim, sep="\t", header=None, dtype=str)
+    table[1] = change(list(table[1]))
+    table.to_csv(bim, sep="\t", header=False, index=False)
+    with pytest.raises(ValueError, match=expected) as err:
+        _run(inputs, tmp_path)
+    assert "--set-all-var-ids" in str(err.value)
+    assert not (tmp_path / "pheno").exists()
+
+
 def test_a_comma_separated_covariates_file_is_named_as_such(tmp_path):
     from vitudip.genetics.pheno import read_covariates
 

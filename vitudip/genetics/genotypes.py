@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vitudip.io.atomic import staged_outputs
@@ -95,6 +96,40 @@ def _read_pvar(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path} lacks column(s) {missing}")
     return pd.DataFrame({"chrom": table["CHROM"], "id": table["ID"], "pos": table["POS"].astype("int64"),
                          "alt": table["ALT"], "ref": table["REF"]})
+
+
+def check_variant_ids(variants: pd.DataFrame, path: str) -> None:
+    """Refuse missing (``.``) or repeated variant IDs, naming the first offending line.
+
+    Loci, candidate SNPs and the LD lookup are keyed by ID: with repeated IDs a locus
+    spans unrelated variants and a candidate counts twice, silently.
+
+    Args:
+        variants: the variant table (chrom, id, pos, alt, ref) in file order.
+        path: its file, for the message.
+
+    Raises:
+        ValueError: naming the line, the ID and how to make every ID unique.
+    """
+    ids = variants["id"].astype(str)
+    bad = ids.isin([".", ""]) | ids.duplicated(keep=False)
+    if not bad.any():
+        return
+    at = int(np.flatnonzero(bad.to_numpy())[0])
+    row = variants.iloc[at]
+    header = 0 if path.endswith(".bim") else _pvar_header_lines(Path(path))
+    what = "missing" if ids.iloc[at] in (".", "") else "not unique"
+    raise ValueError(
+        f"{path} line {header + at + 1}: variant ID '{ids.iloc[at]}' ({row['chrom']}:{row['pos']}) is {what} "
+        f"({int(bad.sum())} variants have a missing or repeated ID); give every variant its own ID first, e.g. "
+        f"plink2 --{'bfile' if path.endswith('.bim') else 'pfile'} <prefix> --set-all-var-ids @:#:\\$r:\\$a "
+        f"--new-id-max-allele-len 100 --make-{'bed' if path.endswith('.bim') else 'pgen'} --out <new prefix>")
+
+
+def _pvar_header_lines(path: Path) -> int:
+    """Lines before the first variant of a .pvar: the ## lines and the #CHROM header."""
+    with open(path) as handle:
+        return sum(1 for line in handle if line.startswith("#"))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from vitudip.embed.tables import UDIP_PREFIX, read_recon_mse, read_udips
-from vitudip.genetics.genotypes import find_genotypes, find_plink2
+from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
 
 log = logging.getLogger("vitudip.pheno")
@@ -565,6 +565,13 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
         per step, n_excluded and the number of exclusions per reason.
     """
     _check_outputs(out)
+    # before any GWAS: later stages key variants by ID
+    genotypes = find_genotypes(genotype_prefix)
+    variants = genotypes.variants()
+    if variants is None:
+        log.info("BGEN input: variant IDs are checked by the GWAS engine, not here")
+    else:
+        check_variant_ids(variants, genotypes.variant_file)
     inputs = _read_inputs(udips_path, covariates_path, genotype_prefix, qc_path, settings)
     used = settings.used_columns()
     counts = join_counts(inputs, used)
