@@ -185,3 +185,11 @@ def test_nested_dropout_keeps_a_prefix_of_each_latent_and_only_in_training():
     model.train()
     outputs = {tuple(model.decode(latent, index)[0, 0, :3].tolist()) for _ in range(8)}
     assert len(outputs) > 1
+
+
+def test_the_informative_preset_is_the_published_size_with_the_spread_options():
+    reference, informative = preset("reference"), preset("informative")
+    for name in ("image_size", "patch_size", "encoder_dim", "encoder_depth", "decoder_dim", "decoder_depth"):
+        assert getattr(informative, name) == getattr(reference, name), name
+    assert informative.nested_dropout and informative.latent_covariance_weight > 0
+    assert informative.latent_to_queries == "per_patch" and informative.latent_norm

@@ -236,9 +236,11 @@ def test_psam_input(inputs, tmp_path, with_fid):
     header = "#FID\tIID\tSEX\n" if with_fid else "#IID\tSEX\n"
     rows = [f"{f}\t{i}\tNA" if with_fid else f"{i}\tNA" for f, i in zip(fam[0], fam[1])]
     prefix.with_suffix(".psam").write_text(header + "\n".join(rows) + "\n")
-    # the stage reads only the samples, but a fileset is recognised by all three files
-    for ext in (".pgen", ".pvar"):
-        prefix.with_suffix(ext).touch()
+    # the stage reads the samples and the variant IDs, but a fileset is recognised by all three files
+    prefix.with_suffix(".pgen").touch()
+    bim = pd.read_csv(inputs["genotypes"].with_suffix(".bim"), sep="\t", header=None, dtype=str)
+    prefix.with_suffix(".pvar").write_text("#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
+        f"{c}\t{p}\t{i}\t{r}\t{a}\n" for c, i, p, a, r in zip(bim[0], bim[1], bim[3], bim[4], bim[5])))
     _, tables = _run({**inputs, "genotypes": prefix}, tmp_path)
     assert list(tables["samples"]["IID"]) == [iid for iid in _genotype_ids() if iid in ANALYSED]
     # plink2 reads a FID-less .psam as FID "0", so the outputs must say the same

@@ -34,7 +34,7 @@ def cohort(tmp_path_factory):
         "simulate": {"enabled": True, "n_subjects": N, "voxel_mm": 2,
                      "genotypes": {"chromosomes": [1, 2, 3], "length_mb": 2.0}, "effects": EFFECTS,
                      "known_decoys": 2},
-        "preprocess": {},
+        "preprocess": {"input_voxel_mm": 2, "pad_to": [96, 112, 96]},
     }
     config = validate_config(raw)
     outdir = tmp_path_factory.mktemp("cohort")

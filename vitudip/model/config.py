@@ -146,9 +146,15 @@ class ModelConfig:
         return cls(**values)
 
 
+#: The options that keep the 128 UDIP dimensions informative (bench/recovery.py, docs/BENCHMARKS.md).
+SPREAD_OPTIONS = dict(latent_norm=True, latent_to_queries="per_patch", nested_dropout=True,
+                      latent_variance_weight=0.01, latent_covariance_weight=0.01)
+
 PRESETS: dict[str, ModelConfig] = {
     # the published model on UK Biobank's 1 mm MNI grid padded to 182 x 224 x 182
     "reference": ModelConfig(image_size=(182, 224, 182), patch_size=(14, 16, 14)),
+    # the published size and architecture with the options that keep every dimension informative, for GPUs
+    "informative": ModelConfig(image_size=(182, 224, 182), patch_size=(14, 16, 14), **SPREAD_OPTIONS),
     # a CPU-sized model on a 2 mm grid; the width stays 128 so that there are still 128 UDIPs
     "demo": ModelConfig(
         image_size=(96, 112, 96),
