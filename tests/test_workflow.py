@@ -111,14 +111,20 @@ def test_tiny_config_end_to_end(tmp_path):
     for folder in (res / "embed", res / "embed" / "pca"):
         spectrum = pd.read_csv(folder / "spectrum.tsv", sep="\t")
         health = pd.read_csv(folder / "health.tsv", sep="\t", keep_default_na=False)
-        assert len(spectrum) == 128 and spectrum["cumulative_fraction"].iloc[-1] == pytest.approx(1.0)
+        dims = sum(c.startswith("udip_") for c in pd.read_csv(folder / "udips.tsv", sep="\t", nrows=1).columns)
+        # the tiny cohort's PCA has fewer components than 128 (training subjects - 1)
+        assert len(spectrum) == dims and spectrum["cumulative_fraction"].iloc[-1] == pytest.approx(1.0)
         assert health.at[0, "participation_ratio"] >= 1 and health.at[0, "status"]
     assert (res / "embed" / "scree.png").stat().st_size > 0
     lambdas = pd.read_csv(res / "gwas" / "lambda.tsv", sep="\t")
     assert len(lambdas) == 128 and lambdas["n_variants"].gt(1000).all()
     assert len(list((res / "gwas" / "sumstats").glob("udip_*.tsv.gz"))) == 128
     pheno = pd.read_csv(res / "pheno" / "pheno.tsv", sep="\t", dtype={"IID": str})
-    assert set(pheno["IID"]) == set(samples["subject_id"])
+    # everyone reaches the GWAS but the outliers (pheno.outlier_sd), and each of those says why
+    exclusions = pd.read_csv(res / "pheno" / "exclusions.tsv", sep="\t", dtype=str)
+    assert exclusions["reason"].str.startswith("outlier: ").all() and len(exclusions) <= 2
+    assert set(pheno["IID"]) | set(exclusions["IID"]) == set(samples["subject_id"])
+    assert not set(pheno["IID"]) & set(exclusions["IID"])
     loci = pd.read_csv(res / "loci" / "loci_merged.tsv", sep="\t")
     recovery = pd.read_csv(res / "loci" / "truth_recovery.tsv", sep="\t")
     assert "novel" in loci.columns and len(recovery) == 2  # the tiny config plants two SNPs

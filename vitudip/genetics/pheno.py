@@ -65,9 +65,10 @@ class PhenoSettings:
             "plink2" (computed with ``plink2 --pca`` on the analysed samples).
         age_column: covariates-file column the derived terms use as age.
         sex_column: covariates-file column the derived terms use as sex.
-        outlier_sd: drop subjects whose reconstruction error is more than this many robust SDs
-            (1.4826 x the median absolute deviation) above the median, or any of whose UDIPs is
-            that far from its median, with the reason in the exclusions; None: keep them.
+        outlier_sd: drop subjects whose reconstruction error, or whose UDIP vector's distance from
+            the median (root-mean-square robust z over the dimensions), is more than this many robust
+            SDs (1.4826 x the median absolute deviation) above the median, with the reason in the
+            exclusions; None: keep them.
         centre_age: form the derived terms from age minus its mean over the
             analysed samples. With age, sex and the lower-order terms also in
             the model the fit is the same, but raw age² and sex×age² are so
@@ -320,12 +321,16 @@ def outlier_reasons(udips: pd.DataFrame, recon_mse: pd.Series | None, limit: flo
             if value > limit:
                 reasons[iid] = (f"outlier: reconstruction error {value:.1f} robust SDs above the median "
                                 f"(pheno.outlier_sd {limit:g})")
+    # the UDIPs as one number per subject: the root-mean-square of its robust z over the dimensions, so
+    # that a few subjects apart on one narrow dimension do not count, a subject apart on the whole does
     columns = [c for c in udips.columns if c.startswith(UDIP_PREFIX)]
-    z = np.abs(robust_z(udips[columns].to_numpy(float)))
-    worst = z.argmax(axis=1)
-    for iid, column, value in zip(udips.index, worst, z[np.arange(len(z)), worst]):
+    z = robust_z(udips[columns].to_numpy(float))
+    distance = np.sqrt(np.nanmean(z**2, axis=1))
+    far = robust_z(distance[:, None])[:, 0]
+    for iid, value, row in zip(udips.index, far, np.abs(z)):
         if value > limit and iid not in reasons:
-            reasons[iid] = f"outlier: {columns[column]} {value:.1f} robust SDs from its median (pheno.outlier_sd {limit:g})"
+            reasons[iid] = (f"outlier: its UDIPs are {value:.1f} robust SDs farther from the median than usual "
+                            f"(farthest: {columns[int(np.nanargmax(row))]}; pheno.outlier_sd {limit:g})")
     return reasons
 
 

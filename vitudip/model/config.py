@@ -165,9 +165,9 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_dim=64,
         decoder_depth=2,
         decoder_heads=8,
-        # a few CPU epochs are far too few for the published decoder to learn to read its latent
-        latent_norm=True,
-        latent_to_queries="per_patch",
+        # a few CPU epochs are far too few for the published decoder to learn to read its latent, and
+        # reconstruction alone collapses the 128 dimensions onto a few traits (bench/recovery.py)
+        **SPREAD_OPTIONS,
     ),
 }
 

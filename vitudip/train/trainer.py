@@ -410,8 +410,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     final_ratio = metrics["val_participation_ratio"].iloc[-1]
     if final_ratio < min(LOW_PARTICIPATION_RATIO, config.encoder_dim):
         log.warning("the validation latents' participation ratio is %.1f of %d: the UDIPs are a few traits in "
-                    "disguise (see embed/health.tsv); model.overrides latent_covariance_weight or pooling: attentive "
-                    "spread them", final_ratio, config.encoder_dim)
+                    "disguise (embed/health.tsv; README, \"Embedding health\")", final_ratio, config.encoder_dim)
     with staged_outputs(outputs) as out:
         save_checkpoint(out["model"], {
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
