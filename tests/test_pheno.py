@@ -272,7 +272,7 @@ def test_outliers_are_dropped_from_the_gwas_with_their_reason(inputs, tmp_path):
                        recon_mse_path=recon)
     reasons = pd.read_csv(out["exclusions"], sep="\t", dtype=str).set_index("IID")["reason"]
     assert reasons[extreme].startswith("outlier: its UDIPs are") and "farthest: udip_001" in reasons[extreme]
-    assert reasons[broken].startswith("outlier: reconstruction error")
+    assert reasons[broken].startswith("outlier: log reconstruction error")
     pheno = pd.read_csv(out["pheno"], sep="\t", dtype={"IID": str})
     assert extreme not in set(pheno["IID"]) and broken not in set(pheno["IID"])
     assert len(pheno) == len(ANALYSED) - 2

@@ -65,7 +65,7 @@ class PhenoSettings:
             "plink2" (computed with ``plink2 --pca`` on the analysed samples).
         age_column: covariates-file column the derived terms use as age.
         sex_column: covariates-file column the derived terms use as sex.
-        outlier_sd: drop subjects whose reconstruction error, or whose UDIP vector's distance from
+        outlier_sd: drop subjects whose log reconstruction error, or whose UDIP vector's distance from
             the median (root-mean-square robust z over the dimensions), is more than this many robust
             SDs (1.4826 x the median absolute deviation) above the median, with the reason in the
             exclusions; None: keep them.
@@ -315,11 +315,12 @@ def outlier_reasons(udips: pd.DataFrame, recon_mse: pd.Series | None, limit: flo
     """
     reasons = {}
     if recon_mse is not None:
-        errors = recon_mse.reindex(udips.index).to_numpy(float)
+        # on a log scale: an MSE is positive and right-skewed, and a broken image is off by a factor
+        errors = np.log(recon_mse.reindex(udips.index).to_numpy(float).clip(min=1e-12))
         z = robust_z(errors[:, None])[:, 0]
         for iid, value in zip(udips.index, z):
             if value > limit:
-                reasons[iid] = (f"outlier: reconstruction error {value:.1f} robust SDs above the median "
+                reasons[iid] = (f"outlier: log reconstruction error {value:.1f} robust SDs above the median "
                                 f"(pheno.outlier_sd {limit:g})")
     # the UDIPs as one number per subject: the root-mean-square of its robust z over the dimensions, so
     # that a few subjects apart on one narrow dimension do not count, a subject apart on the whole does
