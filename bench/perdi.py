@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from scipy import stats
 
-from vitudip.embed.vit import load_model
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import load_mni_template
+from vitudip.model.checkpoint import load_model
+from vitudip.model.device import pick_device
 from vitudip.model.patches import nonempty_patches
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, preset
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps, perturbed_latents
 from vitudip.perdi.regions import rank_regions
 from vitudip.perdi.space import atlas_labels, save_map
 from vitudip.perdi.stage import smoothed_maps
-from vitudip.train.trainer import pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {

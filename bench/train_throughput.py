@@ -28,12 +28,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.imaging.grid import pad_to
 from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
+from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, preset
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject
-from vitudip.train.data import BatchSource, CachedVolumes
-from vitudip.train.trainer import Step, load_brain_tokens
 
 SIZES = {
     "full": dict(voxel_mm=1, pad=(182, 224, 182), overrides={}),

@@ -7,9 +7,9 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.spectrum import write_spectrum
-from vitudip.embed.tables import recon_table, udip_table
 from vitudip.embed.vit import embed_vit
-from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.atomic import staged_outputs
+from vitudip.io.stage_tables import RECON, UDIPS, recon_table, udip_table
 
 
 def main(argv=None) -> None:
@@ -44,8 +44,8 @@ def main(argv=None) -> None:
                                             args.components, seed=args.seed)
         paths = {"udips": args.udips, "recon": args.recon_mse, "spectrum": args.spectrum, "health": args.health}
         with staged_outputs(paths) as out:
-            write_tsv(udip_table(ids, values), out["udips"])
-            write_tsv(recon_table(ids, errors), out["recon"])
+            UDIPS.write(udip_table(ids, values), out["udips"])
+            RECON.write(recon_table(ids, errors), out["recon"])
             write_spectrum(values, args.method, out["spectrum"], out["health"])
 
     run_cli(run)

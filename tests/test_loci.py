@@ -377,7 +377,7 @@ def test_meff_identity_and_perfect_correlation(tmp_path: Path) -> None:
     table.to_csv(path, sep="\t", index=False)
     correlation = dimension_correlation(path, ["udip_000", "udip_001", "udip_002"])
     assert effective_number_of_tests(correlation) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match=r"pheno.tsv lacks dimension column\(s\) udip_003"):
+    with pytest.raises(ValueError, match=r"pheno.tsv lacks column\(s\) udip_003"):
         dimension_correlation(path, ["udip_000", "udip_003"])
     thresholds = Thresholds(5e-8, 128, 32.0)
     assert thresholds.values == {"genome_wide": 5e-8, "bonferroni": 5e-8 / 128, "meff": 5e-8 / 32}
@@ -446,7 +446,7 @@ def test_sumstats_missing_a_column(hand_built: HandBuilt, tmp_path: Path) -> Non
         shutil.copy(path, folder / path.name)
     bad = read_sumstats(folder / "udip_001.tsv.gz").drop(columns="p_value")
     bad.to_csv(folder / "udip_001.tsv.gz", sep="\t", index=False)
-    with pytest.raises(ValueError, match=r"udip_001\.tsv\.gz lacks column\(s\) \['p_value'\]"):
+    with pytest.raises(ValueError, match=r"udip_001\.tsv\.gz lacks column\(s\) p_value"):
         find_loci(folder, hand_built.prefix, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 

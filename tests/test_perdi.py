@@ -14,10 +14,11 @@ import pytest
 import torch
 from scipy import stats
 
-from vitudip.embed.tables import udip_table
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import load_mni_template
 from vitudip.imaging.preprocess import CacheGrid, PreprocessSettings, cache_grid
+from vitudip.io.stage_tables import udip_table
+from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps, perturbed_latents
@@ -26,7 +27,6 @@ from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, ran
 from vitudip.perdi.space import (NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain,
                                  to_input_grid)
 from vitudip.perdi.stats import PairedDifferenceStats, paired_t
-from vitudip.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -432,7 +432,7 @@ def test_malformed_samples_table_is_refused(tmp_path, header, rows, message):
 
 
 def test_missing_samples_table_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="samples table .*nope.tsv not found"):
         read_samples(tmp_path / "nope.tsv")
 
 

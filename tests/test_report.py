@@ -216,7 +216,7 @@ def test_a_regions_table_missing_a_column_stops_with_one_line_naming_the_file(tm
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert lines[-1].startswith("error: PerDI regions table") and str(paths["regions"]) in lines[-1]
-    assert "['rank']" in lines[-1] and "Traceback" not in run.stderr
+    assert "lacks column(s) rank" in lines[-1] and "Traceback" not in run.stderr
     assert not (tmp_path / "s.tsv").exists()
 
 

@@ -12,10 +12,10 @@ import torch
 
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.truth import cross_validated_r2
-from vitudip.embed.vit import embed_vit, load_model
+from vitudip.embed.vit import embed_vit
+from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps
-from vitudip.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vitudip.train.schedule import Schedule
 from vitudip.train.trainer import TrainSettings, train_model
 
@@ -307,8 +307,8 @@ def test_schedules():
 
 
 def test_embedding_vs_truth_scores_carried_measures_and_skips_constant_ones(tmp_path):
-    from vitudip.embed.tables import udip_table
     from vitudip.embed.truth import embedding_vs_truth
+    from vitudip.io.stage_tables import udip_table
 
     rng = np.random.default_rng(1)
     n = 200

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from vitudip.train.data import CachedVolumes, cohort_table
+from vitudip.data.volumes import CachedVolumes
+from vitudip.io.stage_tables import passed_subjects
 
 log = logging.getLogger("vitudip.embed")
 
@@ -44,7 +45,7 @@ def embed_pca(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_p
         reconstruction MSE over its brain voxels from the k components.
     """
     brain = np.load(brain_mask_path)
-    table = cohort_table(qc_path, splits_path)
+    table = passed_subjects(qc_path, splits_path)
     fit_rows = table.loc[table["split"] == "train", "row"].to_numpy()
     if len(fit_rows) < 3:
         raise ValueError(f"PCA needs at least 3 training subjects, found {len(fit_rows)}")
@@ -65,7 +66,7 @@ def embed_pca(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_p
     log.info("PCA on %d training subjects x %d brain voxels: %d components explain %.1f %% of the variance",
              len(fit_rows), int(brain.sum()), k, 100 * eigval.sum() / np.trace(gram))
 
-    subjects = cohort_table(qc_path, splits_path, splits)
+    subjects = passed_subjects(qc_path, splits_path, splits)
     volumes = CachedVolumes(cache_dir, subjects["row"].to_numpy())
     scores = np.empty((len(volumes), k), np.float32)
     errors = np.empty(len(volumes), np.float32)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vitudip.io.atomic import write_tsv
+from vitudip.io.tables import Table
 
 log = logging.getLogger("vitudip.embed")
 
@@ -28,6 +28,11 @@ VARIANCE_SHARE = 0.9
 SPECTRUM_COLUMNS = ["component", "eigenvalue", "variance_fraction", "cumulative_fraction"]
 HEALTH_COLUMNS = ["embedding", "subjects", "dimensions", "constant_dimensions", "participation_ratio",
                   "dims_90pct", "status"]
+#: ``embed/spectrum.tsv`` and ``embed/health.tsv`` (also under ``embed/pca/``), read by the report.
+SPECTRUM = Table("embedding spectrum", required=tuple(SPECTRUM_COLUMNS), integers=("component",),
+                 numbers=tuple(SPECTRUM_COLUMNS[1:]), writer="the embed stage")
+HEALTH = Table("embedding health table", required=tuple(HEALTH_COLUMNS), text=("embedding", "status"),
+               writer="the embed stage")
 
 
 def correlation_eigenvalues(features: np.ndarray) -> tuple[np.ndarray, int]:
@@ -138,8 +143,8 @@ def write_spectrum(features: np.ndarray, embedding: str, spectrum_path: str | os
         spectrum_path, health_path: where to write.
     """
     spectrum = Spectrum.of(features)
-    write_tsv(spectrum.table(), spectrum_path)
-    write_tsv(pd.DataFrame([spectrum.health_row(embedding)], columns=HEALTH_COLUMNS), health_path)
+    SPECTRUM.write(spectrum.table(), spectrum_path)
+    HEALTH.write(pd.DataFrame([spectrum.health_row(embedding)], columns=HEALTH_COLUMNS), health_path)
     log.info("%s embedding: participation ratio %.1f of %d dimensions, %d components hold 90 %% of the variance",
              embedding, spectrum.participation_ratio, spectrum.dimensions, spectrum.dims_90pct)
     if spectrum.is_low():
@@ -149,17 +154,9 @@ def write_spectrum(features: np.ndarray, embedding: str, spectrum_path: str | os
 
 def read_spectrum(path: str | os.PathLike) -> pd.DataFrame:
     """A ``spectrum.tsv`` as written by :func:`write_spectrum` (one reader for the file)."""
-    table = pd.read_csv(path, sep="\t")
-    missing = [c for c in SPECTRUM_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path} is not an embedding spectrum: it lacks column(s) {', '.join(missing)}")
-    return table
+    return SPECTRUM.read(path)
 
 
 def read_health(path: str | os.PathLike) -> pd.DataFrame:
     """A ``health.tsv`` as written by :func:`write_spectrum`."""
-    table = pd.read_csv(path, sep="\t", keep_default_na=False)
-    missing = [c for c in HEALTH_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path} is not an embedding health table: it lacks column(s) {', '.join(missing)}")
-    return table
+    return HEALTH.read(path)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from vitudip.embed.tables import read_udips, udip_matrix
+from vitudip.io.stage_tables import TRUTH_LOCI, TRUTH_MEASURES, read_udips, udip_matrix
 
 log = logging.getLogger("vitudip.embed")
 
@@ -50,8 +50,8 @@ def embedding_vs_truth(measures_path: str | os.PathLike, truth_loci_path: str | 
     Returns:
         ``measure, method, n, max_abs_r, best_dimension, cv_r2``.
     """
-    measures = pd.read_csv(measures_path, sep="\t", dtype={"subject_id": str})
-    planted = list(pd.read_csv(truth_loci_path, sep="\t")["effect"])
+    measures = TRUTH_MEASURES.read(measures_path)
+    planted = list(TRUTH_LOCI.read(truth_loci_path)["effect"])
     # the whole-brain and ventricle volumes too, unless a planted measure already is one of them
     names = planted + [c for c in ("ventricle_volume_ml", "brain_volume_ml")
                        if not any(np.allclose(measures[c], measures[p]) for p in planted)]

@@ -10,24 +10,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
-from vitudip.train.checkpoint import load_checkpoint
-from vitudip.train.data import BatchSource, CachedVolumes, cohort_table
-from vitudip.train.trainer import Step, pick_device
+from vitudip.data.volumes import BatchSource, CachedVolumes
+from vitudip.io.stage_tables import passed_subjects
+from vitudip.model.checkpoint import load_model
+from vitudip.model.device import pick_device
+from vitudip.model.step import Step
+from vitudip.model.vit_autoencoder import ViTAutoEncoder
 
 log = logging.getLogger("vitudip.embed")
-
-
-def load_model(path: str | os.PathLike, device: torch.device) -> tuple[ViTAutoEncoder, dict]:
-    """The trained model in eval mode, and its checkpoint (token set, grid)."""
-    state = load_checkpoint(path, map_location=device)
-    try:
-        config = ModelConfig.from_dict(state["model_config"])
-    except ValueError as err:
-        raise ValueError(f"{path} was made for a model this version cannot build ({err}); retrain it") from None
-    model = ViTAutoEncoder(config).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), state
 
 
 @torch.no_grad()
@@ -46,9 +36,9 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
     Returns:
         subject ids, latents ``(n, encoder_dim)`` and per-subject reconstruction MSE over brain voxels.
     """
-    dev = pick_device(device)
+    dev = pick_device(device, "train.device")
     model, state = load_model(model_path, dev)
-    subjects = cohort_table(qc_path, splits_path, splits)
+    subjects = passed_subjects(qc_path, splits_path, splits)
     if subjects.empty:
         raise ValueError(f"no QC-passed subject in splits {list(splits)}")
     volumes = CachedVolumes(cache_dir, subjects["row"].to_numpy())

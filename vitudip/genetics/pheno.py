@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
-from vitudip.embed.tables import UDIP_PREFIX, read_recon_mse, read_udips
 from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO, UDIP_PREFIX, read_qc, read_recon_mse, read_udips
+from vitudip.io.tables import Table
 
 log = logging.getLogger("vitudip.pheno")
 
@@ -149,37 +150,13 @@ def _check_unique(ids: pd.Series, what: str) -> None:
         raise ValueError(f"{what} has duplicate id '{duplicated.iloc[0]}'")
 
 
+#: The user's covariates file: IID (FID optional), then covariates as text until parsed.
+COVARIATES = Table("covariates file", required=("IID",), text=ID_COLUMNS, unique="IID", infer_others=False)
+
+
 def read_covariates(path: str | os.PathLike) -> pd.DataFrame:
-    """Read the covariates TSV as strings (empty/NA cells become NaN).
-
-    Args:
-        path: TSV with an IID column (FID optional) and covariate columns.
-
-    Returns:
-        The table with string cells.
-    """
-    table = pd.read_csv(path, sep="\t", dtype=str)
-    if len(table.columns) == 1 and "," in table.columns[0]:
-        raise ValueError(f"covariates file {path} is comma-separated; it must be tab-separated (TSV), "
-                         f"with an IID column")
-    _require_columns(table, ["IID"], f"covariates file {path}")
-    return table
-
-
-def read_qc(path: str | os.PathLike) -> pd.DataFrame:
-    """Read preprocess/qc.tsv.
-
-    Args:
-        path: TSV with subject_id, status (ok/excluded) and reason.
-
-    Returns:
-        Frame with string subject_id, status and reason ("" when absent).
-    """
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    _require_columns(table, ["subject_id", "status"], f"QC table {path}")
-    if "reason" not in table.columns:
-        table["reason"] = ""
-    return table[["subject_id", "status", "reason"]]
+    """The covariates file as text cells (``NA`` and empty cells NaN), checked by :data:`COVARIATES`."""
+    return COVARIATES.read(path)
 
 
 def parse_numeric(covariates: pd.DataFrame, columns: list[str], path: str | os.PathLike) -> pd.DataFrame:
@@ -227,14 +204,10 @@ def _read_inputs(udips_path: str | os.PathLike, covariates_path: str | os.PathLi
                  settings: PhenoSettings) -> Inputs:
     """Read all inputs, refusing duplicate ids, missing columns and non-numeric cells."""
     udips = read_udips(udips_path)
-    _require_columns(udips, ["FID", "IID"], f"UDIP table {udips_path}")
     genotypes = find_genotypes(genotype_prefix).samples()
     covariates = read_covariates(covariates_path)
     qc = read_qc(qc_path)
-    _check_unique(udips["IID"], f"UDIP table {udips_path}")
     _check_unique(genotypes["IID"], f"genotype samples of {genotype_prefix}")
-    _check_unique(covariates["IID"], f"covariates file {covariates_path}")
-    _check_unique(qc["subject_id"], f"QC table {qc_path}")
     if settings.file_pcs():
         what = f"covariates file {covariates_path} (genetic_pcs={settings.genetic_pcs}, pcs_from='file')"
         _require_columns(covariates, settings.file_pcs(), what)
@@ -602,9 +575,9 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
     exclusions = _exclusion_table(reasons, inputs)
 
     with staged_outputs(out) as staged:
-        write_tsv(_with_ids(pheno, analysed), staged["pheno"], na_rep="NA", float_format=FLOAT_FORMAT)
-        write_tsv(_with_ids(covar, analysed), staged["covar"], na_rep="NA", float_format=FLOAT_FORMAT)
-        write_tsv(analysed[["FID", "IID"]], staged["samples"])
+        PHENO.write(_with_ids(pheno, analysed), staged["pheno"], na_rep="NA", float_format=FLOAT_FORMAT)
+        COVAR.write(_with_ids(covar, analysed), staged["covar"], na_rep="NA", float_format=FLOAT_FORMAT)
+        write_tsv(analysed[list(ID_COLUMNS)], staged["samples"])
         write_tsv(exclusions, staged["exclusions"])
     by_reason = exclusions["reason"].value_counts().to_dict()
     log.info("%d samples analysed with %d phenotypes and covariates %s; %d excluded: %s",

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
-from vitudip.genetics.linear import GwasInputs, load_gwas_inputs, select_variants
+from vitudip.genetics.gwas_inputs import GwasInputs, load_gwas_inputs, select_variants
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
 
 logger = logging.getLogger("vitudip.gwas")

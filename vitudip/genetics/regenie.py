@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
-from vitudip.genetics.linear import load_gwas_inputs, select_phenotypes
+from vitudip.genetics.gwas_inputs import load_gwas_inputs, select_phenotypes
 from vitudip.genetics.plink2 import Plink2Error, run_plink2, write_plink2_phenotypes
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, write_sumstats
 

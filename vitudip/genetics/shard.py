@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
 
-from vitudip.genetics.linear import ID_COLUMNS, linear_gwas
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import regenie_step2
+from vitudip.io.stage_tables import phenotype_names
 
 ENGINES = ("plink2", "regenie", "torch")
 
@@ -34,7 +32,7 @@ def phenotype_batch(pheno_path: str | os.PathLike, batch: int, n_batches: int) -
     """
     if not 0 <= batch < n_batches:
         raise ValueError(f"dimension batch {batch} is not in 0..{n_batches - 1}")
-    names = [c for c in pd.read_csv(pheno_path, sep="\t", nrows=0).columns if c not in ID_COLUMNS]
+    names = phenotype_names(pheno_path)
     if len(names) < n_batches:
         raise ValueError(f"{pheno_path} has {len(names)} phenotype columns, fewer than gwas.dimension_batches "
                          f"({n_batches})")
@@ -85,6 +83,11 @@ def gwas_shard(
         raise ValueError(f"gwas.engine must be one of {ENGINES}, got '{engine}'")
     phenotypes = phenotype_batch(pheno_path, batch, n_batches) if n_batches > 1 else None
     if engine == "torch":
+        # only this engine needs PyTorch: a plink2 or REGENIE job runs without it
+        import torch
+
+        from vitudip.genetics.linear import linear_gwas
+
         # a Slurm job gets its cores through threads; torch would otherwise take the whole node
         torch.set_num_threads(threads)
         return linear_gwas(genotype_prefix, pheno_path, covar_path, out_dir, block_size=block_size, device=device,

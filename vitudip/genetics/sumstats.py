@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vitudip.io.tables import Table
+
 SUMSTATS_COLUMNS = [
     "chromosome",
     "base_pair_location",
@@ -49,7 +51,12 @@ CHI2_1DF_MEDIAN = 0.4549364
 #: Non-numeric chromosome names and their GWAS-SSF numbers.
 _CHROMOSOME_NUMBERS = {"X": 23, "XY": 23, "Y": 24, "M": 25, "MT": 25}
 
-_TEXT_COLUMNS = {"effect_allele": str, "other_allele": str, "variant_id": str}
+#: A GWAS-SSF file as the GWAS stage writes it and the gather, loci and report steps read it (a user's
+#: GWAS-SSF file needs only the columns a reader names).
+SUMSTATS = Table("summary statistics file", required=("chromosome", "base_pair_location", "p_value"),
+                 text=("effect_allele", "other_allele", "variant_id"),
+                 numbers=("beta", "standard_error", "effect_allele_frequency", "p_value"),
+                 integers=("base_pair_location", "n"), writer="the GWAS stage")
 
 
 def ssf_chromosome(name: str | int) -> int:
@@ -257,17 +264,11 @@ def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
         path: ``.tsv.gz`` (or plain) tab-separated file.
 
     Returns:
-        Frame with the SUMSTATS_COLUMNS first (chromosome and base_pair_location
+        Frame of the SUMSTATS_COLUMNS (chromosome and base_pair_location
         and n as integers, alleles and variant_id as strings, NA as NaN).
     """
-    frame = pd.read_csv(
-        path, sep="\t", dtype=_TEXT_COLUMNS, na_values=["NA"], keep_default_na=False
-    )
-    missing = [c for c in SUMSTATS_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"summary statistics file {path} lacks column(s) {missing}")
-    for column in ("chromosome", "base_pair_location", "n"):
-        frame[column] = frame[column].astype(np.int64)
+    frame = SUMSTATS.read(path, columns=SUMSTATS_COLUMNS)[SUMSTATS_COLUMNS]
+    frame["chromosome"] = frame["chromosome"].astype(np.int64)
     return frame
 
 

@@ -29,11 +29,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vitudip.imaging import grid
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
-from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.atomic import staged_outputs
+from vitudip.io.stage_tables import QC, SPLIT_NAMES, SPLITS
+from vitudip.io.tables import Table, line_number
 
 logger = logging.getLogger("vitudip.preprocess")
 
-SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 BAD_IMAGE_POLICIES: tuple[str, str] = ("exclude", "fail")
 QC_COLUMNS: list[str] = ["subject_id", "path", "status", "reason", "row", "brain_voxels", "mean", "sd"]
 CACHE_DTYPE = np.float16
@@ -124,42 +125,10 @@ class CacheGrid:
 # Tables
 
 
-def _line_number(position: int) -> int:
-    """Line of a data row in its file: the header is line 1."""
-    return position + 2
-
-
-def _read_string_table(path: Path, what: str, columns: Sequence[str]) -> pd.DataFrame:
-    """Read a TSV as strings (IDs such as "0012" keep their zeros), keeping ``columns`` only."""
-    if not path.is_file():
-        raise ValueError(f"{what} {path} not found")
-    try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{what} {path} is empty") from None
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{what} {path} lacks column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
-        )
-    if frame.empty:
-        raise ValueError(f"{what} {path} is empty")
-    return frame[list(columns)].apply(lambda column: column.str.strip()).reset_index(drop=True)
-
-
-def _check_subject_ids(ids: pd.Series, path: Path, what: str) -> None:
-    """Refuse empty and repeated subject IDs, naming the lines."""
-    empty = np.flatnonzero(ids.eq("").to_numpy())
-    if empty.size:
-        raise ValueError(f"{what} {path} line {_line_number(empty[0])}: empty subject_id")
-    repeated = np.flatnonzero(ids.duplicated().to_numpy())
-    if repeated.size:
-        second = repeated[0]
-        first = np.flatnonzero(ids.eq(ids.iloc[second]).to_numpy())[0]
-        raise ValueError(
-            f"{what} {path}: duplicate subject_id '{ids.iloc[second]}' "
-            f"on lines {_line_number(first)} and {_line_number(second)}"
-        )
+#: The user's samples table (``inputs.samples``): one T1 image per subject.
+SAMPLES = Table("samples table", required=("subject_id", "path"), text=("subject_id", "path"), unique="subject_id")
+#: A user's fixed split (``preprocess.splits.file``), the same contract as the stage's own splits table.
+SPLITS_FILE = Table("splits file", required=SPLITS.required, text=SPLITS.text, unique="subject_id")
 
 
 def read_samples(path: str | os.PathLike) -> pd.DataFrame:
@@ -175,14 +144,13 @@ def read_samples(path: str | os.PathLike) -> pd.DataFrame:
         ValueError: missing or empty file, missing column, empty or duplicate subject ID, empty path.
     """
     path = Path(path)
-    samples = _read_string_table(path, "samples table", ["subject_id", "path"])
-    _check_subject_ids(samples["subject_id"], path, "samples table")
+    samples = SAMPLES.read(path, allow_empty=False)[["subject_id", "path"]]
     folder = path.parent.absolute()
     absolute = []
     for position, (subject_id, image) in enumerate(zip(samples["subject_id"], samples["path"])):
         if not image:
             raise ValueError(
-                f"samples table {path} line {_line_number(position)}: empty path for subject '{subject_id}'"
+                f"samples table {path} line {line_number(position)}: empty path for subject '{subject_id}'"
             )
         absolute.append(os.path.normpath(folder / Path(image).expanduser()))
     samples["path"] = absolute
@@ -202,13 +170,12 @@ def read_splits(path: str | os.PathLike) -> pd.DataFrame:
         ValueError: missing or empty file, missing column, empty or duplicate ID, unknown split name.
     """
     path = Path(path)
-    splits = _read_string_table(path, "splits file", ["subject_id", "split"])
-    _check_subject_ids(splits["subject_id"], path, "splits file")
+    splits = SPLITS_FILE.read(path, allow_empty=False)[["subject_id", "split"]]
     unknown = np.flatnonzero(~splits["split"].isin(SPLIT_NAMES).to_numpy())
     if unknown.size:
         position = unknown[0]
         raise ValueError(
-            f"splits file {path} line {_line_number(position)}: unknown split '{splits['split'].iloc[position]}' "
+            f"splits file {path} line {line_number(position)}: unknown split '{splits['split'].iloc[position]}' "
             f"for subject '{splits['subject_id'].iloc[position]}' (use {', '.join(SPLIT_NAMES)})"
         )
     return splits
@@ -581,6 +548,6 @@ def preprocess_cohort(
         logger.info("splits: %s", ", ".join(f"{n} {name}" for name, n in splits["split"].value_counts().items()))
         (staged["cache"] / "grid.json").write_text(json.dumps(layout.to_json(len(samples)), indent=2))
         _save_npy(staged["brain_mask"], union)
-        write_tsv(qc, staged["qc"])
-        write_tsv(splits, staged["splits"])
+        QC.write(qc, staged["qc"])
+        SPLITS.write(splits, staged["splits"])
     return qc

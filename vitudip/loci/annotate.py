@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.sumstats import ssf_chromosome
+from vitudip.io.tables import Table
 from vitudip.loci.thresholds import PASS_COLUMNS, Thresholds
 
 MERGED_COLUMNS = [
@@ -26,25 +27,24 @@ RECOVERY_COLUMNS = [
 SUMMARY_COLUMNS = ["planted", "recovered", "merged_loci", "false_loci"]
 
 
-def read_table(path: str | os.PathLike, columns: list[str], what: str) -> pd.DataFrame:
-    """Read a tab-separated table with chromosome/start/end-like columns, chromosomes as GWAS-SSF numbers.
+#: The user's gene table (``inputs.genes``), and known loci (``inputs.known_loci``) that novel loci overlap none of.
+GENES = Table("genes table", required=("chromosome", "start", "end", "gene"), text=("chromosome", "gene"),
+              integers=("start", "end"))
+KNOWN_LOCI = Table("known loci table", required=("chromosome", "start", "end"), text=("chromosome",),
+                   integers=("start", "end"))
+
+
+def read_positions(path: str | os.PathLike, table: Table, columns: list[str] | None = None) -> pd.DataFrame:
+    """A table with a ``chromosome`` column (genes, known loci, truth loci), chromosomes as GWAS-SSF numbers.
 
     Args:
         path: the file.
-        columns: columns it must have (``chromosome`` among them).
-        what: what the table is, for error messages.
-
-    Returns:
-        The table.
+        table: its contract (:data:`GENES`, :data:`KNOWN_LOCI` or the demo's truth loci).
+        columns: columns to read besides the contract's required ones (None: all).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} table not found: {path}")
-    table = pd.read_csv(path, sep="\t", dtype={"chromosome": str}, keep_default_na=False, na_values=["NA", ""])
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{what} table {path} lacks column(s) {missing}")
-    table["chromosome"] = [ssf_chromosome(c) for c in table["chromosome"]]
-    return table
+    frame = table.read(path, columns=columns)
+    frame["chromosome"] = [ssf_chromosome(c) for c in frame["chromosome"]]
+    return frame
 
 
 def overlapping(chromosome: int, start: int, end: int, intervals: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,6 @@ running minimum p over dimensions of every variant (for the Manhattan plot).
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from vitudip.genetics.sumstats import ssf_chromosome
+from vitudip.genetics.sumstats import SUMSTATS, ssf_chromosome
 
 logger = logging.getLogger("vitudip.loci")
 
@@ -50,26 +49,13 @@ def sumstats_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def _header(path: Path) -> list[str]:
-    """Column names of a (gzipped) tab-separated file."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt") as handle:
-        return handle.readline().rstrip("\n").split("\t")
-
-
 def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Read some columns, with an error naming the file and any column it lacks."""
-    missing = [c for c in columns if c not in _header(path)]
-    if missing:
-        raise ValueError(f"summary statistics file {path} lacks column(s) {missing}")
-    text = {c: str for c in ("effect_allele", "other_allele", "variant_id") if c in columns}
-    frame = pd.read_csv(path, sep="\t", usecols=columns, dtype=text, na_values=["NA"], keep_default_na=False)
+    """Some columns of a GWAS-SSF file, chromosomes as GWAS-SSF numbers."""
+    frame = SUMSTATS.read(path, columns=columns)
     if frame["chromosome"].dtype.kind not in "iu":  # X, chr1, ...: convert each distinct name once
         names = frame["chromosome"].astype(str)
         frame["chromosome"] = names.map({n: ssf_chromosome(n) for n in names.unique()})
     frame["chromosome"] = frame["chromosome"].astype(np.int64)
-    frame["base_pair_location"] = frame["base_pair_location"].astype(np.int64)
-    frame["p_value"] = frame["p_value"].astype(np.float64)
     return frame
 
 

@@ -20,7 +20,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.loci.annotate import merge_across_dimensions, overlapping, read_table, truth_recovery
+from vitudip.io.stage_tables import LOCI_MERGED, TRUTH_LOCI, TRUTH_RECOVERY
+from vitudip.loci.annotate import (GENES, KNOWN_LOCI, merge_across_dimensions, overlapping, read_positions,
+                                   truth_recovery)
 from vitudip.loci.fuma import LOCUS_COLUMNS, FumaSettings, empty_tables, fuma_tables, in_mhc, independent_snps
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
 from vitudip.loci.scan import SumstatsScan, aligned_p_values, scan_sumstats, sumstats_files
@@ -225,9 +227,9 @@ def find_loci(
     files = sumstats_files(sumstats)
     reference = LDReference(ld_reference if ld_reference is not None else bfile)
     # small tables first, so a bad one fails before the long read
-    gene_table = read_table(genes, ["chromosome", "start", "end", "gene"], "genes") if genes else None
-    known_table = read_table(known_loci, ["chromosome", "start", "end"], "known loci") if known_loci else None
-    truth_table = (read_table(truth, ["effect", "variant_id", "chromosome", "base_pair_location"], "truth")
+    gene_table = read_positions(genes, GENES) if genes else None
+    known_table = read_positions(known_loci, KNOWN_LOCI) if known_loci else None
+    truth_table = (read_positions(truth, TRUTH_LOCI, ["effect", "variant_id", "chromosome", "base_pair_location"])
                    if truth else None)
     thresholds = study_thresholds(settings.p_threshold, list(files), phenotypes)
     scan = scan_sumstats(files, settings.candidate_p, threads, progress)
@@ -256,7 +258,7 @@ def find_loci(
         write_tsv(ind_sig, staged["ind_sig_snps"])
         write_tsv(lead_snps, staged["lead_snps"])
         write_tsv(loci, staged["genomic_risk_loci"])
-        write_tsv(merged, staged["loci_merged"])
+        LOCI_MERGED.write(merged, staged["loci_merged"])
         write_tsv(thresholds.table(), staged["thresholds"])
         plot_manhattan(scan.variants["chromosome"].to_numpy(), scan.variants["base_pair_location"].to_numpy(),
                        scan.min_p, merged, thresholds.values, staged["manhattan"])
@@ -264,7 +266,7 @@ def find_loci(
                               int(round(regional_flank_kb * 1000)), gene_table)
         if truth_table is not None:
             recovery, summary = truth_recovery(truth_table, merged)
-            write_tsv(recovery, staged["truth_recovery"])
+            TRUTH_RECOVERY.write(recovery, staged["truth_recovery"])
             write_tsv(summary, staged["truth_summary"])
             logger.info("planted SNPs recovered: %d of %d; false loci: %d", int(summary.at[0, "recovered"]),
                         int(summary.at[0, "planted"]), int(summary.at[0, "false_loci"]))

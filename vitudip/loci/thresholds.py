@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from vitudip.io.stage_tables import PHENO
+
 logger = logging.getLogger("vitudip.loci")
 
 #: Column names in the loci tables saying which threshold a locus passes.
@@ -54,12 +56,7 @@ def dimension_correlation(path: str | os.PathLike, dimensions: Sequence[str]) ->
     Returns:
         (k, k) pairwise-complete Pearson correlations; a constant column correlates 0 with the others.
     """
-    header = pd.read_csv(path, sep="\t", nrows=0).columns
-    missing = [d for d in dimensions if d not in header]
-    if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"phenotype table {path} lacks dimension column(s) {shown}")
-    table = pd.read_csv(path, sep="\t", usecols=list(dimensions), na_values=["NA"])[list(dimensions)]
+    table = PHENO.read(path, columns=list(dimensions))[list(dimensions)]
     correlation = table.astype(np.float64).corr().to_numpy()
     correlation = np.nan_to_num(correlation, nan=0.0)
     np.fill_diagonal(correlation, 1.0)

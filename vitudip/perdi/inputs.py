@@ -14,9 +14,8 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
-from vitudip.embed.tables import UDIP_PREFIX, read_udips, udip_columns
+from vitudip.io.stage_tables import LOCI_MERGED, UDIP_PREFIX, read_qc, read_udips, udip_columns
 
 DIMENSION_MODES = ("all", "loci", "leads")
 #: the loci table column that names the dimensions of each mode that reads it
@@ -59,7 +58,7 @@ def subject_latents(udips_path: str | os.PathLike, qc_path: str | os.PathLike, n
     if len(chosen) < 2:
         raise ValueError(f"a paired t-test needs at least 2 subjects: {n_subjects} asked for, "
                          f"{len(table)} in {udips_path}")
-    qc = pd.read_csv(qc_path, sep="\t", dtype={"subject_id": str}, keep_default_na=False)
+    qc = read_qc(qc_path)
     passed = set(qc.loc[qc["status"] == "ok", "subject_id"])
     absent = [s for s in chosen["IID"] if s not in passed]
     if absent:
@@ -87,9 +86,7 @@ def loci_dimensions(loci_path: str | os.PathLike, n_dims: int, column: str = "di
     Raises:
         ValueError: no ``dimensions`` column, or a name that is not a dimension of the model.
     """
-    loci = pd.read_csv(loci_path, sep="\t", dtype=str, keep_default_na=False)
-    if column not in loci.columns:
-        raise ValueError(f"{loci_path} has no '{column}' column (found: {', '.join(loci.columns)})")
+    loci = LOCI_MERGED.read(loci_path, columns=[column])
     dims = set()
     for position, cell in enumerate(loci[column]):
         for name in filter(None, (part.strip() for part in cell.split(";"))):

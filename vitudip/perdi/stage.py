@@ -14,17 +14,17 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vitudip.embed.tables import udip_columns
-from vitudip.embed.vit import load_model
 from vitudip.imaging.preprocess import CacheGrid
-from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.atomic import staged_outputs
+from vitudip.io.stage_tables import REGIONS, udip_columns
+from vitudip.model.checkpoint import load_model
+from vitudip.model.device import pick_device
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps
 from vitudip.perdi.inputs import DIMENSION_MODES, LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
 from vitudip.perdi.space import (atlas_labels, read_cache_grid, save_map, smooth_in_brain, template_on_grid,
                                  to_input_grid)
 from vitudip.plots.perdi import PeakSlices, canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
-from vitudip.train.trainer import pick_device
 
 log = logging.getLogger("vitudip.perdi")
 
@@ -104,12 +104,6 @@ class PerdiSettings:
             raise ValueError(f"perdi.smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
         if not 0 < self.top_fraction < 1:
             raise ValueError(f"perdi.top_fraction must be between 0 and 1, got {self.top_fraction}")
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("perdi.device is 'cuda' but no CUDA device is available")
-    return pick_device(name)
 
 
 def _panel_lines(table: pd.DataFrame) -> list[str]:
@@ -197,7 +191,7 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
         The region table.
     """
     settings = settings or PerdiSettings()
-    device = _device(settings.device)
+    device = pick_device(settings.device, "perdi.device")
     model, state = load_model(model_path, device)
     n_dims = model.config.encoder_dim
     layout = read_cache_grid(cache_dir)
@@ -259,7 +253,7 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
             job.result()
         regions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
             columns=["dimension", *REGION_COLUMNS])
-        write_tsv(regions, out["regions"])
+        REGIONS.write(regions, out["regions"])
         _overview(views, peaks, regions, loci, names, settings.overview_dimensions, out["overview"])
     log.info("wrote %d map(s) to %s and %d region rows to %s", len(dims), maps_dir, len(regions), regions_path)
     return regions

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.stage_tables import LOCI_MERGED, REGIONS, TRUTH_RECOVERY, TRUTH_REGIONS
 from vitudip.report.summary import TOP_REGIONS, study_summary
-from vitudip.report.tables import (LOCI_COLUMNS, RECOVERY_COLUMNS, REGIONS_COLUMNS, TRUTH_REGIONS_COLUMNS,
-                                   read_input)
+from vitudip.report.tables import LOCI_COLUMNS, REGIONS_COLUMNS
 from vitudip.report.truth import summary_line, truth_summary, truth_table
 
 log = logging.getLogger("vitudip.report")
@@ -50,12 +50,12 @@ def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLik
     Returns:
         Output name -> path.
     """
-    loci = read_input(loci_path, LOCI_COLUMNS, "merged loci")
-    regions = read_input(regions_path, REGIONS_COLUMNS, "PerDI regions")
+    loci = LOCI_MERGED.read(loci_path, columns=LOCI_COLUMNS)
+    regions = REGIONS.read(regions_path, columns=REGIONS_COLUMNS)
     targets = {"summary": Path(summary_path)}
     if truth is not None:
-        recovery = read_input(truth.recovery, RECOVERY_COLUMNS, "truth recovery")
-        planted = read_input(truth.regions, TRUTH_REGIONS_COLUMNS, "truth regions")
+        recovery = TRUTH_RECOVERY.read(truth.recovery)
+        planted = TRUTH_REGIONS.read(truth.regions)
         targets.update(truth=Path(truth.table), truth_summary=Path(truth.summary))
 
     summary = study_summary(loci, regions, top_n)

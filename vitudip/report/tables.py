@@ -1,43 +1,12 @@
-"""Reading the report's inputs, and the top PerDI regions of each dimension."""
+"""The columns the report reads, and the top PerDI regions of each dimension."""
 
 from __future__ import annotations
-
-import os
 
 import pandas as pd
 
 #: Columns the report reads from each input (more may be present).
 LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "novel"]
 REGIONS_COLUMNS = ["dimension", "region", "side", "ks_score", "rank"]
-RECOVERY_COLUMNS = ["effect", "variant_id", "found", "locus", "lead_snp", "lead_distance_bp", "lead_p", "dimensions"]
-TRUTH_REGIONS_COLUMNS = ["effect", "region", "side"]
-
-
-def read_input(path: str | os.PathLike, columns: list[str], what: str) -> pd.DataFrame:
-    """Read a tab-separated stage output that must hold ``columns``.
-
-    Names (dimensions, regions, SNPs) stay strings; only ``NA`` and empty cells are missing.
-
-    Args:
-        path: the file.
-        columns: columns it must have.
-        what: what the table is, for the error message.
-
-    Returns:
-        The table.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a required column is missing (the message names the file and the columns).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} table not found: {path}")
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["NA", ""],
-                        dtype={c: str for c in ("dimension", "dimensions", "lead_dimension", "region", "side")})
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{what} table {path} lacks column(s) {missing}; it has {list(table.columns)}")
-    return table
 
 
 def split_dimensions(cell: object) -> list[str]:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.plink import write_bed
+from vitudip.io.stage_tables import TRUTH_LOCI, TRUTH_MEASURES, TRUTH_REGIONS
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, PlantedEffect, Subject
 from vitudip.simulate.genotypes import Genotypes, simulate_genotypes
 
@@ -221,13 +222,13 @@ def simulate_cohort(settings: dict, outdir: str | os.PathLike, seed: int, thread
         write_bed(out["bed"].with_suffix(""), geno.dosages, geno.variants, ids, sex=np.where(male, 1, 2))
 
         truth = _truth_loci(geno, causal, effects, specs, factors)
-        write_tsv(truth, out["truth_loci"])
-        write_tsv(_truth_regions(sim, effects), out["truth_regions"])
+        TRUTH_LOCI.write(truth, out["truth_loci"])
+        TRUTH_REGIONS.write(_truth_regions(sim, effects), out["truth_regions"])
         table = pd.DataFrame(measures)
         table.insert(0, "subject_id", ids)
         for j, e in enumerate(effects):
             table[f"factor_{e.name}"] = factors[:, j]
-        write_tsv(table, out["truth_measures"])
+        TRUTH_MEASURES.write(table, out["truth_measures"])
         write_tsv(known_loci_table(truth, geno.variants, int(settings["known_decoys"]),
                                    int(settings["known_window_kb"] * 1000), rng), out["known_loci"])
         write_tsv(synthetic_genes(geno.variants, int(settings["gene_spacing_kb"] * 1000), rng), out["genes"])

@@ -15,14 +15,17 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from vitudip.data.volumes import BatchSource, CachedVolumes, epoch_order
 from vitudip.embed.spectrum import LOW_PARTICIPATION_RATIO, Spectrum
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.stage_tables import passed_subjects
+from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
+from vitudip.model.device import pick_device
 from vitudip.model.latent_penalty import LatentSpreadPenalty
-from vitudip.model.patches import nonempty_patches, patchify
-from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, patch_mse, per_subject_patch_mse
+from vitudip.model.patches import patchify
+from vitudip.model.step import Step, load_brain_tokens
+from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
-from vitudip.train.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
-from vitudip.train.data import BatchSource, CachedVolumes, cohort_table, epoch_order
 from vitudip.train.schedule import Schedule
 
 log = logging.getLogger("vitudip.train")
@@ -97,74 +100,6 @@ class TrainSettings:
         for name in ("epochs", "checkpoint_every", "workers", "resident", "device", "threads"):
             key.pop(name)
         return key
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """CUDA when asked or available (``auto``), else the CPU."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device("cuda")
-
-
-def load_brain_tokens(brain_mask_path: str | os.PathLike, config: ModelConfig) -> torch.Tensor:
-    """Patches holding brain anywhere in the cohort's union mask: the fixed token set of ``union``."""
-    mask = torch.from_numpy(np.load(brain_mask_path))
-    if tuple(mask.shape) != config.image_size:
-        raise ValueError(f"brain mask {brain_mask_path} has shape {tuple(mask.shape)} but the model expects "
-                         f"{config.image_size}: set model.image_size to preprocess.pad_to")
-    return nonempty_patches(mask, config.patch_size)
-
-
-class Step:
-    """One forward pass and its loss, shared by training, evaluation and embedding.
-
-    Args:
-        model: the autoencoder.
-        brain_tokens: the fixed token set (``union``).
-        token_selection: ``union`` or ``batch``.
-        mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
-        scale: what the centred images are divided by; losses are multiplied back by its square.
-    """
-
-    def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
-                 mean_image: torch.Tensor | None = None, scale: float = 1.0) -> None:
-        self.model = model
-        self.brain_tokens = brain_tokens
-        self.token_selection = token_selection
-        self.mean_image = mean_image
-        self.scale = scale
-        self.autocast = next(model.parameters()).device.type == "cuda"
-
-    def tokens(self, mask: torch.Tensor) -> torch.Tensor:
-        if self.token_selection == "union":
-            return self.brain_tokens
-        return nonempty_patches(mask, self.model.config.patch_size)
-
-    def prepare(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 model input ``(B, X, Y, Z)`` (centred and scaled when asked) and each subject's brain mask."""
-        x = batch.float()
-        mask = x != 0
-        if self.mean_image is not None:
-            x = torch.where(mask, x - self.mean_image, 0.0) / self.scale
-        return x, mask
-
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
-        x, mask = self.prepare(batch)
-        index = self.tokens(mask)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            prediction, latent = self.model(x, index)
-        patch_size = self.model.config.patch_size
-        target = patchify(x, patch_size)[:, index]
-        voxel_mask = patchify(mask, patch_size)[:, index]
-        # one per-patch pass gives both the batch loss and each subject's loss
-        per_patch, brain_patches = patch_mse(prediction.float(), target, voxel_mask)
-        per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
-        loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
-        per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
-        return loss, per_subject.detach(), latent.float(), index
 
 
 @torch.no_grad()
@@ -314,9 +249,9 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "train.device")
     log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    subjects = cohort_table(qc_path, splits_path)
+    subjects = passed_subjects(qc_path, splits_path)
     train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
     val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
     if len(train_rows) == 0:

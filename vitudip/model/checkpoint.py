@@ -1,4 +1,4 @@
-"""Checkpoints that know which model they belong to, written atomically."""
+"""Checkpoints that know which model they belong to, written atomically, and the trained model read back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from vitudip.model.vit_autoencoder import ModelConfig
+from vitudip.model.config import ModelConfig
+from vitudip.model.vit_autoencoder import ViTAutoEncoder
 
 
 class CheckpointError(ValueError):
@@ -62,3 +63,15 @@ def load_checkpoint(path: str | os.PathLike, expected: ModelConfig | None = None
         if diff:
             raise CheckpointError(f"checkpoint {path} was made for another model config ({'; '.join(diff)})")
     return payload
+
+
+def load_model(path: str | os.PathLike, device: torch.device) -> tuple[ViTAutoEncoder, dict]:
+    """The trained model in eval mode, and its checkpoint (token set, grid)."""
+    state = load_checkpoint(path, map_location=device)
+    try:
+        config = ModelConfig.from_dict(state["model_config"])
+    except ValueError as err:
+        raise ValueError(f"{path} was made for a model this version cannot build ({err}); retrain it") from None
+    model = ViTAutoEncoder(config).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state

@@ -11,33 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-
-
-def cohort_table(qc_path: str | os.PathLike, splits_path: str | os.PathLike,
-                 splits: Sequence[str] | None = None) -> pd.DataFrame:
-    """QC-passed subjects with their cache row and split.
-
-    Args:
-        qc_path: ``preprocess/qc.tsv``.
-        splits_path: ``preprocess/splits.tsv``.
-        splits: keep only these splits (None: all).
-
-    Returns:
-        DataFrame ``subject_id``, ``row``, ``split`` in cache order.
-    """
-    qc = pd.read_csv(qc_path, sep="\t", dtype={"subject_id": str}, keep_default_na=False)
-    split = pd.read_csv(splits_path, sep="\t", dtype={"subject_id": str, "split": str})
-    ok = qc.loc[qc["status"] == "ok", ["subject_id", "row"]].astype({"row": int})
-    table = ok.merge(split, on="subject_id", how="inner", validate="one_to_one")
-    if splits is not None:
-        unknown = set(splits) - {"train", "val", "test"}
-        if unknown:
-            raise ValueError(f"unknown split name(s) {sorted(unknown)}; use train, val, test")
-        table = table[table["split"].isin(list(splits))]
-    return table.sort_values("row").reset_index(drop=True)
 
 
 class CachedVolumes(Dataset):

@@ -1,0 +1,23 @@
+"""Where torch runs: one rule for every stage's ``device`` setting."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(name: str | torch.device = "auto", setting: str = "device") -> torch.device:
+    """The device a ``device`` setting asks for.
+
+    Args:
+        name: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        setting: the config key it came from (e.g. ``train.device``), for the message.
+
+    Raises:
+        ValueError: CUDA is asked for but not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{setting} is '{name}' but no CUDA device is available; use 'cpu' or 'auto'")
+    return device

@@ -1,0 +1,71 @@
+"""One forward pass and its loss: what training, evaluation and embedding share."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from vitudip.model.config import ModelConfig
+from vitudip.model.patches import nonempty_patches, patchify
+from vitudip.model.vit_autoencoder import ViTAutoEncoder, patch_mse
+
+
+def load_brain_tokens(brain_mask_path: str | os.PathLike, config: ModelConfig) -> torch.Tensor:
+    """Patches holding brain anywhere in the cohort's union mask: the fixed token set of ``union``."""
+    mask = torch.from_numpy(np.load(brain_mask_path))
+    if tuple(mask.shape) != config.image_size:
+        raise ValueError(f"brain mask {brain_mask_path} has shape {tuple(mask.shape)} but the model expects "
+                         f"{config.image_size}: set model.image_size to preprocess.pad_to")
+    return nonempty_patches(mask, config.patch_size)
+
+
+class Step:
+    """One forward pass and its loss, shared by training, evaluation and embedding.
+
+    Args:
+        model: the autoencoder.
+        brain_tokens: the fixed token set (``union``).
+        token_selection: ``union`` or ``batch``.
+        mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
+        scale: what the centred images are divided by; losses are multiplied back by its square.
+    """
+
+    def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
+                 mean_image: torch.Tensor | None = None, scale: float = 1.0) -> None:
+        self.model = model
+        self.brain_tokens = brain_tokens
+        self.token_selection = token_selection
+        self.mean_image = mean_image
+        self.scale = scale
+        self.autocast = next(model.parameters()).device.type == "cuda"
+
+    def tokens(self, mask: torch.Tensor) -> torch.Tensor:
+        if self.token_selection == "union":
+            return self.brain_tokens
+        return nonempty_patches(mask, self.model.config.patch_size)
+
+    def prepare(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 model input ``(B, X, Y, Z)`` (centred and scaled when asked) and each subject's brain mask."""
+        x = batch.float()
+        mask = x != 0
+        if self.mean_image is not None:
+            x = torch.where(mask, x - self.mean_image, 0.0) / self.scale
+        return x, mask
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
+        x, mask = self.prepare(batch)
+        index = self.tokens(mask)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            prediction, latent = self.model(x, index)
+        patch_size = self.model.config.patch_size
+        target = patchify(x, patch_size)[:, index]
+        voxel_mask = patchify(mask, patch_size)[:, index]
+        # one per-patch pass gives both the batch loss and each subject's loss
+        per_patch, brain_patches = patch_mse(prediction.float(), target, voxel_mask)
+        per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
+        loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
+        per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
+        return loss, per_subject.detach(), latent.float(), index
