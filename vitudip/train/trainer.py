@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from vitudip.embed.spectrum import LOW_PARTICIPATION_RATIO, Spectrum
+from vitudip.imaging.preprocess import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.model.latent_penalty import LatentSpreadPenalty
 from vitudip.model.patches import nonempty_patches, patchify
@@ -316,6 +316,8 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         torch.set_num_threads(settings.threads)
     device = pick_device(settings.device)
     log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    # Read before training, so that a bad grid.json fails now and not after the last epoch.
+    layout = CacheGrid.read(cache_dir)
     subjects = cohort_table(qc_path, splits_path)
     train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
     val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
@@ -416,7 +418,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
             "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
             "mean_image": mean_image.cpu() if settings.center else None, "input_scale": scale,
-            "grid": json.loads((Path(cache_dir) / "grid.json").read_text()),
+            "grid": layout.to_json(),
         })
         write_tsv(metrics, out["metrics"])
         plot_loss(metrics, baseline, out["loss_plot"])
