@@ -70,7 +70,7 @@ def run(n: int, threads: int, workdir: Path, reps: int) -> None:
     print(f"wrote {n} simulated 1 mm brains in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     out = workdir / "out"
-    settings = PreprocessSettings(input_voxel_mm=1, pad_to=PAD_1MM, threads=threads)
+    settings = PreprocessSettings(input_voxel_mm=1, input_grid="auto", pad_to=PAD_1MM, threads=threads)
     started = time.perf_counter()
     preprocess_cohort(
         samples, out / "qc.tsv", out / "cache", out / "brain_mask.npy", out / "splits.tsv", settings=settings

@@ -52,8 +52,8 @@ def make_cohort(folder: Path, n: int, voxel_mm: int, pad: tuple[int, int, int], 
         nib.save(nib.Nifti1Image(image, sim.affine), path)
         rows.append((f"{i:05d}", str(path)))
     pd.DataFrame(rows, columns=["subject_id", "path"]).to_csv(folder / "samples.tsv", sep="\t", index=False)
-    settings = PreprocessSettings(input_voxel_mm=voxel_mm, pad_to=pad, split_fractions=(1.0, 0.0, 0.0),
-                                  threads=threads)
+    settings = PreprocessSettings(input_voxel_mm=voxel_mm, input_grid="auto", pad_to=pad,
+                                  split_fractions=(1.0, 0.0, 0.0), threads=threads)
     preprocess_cohort(folder / "samples.tsv", folder / "qc.tsv", folder / "cache", folder / "brain_mask.npy",
                       folder / "splits.tsv", settings)
     return folder

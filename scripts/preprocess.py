@@ -5,11 +5,13 @@ import argparse
 import sys
 
 from vitudip.cli import run_cli
+from vitudip.imaging.grid import AUTO_GRID, STANDARD_GRIDS
 from vitudip.imaging.preprocess import BAD_IMAGE_POLICIES, PreprocessSettings, preprocess_cohort
 
 
 def main(argv=None) -> None:
-    defaults = PreprocessSettings()
+    # --input-grid has no default here: the config schema's is the only one.
+    defaults = PreprocessSettings(input_grid=AUTO_GRID)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", required=True, help="TSV with subject_id and path")
     parser.add_argument("--qc", required=True, help="QC table to write")
@@ -17,6 +19,8 @@ def main(argv=None) -> None:
     parser.add_argument("--brain-mask", required=True, help="union brain mask (.npy) to write")
     parser.add_argument("--splits", required=True, help="split table to write")
     parser.add_argument("--input-voxel-mm", type=int, default=defaults.input_voxel_mm)
+    parser.add_argument("--input-grid", required=True, choices=[AUTO_GRID, *STANDARD_GRIDS],
+                        help="the images' grid, or auto to recognise it from their affines")
     parser.add_argument("--no-affine-check", action="store_true", help="accept any affine of the right shape")
     parser.add_argument("--downsample", type=int, default=defaults.downsample)
     parser.add_argument("--pad-to", type=int, nargs=3, metavar=("X", "Y", "Z"), default=defaults.pad_to)
@@ -30,6 +34,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     settings = PreprocessSettings(
         input_voxel_mm=args.input_voxel_mm,
+        input_grid=args.input_grid,
         check_affine=not args.no_affine_check,
         downsample=args.downsample,
         pad_to=tuple(args.pad_to),

@@ -26,6 +26,10 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
         (lambda c: c["simulate"].update(n_subjects="many"), "'simulate.n_subjects' must be of type integer"),
         (lambda c: c["preprocess"].update(pad_to=[96, 112]), "'preprocess.pad_to'"),
         (lambda c: c["preprocess"].update(on_bad_image="skip"), "'preprocess.on_bad_image'"),
+        (lambda c: c["preprocess"].update(input_grid="fsl"), "'preprocess.input_grid'"),
+        (lambda c: c["preprocess"].update(input_grid="mni152_1mm"),
+         "'preprocess.input_grid': preprocess.input_grid mni152_1mm has 182x218x182 voxels but "
+         "preprocess.input_voxel_mm 2 expects 91x109x91"),
         (lambda c: c.update(seed=1.5), "'seed' must be of type integer"),
         (lambda c: c["inputs"].pop("samples"), "missing required config key 'inputs.samples'"),
         (lambda c: c.pop("preprocess"), "missing required config key 'preprocess'"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import stats
+from scipy import ndimage, stats
 
 from vitudip.imaging import grid
-from vitudip.imaging.atlas import load_mni_template
-from vitudip.imaging.preprocess import CacheGrid, PreprocessSettings, cache_grid
+from vitudip.imaging.atlas import Atlas, harvard_oxford, harvard_oxford_on, load_mni_template
+from vitudip.imaging.preprocess import CacheGrid, cache_grid
 from vitudip.io.stage_tables import udip_table
 from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify
@@ -24,8 +23,8 @@ from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps, perturbed_latents
 from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, rank_regions
-from vitudip.perdi.space import (NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain,
-                                 to_input_grid)
+from vitudip.perdi.space import NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain, to_input_grid
+from vitudip.perdi.stage import InputSpace
 from vitudip.perdi.stats import PairedDifferenceStats, paired_t
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,7 +219,7 @@ def test_permutation_null_matches_shuffling_labels():
 
 
 def test_map_returns_to_the_input_grid_as_nifti(tmp_path):
-    layout = cache_grid(PreprocessSettings(input_voxel_mm=4, downsample=2, pad_to=(24, 28, 24)))
+    layout = cache_grid(grid.standard_grids(4)[0], 2, (24, 28, 24))
     assert layout.input_shape == (45, 54, 45) and layout.coarse_shape == (22, 27, 22)
     coarse = np.random.default_rng(5).standard_normal(layout.coarse_shape).astype(np.float32)
     fine = to_input_grid(grid.pad_to(coarse, layout.pad_to), layout)
@@ -238,6 +237,53 @@ def test_map_returns_to_the_input_grid_as_nifti(tmp_path):
                                (layout.coarse_affine @ [3, 5, 7, 1])[:3])
 
 
+def test_box_resampling_is_the_block_mean_on_the_block_grid_and_a_1_2_1_filter_on_fsls():
+    volume = np.random.default_rng(7).random((12, 14, 10))
+    affine = grid.MNI_1MM_AFFINE
+    block = grid.resample_box(volume, affine, (6, 7, 5), grid.block_affine(affine, 2))
+    np.testing.assert_allclose(block, grid.block_mean(volume, 2), rtol=1e-6)
+    # FSL's 2 mm voxel i is centred on 1 mm voxel 2i and covers half of each neighbour
+    fsl = grid.resample_box(volume, affine, (6, 7, 5), affine @ np.diag([2.0, 2.0, 2.0, 1.0]))
+    expected = volume
+    for axis in range(3):
+        expected = ndimage.correlate1d(expected, [0.25, 0.5, 0.25], axis=axis, mode="constant")
+    np.testing.assert_allclose(fsl, expected[::2, ::2, ::2], rtol=1e-5)
+
+
+def centroid_mm(atlas: Atlas, label: int) -> np.ndarray:
+    voxels = np.argwhere(atlas.labels == label)
+    return (atlas.affine[:3, :3] @ voxels.mean(axis=0)) + atlas.affine[:3, 3]
+
+
+@pytest.mark.parametrize("region", ["Left_Thalamus", "Right_Hippocampus", "Brain-Stem", "Right_Putamen",
+                                    "Left_Caudate"])
+def test_the_atlas_on_either_2mm_grid_puts_a_region_where_the_1mm_atlas_has_it(region):
+    one_mm = harvard_oxford(1)
+    label = one_mm.label_of(region)
+    centre = centroid_mm(one_mm, label)
+    for on in (grid.BLOCK_2MM, grid.FSL_2MM):
+        atlas = harvard_oxford_on(on.shape, on.affine)
+        # the two grids are 0.5 mm apart on every axis: a label map placed on the wrong one is off by that much
+        np.testing.assert_allclose(centroid_mm(atlas, label), centre, atol=0.25, err_msg=on.name)
+
+
+def test_input_space_on_fsls_grid_carries_its_affine(tmp_path):
+    layout = cache_grid(grid.FSL_2MM, 2, (48, 56, 48))
+    template, template_affine = load_mni_template()
+    on_input = grid.resample_box(template, template_affine, grid.FSL_2MM.shape, grid.FSL_2MM.affine) > 0
+    brain = grid.pad_to(grid.block_mean(on_input.astype(np.float32), 2) > 0.5, layout.pad_to)
+    space = InputSpace.build(layout, brain, 25.0, tmp_path / "atlas")
+    fsl_atlas = harvard_oxford_on(grid.FSL_2MM.shape, grid.FSL_2MM.affine)
+    np.testing.assert_array_equal(space.labels, fsl_atlas.labels)
+    assert (space.labels != harvard_oxford(2).labels).any()
+    (cached,) = (tmp_path / "atlas").glob("*.nii.gz")
+    np.testing.assert_allclose(nib.load(cached).affine, grid.FSL_2MM.affine)
+    save_map(to_input_grid(brain.astype(np.float32), layout), space.layout.input_affine, tmp_path / "m.nii.gz")
+    image = nib.load(tmp_path / "m.nii.gz")
+    assert image.shape == grid.FSL_2MM.shape
+    np.testing.assert_allclose(image.affine, grid.FSL_2MM.affine)
+
+
 def test_smoothing_stays_inside_the_brain():
     brain = np.zeros((9, 9, 9), bool)
     brain[2:7, 2:7, 2:7] = True
@@ -249,7 +295,7 @@ def test_smoothing_stays_inside_the_brain():
     assert out.sum() < 1.0
 
 
-def test_atlas_labels_come_from_the_cache_and_need_an_mni_grid(tmp_path):
+def test_atlas_labels_come_from_the_cache_and_need_an_mni_aligned_grid(tmp_path):
     shape, affine = grid.mni_grid(4)
     planted = np.zeros(shape, np.int16)
     planted[10:20, 10:20, 10:20] = 7
@@ -257,10 +303,10 @@ def test_atlas_labels_come_from_the_cache_and_need_an_mni_grid(tmp_path):
     labels, names = atlas_labels(shape, affine, 25.0, tmp_path)
     np.testing.assert_array_equal(labels, planted)
     assert len(names) == 113 and names[0] == "Left_Frontal_Pole"
-    shifted = affine.copy()
-    shifted[0, 3] += 2
-    with pytest.raises(ValueError, match="not the MNI152 grid"):
-        atlas_labels(shape, shifted, 25.0, tmp_path)
+    rotated = affine.copy()
+    rotated[:3, :2] = affine[:3, [1, 0]]
+    with pytest.raises(ValueError, match="rotated relative to MNI152"):
+        atlas_labels(shape, rotated, 25.0, tmp_path)
 
 
 # ---------------------------------------------------------------------------
@@ -323,11 +369,12 @@ def test_leads_maps_only_each_locus_lead_dimension(tmp_path):
 # The stage through its script
 
 
-def write_stage_inputs(folder: Path, n_dims: int = 8) -> dict:
-    """A tiny random model on the 4 mm MNI grid, with its cache description, brain mask, QC and UDIP tables."""
-    layout: CacheGrid = cache_grid(PreprocessSettings(input_voxel_mm=4, pad_to=(48, 56, 48)))
+def write_stage_inputs(folder: Path, n_dims: int = 8, input_grid: grid.StandardGrid | None = None) -> dict:
+    """A tiny random model on a 4 mm grid (the block one by default), with its cache description, brain mask,
+    QC and UDIP tables."""
+    layout: CacheGrid = cache_grid(input_grid or grid.standard_grids(4)[0], 1, (48, 56, 48))
     (folder / "cache").mkdir()
-    (folder / "cache" / "grid.json").write_text(json.dumps(layout.to_json(6)))
+    layout.write(folder / "cache", 6)
     template, _ = load_mni_template()
     brain = grid.pad_to(grid.block_mean(template, 4) > 0, layout.pad_to)
     np.save(folder / "brain_mask.npy", brain)
@@ -352,8 +399,14 @@ def perdi_command(inputs: dict, out: Path, settings: str) -> list[str]:
             "--panels", str(out / "panels"), "--overview", str(out / "overview.png")]
 
 
-def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
-    inputs = write_stage_inputs(tmp_path)
+#: A 4 mm grid placed like FSL's 2 mm one (voxel centres on 1 mm voxel centres), half a voxel from the block grid.
+FSL_LIKE_4MM = grid.StandardGrid("unchecked", grid.mni_grid(4)[0], grid.FSL_2MM.affine @ np.diag([2.0, 2.0, 2.0, 1.0]),
+                                 "4 mm, FSL's origin")
+
+
+@pytest.mark.parametrize("input_grid", [None, FSL_LIKE_4MM], ids=["block_4mm", "fsl_like_4mm"])
+def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path, input_grid):
+    inputs = write_stage_inputs(tmp_path, input_grid=input_grid)
     out = tmp_path / "perdi"
     settings = '{"dimensions": "loci", "n_subjects": 5, "permutations": 50, "device": "cpu", "smoothing_sigma": 1}'
     done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitudip.imaging.grid import block_affine, mni_grid, unpad
+from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
 from vitudip.imaging.preprocess import (
+    GRID_FILE,
+    CacheGrid,
     PreprocessSettings,
     preprocess_cohort,
     preprocess_image,
@@ -91,7 +93,7 @@ def output_paths(folder: Path) -> dict[str, Path]:
 
 
 def demo_settings(**overrides) -> PreprocessSettings:
-    return PreprocessSettings(**{"input_voxel_mm": 2, "pad_to": PAD, **overrides})
+    return PreprocessSettings(**{"input_voxel_mm": 2, "input_grid": "auto", "pad_to": PAD, **overrides})
 
 
 def run_cohort(samples: Path, out: Path, **overrides) -> pd.DataFrame:
@@ -305,6 +307,7 @@ def test_grid_json_maps_the_cache_back_to_the_input_grid(tmp_path):
     out = tmp_path / "out"
     run_cohort(samples, out, downsample=2, pad_to=(48, 56, 48))
     layout = json.loads((out / "cache" / "grid.json").read_text())
+    assert layout["input_grid"] == "block_2mm"
     assert layout["input_shape"] == list(GRID_SHAPE)
     np.testing.assert_allclose(layout["input_affine"], GRID_AFFINE)
     assert layout["downsample"] == 2 and layout["coarse_shape"] == [45, 54, 45]
@@ -547,7 +550,8 @@ def test_preprocess_script_exits_1_with_one_line_on_a_duplicate_id(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "scripts" / "preprocess.py"), "--samples", str(samples)]
     command += ["--qc", str(out / "qc.tsv"), "--cache", str(out / "cache"), "--brain-mask", str(out / "mask.npy")]
-    command += ["--splits", str(out / "splits.tsv"), "--input-voxel-mm", "2", "--pad-to", *map(str, PAD)]
+    command += ["--splits", str(out / "splits.tsv"), "--input-voxel-mm", "2", "--input-grid", "auto"]
+    command += ["--pad-to", *map(str, PAD)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 1
     assert finished.stderr.strip().splitlines() == [
@@ -574,3 +578,120 @@ def test_an_image_on_the_other_grid_names_the_setting(tmp_path):
     with pytest.raises(ImageCheckError, match=r"on the 1 mm MNI grid, so set preprocess.input_voxel_mm to 1 "
                                               r"\(and preprocess.downsample to 2"):
         load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)
+
+
+# ---------------------------------------------------------------------------
+# Standard grids: FSL's MNI152 2 mm grid and the block-averaged 1 mm grid, half a voxel apart
+
+
+def make_grid_cohort(folder: Path, affines: list[np.ndarray]) -> Path:
+    """One subject per affine, "0001", "0002", …, and their samples table."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, affine in enumerate(affines):
+        subject_id = f"{i + 1:04d}"
+        rows.append((subject_id, save_nifti(images / f"sub-{subject_id}.nii.gz", brain_volume(i), affine)))
+    return write_table(folder / "samples.tsv", ["subject_id", "path"], rows)
+
+
+def test_the_two_2mm_grids_are_half_a_1mm_voxel_apart():
+    np.testing.assert_allclose(FSL_2MM.affine[:3, 3], [90, -126, -72])
+    np.testing.assert_allclose(BLOCK_2MM.affine[:3, 3], [89.5, -125.5, -71.5])
+    np.testing.assert_allclose(np.diag(FSL_2MM.affine), np.diag(BLOCK_2MM.affine))
+    assert FSL_2MM.shape == BLOCK_2MM.shape == GRID_SHAPE
+
+
+@pytest.mark.parametrize("on, input_grid", [
+    (FSL_2MM, "auto"), (FSL_2MM, "fsl_2mm"), (BLOCK_2MM, "auto"), (BLOCK_2MM, "block_2mm")])
+def test_images_on_either_2mm_grid_pass_and_the_cache_keeps_their_affine(tmp_path, on, input_grid):
+    samples = make_grid_cohort(tmp_path, [on.affine] * 3)
+    out = tmp_path / "out"
+    qc = run_cohort(samples, out, input_grid=input_grid, downsample=2, pad_to=(48, 56, 48))
+    assert qc["status"].tolist() == ["ok"] * 3
+    record = json.loads((out / "cache" / GRID_FILE).read_text())
+    assert record["input_grid"] == on.name
+    np.testing.assert_array_equal(record["input_affine"], on.affine)
+    layout = CacheGrid.read(out / "cache")
+    assert layout.input_grid == on.name and layout.input_shape == GRID_SHAPE
+    np.testing.assert_array_equal(layout.input_affine, on.affine)
+    # the 4 mm cache voxel (0, 0, 0) is centred on its 2 x 2 x 2 block of the images' own voxels
+    np.testing.assert_allclose(layout.coarse_affine @ [0, 0, 0, 1], on.affine @ [0.5, 0.5, 0.5, 1])
+
+
+def test_a_cohort_on_two_grids_is_refused_naming_a_file_on_each(tmp_path):
+    samples = make_grid_cohort(tmp_path, [BLOCK_2MM.affine, BLOCK_2MM.affine, FSL_2MM.affine, BLOCK_2MM.affine])
+    out = tmp_path / "out"
+    odd = tmp_path / "images" / "sub-0003.nii.gz"
+    with pytest.raises(ValueError) as caught:
+        run_cohort(samples, out)
+    message = str(caught.value)
+    assert f"subject '0003' ({odd}) is on fsl_2mm (FSL's MNI152 2 mm grid" in message
+    assert f"subject '0001' ({tmp_path / 'images' / 'sub-0001.nii.gz'}) and 2 more are on block_2mm" in message
+    assert "one cohort must share one grid" in message
+    assert_nothing_written(out)
+
+
+def test_a_named_grid_the_images_are_not_on_says_what_to_set(tmp_path):
+    samples = make_grid_cohort(tmp_path, [BLOCK_2MM.affine] * 2)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"preprocess.input_grid is fsl_2mm, but subject '0001' \(.*sub-0001.nii.gz\) "
+                                         r"and 1 more are on block_2mm .*: set preprocess.input_grid to block_2mm "
+                                         r"\(or auto\)"):
+        run_cohort(samples, out, input_grid="fsl_2mm")
+    assert_nothing_written(out)
+
+
+def test_a_named_grid_of_another_voxel_size_is_refused(tmp_path):
+    samples = make_grid_cohort(tmp_path, [BLOCK_2MM.affine])
+    with pytest.raises(ValueError, match=r"preprocess.input_grid mni152_1mm has 182x218x182 voxels but "
+                                         r"preprocess.input_voxel_mm 2 expects 91x109x91: set input_grid to "
+                                         r"block_2mm or fsl_2mm \(or auto\)"):
+        run_cohort(samples, tmp_path / "out", input_grid="mni152_1mm")
+
+
+def test_an_image_off_the_cohorts_grid_is_excluded_and_one_on_fsls_grid_is_named(tmp_path):
+    samples = make_grid_cohort(tmp_path, [FSL_2MM.affine, FSL_2MM.affine @ np.diag([1, 1, 1.1, 1])])
+    qc = run_cohort(samples, tmp_path / "out")
+    assert qc["status"].tolist() == ["ok", "excluded"]
+    assert qc["reason"].iloc[1].startswith("affine differs from the expected grid by")
+    path = save_nifti(tmp_path / "fsl.nii.gz", brain_volume(1), FSL_2MM.affine)
+    with pytest.raises(ImageCheckError, match=r"differs from the expected grid by 0.866 mm: it is on fsl_2mm \(FSL's "
+                                              r"MNI152 2 mm grid.*\), so set preprocess.input_grid to fsl_2mm or auto"):
+        load_checked_t1(path, GRID_SHAPE, BLOCK_2MM.affine)
+
+
+#: 2 mm voxels on no standard grid: 3 mm off the block grid.
+OFF_GRID_AFFINE = BLOCK_2MM.affine + np.pad(np.full((3, 1), 3.0), ((0, 1), (3, 0)))
+
+
+@pytest.mark.parametrize("affine, name", [(FSL_2MM.affine, "fsl_2mm"), (OFF_GRID_AFFINE, "unchecked")])
+def test_without_the_affine_check_the_cache_keeps_the_first_images_affine(tmp_path, affine, name):
+    samples = make_grid_cohort(tmp_path, [affine, affine])
+    out = tmp_path / "out"
+    assert run_cohort(samples, out, check_affine=False)["status"].tolist() == ["ok", "ok"]
+    layout = CacheGrid.read(out / "cache")
+    assert layout.input_grid == name
+    np.testing.assert_array_equal(layout.input_affine, affine)
+
+
+def test_grid_json_written_before_grids_were_named_is_read_by_its_affine(tmp_path):
+    samples = make_grid_cohort(tmp_path, [BLOCK_2MM.affine])
+    out = tmp_path / "out"
+    run_cohort(samples, out)
+    path = out / "cache" / GRID_FILE
+    record = json.loads(path.read_text())
+    del record["input_grid"]
+    path.write_text(json.dumps(record))
+    assert CacheGrid.read(out / "cache").input_grid == "block_2mm"
+    del record["coarse_affine"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} lacks the field 'coarse_affine': rerun the "
+                                         r"preprocess stage"):
+        CacheGrid.read(out / "cache")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} is not valid JSON"):
+        CacheGrid.read(out / "cache")
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(path))} not found"):
+        CacheGrid.read(out / "cache")

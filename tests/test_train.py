@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -13,6 +12,8 @@ import torch
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
+from vitudip.imaging.grid import FSL_2MM
+from vitudip.imaging.preprocess import GRID_FILE, cache_grid
 from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps
@@ -46,7 +47,8 @@ def write_cohort(root, boxes, n: int = N) -> np.ndarray:
             vol[box] += factors[i, k]
         images[i] = np.where(brain, vol, 0)
     images.flush()
-    (cache / "grid.json").write_text(json.dumps({"pad_to": list(SHAPE)}))
+    # FSL's 2 mm grid block-averaged by 4 (22 x 27 x 22) fits the 32-cubed volumes
+    cache_grid(FSL_2MM, 4, SHAPE).write(cache, n)
     ids = [f"{i:04d}" for i in range(n)]
     pd.DataFrame({"subject_id": ids, "path": "x", "status": "ok", "reason": "", "row": range(n),
                   "brain_voxels": int(brain.sum()), "mean": 1.0, "sd": 1.0}).to_csv(root / "qc.tsv", sep="\t", index=False)
@@ -91,6 +93,17 @@ def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
     saved = load_checkpoint(outputs["model"], expected=small_config())
     assert saved["token_selection"] == "union" and len(saved["brain_tokens"]) > 0
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())[-1] == "last.pt"
+    # the model carries the cache's grid: its name and the input images' own affine
+    assert saved["grid"]["input_grid"] == "fsl_2mm" and saved["grid"]["pad_to"] == list(SHAPE)
+    np.testing.assert_array_equal(saved["grid"]["input_affine"], FSL_2MM.affine)
+
+
+def test_a_cache_without_its_grid_fails_before_training(cohort, tmp_path):
+    root, _ = cohort
+    (root / "cache" / GRID_FILE).write_text('{"pad_to": [32, 32, 32]}')
+    with pytest.raises(ValueError, match=r"grid\.json lacks the field 'input_shape': rerun the preprocess stage"):
+        run_training(root, tmp_path / "run", epochs=1)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path):

@@ -98,6 +98,12 @@ def _check_consistency(config: dict) -> None:
         total = splits["train"] + splits["val"] + splits["test"]
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"config key 'preprocess.splits': train + val + test must be 1, got {total:g}")
+    from vitudip.imaging.grid import grid_choices
+
+    try:
+        grid_choices(config["preprocess"]["input_grid"], config["preprocess"]["input_voxel_mm"])
+    except ValueError as err:
+        raise ConfigError(f"config key 'preprocess.input_grid': {err}") from None
     sim = config["simulate"]
     if sim["enabled"]:
         chromosomes = set(sim["genotypes"]["chromosomes"])

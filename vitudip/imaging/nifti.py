@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import os
 import zlib
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
-from vitudip.imaging.grid import mni_grid
+from vitudip.imaging.grid import AUTO_GRID, corner_distance_mm, mni_grid, recognise_grid
 
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Size of a NIfTI-1 header; a gzip stream that cannot yield this much is truncated.
@@ -83,22 +82,6 @@ def _spatial_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple(int(s) for s in shape)
 
 
-def affine_distance_mm(affine: np.ndarray, expected: np.ndarray, shape: tuple[int, int, int]) -> float:
-    """Largest distance in mm between where two affines place the corner voxels of ``shape``.
-
-    Args:
-        affine: 4 x 4 voxel-to-world affine of the image.
-        expected: 4 x 4 affine of the expected grid.
-        shape: image shape whose 8 corner voxels are compared.
-
-    Returns:
-        The maximum displacement over the corners, in mm.
-    """
-    corners = np.array([(*corner, 1) for corner in itertools.product(*[(0, s - 1) for s in shape])], dtype=float)
-    shift = corners @ (np.asarray(affine, float) - np.asarray(expected, float))[:3].T
-    return float(np.linalg.norm(shift, axis=1).max())
-
-
 def _grid_hint(shape: tuple[int, int, int]) -> str:
     """What to set when an image is on the other MNI grid than the config says."""
     for voxel_mm in (1, 2):
@@ -118,10 +101,35 @@ def _check_grid(
     if shape != tuple(expected_shape):
         raise ImageCheckError(f"shape {shape} differs from expected {tuple(expected_shape)}{_grid_hint(shape)}")
     if expected_affine is not None:
-        distance = affine_distance_mm(image.affine, expected_affine, shape)
+        distance = corner_distance_mm(image.affine, expected_affine, shape)
         if distance > affine_tol_mm:
-            raise ImageCheckError(f"affine differs from the expected grid by {distance:.3g} mm")
+            known = recognise_grid(shape, image.affine)
+            hint = (f": it is on {known.name} ({known.description}), so set preprocess.input_grid to {known.name} "
+                    f"or {AUTO_GRID}" if known is not None else "")
+            raise ImageCheckError(f"affine differs from the expected grid by {distance:.3g} mm{hint}")
     return shape
+
+
+def _checked_header(path: Path) -> nib.Nifti1Image:
+    """The header of an existing, non-empty NIfTI file."""
+    if not path.is_file():
+        raise ImageCheckError("file not found")
+    if path.stat().st_size == 0:
+        raise ImageCheckError("empty file (0 bytes)")
+    return _open_header(path)
+
+
+def image_grid(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The 3-D shape and affine of a NIfTI, from its header alone (the data stays compressed).
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+
+    Raises:
+        ImageCheckError: the file is missing, empty, not a NIfTI or not 3-D.
+    """
+    image = _checked_header(Path(path))
+    return _spatial_shape(image.shape), np.asarray(image.affine, dtype=float)
 
 
 def _read_data(image: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) -> np.ndarray:
@@ -157,11 +165,7 @@ def load_checked_t1(
         ImageCheckError: with a short ``reason`` when the image is unusable.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageCheckError("file not found")
-    if path.stat().st_size == 0:
-        raise ImageCheckError("empty file (0 bytes)")
-    image = _open_header(path)
+    image = _checked_header(path)
     shape = _check_grid(image, expected_shape, expected_affine, affine_tol_mm)
     data = _read_data(image, path, shape)
     if not np.isfinite(data).all():

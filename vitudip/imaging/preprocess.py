@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vitudip.imaging import grid
-from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
+from vitudip.imaging.nifti import ImageCheckError, image_grid, load_checked_t1
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import QC, SPLIT_NAMES, SPLITS
 from vitudip.io.tables import Table, line_number
@@ -48,7 +48,9 @@ class PreprocessSettings:
 
     Attributes:
         input_voxel_mm: voxel size of the input MNI grid (1 for UK Biobank, 2 for the demo grid).
-        check_affine: refuse images whose affine is not the MNI grid's.
+        input_grid: ``auto`` (recognise the grid of that voxel size from the images' affines) or a
+            name in :data:`~vitudip.imaging.grid.STANDARD_GRIDS` (``fsl_2mm``, ``block_2mm``, ``mni152_1mm``).
+        check_affine: refuse images whose affine is not the input grid's.
         downsample: integer block-averaging factor applied after the z-score (1: none).
         pad_to: shape the (downsampled) volume is zero-padded to, centred.
         on_bad_image: ``"exclude"`` records a bad image in the QC table; ``"fail"`` stops at the first.
@@ -59,6 +61,8 @@ class PreprocessSettings:
     """
 
     input_voxel_mm: int = 1
+    # Keyword-only without a default: the config schema holds the one default.
+    input_grid: str = field(kw_only=True)
     check_affine: bool = True
     downsample: int = 1
     pad_to: tuple[int, int, int] = (182, 224, 182)
@@ -87,10 +91,28 @@ class PreprocessedImage(NamedTuple):
     sd: float
 
 
+#: The file beside ``images.npy`` that says how the cache maps back to the input grid.
+GRID_FILE = "grid.json"
+_GRID_FIELDS = ("input_shape", "input_affine", "downsample", "coarse_shape", "coarse_affine", "pad_to", "pad_offsets")
+
+
 @dataclass(frozen=True)
 class CacheGrid:
-    """How a cache row maps back to the input grid: downsampled by blocks, then padded."""
+    """How a cache row maps back to the input grid: downsampled by blocks, then padded.
 
+    Attributes:
+        input_grid: name of the input images' grid (:data:`~vitudip.imaging.grid.STANDARD_GRIDS`, or
+            ``unchecked`` when the affine was not checked).
+        input_shape: the input images' shape.
+        input_affine: the input images' own affine (voxel → MNI mm).
+        downsample: block-averaging factor.
+        coarse_shape: shape after the block averaging.
+        coarse_affine: affine after the block averaging.
+        pad_to: the cache volumes' shape.
+        pad_offsets: leading zero-padding per axis.
+    """
+
+    input_grid: str
     input_shape: tuple[int, int, int]
     input_affine: np.ndarray
     downsample: int
@@ -105,9 +127,10 @@ class CacheGrid:
         shift[:3, 3] = -np.asarray(self.pad_offsets, dtype=float)
         return self.coarse_affine @ shift
 
-    def to_json(self, n_rows: int) -> dict:
-        """The ``grid.json`` record of a cache with ``n_rows`` rows."""
+    def to_json(self) -> dict:
+        """The grid as a JSON-ready record (what ``grid.json`` and the trained model hold)."""
         return {
+            "input_grid": self.input_grid,
             "input_shape": list(self.input_shape),
             "input_affine": self.input_affine.tolist(),
             "downsample": self.downsample,
@@ -116,9 +139,83 @@ class CacheGrid:
             "pad_to": list(self.pad_to),
             "pad_offsets": list(self.pad_offsets),
             "cache_affine": self.cache_affine().tolist(),
-            "dtype": np.dtype(CACHE_DTYPE).name,
-            "n_rows": n_rows,
         }
+
+    def write(self, cache_dir: str | os.PathLike, n_rows: int) -> Path:
+        """Write ``cache_dir/grid.json`` for a cache of ``n_rows`` rows; read it back with :meth:`read`.
+
+        Args:
+            cache_dir: the cache folder.
+            n_rows: rows of ``images.npy``.
+
+        Returns:
+            The file written.
+        """
+        path = Path(cache_dir) / GRID_FILE
+        record = {**self.to_json(), "dtype": np.dtype(CACHE_DTYPE).name, "n_rows": n_rows}
+        path.write_text(json.dumps(record, indent=2))
+        return path
+
+    @classmethod
+    def from_json(cls, record: dict, source: str) -> CacheGrid:
+        """The grid of a :meth:`to_json` record.
+
+        A record written before grids were named has no ``input_grid``: its affine was then always
+        a standard grid's, which names it.
+
+        Args:
+            record: the parsed record.
+            source: where it came from, for messages (a file).
+
+        Raises:
+            ValueError: a missing or malformed field, naming ``source``.
+        """
+        try:
+            values = {name: record[name] for name in _GRID_FIELDS}
+            input_affine = np.asarray(values["input_affine"], dtype=float)
+            coarse_affine = np.asarray(values["coarse_affine"], dtype=float)
+            if input_affine.shape != (4, 4) or coarse_affine.shape != (4, 4):
+                raise ValueError("an affine is not 4 x 4")
+            input_shape = tuple(int(n) for n in values["input_shape"])
+            name = record.get("input_grid")
+            if name is None:
+                known = grid.recognise_grid(input_shape, input_affine)
+                name = known.name if known is not None else grid.UNCHECKED_GRID
+            return cls(
+                input_grid=str(name),
+                input_shape=input_shape,
+                input_affine=input_affine,
+                downsample=int(values["downsample"]),
+                coarse_shape=tuple(int(n) for n in values["coarse_shape"]),
+                coarse_affine=coarse_affine,
+                pad_to=tuple(int(n) for n in values["pad_to"]),
+                pad_offsets=tuple(int(n) for n in values["pad_offsets"]),
+            )
+        except KeyError as err:
+            raise ValueError(f"{source} lacks the field {err}: rerun the preprocess stage") from None
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source} is not a cache grid description ({err}): rerun the preprocess stage") from None
+
+    @classmethod
+    def read(cls, cache_dir: str | os.PathLike) -> CacheGrid:
+        """The grid the preprocess stage wrote beside its cache (``cache_dir/grid.json``, by :meth:`write`).
+
+        Args:
+            cache_dir: the cache folder.
+
+        Raises:
+            FileNotFoundError: no ``grid.json``.
+            ValueError: it is not JSON or lacks a field, naming the file.
+        """
+        path = Path(cache_dir) / GRID_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the preprocessing cache describes its grid there "
+                                    "(rerun the preprocess stage)")
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}): rerun the preprocess stage") from None
+        return cls.from_json(record, str(path))
 
 
 # ---------------------------------------------------------------------------
@@ -329,14 +426,17 @@ def check_settings(settings: PreprocessSettings) -> None:
         raise ValueError(f"preprocess.threads must be a positive integer, got {settings.threads}")
     if len(settings.pad_to) != 3 or any(int(p) != p or p < 1 for p in settings.pad_to):
         raise ValueError(f"preprocess.pad_to must be three positive integers, got {tuple(settings.pad_to)}")
+    grid.grid_choices(settings.input_grid, settings.input_voxel_mm)
     check_split_fractions(settings.split_fractions)
 
 
-def cache_grid(settings: PreprocessSettings) -> CacheGrid:
-    """The grids a cache goes through: input MNI grid, block-downsampled grid, padded grid.
+def cache_grid(input_grid: grid.StandardGrid, downsample: int, pad_to: Sequence[int]) -> CacheGrid:
+    """The grids a cache goes through: input grid, block-downsampled grid, padded grid.
 
     Args:
-        settings: input voxel size, downsampling factor and padded shape.
+        input_grid: the input images' grid.
+        downsample: block-averaging factor.
+        pad_to: the padded shape.
 
     Returns:
         The cache's grid description.
@@ -344,24 +444,91 @@ def cache_grid(settings: PreprocessSettings) -> CacheGrid:
     Raises:
         ValueError: ``pad_to`` smaller than the downsampled grid.
     """
-    input_shape, input_affine = grid.mni_grid(settings.input_voxel_mm)
-    factor = int(settings.downsample)
-    coarse_shape = tuple(s // factor for s in input_shape)
-    target = tuple(int(p) for p in settings.pad_to)
+    factor = int(downsample)
+    coarse_shape = tuple(s // factor for s in input_grid.shape)
+    target = tuple(int(p) for p in pad_to)
     if any(p < c for p, c in zip(target, coarse_shape)):
         raise ValueError(
             f"preprocess.pad_to {target} is smaller than the image grid {coarse_shape} "
-            f"({settings.input_voxel_mm} mm grid downsampled by {factor})"
+            f"({input_grid.name} grid downsampled by {factor})"
         )
     return CacheGrid(
-        input_shape=input_shape,
-        input_affine=input_affine,
+        input_grid=input_grid.name,
+        input_shape=input_grid.shape,
+        input_affine=np.asarray(input_grid.affine, dtype=float),
         downsample=factor,
         coarse_shape=coarse_shape,
-        coarse_affine=grid.block_affine(input_affine, factor),
+        coarse_affine=grid.block_affine(input_grid.affine, factor),
         pad_to=target,
         pad_offsets=grid.pad_offsets(coarse_shape, target),
     )
+
+
+def _on_grids(first: tuple[str, str], count: int, known: grid.StandardGrid) -> str:
+    """``subject '1' (a.nii.gz) and 9 more are on fsl_2mm (FSL's ...)``."""
+    more = f" and {count - 1} more" if count > 1 else ""
+    verb = "are" if count > 1 else "is"
+    return f"subject '{first[0]}' ({first[1]}){more} {verb} on {known.name} ({known.description})"
+
+
+def cohort_grid(samples: pd.DataFrame, settings: PreprocessSettings) -> grid.StandardGrid:
+    """The one grid all the cohort's images are on, from their headers (the data stays compressed).
+
+    With the affine check, each image's affine is matched to the standard grids of its shape;
+    an image that is unreadable, of another shape or on no standard grid is left to the
+    conversion, which excludes it with its reason. Without the check, the grid is the first
+    readable image's own.
+
+    Args:
+        samples: ``subject_id`` and ``path`` (:func:`read_samples`).
+        settings: ``input_voxel_mm``, ``input_grid`` and ``check_affine``.
+
+    Returns:
+        The grid; the first allowed one when no image was recognised (then every image is excluded).
+
+    Raises:
+        ValueError: images on two grids (naming a subject and file on each), or on a grid other than
+            the one ``preprocess.input_grid`` names.
+    """
+    choices = grid.grid_choices(settings.input_grid, settings.input_voxel_mm)
+    # The other standard grids too, so that an image on one of them is named, not just refused.
+    known_grids = {g.name: g for g in (*choices, *grid.STANDARD_GRIDS.values())}
+    shape = choices[0].shape
+    started = time.perf_counter()
+    first: dict[str, tuple[str, str]] = {}
+    counts: dict[str, int] = {}
+    for subject_id, path in zip(samples["subject_id"], samples["path"]):
+        try:
+            image_shape, affine = image_grid(path)
+        except ImageCheckError:
+            continue
+        if image_shape != shape:
+            continue
+        known = grid.recognise_grid(image_shape, affine, tuple(known_grids.values()))
+        if not settings.check_affine:
+            return known or grid.StandardGrid(grid.UNCHECKED_GRID, shape, affine,
+                                              f"the affine of subject '{subject_id}' ({path}), not checked")
+        if known is not None:
+            first.setdefault(known.name, (subject_id, path))
+            counts[known.name] = counts.get(known.name, 0) + 1
+    logger.info("read %d image headers in %.1f s: %s", len(samples), time.perf_counter() - started,
+                ", ".join(f"{n} on {name}" for name, n in counts.items()) or "none on a standard grid")
+    if len(counts) > 1:
+        (major, _), (minor, _) = sorted(counts.items(), key=lambda item: -item[1])[:2]
+        on = [_on_grids(first[name], counts[name], known_grids[name]) for name in (minor, major)]
+        raise ValueError(
+            f"the images of {len(samples)} subjects are on more than one grid: {on[0]}, but {on[1]}; one cohort "
+            f"must share one grid: resample the odd ones onto the other (e.g. flirt -in <image> -ref <an image on "
+            f"{major}> -applyxfm -usesqform -out <image>) or drop them from the samples table")
+    if not counts:
+        return choices[0]
+    (name,) = counts
+    if name not in {choice.name for choice in choices}:
+        raise ValueError(
+            f"preprocess.input_grid is {settings.input_grid}, but "
+            f"{_on_grids(first[name], counts[name], known_grids[name])}: set preprocess.input_grid to "
+            f"{name} (or {grid.AUTO_GRID})")
+    return known_grids[name]
 
 
 @dataclass(frozen=True)
@@ -495,14 +662,15 @@ def preprocess_cohort(
     cache_dir: str | os.PathLike,
     brain_mask_path: str | os.PathLike,
     splits_path: str | os.PathLike,
-    settings: PreprocessSettings | None = None,
+    settings: PreprocessSettings,
 ) -> pd.DataFrame:
     """Check, z-score and cache every subject's T1, and write the QC table, brain mask and splits.
 
     Outputs, all moved into place together only when everything succeeded:
 
     - ``cache_dir/images.npy``: float16 ``(n_subjects, *pad_to)``; row i is the i-th subject of the
-      samples table, all zeros when excluded. ``cache_dir/grid.json`` maps it back to the input grid.
+      samples table, all zeros when excluded. ``cache_dir/grid.json`` maps it back to the input grid
+      (:meth:`CacheGrid.read`), whose affine is the images' own.
     - ``qc_path``: TSV with :data:`QC_COLUMNS`.
     - ``brain_mask_path``: ``.npy`` bool ``pad_to``, the union of the ok subjects' brains.
     - ``splits_path``: TSV (subject_id, split) over the ok subjects, in samples order.
@@ -513,22 +681,22 @@ def preprocess_cohort(
         cache_dir: folder to write the cache into (replaced as a whole).
         brain_mask_path: union brain mask to write.
         splits_path: split table to write.
-        settings: preprocessing settings; defaults to :class:`PreprocessSettings`.
+        settings: preprocessing settings.
 
     Returns:
         The QC table.
 
     Raises:
-        ValueError: bad settings or tables, a bad image under ``on_bad_image="fail"``, or no usable subject.
+        ValueError: bad settings or tables, images on more than one grid (:func:`cohort_grid`), a bad
+            image under ``on_bad_image="fail"``, or no usable subject.
     """
-    settings = settings or PreprocessSettings()
     check_settings(settings)
     samples = read_samples(samples_path)
     user_splits = read_splits(settings.splits_file) if settings.splits_file is not None else None
-    layout = cache_grid(settings)
+    layout = cache_grid(cohort_grid(samples, settings), settings.downsample, settings.pad_to)
     logger.info(
-        "%d subjects from %s: %s grid, downsample %d, padded to %s, %d process(es)",
-        len(samples), samples_path, "x".join(map(str, layout.input_shape)), layout.downsample,
+        "%d subjects from %s: %s grid (%s), downsample %d, padded to %s, %d process(es)",
+        len(samples), samples_path, layout.input_grid, "x".join(map(str, layout.input_shape)), layout.downsample,
         "x".join(map(str, layout.pad_to)), settings.threads,
     )
     targets = {"qc": qc_path, "cache": cache_dir, "brain_mask": brain_mask_path, "splits": splits_path}
@@ -546,7 +714,7 @@ def preprocess_cohort(
         else:
             splits = _user_splits(ok_ids, user_splits, settings.splits_file)
         logger.info("splits: %s", ", ".join(f"{n} {name}" for name, n in splits["split"].value_counts().items()))
-        (staged["cache"] / "grid.json").write_text(json.dumps(layout.to_json(len(samples)), indent=2))
+        layout.write(staged["cache"], len(samples))
         _save_npy(staged["brain_mask"], union)
         QC.write(qc, staged["qc"])
         SPLITS.write(splits, staged["splits"])

@@ -22,8 +22,7 @@ from vitudip.model.device import pick_device
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps
 from vitudip.perdi.inputs import DIMENSION_MODES, LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
-from vitudip.perdi.space import (atlas_labels, read_cache_grid, save_map, smooth_in_brain, template_on_grid,
-                                 to_input_grid)
+from vitudip.perdi.space import atlas_labels, save_map, smooth_in_brain, template_on_grid, to_input_grid
 from vitudip.plots.perdi import PeakSlices, canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
 
 log = logging.getLogger("vitudip.perdi")
@@ -194,7 +193,7 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
     device = pick_device(settings.device, "perdi.device")
     model, state = load_model(model_path, device)
     n_dims = model.config.encoder_dim
-    layout = read_cache_grid(cache_dir)
+    layout = CacheGrid.read(cache_dir)
     if tuple(layout.pad_to) != model.config.image_size:
         raise ValueError(f"the cache grid {tuple(layout.pad_to)} is not the model's image size "
                          f"{model.config.image_size}: the model was trained on another cache")

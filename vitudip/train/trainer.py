@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,6 +16,7 @@ from tqdm import tqdm
 
 from vitudip.data.volumes import BatchSource, CachedVolumes, epoch_order
 from vitudip.embed.spectrum import LOW_PARTICIPATION_RATIO, Spectrum
+from vitudip.imaging.preprocess import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
@@ -251,6 +251,8 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         torch.set_num_threads(settings.threads)
     device = pick_device(settings.device, "train.device")
     log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    # Read before training, so that a bad grid.json fails now and not after the last epoch.
+    layout = CacheGrid.read(cache_dir)
     subjects = passed_subjects(qc_path, splits_path)
     train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
     val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
@@ -351,7 +353,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
             "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
             "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
             "mean_image": mean_image.cpu() if settings.center else None, "input_scale": scale,
-            "grid": json.loads((Path(cache_dir) / "grid.json").read_text()),
+            "grid": layout.to_json(),
         })
         write_tsv(metrics, out["metrics"])
         plot_loss(metrics, baseline, out["loss_plot"])

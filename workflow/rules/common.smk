@@ -93,6 +93,7 @@ def preprocess_args():
     s = p["splits"]
     args = [
         f"--input-voxel-mm {p['input_voxel_mm']}",
+        f"--input-grid {p['input_grid']}",
         f"--downsample {p['downsample']}",
         f"--pad-to {' '.join(str(n) for n in p['pad_to'])}",
         f"--on-bad-image {p['on_bad_image']}",
