@@ -131,3 +131,22 @@ def test_genetics_stages_run_without_pytorch(module):
 ])
 def test_stages_do_not_import_each_others_internals(module, forbidden):
     assert not imported_packages(module) & forbidden
+
+
+def test_a_gzipped_sumstats_file_with_a_bad_cell_names_its_line(tmp_path):
+    import gzip
+
+    from vitudip.genetics.sumstats import SUMSTATS
+
+    path = tmp_path / "udip_000.tsv.gz"
+    rows = "".join(f"1\t{100 + i}\t{'0.5' if i != 3 else 'x'}\n" for i in range(5))
+    with gzip.open(path, "wt") as fh:
+        fh.write("chromosome\tbase_pair_location\tp_value\n" + rows)
+    with pytest.raises(ValueError, match=r"udip_000.tsv.gz line 5, column p_value: 'x' is not a number"):
+        SUMSTATS.read(path)
+
+
+def test_a_space_separated_report_is_read_with_its_separator(tmp_path):
+    report = Table("report", required=("ID", "N"), text=("ID",), integers=("N",), sep=" ")
+    path = write(tmp_path / "r.regenie", "ID N\nrs1 10\nrs2 11\n")
+    assert report.read(path)["N"].tolist() == [10, 11]

@@ -45,11 +45,17 @@ import pandas as pd
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
 from vitudip.genetics.gwas_inputs import GwasInputs, load_gwas_inputs, select_variants
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
+from vitudip.io.tables import Table
 
 logger = logging.getLogger("vitudip.gwas")
 
 #: --glm report columns: A1 frequency, OBS_CT, BETA, SE, T_STAT, P and ERRCODE besides the variant.
 GLM_COLUMNS = "chrom,pos,ref,alt,a1freq,nobs,beta,se,tz,p,err"
+#: The ``.glm.linear`` report those columns give, as it is read.
+GLM_REPORT = Table("plink2 --glm report", required=("#CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", "OBS_CT",
+                                                     "BETA", "SE", "P"),
+                   text=("#CHROM", "ID", "REF", "ALT", "A1", "ERRCODE"),
+                   numbers=("A1_FREQ", "BETA", "SE", "T_STAT", "P"), integers=("POS", "OBS_CT"), strip=False)
 
 
 class Plink2Error(RuntimeError):
@@ -141,8 +147,7 @@ def glm_to_sumstats(glm_path: Path) -> pd.DataFrame:
     Returns:
         Frame with the SUMSTATS_COLUMNS.
     """
-    text = {"#CHROM": str, "ID": str, "REF": str, "ALT": str, "A1": str, "ERRCODE": str}
-    glm = pd.read_csv(glm_path, sep="\t", dtype=text, na_values=["NA"], keep_default_na=False)
+    glm = GLM_REPORT.read(glm_path)
     a1_is_alt = (glm["A1"] == glm["ALT"]).to_numpy()
     a1_is_ref = (glm["A1"] == glm["REF"]).to_numpy()
     if not (a1_is_alt | a1_is_ref).all():

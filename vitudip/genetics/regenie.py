@@ -33,6 +33,7 @@ from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink
 from vitudip.genetics.gwas_inputs import load_gwas_inputs, select_phenotypes
 from vitudip.genetics.plink2 import Plink2Error, run_plink2, write_plink2_phenotypes
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, write_sumstats
+from vitudip.io.tables import Table
 
 logger = logging.getLogger("vitudip.gwas")
 
@@ -40,6 +41,10 @@ REGENIE_BINARY = "regenie"
 
 #: Step 2 columns this module needs (INFO, CHISQ and EXTRA are optional or unused).
 REGENIE_COLUMNS = ["CHROM", "GENPOS", "ID", "ALLELE0", "ALLELE1", "A1FREQ", "N", "TEST", "BETA", "SE", "LOG10P"]
+#: A step 2 ``.regenie(.gz)`` report (space-separated).
+REGENIE_REPORT = Table("regenie file", required=tuple(REGENIE_COLUMNS), sep=" ",
+                       text=("CHROM", "ID", "ALLELE0", "ALLELE1", "TEST"),
+                       numbers=("A1FREQ", "BETA", "SE", "LOG10P"), integers=("GENPOS",), strip=False)
 
 
 class RegenieError(RuntimeError):
@@ -164,11 +169,7 @@ def read_regenie(path: str | os.PathLike) -> pd.DataFrame:
     Raises:
         ValueError: a needed column is missing (the message names the file).
     """
-    text = {"CHROM": str, "ID": str, "ALLELE0": str, "ALLELE1": str, "TEST": str}
-    frame = pd.read_csv(path, sep=" ", dtype=text, na_values=["NA"], keep_default_na=False)
-    missing = [c for c in REGENIE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"regenie file {path} lacks column(s) {missing}")
+    frame = REGENIE_REPORT.read(path)
     # Other tests (DOM, REC, interactions) are never the additive effect we report.
     return frame.loc[frame["TEST"] == "ADD"].reset_index(drop=True)
 

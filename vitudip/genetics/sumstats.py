@@ -56,7 +56,7 @@ _CHROMOSOME_NUMBERS = {"X": 23, "XY": 23, "Y": 24, "M": 25, "MT": 25}
 SUMSTATS = Table("summary statistics file", required=("chromosome", "base_pair_location", "p_value"),
                  text=("effect_allele", "other_allele", "variant_id"),
                  numbers=("beta", "standard_error", "effect_allele_frequency", "p_value"),
-                 integers=("base_pair_location", "n"), writer="the GWAS stage")
+                 integers=("base_pair_location", "n"), strip=False, writer="the GWAS stage")
 
 
 def ssf_chromosome(name: str | int) -> int:

@@ -1,4 +1,4 @@
-"""One reader for the pipeline's tab-separated tables: the file, the columns it must have, their kinds.
+"""One reader for the pipeline's tables: the file, the columns it must have, their kinds.
 
 Every table a stage reads (its own inputs from the user, or another stage's
 output) is described once by a :class:`Table`; its errors name the file, the
@@ -29,7 +29,7 @@ def line_number(position: int) -> int:
 
 @dataclass(frozen=True)
 class Table:
-    """A tab-separated table contract.
+    """A table contract: a header line, then one row per line (tab-separated unless ``sep`` says otherwise).
 
     Columns not named here are read with pandas' type inference (or as text when not
     ``infer_others``), ``NA`` and empty cells as missing.
@@ -37,11 +37,13 @@ class Table:
     Args:
         what: what the table is, for messages (``QC table``, ``covariates file``).
         required: columns it must have.
-        text: columns kept as text, without surrounding blanks (IDs keep leading zeros; a missing cell is ``""``).
+        text: columns kept as text (IDs keep leading zeros; a missing cell is ``""``).
         numbers: columns that must be numbers (``NA`` or an empty cell is NaN).
         integers: columns that must hold a whole number on every line.
         unique: a text column whose values must be present and must not repeat (the subject ID of a sheet).
         writer: what writes the file, for the not-found message (``the preprocess stage``).
+        sep: the field separator (a single space for REGENIE's reports).
+        strip: strip blanks around text cells (a user's sheet); off for large machine-written files.
         infer_others: parse undeclared columns as pandas infers them; False keeps them as text (a user's
             covariates, where ``01`` may be a centre code).
     """
@@ -53,6 +55,8 @@ class Table:
     integers: tuple[str, ...] = ()
     unique: str | None = None
     writer: str | None = None
+    sep: str = "\t"
+    strip: bool = True
     infer_others: bool = True
 
     def _name(self, path: Path) -> str:
@@ -75,10 +79,10 @@ class Table:
             first = fh.readline().rstrip("\r\n")
         if not first:
             raise ValueError(f"{self._name(path)} is empty: it needs a header line with {', '.join(self.required)}")
-        columns = first.split("\t")
+        columns = first.split(self.sep)
         missing = [c for c in self.required if c not in columns]
         if missing:
-            if len(columns) == 1 and ("," in first or " " in first):
+            if self.sep == "\t" and len(columns) == 1 and ("," in first or " " in first):
                 sep = "comma" if "," in first else "space"
                 raise ValueError(f"{self._name(path)} is {sep}-separated; it must be tab-separated (TSV), "
                                  f"with column(s) {', '.join(self.required)}")
@@ -105,7 +109,7 @@ class Table:
         path = Path(path)
         present = self.header(path)
         if text_only:
-            frame = pd.read_csv(path, sep="\t", usecols=columns, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(path, sep=self.sep, usecols=columns, dtype=str, keep_default_na=False)
             return self._checked(frame, path, allow_empty)
         if columns is not None:
             absent = [c for c in columns if c not in present]
@@ -121,12 +125,12 @@ class Table:
         if not self.infer_others:
             dtype.update({c: str for c in others})
         try:
-            frame = pd.read_csv(path, sep="\t", usecols=wanted, dtype=dtype, keep_default_na=False,
+            frame = pd.read_csv(path, sep=self.sep, usecols=wanted, dtype=dtype, keep_default_na=False,
                                 na_values={c: list(MISSING) for c in converted + others})
         except ValueError:
             self._name_bad_cell(path, converted)
             raise
-        for column in text:
+        for column in text if self.strip else ():
             frame[column] = frame[column].str.strip()
         whole = [c for c in converted if c in self.integers]
         if whole:
@@ -138,7 +142,7 @@ class Table:
 
     def _name_bad_cell(self, path: Path, columns: list[str]) -> None:
         """Raise for the first cell of ``columns`` that is not of its kind, naming its line (the slow path)."""
-        cells = pd.read_csv(path, sep="\t", usecols=columns, dtype=str, keep_default_na=False)
+        cells = pd.read_csv(path, sep=self.sep, usecols=columns, dtype=str, keep_default_na=False)
         for column in columns:
             self._check_cells(cells[column], path, column, whole=column in self.integers)
 
