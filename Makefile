@@ -12,6 +12,10 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+# the GWAS Catalog's validator, for tests/test_catalog.py: in its own venv, since it needs pandas 1.5
+# (so numpy < 2) and an older click than the pipeline's
+SSF_VENV := .venv-ssf
+SSF_TOOLS := gwas-sumstats-tools==1.0.25 'numpy<2' six 'click<8.2'
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
@@ -20,7 +24,7 @@ export PATH := $(BIN):$(PATH)
 run: setup tools
 	snakemake --cores $(CORES)
 
-test: setup tools test-tools
+test: setup tools test-tools $(SSF_VENV)/.installed
 	pytest -q
 
 dryrun: setup
@@ -47,6 +51,11 @@ tools:
 		echo "or put both binaries on PATH, then run make again"; exit 1; \
 	fi
 
+$(SSF_VENV)/.installed:
+	$(PYTHON) -m venv $(SSF_VENV)
+	$(SSF_VENV)/bin/pip install -q $(SSF_TOOLS)
+	touch $@
+
 # only the tests need a Slurm (tests/test_slurm.py starts a one-node cluster)
 test-tools:
 	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
@@ -59,4 +68,4 @@ test-tools:
 	fi
 
 clean:
-	rm -rf results .snakemake .test/results
+	rm -rf results .snakemake .test/results $(SSF_VENV)

@@ -185,8 +185,7 @@ class SumstatsWriter:
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append the rows of ``frame`` (it needs the SUMSTATS_COLUMNS; others are dropped)."""
-        _require_columns(frame, SUMSTATS_COLUMNS)
-        self.write_statistics(variant_texts(frame), *(frame[c].to_numpy() for c in STATISTIC_COLUMNS))
+        self._write_text(sumstats_text(frame))
 
     def write_statistics(
         self,
@@ -207,7 +206,9 @@ class SumstatsWriter:
             p_value: p-values; below SMALLEST_P (0 included) they are written as SMALLEST_P.
             n: sample count, one per variant or one for all.
         """
-        text = _statistics_text(variants, beta, standard_error, frequency, p_value, n)
+        self._write_text(_statistics_text(variants, beta, standard_error, frequency, p_value, n))
+
+    def _write_text(self, text: str) -> None:
         if self._header:
             text = "\t".join(SUMSTATS_COLUMNS) + "\n" + text
             self._header = False
@@ -240,6 +241,12 @@ class SumstatsWriter:
             self.commit()
         else:
             self.discard()
+
+
+def sumstats_text(frame: pd.DataFrame) -> str:
+    """The GWAS-SSF data lines of ``frame`` (it needs the SUMSTATS_COLUMNS; others are dropped), no header."""
+    _require_columns(frame, SUMSTATS_COLUMNS)
+    return _statistics_text(variant_texts(frame), *(frame[c].to_numpy() for c in STATISTIC_COLUMNS))
 
 
 def write_sumstats(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -1,0 +1,118 @@
+"""Gathered GWAS-SSF files others accept: BGZF, a tabix index, GWAS Catalog metadata, no missing statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import yaml
+
+from vitudip.genetics.catalog import StudyDescription, read_metadata
+from vitudip.genetics.gather import gather_sumstats
+from vitudip.genetics.sumstats import read_sumstats, write_sumstats
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDY = StudyDescription(genome_assembly="GRCh38", trait_description="ViT-UDIP {dimension} of T1 brain MRI",
+                         sample_ancestry_category=("European",), genotyping_technology=("Genome-wide genotyping array",),
+                         analysis_software="vitudip 0.1.0 (plink2 --glm)", adjusted_covariates=("age", "sex"))
+
+
+def gwas_ssf_tool() -> str | None:
+    """The GWAS Catalog's validator: make test installs it in its own venv (it needs pandas 1.5 and numpy < 2)."""
+    for candidate in (os.environ.get("GWAS_SSF"), ROOT / ".venv-ssf" / "bin" / "gwas-ssf", shutil.which("gwas-ssf")):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return None
+
+
+def shard_table(chromosome: int, n: int, rng: np.random.Generator, untested: int = 0) -> pd.DataFrame:
+    table = pd.DataFrame({
+        "chromosome": chromosome,
+        "base_pair_location": np.sort(rng.choice(10_000_000, n, replace=False)) + 1,
+        "effect_allele": rng.choice(list("ACGT"), n), "other_allele": rng.choice(list("ACGT"), n),
+        "beta": rng.normal(0, 0.1, n), "standard_error": np.full(n, 0.1),
+        "effect_allele_frequency": rng.uniform(0.05, 0.95, n), "p_value": rng.uniform(1e-12, 1, n),
+        "variant_id": [f"rs{chromosome}{i:05d}" for i in range(n)], "n": rng.integers(950, 1001, n),
+    })
+    table.loc[table.index[:untested], ["beta", "standard_error", "p_value"]] = np.nan
+    return table
+
+
+@pytest.fixture(params=["joined", "rewritten"])
+def gathered(request, tmp_path: Path) -> dict:
+    """One-chromosome shards of one dimension over every autosome (the validator wants them all);
+    ``rewritten``: one shard out of position order."""
+    rng = np.random.default_rng(3)
+    tables = {1: shard_table(1, 300, rng, untested=4), 2: shard_table(2, 200, rng, untested=1)}
+    tables.update({c: shard_table(c, 20, rng) for c in range(3, 23)})
+    shards = []
+    for chromosome, table in tables.items():
+        shard = tmp_path / "shards" / f"chr{chromosome}"
+        written = table.iloc[::-1] if request.param == "rewritten" and chromosome == 2 else table
+        write_sumstats(written, shard / "udip_000.tsv.gz")
+        shards.append(shard)
+    summary = gather_sumstats(shards, tmp_path / "sumstats", tmp_path / "lambda.tsv", tmp_path / "qq.png",
+                              study=STUDY)
+    expected = pd.concat(tables.values(), ignore_index=True).dropna(subset=["p_value"]).reset_index(drop=True)
+    return {"path": tmp_path / "sumstats" / "udip_000.tsv.gz", "summary": summary, "expected": expected}
+
+
+def test_gathered_file_is_bgzf_without_untested_variants(gathered):
+    path = gathered["path"]
+    with open(path, "rb") as handle:  # a BGZF block: gzip with the "BC" extra subfield
+        assert handle.read(16)[12:14] == b"BC"
+    back = read_sumstats(path)
+    pd.testing.assert_frame_equal(back[["chromosome", "base_pair_location", "variant_id"]],
+                                  gathered["expected"][["chromosome", "base_pair_location", "variant_id"]],
+                                  check_dtype=False)
+    assert back["p_value"].notna().all()
+    row = gathered["summary"].iloc[0]
+    assert (row["n_variants"], row["n_untested"]) == (495 + 20 * 20, 5)
+
+
+def test_a_region_reads_back_through_the_tabix_index(gathered):
+    expected = gathered["expected"]
+    start, end = 2_000_000, 5_000_000
+    want = expected[(expected["chromosome"] == 2) & expected["base_pair_location"].between(start, end)]
+    with pysam.TabixFile(os.fspath(gathered["path"])) as tabix:
+        rows = [line.split("\t") for line in tabix.fetch("2", start - 1, end)]
+    assert len(want) > 10
+    assert [r[8] for r in rows] == list(want["variant_id"])
+
+
+def test_metadata_describes_the_file(gathered):
+    path = gathered["path"]
+    meta = read_metadata(path)
+    assert meta["data_file_name"] == "udip_000.tsv.gz"
+    assert meta["data_file_md5sum"] == hashlib.md5(path.read_bytes()).hexdigest()
+    assert meta["samples"] == [{"sample_size": int(gathered["expected"]["n"].max()),
+                                "sample_ancestry_category": ["European"]}]
+    assert meta["trait_description"] == ["ViT-UDIP udip_000 of T1 brain MRI"]
+    assert (meta["genome_assembly"], meta["coordinate_system"], meta["file_type"]) == ("GRCh38", "1-based",
+                                                                                       "GWAS-SSF v1.0")
+    assert meta["is_sorted"] is True and meta["is_harmonised"] is False
+    assert yaml.safe_load(Path(f"{path}-meta.yaml").read_text())["adjusted_covariates"] == ["age", "sex"]
+
+
+def test_the_gwas_catalog_validator_accepts_file_and_metadata(gathered):
+    tool = gwas_ssf_tool()
+    if tool is None:
+        pytest.skip("gwas-sumstats-tools is not installed (make test installs it in .venv-ssf)")
+    run = subprocess.run([tool, "validate", "--infer-from-metadata", "--min-rows", "10", os.fspath(gathered["path"])],
+                         capture_output=True, text=True, cwd=gathered["path"].parent)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Validation status: True" in run.stdout
+    # the metadata parses as the catalog's own model
+    python = Path(tool).parent / "python"
+    check = ("import sys, yaml; from gwas_sumstats_tools.schema.metadata import SumStatsMetadata; "
+             "SumStatsMetadata(**yaml.safe_load(open(sys.argv[1])))")
+    model = subprocess.run([os.fspath(python), "-c", check, f"{gathered['path']}-meta.yaml"], capture_output=True,
+                           text=True)
+    assert model.returncode == 0, model.stderr
