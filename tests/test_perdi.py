@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
+from vitudip.config import section_defaults
 from vitudip.embed.tables import udip_table
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import load_mni_template
@@ -219,8 +221,14 @@ def test_permutation_null_matches_shuffling_labels():
 # Input grid and NIfTI
 
 
+def grid_settings(**grid_keys) -> PreprocessSettings:
+    """Preprocess settings at the schema's defaults but ``grid_keys`` (a 4 mm grid, which the schema refuses)."""
+    defaults = PreprocessSettings.from_config({"preprocess": section_defaults("preprocess"), "seed": 0}, threads=1)
+    return dataclasses.replace(defaults, **grid_keys)
+
+
 def test_map_returns_to_the_input_grid_as_nifti(tmp_path):
-    layout = cache_grid(PreprocessSettings(input_voxel_mm=4, downsample=2, pad_to=(24, 28, 24)))
+    layout = cache_grid(grid_settings(input_voxel_mm=4, downsample=2, pad_to=(24, 28, 24)))
     assert layout.input_shape == (45, 54, 45) and layout.coarse_shape == (22, 27, 22)
     coarse = np.random.default_rng(5).standard_normal(layout.coarse_shape).astype(np.float32)
     fine = to_input_grid(grid.pad_to(coarse, layout.pad_to), layout)
@@ -325,7 +333,7 @@ def test_leads_maps_only_each_locus_lead_dimension(tmp_path):
 
 def write_stage_inputs(folder: Path, n_dims: int = 8) -> dict:
     """A tiny random model on the 4 mm MNI grid, with its cache description, brain mask, QC and UDIP tables."""
-    layout: CacheGrid = cache_grid(PreprocessSettings(input_voxel_mm=4, pad_to=(48, 56, 48)))
+    layout: CacheGrid = cache_grid(grid_settings(input_voxel_mm=4, pad_to=(48, 56, 48)))
     (folder / "cache").mkdir()
     (folder / "cache" / "grid.json").write_text(json.dumps(layout.to_json(6)))
     template, _ = load_mni_template()
@@ -355,7 +363,8 @@ def perdi_command(inputs: dict, out: Path, settings: str) -> list[str]:
 def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
     inputs = write_stage_inputs(tmp_path)
     out = tmp_path / "perdi"
-    settings = '{"dimensions": "loci", "n_subjects": 5, "permutations": 50, "device": "cpu", "smoothing_sigma": 1}'
+    settings = json.dumps({"seed": 0, "perdi": {"dimensions": "loci", "n_subjects": 5, "permutations": 50,
+                                                "device": "cpu", "smoothing_sigma": 1}})
     done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "maps").iterdir()) == [
@@ -388,8 +397,9 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path):
 def test_cli_bad_input_is_one_line(tmp_path):
     inputs = write_stage_inputs(tmp_path)
     write_inputs(tmp_path, 8, n=6, drop="udip_006")
-    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", '{"device": "cpu"}'), capture_output=True,
-                          text=True, timeout=300)
+    settings = '{"seed": 0, "perdi": {"device": "cpu"}}'
+    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", settings), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "udip_006" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "perdi").exists()

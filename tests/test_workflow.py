@@ -64,9 +64,10 @@ def test_real_data_config_with_a_missing_samples_file_stops_at_start(tmp_path):
 def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, planned, not_planned):
     config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     config["simulate"]["enabled"] = False
-    for key in ("samples", "covariates"):
+    # the tables' headers (they are checked at start); no subject is needed to plan the jobs
+    for key, header in (("samples", "subject_id\tpath\n"), ("covariates", "FID\tIID\tage\tsex\tcentre\n")):
         config["inputs"][key] = str(tmp_path / f"{key}.tsv")
-        (tmp_path / f"{key}.tsv").touch()
+        (tmp_path / f"{key}.tsv").write_text(header)
     config["inputs"].update(genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
     for ext in fmt:
         (tmp_path / f"geno{ext}").touch()
