@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -280,12 +281,8 @@ def load_config(path: str | os.PathLike) -> dict:
     return validate_config(config)
 
 
-def _describe_cell(error: jsonschema.ValidationError) -> str:
-    """What is wrong with one row of a table, naming the column."""
-    if error.validator == "required":
-        missing = [r for r in error.validator_value if r not in error.instance]
-        return f"no value in column '{missing[0]}'"
-    column = error.absolute_path[0]
+def _describe_cell(column: str, error: jsonschema.ValidationError) -> str:
+    """What is wrong with one cell of a table, naming the column."""
     if error.validator == "type":
         want = error.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
@@ -293,11 +290,19 @@ def _describe_cell(error: jsonschema.ValidationError) -> str:
     return f"column '{column}': {error.message}"
 
 
+def _number_or_text(cell: Any) -> Any:
+    """A table cell as a float when it reads as one, else unchanged."""
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return cell
+
+
 def validate_table(path: str | os.PathLike, name: str, columns: Mapping[str, dict] | None = None) -> None:
     """Check an input table against its schema (``workflow/schemas/<name>.schema.yaml``) before any job reads it.
 
-    The header must hold the schema's required columns and ``columns``; every row must match the schema
-    (an empty cell is absent, so only a required column may not have one).
+    The header must hold the schema's required columns and ``columns``; a required column must have a value
+    in every row, and every value must match its column's schema (an empty cell is no value).
 
     Args:
         path: the tab-separated table.
@@ -326,9 +331,23 @@ def validate_table(path: str | os.PathLike, name: str, columns: Mapping[str, dic
         raise ConfigError(f"{what} has no column {', '.join(map(repr, missing))}{hint}; its header: "
                           f"{', '.join(map(str, table.columns))}; needed: {', '.join(header)} "
                           f"(see workflow/schemas/{name}.schema.yaml)")
-    validator = jsonschema.Draft202012Validator(schema)
-    for position, record in enumerate(table.to_dict("records")):
-        row = {column: value for column, value in record.items() if pd.notna(value)}
-        if not validator.is_valid(row):
-            # line 1 is the header
-            raise ConfigError(f"{what} line {position + 2}: {_describe_cell(next(validator.iter_errors(row)))}")
+    # line 1 is the header
+    for column in schema.get("required", []):
+        empty = np.flatnonzero(table[column].isna().to_numpy())
+        if empty.size:
+            raise ConfigError(f"{what} line {empty[0] + 2}: no value in column '{column}'")
+    # Column by column, each distinct value once: row by row takes about 10 s per start on 40 000 subjects.
+    # A column whose schema is {} takes any value.
+    for column, sub in schema["properties"].items():
+        cells = table[column] if column in table.columns and sub else None
+        if cells is None or (sub == {"type": "number"} and pd.api.types.is_numeric_dtype(cells)):
+            continue
+        if sub.get("type") == "number":
+            # a column with one non-number is read as text: parse each cell, so the message names the bad one
+            cells = cells.map(_number_or_text)
+        validator = jsonschema.Draft202012Validator(sub)
+        for value in cells[cells.notna()].unique():
+            if not validator.is_valid(value):
+                position = np.flatnonzero((cells == value).to_numpy())[0]
+                problem = _describe_cell(column, next(validator.iter_errors(value)))
+                raise ConfigError(f"{what} line {position + 2}: {problem}")
