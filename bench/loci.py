@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vitudip.config import section_defaults
 from vitudip.genetics.sumstats import write_sumstats
 from vitudip.io.plink import write_bed
-from vitudip.loci.stage import find_loci
+from vitudip.loci.stage import LociSettings, find_loci
 from vitudip.simulate.genotypes import simulate_genotypes
 
 
@@ -103,7 +104,8 @@ def main(argv: list[str]) -> None:
         sumstats, prefix = (args.sumstats, args.bfile) if args.sumstats else simulate_job(folder, args)
         n_dims = len(list(sumstats.glob("*.tsv.gz")))
         started = time.perf_counter()
-        outputs = find_loci(sumstats, prefix, folder / "loci", threads=args.threads, progress=False)
+        settings = LociSettings.from_config({"loci": section_defaults("loci")})
+        outputs = find_loci(sumstats, prefix, folder / "loci", settings, threads=args.threads, progress=False)
         ours_s = time.perf_counter() - started
         started = time.perf_counter()
         theirs = plink_clump_loop(sumstats, prefix, folder / "plink")

@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from vitudip.config import stage_config
 from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject
 
@@ -70,7 +71,9 @@ def run(n: int, threads: int, workdir: Path, reps: int) -> None:
     print(f"wrote {n} simulated 1 mm brains in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     out = workdir / "out"
-    settings = PreprocessSettings(input_voxel_mm=1, input_grid="auto", pad_to=PAD_1MM, threads=threads)
+    config = stage_config({"preprocess": {"input_voxel_mm": 1, "pad_to": list(PAD_1MM)}, "seed": 0},
+                          PreprocessSettings.CONFIG_KEYS)
+    settings = PreprocessSettings.from_config(config, threads=threads)
     started = time.perf_counter()
     preprocess_cohort(
         samples, out / "qc.tsv", out / "cache", out / "brain_mask.npy", out / "splits.tsv", settings=settings

@@ -115,9 +115,7 @@ class Genome:
         self.bim = read_bim(self.prefix)
         fam = read_fam(self.prefix)
         self.samples = list(fam["iid"])
-        pheno = config["pheno"]
-        settings = PhenoSettings(covariates=pheno["covariates"], categorical=pheno["categorical"],
-                                 derived=pheno["derived"], centre_age=pheno["centre_age"])
+        settings = PhenoSettings.from_config(config)
         path = os.path.join(cohort, COHORT_FILES["covariates"])
         table = read_covariates(path).set_index("IID", drop=False).loc[self.samples]
         covariates = parse_numeric(table, settings.numeric_columns(), path)
@@ -177,9 +175,7 @@ def embed_variant(name: str, config: dict, epochs: int, threads: int, workdir: P
                                    config["embed"]["pca_components"], seed=config["seed"])
         return ids, values, (time.perf_counter() - started) / 60
     model_config = configured(config["model"]["preset"], {**config["model"]["overrides"], **VARIANTS[name]})
-    train = {**config["train"], "epochs": epochs}
-    settings = TrainSettings(**train, token_selection=config["model"]["token_selection"], seed=config["seed"],
-                             threads=threads)
+    settings = TrainSettings.from_config({**config, "train": {**config["train"], "epochs": epochs}}, threads=threads)
     out = workdir / name
     outputs = {k: out / f for k, f in (("model", "model.pt"), ("metrics", "metrics.tsv"),
                                        ("loss_plot", "loss.png"), ("reconstruction_plot", "reconstruction.png"))}

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vitudip.data.volumes import BatchSource, CachedVolumes
+from vitudip.config import stage_config
 from vitudip.imaging.grid import pad_to
 from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
 from vitudip.model.step import Step, load_brain_tokens
@@ -52,8 +53,9 @@ def make_cohort(folder: Path, n: int, voxel_mm: int, pad: tuple[int, int, int], 
         nib.save(nib.Nifti1Image(image, sim.affine), path)
         rows.append((f"{i:05d}", str(path)))
     pd.DataFrame(rows, columns=["subject_id", "path"]).to_csv(folder / "samples.tsv", sep="\t", index=False)
-    settings = PreprocessSettings(input_voxel_mm=voxel_mm, input_grid="auto", pad_to=pad,
-                                  split_fractions=(1.0, 0.0, 0.0), threads=threads)
+    section = {"input_voxel_mm": voxel_mm, "pad_to": list(pad), "splits": {"train": 1.0, "val": 0.0, "test": 0.0}}
+    config = stage_config({"preprocess": section, "seed": 0}, PreprocessSettings.CONFIG_KEYS)
+    settings = PreprocessSettings.from_config(config, threads=threads)
     preprocess_cohort(folder / "samples.tsv", folder / "qc.tsv", folder / "cache", folder / "brain_mask.npy",
                       folder / "splits.tsv", settings)
     return folder

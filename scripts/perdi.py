@@ -2,10 +2,10 @@
 """PerDI: perturb each UDIP dimension, decode, map t and mean change, rank Harvard-Oxford regions, draw panels."""
 
 import argparse
-import json
 import sys
 
 from vitudip.cli import run_cli
+from vitudip.config import read_settings
 from vitudip.perdi.stage import PerdiSettings, run_perdi
 
 
@@ -18,7 +18,9 @@ def main(argv=None) -> None:
     parser.add_argument("--brain-mask", required=True, help="preprocess/brain_mask.npy")
     parser.add_argument("--loci", help="loci/loci_merged.tsv: its 'dimensions' column picks the dimensions "
                                        "(with dimensions: loci) and those of the overview figure")
-    parser.add_argument("--settings", default="{}", help="JSON of PerdiSettings fields (the config's perdi section)")
+    parser.add_argument("--settings", required=True,
+                        help='JSON of the config keys perdi and seed, e.g. \'{"seed": 0, "perdi": {"device": "cpu"}}\' '
+                             "(absent keys of a section take the schema default)")
     parser.add_argument("--atlas-cache", help="folder caching the Harvard-Oxford labels on the input grid")
     parser.add_argument("--maps", required=True, help="folder to write udip_NNN.nii.gz maps into")
     parser.add_argument("--regions", required=True, help="regions.tsv to write")
@@ -27,7 +29,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        settings = PerdiSettings.from_dict(json.loads(args.settings))
+        settings = PerdiSettings.from_config(read_settings(args.settings, PerdiSettings.CONFIG_KEYS))
         run_perdi(args.model, args.udips, args.cache, args.qc, args.brain_mask, args.maps, args.regions,
                   args.panels, args.overview, settings, loci_path=args.loci, atlas_cache=args.atlas_cache)
 

@@ -2,10 +2,10 @@
 """Train the ViT autoencoder on the preprocessing cache; write the model, metrics and figures."""
 
 import argparse
-import json
 import sys
 
 from vitudip.cli import run_cli
+from vitudip.config import read_settings
 from vitudip.model.config import configured
 from vitudip.train.trainer import TrainSettings, train_model
 
@@ -16,9 +16,10 @@ def main(argv=None) -> None:
     parser.add_argument("--qc", required=True)
     parser.add_argument("--splits", required=True)
     parser.add_argument("--brain-mask", required=True)
-    parser.add_argument("--preset", default="demo", help="model preset: demo or reference")
-    parser.add_argument("--overrides", default="{}", help="JSON of model fields replacing the preset's")
-    parser.add_argument("--settings", default="{}", help="JSON of TrainSettings fields")
+    parser.add_argument("--settings", required=True,
+                        help='JSON of the config keys model, train and seed, e.g. \'{"seed": 0, "model": '
+                             '{"preset": "demo"}, "train": {"epochs": 2}}\' (absent keys of a section take the '
+                             "schema default)")
     parser.add_argument("--model", required=True, help="model.pt to write")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--loss-plot", required=True)
@@ -27,11 +28,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = configured(args.preset, json.loads(args.overrides))
-        settings = TrainSettings(**json.loads(args.settings))
+        config = read_settings(args.settings, TrainSettings.CONFIG_KEYS)
+        model_config = configured(config["model"]["preset"], config["model"]["overrides"])
+        settings = TrainSettings.from_config(config, threads=None)
         outputs = {"model": args.model, "metrics": args.metrics, "loss_plot": args.loss_plot,
                    "reconstruction_plot": args.reconstruction_plot}
-        train_model(args.cache, args.qc, args.splits, args.brain_mask, config, settings, outputs, args.checkpoints)
+        train_model(args.cache, args.qc, args.splits, args.brain_mask, model_config, settings, outputs,
+                    args.checkpoints)
 
     run_cli(run)
 

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from vitudip.config import ConfigError, check_input_paths, load_config, validate_config
+import vitudip.config
+from vitudip.config import (
+    ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults, stage_config,
+    validate_config, validate_table,
+)
+from vitudip.genetics.pheno import PhenoSettings
+from vitudip.imaging.preprocess import PreprocessSettings
+from vitudip.loci.stage import LociSettings
+from vitudip.perdi.stage import PerdiSettings
+from vitudip.train.trainer import TrainSettings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_and_tiny_configs_validate(repo_root, tiny_config):
@@ -102,3 +121,102 @@ def test_unreadable_config_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+# --------------------------------------------------------------------------- stage settings
+
+
+def test_settings_json_with_an_unknown_or_missing_key_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"unknown config key 'flank_kb' under 'loci' \(allowed: .*regional_flank_kb"):
+        read_settings('{"loci": {"flank_kb": 10}}', LociSettings.CONFIG_KEYS)
+    with pytest.raises(ConfigError, match=r"unknown settings key\(s\) 'train': this stage reads loci"):
+        read_settings('{"loci": {}, "train": {}}', LociSettings.CONFIG_KEYS)
+    with pytest.raises(ConfigError, match="missing required config key 'seed'"):
+        read_settings('{"perdi": {}}', PerdiSettings.CONFIG_KEYS)
+    with pytest.raises(ConfigError, match="config key 'perdi.rank_by': 'size' is not one of"):
+        read_settings('{"seed": 0, "perdi": {"rank_by": "size"}}', PerdiSettings.CONFIG_KEYS)
+    with pytest.raises(ConfigError, match="--settings is not valid JSON"):
+        read_settings("{loci: {}}", LociSettings.CONFIG_KEYS)
+    with pytest.raises(ConfigError, match="--settings must be a JSON object of the config keys loci, got list"):
+        read_settings("[]", LociSettings.CONFIG_KEYS)
+
+
+def test_a_stage_script_names_the_unknown_settings_key_in_one_line(tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "loci.py"), "--sumstats", str(tmp_path), "--bfile",
+               str(tmp_path / "geno"), "--out-dir", str(tmp_path / "out"), "--settings", '{"loci": {"r3": 0.5}}']
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: unknown config key 'r3' under 'loci'")
+
+
+@pytest.mark.parametrize("cls, build", [
+    (PreprocessSettings, lambda config: PreprocessSettings.from_config(config, threads=1)),
+    (PhenoSettings, PhenoSettings.from_config),
+    (LociSettings, LociSettings.from_config),
+    (TrainSettings, lambda config: TrainSettings.from_config(config, threads=None)),
+    (PerdiSettings, PerdiSettings.from_config),
+])
+def test_the_settings_classes_take_their_defaults_from_the_schema(cls, build):
+    """Every setting a stage receives from a config that leaves its keys out is the schema's default."""
+    values = {key: 0 if key == "seed" else section_defaults(key) for key in cls.CONFIG_KEYS}
+    settings = build(values)
+    received = dataclasses.asdict(settings)
+    flat = {**received, **received.pop("fuma", {})}
+    schema = load_schema()["properties"]
+    for section in (key for key in cls.CONFIG_KEYS if key != "seed"):
+        for key, sub in schema[section]["properties"].items():
+            if key in flat:
+                assert flat[key] == (tuple(sub["default"]) if isinstance(flat[key], tuple) else sub["default"]), key
+
+
+def test_a_default_changed_only_in_the_schema_reaches_the_stage(monkeypatch, tmp_path):
+    schema = load_schema()
+    changed = copy.deepcopy(schema)
+    changed["properties"]["loci"]["properties"]["regional_flank_kb"]["default"] = 75
+    changed["properties"]["perdi"]["properties"]["rank_by"]["default"] = "t"
+    monkeypatch.setattr(vitudip.config, "load_schema", lambda path=vitudip.config.SCHEMA_PATH: (
+        changed if path == vitudip.config.SCHEMA_PATH else schema))
+    assert section_defaults("loci")["regional_flank_kb"] == 75
+    assert PerdiSettings.from_config(stage_config({"seed": 1, "perdi": {}}, PerdiSettings.CONFIG_KEYS)).rank_by == "t"
+    # through the script, as the workflow runs it
+    received = {}
+    monkeypatch.setattr("vitudip.loci.stage.find_loci", lambda *args, **kwargs: received.update(settings=args[3]))
+    main = runpy.run_path(str(ROOT / "scripts" / "loci.py"))["main"]
+    main(["--sumstats", str(tmp_path), "--bfile", str(tmp_path / "geno"), "--out-dir", str(tmp_path / "out"),
+          "--settings", json.dumps({"loci": {"exclude_mhc": True}})])
+    assert received["settings"].regional_flank_kb == 75 and received["settings"].fuma.exclude_mhc is True
+
+
+# --------------------------------------------------------------------------- input tables
+
+
+def test_samples_table_checks_name_the_file_and_column(tmp_path):
+    table = tmp_path / "samples.tsv"
+    table.write_text("subject_id\timage\n1001\ta.nii.gz\n")
+    with pytest.raises(ConfigError, match=rf"samples table '{table}' \(config key 'inputs.samples'\) has no column "
+                                          r"'path'; its header: subject_id, image; needed: subject_id, path"):
+        validate_table(table, "samples")
+    table.write_text("subject_id,path\n1001,a.nii.gz\n")
+    with pytest.raises(ConfigError, match="has no column 'subject_id', 'path' .*it looks comma-separated"):
+        validate_table(table, "samples")
+    table.write_text("subject_id\tpath\n1001\ta.nii.gz\n1002\t\n")
+    with pytest.raises(ConfigError, match=rf"samples table '{table}' .* line 3: no value in column 'path'"):
+        validate_table(table, "samples")
+    table.write_text("")
+    with pytest.raises(ConfigError, match="is empty: it needs a header with the columns subject_id, path"):
+        validate_table(table, "samples")
+    # IDs stay strings, further columns are allowed
+    table.write_text("subject_id\tpath\tsite\n0012\ta.nii.gz\t3\n")
+    validate_table(table, "samples")
+
+
+def test_covariates_table_has_the_columns_the_config_names(tmp_path):
+    table = tmp_path / "covariates.tsv"
+    table.write_text("FID\tIID\tage\tsex\n1\t1\t61.5\t0\n2\t2\tNA\t1\n")
+    numeric = {"age": {"type": "number"}, "sex": {"type": "number"}}
+    validate_table(table, "covariates", numeric)  # an empty cell excludes that subject later, it is no error
+    with pytest.raises(ConfigError, match=r"has no column 'centre'"):
+        validate_table(table, "covariates", {**numeric, "centre": {}})
+    table.write_text("FID\tIID\tage\tsex\n1\t1\t61.5\t0\n2\t2\told\t1\n")
+    with pytest.raises(ConfigError, match=r"line 3: column 'age' must be of type number, got 'old'"):
+        validate_table(table, "covariates", numeric)

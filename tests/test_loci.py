@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from scipy import stats
 from scipy.special import xlogy
 
+from vitudip.config import stage_config
 from vitudip.genetics.sumstats import read_sumstats, write_sumstats
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.loci.annotate import MERGED_COLUMNS, merge_across_dimensions, truth_recovery
@@ -23,7 +25,7 @@ from vitudip.loci.fuma import (
 )
 from vitudip.loci.ld import LDReference, dosage_r2, genotype_tables, haplotype_r2, pair_r2
 from vitudip.loci.scan import aligned_p_values, read_variants, scan_sumstats, sumstats_files
-from vitudip.loci.stage import OUTPUT_FILES, TRUTH_FILES, find_loci, independent_significant_snps
+from vitudip.loci.stage import OUTPUT_FILES, TRUTH_FILES, LociSettings, find_loci, independent_significant_snps
 from vitudip.loci.thresholds import Thresholds, dimension_correlation, effective_number_of_tests
 from vitudip.simulate.genotypes import simulate_genotypes
 
@@ -58,8 +60,13 @@ def _redraw(rng: np.random.Generator, dosages: np.ndarray, share: float, freq: f
     return out
 
 
+def _loci_settings(**loci) -> LociSettings:
+    """The settings of a config's loci section holding ``loci`` (the schema's defaults elsewhere)."""
+    return LociSettings.from_config(stage_config({"loci": loci}, LociSettings.CONFIG_KEYS))
+
+
 def _settings(**overrides) -> FumaSettings:
-    return FumaSettings(**overrides)
+    return _loci_settings(**overrides).fuma
 
 
 # --------------------------------------------------------------------------- r²
@@ -196,7 +203,7 @@ def hand_built_out(hand_built: HandBuilt) -> dict[str, pd.DataFrame]:
     pd.DataFrame({"chromosome": [1, 1, 2], "start": [990_000, 1_025_000, 5_100_000], "end": [1_001_000, 1_040_000,
                   5_200_000], "gene": ["GA", "GC", "GD"]}).to_csv(genes, sep="\t", index=False)
     outputs = find_loci(hand_built.folder / "sumstats", hand_built.prefix, hand_built.folder / "out",
-                        known_loci=known, genes=genes, progress=False)
+                        _loci_settings(), known_loci=known, genes=genes, progress=False)
     return {name: pd.read_csv(path, sep="\t") for name, path in outputs.items() if path.suffix == ".tsv"}
 
 
@@ -349,7 +356,7 @@ def test_independent_snps_match_plink_clump(tmp_path: Path) -> None:
         t = r * np.sqrt((n - 2) / (1 - r**2))
         _write_sumstats(tmp_path / "sumstats" / f"udip_{d:03d}.tsv.gz", genotypes.variants,
                         2 * stats.t.sf(np.abs(t), n - 2))
-    outputs = find_loci(tmp_path / "sumstats", prefix, tmp_path / "out", progress=False)
+    outputs = find_loci(tmp_path / "sumstats", prefix, tmp_path / "out", _loci_settings(), progress=False)
     ours = pd.read_csv(outputs["ind_sig_snps"], sep="\t")
     assert len(ours) > 10
     for d in range(3):
@@ -416,7 +423,7 @@ def test_no_significant_snp_gives_empty_tables(hand_built: HandBuilt, tmp_path: 
     pd.DataFrame({"effect": ["e"], "variant_id": ["1:1000000:A:G"], "chromosome": [1],
                   "base_pair_location": [1_000_000]}).to_csv(truth, sep="\t", index=False)
     outputs = find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out",
-                        _settings(p_threshold=1e-20), truth=truth, progress=False)
+                        _loci_settings(p_threshold=1e-20), truth=truth, progress=False)
     assert set(outputs) == set(OUTPUT_FILES) | set(TRUTH_FILES)
     for name in ("ind_sig_snps", "lead_snps", "genomic_risk_loci", "loci_merged"):
         table = pd.read_csv(outputs[name], sep="\t")
@@ -447,7 +454,7 @@ def test_sumstats_missing_a_column(hand_built: HandBuilt, tmp_path: Path) -> Non
     bad = read_sumstats(folder / "udip_001.tsv.gz").drop(columns="p_value")
     bad.to_csv(folder / "udip_001.tsv.gz", sep="\t", index=False)
     with pytest.raises(ValueError, match=r"udip_001\.tsv\.gz lacks column\(s\) p_value"):
-        find_loci(folder, hand_built.prefix, tmp_path / "out", progress=False)
+        find_loci(folder, hand_built.prefix, tmp_path / "out", _loci_settings(), progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -457,18 +464,18 @@ def test_reference_lacking_a_significant_snp(hand_built: HandBuilt, tmp_path: Pa
     write_bed(prefix, read_bed(hand_built.prefix)[:, keep], hand_built.variants[keep],
               [f"s{i}" for i in range(hand_built.dosages.shape[0])])
     with pytest.raises(ValueError, match=r"not in the LD reference .*partial\.bim.* e\.g\. 2:5000000:A:G"):
-        find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out", ld_reference=prefix,
-                  progress=False)
-    outputs = find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out", ld_reference=prefix,
-                        skip_missing_ld=True, progress=False)
+        find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out", _loci_settings(),
+                  ld_reference=prefix, progress=False)
+    outputs = find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out",
+                        _loci_settings(skip_missing_ld=True), ld_reference=prefix, progress=False)
     assert 2 not in pd.read_csv(outputs["genomic_risk_loci"], sep="\t")["chr"].tolist()
 
 
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="lead_r2 <= r2"):
-        FumaSettings(lead_r2=0.7)
+        _settings(lead_r2=0.7)
     with pytest.raises(ValueError, match="genome_build"):
-        FumaSettings(genome_build="hg19")
+        _settings(genome_build="hg19")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -485,16 +492,18 @@ def test_cli(hand_built: HandBuilt, tmp_path: Path) -> None:
     pd.DataFrame({"FID": range(50), "IID": range(50), **{f"udip_00{d}": rng.normal(size=50) for d in range(3)}}).to_csv(
         pheno, sep="\t", index=False)
     done = _cli("--sumstats", hand_built.folder / "sumstats", "--bfile", hand_built.prefix, "--pheno", pheno,
-                "--out-dir", tmp_path / "out", "--exclude-mhc", "--threads", "2")
+                "--out-dir", tmp_path / "out", "--settings", json.dumps({"loci": {"exclude_mhc": True}}),
+                "--threads", "2")
     assert done.returncode == 0, done.stderr
     loci = pd.read_csv(tmp_path / "out" / "GenomicRiskLoci.tsv", sep="\t")
     assert 6 not in loci["chr"].tolist()
     assert len(list((tmp_path / "out" / "regional").glob("locus_*.png"))) == 2
-    failed = _cli("--sumstats", tmp_path / "nowhere", "--bfile", hand_built.prefix, "--out-dir", tmp_path / "x")
+    failed = _cli("--sumstats", tmp_path / "nowhere", "--bfile", hand_built.prefix, "--out-dir", tmp_path / "x",
+                  "--settings", '{"loci": {}}')
     assert failed.returncode == 1
     last = failed.stderr.strip().splitlines()[-1]
     assert last == f"error: summary statistics folder not found: {tmp_path / 'nowhere'}"
     failed = _cli("--sumstats", hand_built.folder / "sumstats", "--bfile", tmp_path / "missing", "--out-dir",
-                  tmp_path / "x")
+                  tmp_path / "x", "--settings", '{"loci": {}}')
     assert failed.returncode == 1 and "missing.bim" in failed.stderr.splitlines()[-1]
     assert "Traceback" not in failed.stderr

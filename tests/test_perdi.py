@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -408,7 +409,8 @@ FSL_LIKE_4MM = grid.StandardGrid("unchecked", grid.mni_grid(4)[0], grid.FSL_2MM.
 def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path, input_grid):
     inputs = write_stage_inputs(tmp_path, input_grid=input_grid)
     out = tmp_path / "perdi"
-    settings = '{"dimensions": "loci", "n_subjects": 5, "permutations": 50, "device": "cpu", "smoothing_sigma": 1}'
+    settings = json.dumps({"seed": 0, "perdi": {"dimensions": "loci", "n_subjects": 5, "permutations": 50,
+                                                "device": "cpu", "smoothing_sigma": 1}})
     done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "maps").iterdir()) == [
@@ -441,8 +443,9 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path, input_grid):
 def test_cli_bad_input_is_one_line(tmp_path):
     inputs = write_stage_inputs(tmp_path)
     write_inputs(tmp_path, 8, n=6, drop="udip_006")
-    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", '{"device": "cpu"}'), capture_output=True,
-                          text=True, timeout=300)
+    settings = '{"seed": 0, "perdi": {"device": "cpu"}}'
+    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", settings), capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "udip_006" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "perdi").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from vitudip.config import ConfigError, stage_config
 from vitudip.genetics.pheno import PhenoSettings, inverse_normal, prepare_phenotypes
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import udip_table
@@ -94,12 +96,22 @@ def _outputs(tmp_path: Path) -> dict[str, Path]:
     return {key: tmp_path / "pheno" / f"{key}.tsv" for key in ("pheno", "covar", "samples", "exclusions")}
 
 
+def _settings(**pheno) -> PhenoSettings:
+    """PhenoSettings of a config's pheno section holding ``pheno`` (the schema's defaults elsewhere)."""
+    return PhenoSettings.from_config(stage_config({"pheno": pheno}, PhenoSettings.CONFIG_KEYS))
+
+
 def _run(inputs: dict[str, Path], tmp_path: Path, **overrides) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Run the stage with age, sex, centre (and any overrides); return its summary and outputs."""
-    options = {"covariates": ["age", "sex"], "categorical": ["centre"], "min_samples": 10, **overrides}
+    """Run the stage with age, sex, centre, raw age terms and no outlier rule (and any overrides).
+
+    Returns:
+        The stage's summary and outputs.
+    """
+    options = {"covariates": ["age", "sex"], "categorical": ["centre"], "min_samples": 10, "centre_age": False,
+               "outlier_sd": None, **overrides}
     out = _outputs(tmp_path)
     summary = prepare_phenotypes(inputs["udips"], inputs["covariates"], inputs["genotypes"], inputs["qc"],
-                                 PhenoSettings(**options), out)
+                                 _settings(**options), out)
     tables = {key: pd.read_csv(path, sep="\t", dtype={"FID": str, "IID": str}) for key, path in out.items()}
     return summary, tables
 
@@ -267,7 +279,8 @@ def test_outliers_are_dropped_from_the_gwas_with_their_reason(inputs, tmp_path):
     recon = tmp_path / "recon_mse.tsv"
     recon_table(list(udips["IID"]), errors).to_csv(recon, sep="\t", index=False)
     out = _outputs(tmp_path)
-    settings = PhenoSettings(covariates=["age", "sex"], categorical=["centre"], min_samples=10, outlier_sd=6.0)
+    settings = _settings(covariates=["age", "sex"], categorical=["centre"], min_samples=10, centre_age=False,
+                         outlier_sd=6.0)
     prepare_phenotypes(inputs["udips"], inputs["covariates"], inputs["genotypes"], inputs["qc"], settings, out,
                        recon_mse_path=recon)
     reasons = pd.read_csv(out["exclusions"], sep="\t", dtype=str).set_index("IID")["reason"]
@@ -358,10 +371,11 @@ def test_requested_pc_absent(inputs, tmp_path):
 
 
 def test_bad_settings():
-    with pytest.raises(ValueError, match="unknown derived term"):
-        PhenoSettings(derived=["age3"])
+    # the schema names the allowed terms
+    with pytest.raises(ConfigError, match=r"'pheno.derived\[0\]': 'age3' is not one of \['age2', 'sex_age', 'sex_age2'\]"):
+        _settings(derived=["age3"])
     with pytest.raises(ValueError, match="clash with the PCs computed by plink2"):
-        PhenoSettings(covariates=["PC1"], genetic_pcs=2, pcs_from="plink2")
+        _settings(covariates=["PC1"], genetic_pcs=2, pcs_from="plink2")
 
 
 # --------------------------------------------------------------------------- plink2 and the CLI
@@ -406,8 +420,9 @@ def test_cli(inputs, tmp_path):
     out = _outputs(tmp_path)
     command = [sys.executable, str(ROOT / "scripts" / "pheno.py"), "--udips", str(inputs["udips"]),
                "--covariates", str(inputs["covariates"]), "--genotypes", str(inputs["genotypes"]),
-               "--qc", str(inputs["qc"]), "--covariate", "age", "--covariate", "sex", "--categorical", "centre",
-               "--derived", "age2", "sex_age", "--inverse-normal", "--min-samples", "20",
+               "--qc", str(inputs["qc"]), "--settings", json.dumps({"pheno": {
+                   "covariates": ["age", "sex"], "categorical": ["centre"], "derived": ["age2", "sex_age"],
+                   "centre_age": False, "inverse_normal": True, "min_samples": 20, "outlier_sd": None}}),
                *[arg for key, path in out.items() for arg in (f"--{key}", str(path))]]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

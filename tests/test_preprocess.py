@@ -5,6 +5,7 @@ Images are small synthetic brains on the 2 mm MNI grid (91 x 109 x 91), padded t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vitudip.config import section_defaults
 from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
 from vitudip.imaging.preprocess import (
@@ -93,7 +95,9 @@ def output_paths(folder: Path) -> dict[str, Path]:
 
 
 def demo_settings(**overrides) -> PreprocessSettings:
-    return PreprocessSettings(**{"input_voxel_mm": 2, "input_grid": "auto", "pad_to": PAD, **overrides})
+    """The schema's defaults on the demo's 2 mm grid; ``overrides`` may be values the schema refuses."""
+    defaults = PreprocessSettings.from_config({"preprocess": section_defaults("preprocess"), "seed": 0}, threads=1)
+    return dataclasses.replace(defaults, **{"input_voxel_mm": 2, "pad_to": PAD, **overrides})
 
 
 def run_cohort(samples: Path, out: Path, **overrides) -> pd.DataFrame:
@@ -550,8 +554,8 @@ def test_preprocess_script_exits_1_with_one_line_on_a_duplicate_id(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "scripts" / "preprocess.py"), "--samples", str(samples)]
     command += ["--qc", str(out / "qc.tsv"), "--cache", str(out / "cache"), "--brain-mask", str(out / "mask.npy")]
-    command += ["--splits", str(out / "splits.tsv"), "--input-voxel-mm", "2", "--input-grid", "auto"]
-    command += ["--pad-to", *map(str, PAD)]
+    settings = {"seed": 0, "preprocess": {"input_voxel_mm": 2, "pad_to": list(PAD)}}
+    command += ["--splits", str(out / "splits.tsv"), "--settings", json.dumps(settings)]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 1
     assert finished.stderr.strip().splitlines() == [

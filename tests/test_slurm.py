@@ -247,8 +247,10 @@ def test_profile_slurm_runs_every_job_through_slurm(slurm, tmp_path):
         assert Path(log).is_file() and f"rule {rule}:" in Path(log).read_text(), log
     assert sorted(rule_of.values()) == remote
     built = {"simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-             "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather", "find_loci", "perdi_maps"}
+             "gwas_shard", "gwas_gather", "find_loci", "perdi_maps"}
     assert built <= set(remote) and not built & local
+    # the cheap table joins run on the submitting host
+    assert {"embedding_vs_truth", "prepare_phenotypes", "summarise_study"} <= local
     assert remote.count("gwas_shard") == 4  # 2 chromosomes x 2 dimension batches
 
     # the job-completion log lists every one of them as COMPLETED

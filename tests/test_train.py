@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from vitudip.config import stage_config
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
@@ -73,9 +74,11 @@ def small_config(**changes) -> ModelConfig:
 def run_training(root, out, config=None, **settings):
     outputs = {name: out / f"{name}.{ext}" for name, ext in
                (("model", "pt"), ("metrics", "tsv"), ("loss_plot", "png"), ("reconstruction_plot", "png"))}
-    defaults = dict(epochs=2, batch_size=4, schedule="step", step_epochs=1, checkpoint_every=1, seed=3)
+    train = {"epochs": 2, "batch_size": 4, "schedule": "step", "step_epochs": 1, "checkpoint_every": 1, **settings}
+    model = {"token_selection": train.pop("token_selection")} if "token_selection" in train else {}
+    values = stage_config({"model": model, "train": train, "seed": 3}, TrainSettings.CONFIG_KEYS)
     metrics = train_model(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy",
-                          config or small_config(), TrainSettings(**{**defaults, **settings}), outputs,
+                          config or small_config(), TrainSettings.from_config(values, threads=None), outputs,
                           out / "checkpoints")
     return metrics, outputs
 

@@ -55,6 +55,39 @@ def test_real_data_config_with_a_missing_samples_file_stops_at_start(tmp_path):
     assert "inputs.samples" in run.stderr + run.stdout and "absent.tsv" in run.stderr + run.stdout
 
 
+def _real_data_config(tmp_path: Path, samples: str, covariates: str) -> Path:
+    """The tiny config on user tables with these contents, and an (empty) PLINK 1 fileset."""
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["simulate"]["enabled"] = False
+    for key, text in (("samples", samples), ("covariates", covariates)):
+        (tmp_path / f"{key}.tsv").write_text(text)
+        config["inputs"][key] = str(tmp_path / f"{key}.tsv")
+    config["inputs"].update(genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
+    for ext in (".bed", ".bim", ".fam"):
+        (tmp_path / f"geno{ext}").touch()
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_samples_table_without_a_required_column_stops_the_dry_run(tmp_path):
+    covariates = "FID\tIID\tage\tsex\n1\t1\t60\t0\n"
+    run = snakemake(tmp_path, "-n", configfile=_real_data_config(tmp_path, "subject_id\tt1\n1\ta.nii.gz\n",
+                                                                 covariates))
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"samples table '{tmp_path / 'samples.tsv'}' (config key 'inputs.samples') has no column 'path'" in out
+    # a covariate the config names (pheno.covariates: age, sex) must be a column too
+    run = snakemake(tmp_path, "-n", configfile=_real_data_config(tmp_path, "subject_id\tpath\n1\ta.nii.gz\n",
+                                                                 "FID\tIID\tage\n1\t1\t60\n"))
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"covariates table '{tmp_path / 'covariates.tsv'}'" in out and "has no column 'sex'" in out
+    run = snakemake(tmp_path, "-n", configfile=_real_data_config(tmp_path, "subject_id\tpath\n1\ta.nii.gz\n",
+                                                                 covariates))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+
+
 @pytest.mark.parametrize(("engine", "fmt", "planned", "not_planned"), [
     ("regenie", (".bed", ".bim", ".fam"), "regenie_step1", "convert_genotypes"),
     ("torch", (".pgen", ".pvar", ".psam"), "convert_genotypes", "regenie_step1"),
@@ -64,9 +97,10 @@ def test_real_data_config_with_a_missing_samples_file_stops_at_start(tmp_path):
 def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, planned, not_planned):
     config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     config["simulate"]["enabled"] = False
-    for key in ("samples", "covariates"):
+    # the tables' headers (they are checked at start); no subject is needed to plan the jobs
+    for key, header in (("samples", "subject_id\tpath\n"), ("covariates", "FID\tIID\tage\tsex\tcentre\n")):
         config["inputs"][key] = str(tmp_path / f"{key}.tsv")
-        (tmp_path / f"{key}.tsv").touch()
+        (tmp_path / f"{key}.tsv").write_text(header)
     config["inputs"].update(genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
     for ext in fmt:
         (tmp_path / f"geno{ext}").touch()

@@ -25,19 +25,13 @@ import numpy as np
 import pandas as pd
 
 from vitudip.io.atomic import staged_outputs
+from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
 
 logger = logging.getLogger("vitudip.gwas")
 
 #: Lines of a tool's log quoted in an error.
 LOG_TAIL_LINES = 20
-
-#: The files of each format, in the order they are looked for (.pgen before .bed, as plink2 users expect).
-FORMAT_EXTENSIONS = {
-    "pgen": (".pgen", ".pvar", ".psam"),
-    "bed": (".bed", ".bim", ".fam"),
-    "bgen": (".bgen", ".sample"),
-}
 
 
 def _psam_header_line(path: Path) -> int | None:
@@ -199,19 +193,7 @@ def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
         FileNotFoundError: no complete fileset; names the files that are missing.
     """
     prefix = os.fspath(prefix)
-    partial = []
-    for name, extensions in FORMAT_EXTENSIONS.items():
-        present = [Path(prefix + ext).is_file() for ext in extensions]
-        if all(present):
-            return GenotypeFiles(prefix, name)
-        if any(present):
-            partial += [prefix + ext for ext, ok in zip(extensions, present) if not ok]
-    if partial:
-        raise FileNotFoundError(f"genotype file(s) not found: {', '.join(partial)}")
-    raise FileNotFoundError(
-        f"no genotype files for prefix {prefix}: expected {prefix}.bed/.bim/.fam, .pgen/.pvar/.psam "
-        "or .bgen/.sample"
-    )
+    return GenotypeFiles(prefix, genotype_format(prefix))
 
 
 def log_tail(log_path: Path, fallback: str) -> str:

@@ -12,13 +12,16 @@ Every subject seen in any input and not analysed gets exactly one reason in
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shlex
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,12 +33,6 @@ from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO, UDIP_PREFIX, read_
 from vitudip.io.tables import Table
 
 log = logging.getLogger("vitudip.pheno")
-
-#: Derived age/sex terms the settings may ask for.
-DERIVED_TERMS = ("age2", "sex_age", "sex_age2")
-
-#: Where genetic principal components come from.
-PCS_SOURCES = ("file", "plink2")
 
 #: The keys ``prepare_phenotypes`` expects in ``out``.
 OUTPUT_KEYS = ("pheno", "covar", "samples", "exclusions")
@@ -64,8 +61,6 @@ class PhenoSettings:
         genetic_pcs: number of genetic PCs to add (0: none beyond ``covariates``).
         pcs_from: "file" (PC1..PCk columns of the covariates file) or
             "plink2" (computed with ``plink2 --pca`` on the analysed samples).
-        age_column: covariates-file column the derived terms use as age.
-        sex_column: covariates-file column the derived terms use as sex.
         outlier_sd: drop subjects whose log reconstruction error, or whose UDIP vector's distance from
             the median (root-mean-square robust z over the dimensions), is more than this many robust
             SDs (1.4826 x the median absolute deviation) above the median, with the reason in the
@@ -75,29 +70,38 @@ class PhenoSettings:
             the model the fit is the same, but raw age² and sex×age² are so
             collinear with age and sex (VIF in the thousands) that
             ``plink2 --glm`` refuses them (its VIF limit is 50).
+
+    The derived terms read age from the ``age`` and sex from the ``sex`` column of the covariates file.
     """
 
-    covariates: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    derived: list[str] = field(default_factory=list)
-    inverse_normal: bool = False
-    min_samples: int = 1
-    genetic_pcs: int = 0
-    pcs_from: str = "file"
-    age_column: str = "age"
-    sex_column: str = "sex"
-    centre_age: bool = False
-    outlier_sd: float | None = None
+    covariates: list[str]
+    categorical: list[str]
+    derived: list[str]
+    inverse_normal: bool
+    min_samples: int
+    genetic_pcs: int
+    pcs_from: str
+    centre_age: bool
+    outlier_sd: float | None
+
+    #: Covariates-file columns the derived terms use as age and as sex.
+    age_column: ClassVar[str] = "age"
+    sex_column: ClassVar[str] = "sex"
+    #: The config keys the settings come from (the pheno script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("pheno",)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PhenoSettings:
+        """The settings of a validated config's ``pheno`` section (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        section = config["pheno"]
+        return cls(**{f.name: copy.deepcopy(section[f.name]) for f in fields(cls)})
 
     def __post_init__(self) -> None:
-        unknown = [term for term in self.derived if term not in DERIVED_TERMS]
-        if unknown:
-            raise ValueError(f"unknown derived term(s) {unknown}; use {', '.join(DERIVED_TERMS)}")
-        if self.pcs_from not in PCS_SOURCES:
-            raise ValueError(f"pcs_from must be one of {', '.join(PCS_SOURCES)}, not '{self.pcs_from}'")
-        if self.genetic_pcs < 0 or self.min_samples < 1:
-            raise ValueError(f"genetic_pcs must be >= 0 and min_samples >= 1 "
-                             f"(got {self.genetic_pcs} and {self.min_samples})")
+        # the config schema checks each value; these are the rules between keys
         both = sorted(set(self.covariates) & set(self.categorical))
         if both:
             raise ValueError(f"column(s) {both} listed as both numeric and categorical covariates")
@@ -348,7 +352,7 @@ def derived_terms(age: pd.Series, sex: pd.Series, terms: list[str]) -> pd.DataFr
     Args:
         age: ages.
         sex: sex codes (0/1).
-        terms: names from ``DERIVED_TERMS``.
+        terms: any of age2, sex_age and sex_age2 (the schema's pheno.derived).
 
     Returns:
         One column per term, named as the term.

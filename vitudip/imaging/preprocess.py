@@ -16,11 +16,11 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,6 @@ from vitudip.io.tables import Table, line_number
 
 logger = logging.getLogger("vitudip.preprocess")
 
-BAD_IMAGE_POLICIES: tuple[str, str] = ("exclude", "fail")
 QC_COLUMNS: list[str] = ["subject_id", "path", "status", "reason", "row", "brain_voxels", "mean", "sd"]
 CACHE_DTYPE = np.float16
 #: Subjects per worker task: small enough to balance load, large enough to amortise IPC.
@@ -60,17 +59,41 @@ class PreprocessSettings:
         threads: worker processes converting images.
     """
 
-    input_voxel_mm: int = 1
-    # Keyword-only without a default: the config schema holds the one default.
-    input_grid: str = field(kw_only=True)
-    check_affine: bool = True
-    downsample: int = 1
-    pad_to: tuple[int, int, int] = (182, 224, 182)
-    on_bad_image: str = "exclude"
-    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    splits_file: str | os.PathLike | None = None
-    seed: int = 0
-    threads: int = 1
+    input_voxel_mm: int
+    input_grid: str
+    check_affine: bool
+    downsample: int
+    pad_to: tuple[int, int, int]
+    on_bad_image: str
+    split_fractions: tuple[float, float, float]
+    splits_file: str | os.PathLike | None
+    seed: int
+    threads: int
+
+    #: The config keys the settings come from (the preprocess script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("preprocess", "seed")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], threads: int) -> PreprocessSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+            threads: worker processes converting images.
+        """
+        section, splits = config["preprocess"], config["preprocess"]["splits"]
+        return cls(
+            input_voxel_mm=section["input_voxel_mm"],
+            input_grid=section["input_grid"],
+            check_affine=section["check_affine"],
+            downsample=section["downsample"],
+            pad_to=tuple(section["pad_to"]),
+            on_bad_image=section["on_bad_image"],
+            split_fractions=(splits["train"], splits["val"], splits["test"]),
+            splits_file=splits["file"],
+            seed=config["seed"],
+            threads=threads,
+        )
 
 
 class PreprocessedImage(NamedTuple):
@@ -415,18 +438,11 @@ def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int])
 
 
 def check_settings(settings: PreprocessSettings) -> None:
-    """Refuse settings that cannot work, naming the configuration key."""
-    if settings.on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ValueError(
-            f"preprocess.on_bad_image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got '{settings.on_bad_image}'"
-        )
-    if int(settings.downsample) != settings.downsample or settings.downsample < 1:
-        raise ValueError(f"preprocess.downsample must be a positive integer, got {settings.downsample}")
+    """Refuse settings that cannot work and that the config schema does not check, naming the key."""
     if int(settings.threads) != settings.threads or settings.threads < 1:
         raise ValueError(f"preprocess.threads must be a positive integer, got {settings.threads}")
-    if len(settings.pad_to) != 3 or any(int(p) != p or p < 1 for p in settings.pad_to):
-        raise ValueError(f"preprocess.pad_to must be three positive integers, got {tuple(settings.pad_to)}")
     grid.grid_choices(settings.input_grid, settings.input_voxel_mm)
+    # the schema checks each fraction; their sum is checked here for callers without a config
     check_split_fractions(settings.split_fractions)
 
 
@@ -681,7 +697,7 @@ def preprocess_cohort(
         cache_dir: folder to write the cache into (replaced as a whole).
         brain_mask_path: union brain mask to write.
         splits_path: split table to write.
-        settings: preprocessing settings.
+        settings: preprocessing settings (:meth:`PreprocessSettings.from_config`).
 
     Returns:
         The QC table.

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -189,18 +192,47 @@ def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan
                       genes=nearby)
 
 
+@dataclass(frozen=True)
+class LociSettings:
+    """How the loci stage finds, filters and draws loci: the config's ``loci`` section.
+
+    Its ``ld_reference`` is not here: it says which fileset the stage gets as ``bfile``.
+
+    Attributes:
+        fuma: the FUMA thresholds and options.
+        skip_missing_ld: drop significant SNPs the LD reference lacks instead of failing.
+        regional_flank_kb: regional plots show this much beyond each locus.
+    """
+
+    fuma: FumaSettings
+    skip_missing_ld: bool
+    regional_flank_kb: float
+
+    #: The config keys the settings come from (the loci script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("loci",)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LociSettings:
+        """The settings of a validated config's ``loci`` section (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        section = config["loci"]
+        fuma = FumaSettings(**{f.name: section[f.name] for f in fields(FumaSettings)})
+        return cls(fuma, section["skip_missing_ld"], section["regional_flank_kb"])
+
+
 def find_loci(
     sumstats: str | os.PathLike,
     bfile: str | os.PathLike,
     out_dir: str | os.PathLike,
-    settings: FumaSettings = FumaSettings(),
+    settings: LociSettings,
     ld_reference: str | os.PathLike | None = None,
     phenotypes: str | os.PathLike | None = None,
     known_loci: str | os.PathLike | None = None,
     genes: str | os.PathLike | None = None,
     truth: str | os.PathLike | None = None,
-    skip_missing_ld: bool = False,
-    regional_flank_kb: float = 50.0,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Path]:
@@ -210,14 +242,12 @@ def find_loci(
         sumstats: folder of GWAS-SSF ``<dimension>.tsv.gz`` files.
         bfile: the GWAS genotypes (PLINK 1 prefix), the LD reference unless ``ld_reference`` is given.
         out_dir: output folder (OUTPUT_FILES, and TRUTH_FILES with ``truth``).
-        settings: FUMA thresholds and options.
+        settings: FUMA thresholds and options, the regional plots' margin (:meth:`LociSettings.from_config`).
         ld_reference: another PLINK 1 prefix to take LD from (e.g. a reference panel).
         phenotypes: table with one column per dimension (pheno.tsv or udips.tsv) for M_eff.
         known_loci: table chromosome, start, end, ...: merged loci overlapping none are novel.
         genes: table chromosome, start, end, gene: names loci.
         truth: the simulated demo's truth/loci.tsv (effect, variant_id, chromosome, base_pair_location).
-        skip_missing_ld: drop significant SNPs the LD reference lacks instead of failing.
-        regional_flank_kb: regional plots show this much beyond each locus.
         threads: processes that read summary statistics.
         progress: show progress bars.
 
@@ -231,13 +261,14 @@ def find_loci(
     known_table = read_positions(known_loci, KNOWN_LOCI) if known_loci else None
     truth_table = (read_positions(truth, TRUTH_LOCI, ["effect", "variant_id", "chromosome", "base_pair_location"])
                    if truth else None)
-    thresholds = study_thresholds(settings.p_threshold, list(files), phenotypes)
-    scan = scan_sumstats(files, settings.candidate_p, threads, progress)
-    found = independent_significant_snps(scan, reference, settings, skip_missing_ld, progress)
+    fuma = settings.fuma
+    thresholds = study_thresholds(fuma.p_threshold, list(files), phenotypes)
+    scan = scan_sumstats(files, fuma.candidate_p, threads, progress)
+    found = independent_significant_snps(scan, reference, fuma, settings.skip_missing_ld, progress)
 
     ind_tables, lead_tables, locus_tables = [], [], []
     for d, snps in found.items():
-        ind, lead, loci = fuma_tables(scan.dimensions[d], snps, scan.variants, settings.merge_distance_bp)
+        ind, lead, loci = fuma_tables(scan.dimensions[d], snps, scan.variants, fuma.merge_distance_bp)
         ind_tables.append(ind)
         lead_tables.append(lead)
         locus_tables.append(loci)
@@ -246,7 +277,7 @@ def find_loci(
     loci = _stack(locus_tables, empty_loci)
     for column, passed in thresholds.passes(loci["p"]).items():
         loci[column] = passed
-    merged = merge_across_dimensions(loci[LOCUS_COLUMNS], settings.merge_distance_bp, thresholds, gene_table,
+    merged = merge_across_dimensions(loci[LOCUS_COLUMNS], fuma.merge_distance_bp, thresholds, gene_table,
                                      known_table)
     logger.info("%d independent significant SNPs, %d lead SNPs, %d loci in %d dimensions; %d merged loci (%d novel)",
                 len(ind_sig), len(lead_snps), len(loci), len(found), len(merged),
@@ -262,8 +293,8 @@ def find_loci(
         write_tsv(thresholds.table(), staged["thresholds"])
         plot_manhattan(scan.variants["chromosome"].to_numpy(), scan.variants["base_pair_location"].to_numpy(),
                        scan.min_p, merged, thresholds.values, staged["manhattan"])
-        _write_regional_plots(staged["regional"], merged, scan, reference, settings,
-                              int(round(regional_flank_kb * 1000)), gene_table)
+        _write_regional_plots(staged["regional"], merged, scan, reference, fuma,
+                              int(round(settings.regional_flank_kb * 1000)), gene_table)
         if truth_table is not None:
             recovery, summary = truth_recovery(truth_table, merged)
             TRUTH_RECOVERY.write(recovery, staged["truth_recovery"])

@@ -17,7 +17,6 @@ import numpy as np
 
 from vitudip.io.stage_tables import LOCI_MERGED, UDIP_PREFIX, read_qc, read_udips, udip_columns
 
-DIMENSION_MODES = ("all", "loci", "leads")
 #: the loci table column that names the dimensions of each mode that reads it
 LOCI_COLUMNS = {"loci": "dimensions", "leads": "lead_dimension"}
 _DIMENSION = re.compile(rf"^{UDIP_PREFIX}(\d+)$")
@@ -101,11 +100,14 @@ def loci_dimensions(loci_path: str | os.PathLike, n_dims: int, column: str = "di
 def mapped_dimensions(mode: str, n_dims: int, loci: Sequence[int] | None) -> list[int]:
     """The dimensions to map: ``all``, or the ones with loci (every one, or each locus's lead).
 
+    Args:
+        mode: ``perdi.dimensions`` (the config schema names the modes).
+        n_dims: dimensions of the model.
+        loci: the dimensions the loci table names, or None without one.
+
     Raises:
-        ValueError: unknown mode, or ``loci`` without a loci table.
+        ValueError: ``loci`` or ``leads`` without a loci table.
     """
-    if mode not in DIMENSION_MODES:
-        raise ValueError(f"perdi.dimensions must be one of {', '.join(DIMENSION_MODES)}, got '{mode}'")
     if mode == "all":
         return list(range(n_dims))
     if loci is None:

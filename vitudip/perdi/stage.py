@@ -6,8 +6,10 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from vitudip.io.stage_tables import REGIONS, udip_columns
 from vitudip.model.checkpoint import load_model
 from vitudip.model.device import pick_device
 from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps
-from vitudip.perdi.inputs import DIMENSION_MODES, LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents
+from vitudip.perdi.inputs import LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
 from vitudip.perdi.space import atlas_labels, save_map, smooth_in_brain, template_on_grid, to_input_grid
 from vitudip.plots.perdi import PeakSlices, canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
@@ -60,49 +62,30 @@ class PerdiSettings:
         seed: seed of the permutations.
     """
 
-    n_subjects: int = 500
-    sd_multiple: float = 1.0
-    dimensions: str = "all"
-    rank_by: str = "change"
-    smoothing_sigma: float = 3.0
-    top_fraction: float = 0.01
-    permutations: int = 1000
-    atlas_threshold: float = 25.0
-    batch_size: int = 64
-    device: str = "auto"
-    overview_dimensions: int = 12
-    seed: int = 0
+    n_subjects: int
+    sd_multiple: float
+    dimensions: str
+    rank_by: str
+    smoothing_sigma: float
+    top_fraction: float
+    permutations: int
+    atlas_threshold: float
+    batch_size: int
+    device: str
+    overview_dimensions: int
+    seed: int
+
+    #: The config keys the settings come from (the perdi script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("perdi", "seed")
 
     @classmethod
-    def from_dict(cls, values: dict) -> PerdiSettings:
-        """Build from the config's ``perdi`` section (plus ``seed``).
+    def from_config(cls, config: Mapping[str, Any]) -> PerdiSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`), which checked each value.
 
-        Raises:
-            ValueError: a key that is no setting, or a bad value.
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
         """
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown perdi setting(s) {sorted(unknown)}; known: {sorted(f.name for f in fields(cls))}")
-        return cls(**values)
-
-    def __post_init__(self) -> None:
-        if self.dimensions not in DIMENSION_MODES:
-            raise ValueError(f"perdi.dimensions must be one of {', '.join(DIMENSION_MODES)}, got '{self.dimensions}'")
-        if self.rank_by not in RANKED_MAPS:
-            raise ValueError(f"perdi.rank_by must be one of {', '.join(RANKED_MAPS)}, got '{self.rank_by}'")
-        if self.device not in ("auto", "cuda", "cpu"):
-            raise ValueError(f"perdi.device must be auto, cuda or cpu, got '{self.device}'")
-        for name, least in (("n_subjects", 2), ("batch_size", 1), ("permutations", 1), ("overview_dimensions", 1)):
-            if getattr(self, name) < least:
-                raise ValueError(f"perdi.{name} must be at least {least}, got {getattr(self, name)}")
-        if self.sd_multiple <= 0:
-            raise ValueError(f"perdi.sd_multiple must be > 0 (the +k SD perturbation), got {self.sd_multiple}")
-        if not 0 <= self.atlas_threshold <= 100:
-            raise ValueError(f"perdi.atlas_threshold must be a percentage, got {self.atlas_threshold}")
-        if self.smoothing_sigma < 0:
-            raise ValueError(f"perdi.smoothing_sigma must be >= 0, got {self.smoothing_sigma}")
-        if not 0 < self.top_fraction < 1:
-            raise ValueError(f"perdi.top_fraction must be between 0 and 1, got {self.top_fraction}")
+        return cls(**config["perdi"], seed=config["seed"])
 
 
 def _panel_lines(table: pd.DataFrame) -> list[str]:
@@ -163,7 +146,7 @@ class InputSpace:
 def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cache_dir: str | os.PathLike,
               qc_path: str | os.PathLike, brain_mask_path: str | os.PathLike, maps_dir: str | os.PathLike,
               regions_path: str | os.PathLike, panels_dir: str | os.PathLike, overview_path: str | os.PathLike,
-              settings: PerdiSettings | None = None, loci_path: str | os.PathLike | None = None,
+              settings: PerdiSettings, loci_path: str | os.PathLike | None = None,
               atlas_cache: str | os.PathLike | None = None) -> pd.DataFrame:
     """Map, rank and draw every chosen dimension; all outputs appear together or not at all.
 
@@ -182,14 +165,13 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
         qc_path: ``preprocess/qc.tsv``.
         brain_mask_path: ``preprocess/brain_mask.npy`` (the union brain mask).
         maps_dir, regions_path, panels_dir, overview_path: outputs.
-        settings: see :class:`PerdiSettings`.
+        settings: see :class:`PerdiSettings` (:meth:`PerdiSettings.from_config`).
         loci_path: ``loci/loci_merged.tsv``; required when ``settings.dimensions`` is ``loci``.
         atlas_cache: folder caching the atlas on the input grid (None: rebuild every run).
 
     Returns:
         The region table.
     """
-    settings = settings or PerdiSettings()
     device = pick_device(settings.device, "perdi.device")
     model, state = load_model(model_path, device)
     n_dims = model.config.encoder_dim

@@ -6,8 +6,10 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,6 @@ from vitudip.train.schedule import Schedule
 
 log = logging.getLogger("vitudip.train")
 
-TOKEN_SELECTIONS = ("union", "batch")
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "val_loss", "val_participation_ratio", "seconds",
                   "subjects_per_s"]
 
@@ -66,30 +67,39 @@ class TrainSettings:
         threads: CPU threads for torch (None: torch's default).
     """
 
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    schedule: str = "step"
-    step_epochs: int = 3
-    gamma: float = 0.5
-    warmup_epochs: float = 1.0
-    min_lr: float = 1e-5
-    token_selection: str = "union"
-    center: bool = True
-    scale: bool = True
-    checkpoint_every: int = 5
-    workers: int = 0
-    resident: bool | None = None
-    device: str = "auto"
-    seed: int = 0
-    threads: int | None = None
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    schedule: str
+    step_epochs: int
+    gamma: float
+    warmup_epochs: float
+    min_lr: float
+    token_selection: str
+    center: bool
+    scale: bool
+    checkpoint_every: int
+    workers: int
+    resident: bool | None
+    device: str
+    seed: int
+    threads: int | None
 
-    def __post_init__(self) -> None:
-        if self.token_selection not in TOKEN_SELECTIONS:
-            raise ValueError(f"model.token_selection must be one of {TOKEN_SELECTIONS}, got '{self.token_selection}'")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("train.epochs and train.batch_size must be at least 1")
+    #: The config keys the settings come from (the train script's ``--settings``, with the model).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("model", "train", "seed")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], threads: int | None) -> TrainSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+            threads: CPU threads for torch (None: torch's default).
+        """
+        section = config["train"]
+        given = {"token_selection": config["model"]["token_selection"], "seed": config["seed"], "threads": threads}
+        return cls(**{f.name: section[f.name] for f in fields(cls) if f.name not in given}, **given)
 
     def schedule_fn(self) -> Schedule:
         return Schedule(self.schedule, self.lr, self.epochs, self.step_epochs, self.gamma, self.warmup_epochs, self.min_lr)

@@ -1,12 +1,34 @@
-# Shared helpers: config checking and the paths every stage reads and writes.
+# Shared helpers: config and input-table checking, and the paths and settings every stage reads and writes.
+# Every helper reads only `config` (and the files it names), never a global of a later include.
 
 import json
 import shlex
 import os
 
-from vitudip.config import ConfigError, check_input_paths, validate_config
+from vitudip.config import ConfigError, check_input_paths, validate_config, validate_table
 from vitudip.genetics.genotypes import find_genotypes
+from vitudip.genetics.pheno import PhenoSettings
 from vitudip.simulate.cohort import COHORT_FILES
+
+
+def input_table_columns():
+    """Per input table, the columns the config names beyond the table's schema, each with its cells' schema."""
+    pheno = PhenoSettings.from_config(config)
+    covariates = {column: {"type": "number"} for column in pheno.numeric_columns()}
+    covariates.update({column: {} for column in pheno.categorical})
+    return {"samples": {}, "covariates": covariates}
+
+
+def check_input_tables():
+    """The samples and covariates tables match workflow/schemas/<table>.schema.yaml, before any job reads them.
+
+    A table not there yet is the demo's, which simulate_cohort writes (a user's missing one is named by
+    check_input_paths).
+    """
+    for name, columns in input_table_columns().items():
+        if os.path.exists(config["inputs"][name]):
+            validate_table(config["inputs"][name], name, columns)
+
 
 try:
     config = validate_config(config)
@@ -14,7 +36,8 @@ try:
     DEMO = {k: os.path.join(config["simulate"]["outdir"], v) for k, v in COHORT_FILES.items()}
     produced = set(DEMO.values()) | {os.path.join(config["simulate"]["outdir"], "geno")} if config["simulate"]["enabled"] else set()
     check_input_paths(config, produced)
-except ConfigError as err:
+    check_input_tables()
+except (ConfigError, ValueError) as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
 # Stage scripts import the library from this checkout, whichever environment (or Slurm node) runs them.
@@ -29,7 +52,7 @@ INPUTS = config["inputs"]
 
 def results(*parts):
     """A path under the results folder."""
-    return os.path.join(RESULTS, *parts)
+    return os.path.join(config["results"], *parts)
 
 
 def script_path(name):
@@ -84,33 +107,15 @@ def all_outputs():
     return outputs
 
 
-# Command-line options and inputs of the stage rules, from the config.
+# Settings and inputs of the stage rules, from the config.
 
 
-def preprocess_args():
-    """Command-line options of scripts/preprocess.py from the config's preprocess section."""
-    p = config["preprocess"]
-    s = p["splits"]
-    args = [
-        f"--input-voxel-mm {p['input_voxel_mm']}",
-        f"--input-grid {p['input_grid']}",
-        f"--downsample {p['downsample']}",
-        f"--pad-to {' '.join(str(n) for n in p['pad_to'])}",
-        f"--on-bad-image {p['on_bad_image']}",
-        f"--split-fractions {s['train']} {s['val']} {s['test']}",
-        f"--seed {config['seed']}",
-    ]
-    if not p["check_affine"]:
-        args.append("--no-affine-check")
-    if s["file"]:
-        args.append(f"--splits-file {shlex.quote(s['file'])}")
-    return " ".join(args)
+def stage_settings(*keys):
+    """The config keys a stage reads, as the JSON its script takes with --settings.
 
-
-def train_settings():
-    """TrainSettings fields from the config's train section, the token selection and the seed."""
-    settings = dict(config["train"], token_selection=config["model"]["token_selection"], seed=config["seed"])
-    return json.dumps(settings, sort_keys=True)
+    A rule's params are among its rerun triggers, so changing any of these keys reruns the rule.
+    """
+    return json.dumps({key: config[key] for key in keys}, sort_keys=True)
 
 
 def embed_inputs(method):
@@ -127,8 +132,9 @@ def embed_inputs(method):
 
 def compared_embeddings():
     """method -> UDIP table, for every embedding the workflow writes."""
-    tables = {EMBED["method"]: results("embed", "udips.tsv")}
-    if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
+    embed = config["embed"]
+    tables = {embed["method"]: results("embed", "udips.tsv")}
+    if embed["method"] == "vit" and embed["pca_baseline"]:
         tables["pca"] = results("embed", "pca", "udips.tsv")
     return tables
 
@@ -143,48 +149,18 @@ def embedding_health_inputs():
     return inputs
 
 
-def pheno_args():
-    p = config["pheno"]
-    args = [f"--min-samples {p['min_samples']}", f"--genetic-pcs {p['genetic_pcs']}", f"--pcs-from {p['pcs_from']}"]
-    for flag, key in (("--covariate", "covariates"), ("--categorical", "categorical"), ("--derived", "derived")):
-        if p[key]:
-            args.append(f"{flag} {' '.join(shlex.quote(c) for c in p[key])}")
-    if p["centre_age"]:
-        args.append("--centre-age")
-    if p["inverse_normal"]:
-        args.append("--inverse-normal")
-    if p["outlier_sd"] is not None:
-        args.append(f"--outlier-sd {p['outlier_sd']}")
-    return " ".join(args)
+def gwas_genotypes():
+    """The fileset the GWAS engine reads: plink2 and regenie read every format, torch reads PLINK 1."""
+    prefix = config["inputs"]["genotypes"]
+    return plink1_prefix(prefix) if config["gwas"]["engine"] == "torch" else prefix
 
 
 def gwas_shard_inputs(wildcards):
     inputs = {
         "pheno": results("pheno", "pheno.tsv"),
         "covar": results("pheno", "covar.tsv"),
-        "genotypes": genotype_files(GWAS_GENOTYPES),
+        "genotypes": genotype_files(gwas_genotypes()),
     }
-    if GWAS["engine"] == "regenie":
+    if config["gwas"]["engine"] == "regenie":
         inputs["step1"] = results("gwas", "regenie_step1")
     return inputs
-
-
-def loci_args():
-    """Thresholds and switches of the loci script, from config `loci`."""
-    args = [
-        f"--p-threshold {LOCI['p_threshold']}",
-        f"--candidate-p {LOCI['candidate_p']}",
-        f"--r2 {LOCI['r2']}",
-        f"--lead-r2 {LOCI['lead_r2']}",
-        f"--window-kb {LOCI['window_kb']}",
-        f"--merge-distance-kb {LOCI['merge_distance_kb']}",
-        f"--min-maf {LOCI['min_maf']}",
-        f"--genome-build {LOCI['genome_build']}",
-        f"--ld-method {LOCI['ld_method']}",
-        f"--regional-flank-kb {LOCI['regional_flank_kb']}",
-    ]
-    if LOCI["exclude_mhc"]:
-        args.append("--exclude-mhc")
-    if LOCI["skip_missing_ld"]:
-        args.append("--skip-missing-ld")
-    return " ".join(args)

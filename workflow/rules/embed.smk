@@ -77,6 +77,10 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
 
 if config["simulate"]["enabled"]:
 
+    # correlations of a few tables: on the submitting host
+    localrules:
+        embedding_vs_truth,
+
     rule embedding_vs_truth:
         input:
             measures=DEMO["truth_measures"],

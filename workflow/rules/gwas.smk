@@ -9,8 +9,6 @@ GWAS_CHROMOSOMES = [
     str(c) for c in (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"] else GWAS["chromosomes"])
 ]
 GWAS_BATCHES = [str(b) for b in range(GWAS["dimension_batches"])]
-# the fileset the engine reads: plink2 and regenie read every format, torch reads PLINK 1
-GWAS_GENOTYPES = plink1_prefix(INPUTS["genotypes"]) if GWAS["engine"] == "torch" else INPUTS["genotypes"]
 GWAS_ENV = "../../envs/regenie.yaml" if GWAS["engine"] == "regenie" else "../../envs/genetics.yaml"
 
 
@@ -75,7 +73,7 @@ rule gwas_shard:
         directory(results("gwas", "shards", "chr{chromosome}", "batch{batch}")),
     params:
         script=script_path("gwas.py"),
-        prefix=GWAS_GENOTYPES,
+        prefix=gwas_genotypes(),
         engine=GWAS["engine"],
         batches=GWAS["dimension_batches"],
         block_size=GWAS["block_size"],

@@ -47,7 +47,7 @@ rule find_loci:
         # the LD fileset: the GWAS genotypes (as PLINK 1) or loci.ld_reference
         bfile=lambda wildcards, input: fileset_prefix(input.ld),
         out_dir=lambda wildcards, output: os.path.dirname(output.loci_merged),
-        args=loci_args(),
+        settings=stage_settings("loci"),
         tables=lambda wildcards, input: " ".join(
             f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in LOCI_TABLES
         ),
@@ -63,4 +63,4 @@ rule find_loci:
         "../../envs/genetics.yaml"
     shell:
         "python {params.script:q} --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
-        "{params.tables} {params.args} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+        "{params.tables} --settings {params.settings:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

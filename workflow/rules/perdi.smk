@@ -29,7 +29,7 @@ rule perdi_maps:
         overview=report(results("perdi", "overview.png"), caption="../report/perdi.rst", category="PerDI"),
     params:
         script=script_path("perdi.py"),
-        settings=json.dumps(dict(PERDI, seed=config["seed"]), sort_keys=True),
+        settings=stage_settings("perdi", "seed"),
         loci=lambda wildcards, input: f"--loci {shlex.quote(input.loci)}" if "loci" in input.keys() else "",
         atlas_cache=results("perdi", "atlas"),
     log:

@@ -1,4 +1,10 @@
 # Phenotype and covariate tables for the GWAS: UDIPs, covariates, genotype samples and image QC joined by ID.
+# A join of tables, so it runs on the submitting host, unless it computes genetic PCs with plink2.
+
+if not (config["pheno"]["genetic_pcs"] and config["pheno"]["pcs_from"] == "plink2"):
+
+    localrules:
+        prepare_phenotypes,
 
 
 rule prepare_phenotypes:
@@ -16,7 +22,7 @@ rule prepare_phenotypes:
     params:
         script=script_path("pheno.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        args=pheno_args(),
+        settings=stage_settings("pheno"),
     log:
         results("logs", "prepare_phenotypes.log"),
     benchmark:
@@ -29,7 +35,7 @@ rule prepare_phenotypes:
         "../../envs/genetics.yaml"
     shell:
         "python {params.script:q} --udips {input.udips:q} --covariates {input.covariates:q} "
-        "--genotypes {params.prefix:q} --qc {input.qc:q} --recon-mse {input.recon_mse:q} {params.args} "
+        "--genotypes {params.prefix:q} --qc {input.qc:q} --recon-mse {input.recon_mse:q} --settings {params.settings:q} "
         "--threads {threads} "
         "--pheno {output.pheno:q} --covar {output.covar:q} --samples {output.samples:q} "
         "--exclusions {output.exclusions:q} > {log:q} 2>&1"

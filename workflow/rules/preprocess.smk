@@ -13,7 +13,7 @@ rule preprocess_images:
         splits=results("preprocess", "splits.tsv"),
     params:
         script=script_path("preprocess.py"),
-        args=preprocess_args(),
+        settings=stage_settings("preprocess", "seed"),
     log:
         results("logs", "preprocess_images.log"),
     benchmark:
@@ -26,5 +26,5 @@ rule preprocess_images:
         "../../envs/imaging.yaml"
     shell:
         "python {params.script:q} --samples {input.samples:q} --qc {output.qc:q} --cache {output.cache:q} "
-        "--brain-mask {output.brain_mask:q} --splits {output.splits:q} {params.args} --threads {threads} "
+        "--brain-mask {output.brain_mask:q} --splits {output.splits:q} --settings {params.settings:q} --threads {threads} "
         "> {log:q} 2>&1"

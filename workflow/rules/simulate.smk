@@ -18,8 +18,7 @@ if config["simulate"]["enabled"]:
         params:
             script=script_path("simulate.py"),
             outdir=lambda wildcards, output: os.path.dirname(output.samples),
-            settings=json.dumps(config["simulate"], sort_keys=True),
-            seed=config["seed"],
+            settings=stage_settings("simulate", "seed"),
         log:
             results("logs", "simulate_cohort.log"),
         benchmark:
@@ -31,5 +30,5 @@ if config["simulate"]["enabled"]:
         conda:
             "../../envs/imaging.yaml"
         shell:
-            "python {params.script:q} --settings {params.settings:q} --seed {params.seed} "
+            "python {params.script:q} --settings {params.settings:q} "
             "--outdir {params.outdir:q} --threads {threads} > {log:q} 2>&1"

@@ -18,9 +18,7 @@ rule train_model:
         ),
     params:
         script=script_path("train.py"),
-        preset=config["model"]["preset"],
-        overrides=json.dumps(config["model"]["overrides"], sort_keys=True),
-        settings=train_settings(),
+        settings=stage_settings("model", "train", "seed"),
         checkpoints=results("train", "checkpoints"),
     log:
         results("logs", "train_model.log"),
@@ -36,7 +34,6 @@ rule train_model:
         "../../envs/torch.yaml"
     shell:
         "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
-        "--brain-mask {input.brain_mask:q} --preset {params.preset} --overrides {params.overrides:q} "
-        "--settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
+        "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
         "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
         "--reconstruction-plot {output.reconstruction_plot:q} > {log:q} 2>&1"
