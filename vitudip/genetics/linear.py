@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
 from vitudip.genetics.gwas_inputs import covariate_basis, load_gwas_inputs, select_variants
+from vitudip.genetics.joint import JointTest, JointWriter
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, variant_texts
 from vitudip.io.plink import bed_path, read_bed, read_bim
 from vitudip.model.device import pick_device
@@ -312,13 +313,19 @@ def _block_variants(bim: pd.DataFrame, index: np.ndarray) -> VariantTexts:
     )
 
 
-def _write_block(writers: list[SumstatsWriter], variants: VariantTexts, result: AssociationResult) -> None:
-    """Append one block's statistics to every phenotype's file (writer i holds phenotype i)."""
+def _write_block(writers: list[SumstatsWriter], variants: VariantTexts, result: AssociationResult,
+                 joint: tuple[JointTest, JointWriter, list[str]] | None = None) -> None:
+    """Append one block's statistics to every phenotype's file (writer i holds phenotype i), and its joint
+    statistics to the joint file when ``joint`` (test, writer, phenotype names) is given."""
     for column, writer in enumerate(writers):
         writer.write_statistics(
             variants, result.beta[:, column], result.standard_error[:, column],
             result.alt_frequency[:, column], result.p_value[:, column], int(result.n[column]),
         )
+    if joint is not None:
+        test, joint_writer, names = joint
+        joint_result = test.test_association(names, result.beta, result.standard_error, result.p_value)
+        joint_writer.write(variants, joint_result, int(result.n.min()))
 
 
 def _log_peak_memory(device: torch.device) -> None:
@@ -340,6 +347,8 @@ def linear_gwas(
     chromosomes: Sequence[str | int] | None = None,
     phenotypes: Sequence[str] | None = None,
     progress: bool = True,
+    joint: JointTest | None = None,
+    joint_path: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Run the GWAS of every phenotype in process and write one GWAS-SSF file per phenotype.
 
@@ -358,12 +367,18 @@ def linear_gwas(
         chromosomes: only these chromosomes (None = all), for sharded runs.
         phenotypes: only these phenotype columns (None = all), for sharded runs.
         progress: show a progress bar over blocks.
+        joint: also compute the joint tests over all phenotypes from each block's products (no second pass);
+            its dimensions must be exactly the analysed phenotypes, so shard by chromosome only.
+        joint_path: the joint file (``joint.tsv.gz``, written atomically), required with ``joint``; keep it
+            out of ``out_dir``, whose ``*.tsv.gz`` are the dimensions.
 
     Returns:
         The written files, in phenotype order.
     """
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if (joint is None) != (joint_path is None):
+        raise ValueError("the joint test needs both joint (the test) and joint_path (its output file)")
     started = time.perf_counter()
     require_bed(find_genotypes(bed_prefix))
     inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
@@ -385,6 +400,10 @@ def linear_gwas(
     # most one block of results waits, so memory stays bounded.
     with ExitStack() as stack, _ieee_float32_matmul(resolved):
         writers = [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names]
+        joint_args = None
+        if joint is not None:
+            joint.column_order(names, f"the GWAS of {pheno_path}")  # refuse before the first block
+            joint_args = (joint, stack.enter_context(JointWriter(joint_path, joint.dimensions)), names)
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pending: Future | None = None
         for start in tqdm(starts, desc="GWAS blocks", unit="block", disable=not progress):
@@ -393,7 +412,7 @@ def linear_gwas(
             result = _block_association(groups, dosages, len(names))
             if pending is not None:
                 pending.result()  # re-raises a failed write here
-            pending = background.submit(_write_block, writers, _block_variants(bim, index), result)
+            pending = background.submit(_write_block, writers, _block_variants(bim, index), result, joint_args)
         if pending is not None:
             pending.result()
     logger.info("GWAS of %d phenotypes done in %.1f s", len(names), time.perf_counter() - started)
