@@ -193,17 +193,17 @@ def test_a_default_changed_only_in_the_schema_reaches_the_stage(monkeypatch, tmp
 def test_samples_table_checks_name_the_file_and_column(tmp_path):
     table = tmp_path / "samples.tsv"
     table.write_text("subject_id\timage\n1001\ta.nii.gz\n")
-    with pytest.raises(ConfigError, match=rf"samples table '{table}' \(config key 'inputs.samples'\) has no column "
-                                          r"'path'; its header: subject_id, image; needed: subject_id, path"):
+    with pytest.raises(ConfigError, match=rf"samples table {table} lacks column\(s\) path; available: subject_id, "
+                                          r"image \(config key 'inputs.samples'\)"):
         validate_table(table, "samples")
     table.write_text("subject_id,path\n1001,a.nii.gz\n")
-    with pytest.raises(ConfigError, match="has no column 'subject_id', 'path' .*it looks comma-separated"):
+    with pytest.raises(ConfigError, match="is comma-separated; it must be tab-separated"):
         validate_table(table, "samples")
     table.write_text("subject_id\tpath\n1001\ta.nii.gz\n1002\t\n")
     with pytest.raises(ConfigError, match=rf"samples table '{table}' .* line 3: no value in column 'path'"):
         validate_table(table, "samples")
     table.write_text("")
-    with pytest.raises(ConfigError, match="is empty: it needs a header with the columns subject_id, path"):
+    with pytest.raises(ConfigError, match="is empty: it needs a header line with subject_id, path"):
         validate_table(table, "samples")
     # IDs stay strings, further columns are allowed
     table.write_text("subject_id\tpath\tsite\n0012\ta.nii.gz\t3\n")
@@ -215,8 +215,8 @@ def test_covariates_table_has_the_columns_the_config_names(tmp_path):
     table.write_text("FID\tIID\tage\tsex\n1\t1\t61.5\t0\n2\t2\tNA\t1\n")
     numeric = {"age": {"type": "number"}, "sex": {"type": "number"}}
     validate_table(table, "covariates", numeric)  # an empty cell excludes that subject later, it is no error
-    with pytest.raises(ConfigError, match=r"has no column 'centre'"):
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) centre"):
         validate_table(table, "covariates", {**numeric, "centre": {}})
     table.write_text("FID\tIID\tage\tsex\n1\t1\t61.5\t0\n2\t2\told\t1\n")
-    with pytest.raises(ConfigError, match=r"line 3: column 'age' must be of type number, got 'old'"):
+    with pytest.raises(ConfigError, match=r"line 3, column age: 'old' is not a number"):
         validate_table(table, "covariates", numeric)

@@ -11,10 +11,10 @@ from typing import Any
 
 import jsonschema
 import numpy as np
-import pandas as pd
 import yaml
 
 from vitudip.io.genotype_files import genotype_format
+from vitudip.io.tables import Table
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
 #: The schema every config is checked against.
@@ -296,64 +296,67 @@ def _describe_cell(column: str, error: jsonschema.ValidationError) -> str:
     return f"column '{column}': {error.message}"
 
 
-def _number_or_text(cell: Any) -> Any:
-    """A table cell as a float when it reads as one, else unchanged."""
-    try:
-        return float(cell)
-    except (TypeError, ValueError):
-        return cell
+def input_table(name: str, columns: Mapping[str, dict] | None = None) -> Table:
+    """The contract of a user's input table, from its schema (``workflow/schemas/<name>.schema.yaml``).
+
+    The schema is the one description of the table: its required columns, which are text (IDs keep
+    their zeros) and which column must be unique (``x-unique``). The stages read the table through this
+    contract, and the workflow checks it with it when it starts.
+
+    Args:
+        name: its key under the config's ``inputs`` (``samples`` or ``covariates``).
+        columns: further columns the config names, each with the schema of its cells
+            (``{"age": {"type": "number"}}`` for a numeric covariate).
+    """
+    schema = load_schema(TABLE_SCHEMAS[name])
+    properties = {**schema["properties"], **dict(columns or {})}
+    required = (*schema.get("required", []), *(c for c in (columns or {}) if c not in schema.get("required", [])))
+    return Table(f"{name} table", required=tuple(required),
+                 text=tuple(c for c, sub in properties.items() if sub.get("type") == "string"),
+                 numbers=tuple(c for c, sub in properties.items() if sub.get("type") == "number"),
+                 unique=schema.get("x-unique"), infer_others=False)
 
 
 def validate_table(path: str | os.PathLike, name: str, columns: Mapping[str, dict] | None = None) -> None:
     """Check an input table against its schema (``workflow/schemas/<name>.schema.yaml``) before any job reads it.
 
-    The header must hold the schema's required columns and ``columns``; a required column must have a value
-    in every row, and every value must match its column's schema (an empty cell is no value).
+    The table is read through :func:`input_table`, the reader its stage uses: the header must hold the
+    schema's required columns and ``columns``, number columns must hold numbers, the ``x-unique`` column
+    must not repeat; then every required column must have a value in every row, and every value must
+    match its column's schema (an empty cell is no value).
 
     Args:
         path: the tab-separated table.
         name: its key under the config's ``inputs`` (``samples`` or ``covariates``).
-        columns: further columns the config names, each with the schema of its cells
-            (``{"age": {"type": "number"}}`` for a numeric covariate).
+        columns: further columns the config names, each with the schema of its cells.
 
     Raises:
         ConfigError: naming the file and the column (and the line, for a bad cell).
     """
-    schema = load_schema(TABLE_SCHEMAS[name])
-    columns = dict(columns or {})
-    schema["properties"] = {**schema["properties"], **columns}
-    header = [*schema.get("required", []), *(c for c in columns if c not in schema.get("required", []))]
-    what = f"{name} table '{path}' (config key 'inputs.{name}')"
-    # IDs and paths stay strings ("0012" keeps its zeros); other columns are read as numbers where they are
-    strings = {column: str for column, sub in schema["properties"].items() if sub.get("type") == "string"}
+    contract = input_table(name, columns)
+    where = f"(config key 'inputs.{name}')"
     try:
-        table = pd.read_csv(path, sep="\t", dtype=strings)
-    except pd.errors.EmptyDataError:
-        raise ConfigError(f"{what} is empty: it needs a header with the columns {', '.join(header)}") from None
-    missing = [column for column in header if column not in table.columns]
-    if missing:
-        hint = (" (it looks comma-separated: the table must be tab-separated)"
-                if len(table.columns) == 1 and "," in str(table.columns[0]) else "")
-        raise ConfigError(f"{what} has no column {', '.join(map(repr, missing))}{hint}; its header: "
-                          f"{', '.join(map(str, table.columns))}; needed: {', '.join(header)} "
-                          f"(see workflow/schemas/{name}.schema.yaml)")
+        table = contract.read(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"{err} {where}") from None
+    schema = load_schema(TABLE_SCHEMAS[name])
+    properties = {**schema["properties"], **dict(columns or {})}
+    what = f"{name} table '{path}' {where}"
     # line 1 is the header
     for column in schema.get("required", []):
-        empty = np.flatnonzero(table[column].isna().to_numpy())
+        cells = table[column]
+        empty = np.flatnonzero((cells.isna() | cells.eq("")).to_numpy())
         if empty.size:
             raise ConfigError(f"{what} line {empty[0] + 2}: no value in column '{column}'")
     # Column by column, each distinct value once: row by row takes about 10 s per start on 40 000 subjects.
-    # A column whose schema is {} takes any value.
-    for column, sub in schema["properties"].items():
-        cells = table[column] if column in table.columns and sub else None
-        if cells is None or (sub == {"type": "number"} and pd.api.types.is_numeric_dtype(cells)):
+    # Number columns were checked by the reader; a column whose schema is {} takes any value.
+    for column, sub in properties.items():
+        if column not in table.columns or not sub or column in contract.numbers:
             continue
-        if sub.get("type") == "number":
-            # a column with one non-number is read as text: parse each cell, so the message names the bad one
-            cells = cells.map(_number_or_text)
+        cells = table[column][table[column].notna() & table[column].ne("")]
         validator = jsonschema.Draft202012Validator(sub)
-        for value in cells[cells.notna()].unique():
+        for value in cells.unique():
             if not validator.is_valid(value):
-                position = np.flatnonzero((cells == value).to_numpy())[0]
+                position = np.flatnonzero((table[column] == value).to_numpy())[0]
                 problem = _describe_cell(column, next(validator.iter_errors(value)))
                 raise ConfigError(f"{what} line {position + 2}: {problem}")

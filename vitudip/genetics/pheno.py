@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, rankdata
 
+from vitudip.config import input_table
 from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO, UDIP_PREFIX, read_qc, read_recon_mse, read_udips
-from vitudip.io.tables import Table
 
 log = logging.getLogger("vitudip.pheno")
 
@@ -155,7 +155,7 @@ def _check_unique(ids: pd.Series, what: str) -> None:
 
 
 #: The user's covariates file: IID (FID optional), then covariates as text until parsed.
-COVARIATES = Table("covariates file", required=("IID",), text=ID_COLUMNS, unique="IID", infer_others=False)
+COVARIATES = input_table("covariates")
 
 
 def read_covariates(path: str | os.PathLike) -> pd.DataFrame:

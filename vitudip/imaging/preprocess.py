@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from vitudip.config import input_table
 from vitudip.imaging import grid
 from vitudip.imaging.nifti import ImageCheckError, image_grid, load_checked_t1
 from vitudip.io.atomic import staged_outputs
@@ -246,7 +247,7 @@ class CacheGrid:
 
 
 #: The user's samples table (``inputs.samples``): one T1 image per subject.
-SAMPLES = Table("samples table", required=("subject_id", "path"), text=("subject_id", "path"), unique="subject_id")
+SAMPLES = input_table("samples")
 #: A user's fixed split (``preprocess.splits.file``), the same contract as the stage's own splits table.
 SPLITS_FILE = Table("splits file", required=SPLITS.required, text=SPLITS.text, unique="subject_id")
 
