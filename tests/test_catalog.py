@@ -20,7 +20,8 @@ from vitudip.genetics.sumstats import read_sumstats, write_sumstats
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = StudyDescription(genome_assembly="GRCh38", trait_description="ViT-UDIP {dimension} of T1 brain MRI",
-                         sample_ancestry_category=("European",), genotyping_technology=("Genome-wide genotyping array",),
+                         sample_ancestry_category=("European",),
+                         genotyping_technology=("Genome-wide genotyping array",),
                          analysis_software="vitudip 0.1.0 (plink2 --glm)", adjusted_covariates=("age", "sex"))
 
 
@@ -116,3 +117,20 @@ def test_the_gwas_catalog_validator_accepts_file_and_metadata(gathered):
     model = subprocess.run([os.fspath(python), "-c", check, f"{gathered['path']}-meta.yaml"], capture_output=True,
                            text=True)
     assert model.returncode == 0, model.stderr
+
+
+def test_the_study_description_comes_from_the_config_and_the_run(tmp_path):
+    from vitudip.config import stage_config
+
+    covar = tmp_path / "covar.tsv"
+    covar.write_text("FID\tIID\tage\tsex\tPC1\n1\t1\t60\t0\t0.1\n")
+    config = stage_config({"gwas": {"engine": "regenie", "catalog": {"sample_ancestry_category": ["European"]}},
+                           "loci": {"genome_build": "GRCh38"}}, StudyDescription.CONFIG_KEYS)
+    study = StudyDescription.from_config(config, covar)
+    assert study.genome_assembly == "GRCh38" and study.sample_ancestry_category == ("European",)
+    assert study.adjusted_covariates == ("age", "sex", "PC1")
+    assert study.analysis_software.startswith("vitudip ") and "REGENIE" in study.analysis_software
+    # the schema's defaults: ancestry not reported rather than guessed
+    default = StudyDescription.from_config(stage_config({"gwas": {}, "loci": {}}, StudyDescription.CONFIG_KEYS), covar)
+    assert default.sample_ancestry_category == ("NR",) and default.genome_assembly == "GRCh37"
+    assert default.trait_description.format(dimension="udip_003").endswith("udip_003")

@@ -153,6 +153,11 @@ def test_tiny_config_end_to_end(tmp_path):
     lambdas = pd.read_csv(res / "gwas" / "lambda.tsv", sep="\t")
     assert len(lambdas) == 128 and lambdas["n_variants"].gt(1000).all()
     assert len(list((res / "gwas" / "sumstats").glob("udip_*.tsv.gz"))) == 128
+    # each file indexed for region queries and described for the GWAS Catalog
+    assert len(list((res / "gwas" / "sumstats").glob("udip_*.tsv.gz.tbi"))) == 128
+    meta = yaml.safe_load((res / "gwas" / "sumstats" / "udip_000.tsv.gz-meta.yaml").read_text())
+    analysed = len(pd.read_csv(res / "pheno" / "pheno.tsv", sep="\t"))
+    assert meta["data_file_name"] == "udip_000.tsv.gz" and meta["samples"][0]["sample_size"] == analysed
     pheno = pd.read_csv(res / "pheno" / "pheno.tsv", sep="\t", dtype={"IID": str})
     # everyone reaches the GWAS but the outliers (pheno.outlier_sd), and each of those says why
     exclusions = pd.read_csv(res / "pheno" / "exclusions.tsv", sep="\t", dtype=str)

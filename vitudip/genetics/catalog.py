@@ -14,14 +14,21 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pysam
 import yaml
 from pysam.libcbgzf import BGZFile
 
+from vitudip.io.stage_tables import COVAR, ID_COLUMNS
+
+#: What each GWAS engine is, for the metadata's analysis_software.
+ENGINE_SOFTWARE = {"plink2": "PLINK 2 --glm", "regenie": "REGENIE step 1 and 2",
+                   "torch": "in-process least squares, as plink2 --glm"}
 #: The GWAS-SSF version the files follow.
 FILE_TYPE = "GWAS-SSF v1.0"
 META_SUFFIX = "-meta.yaml"
@@ -47,6 +54,29 @@ class StudyDescription:
     genotyping_technology: tuple[str, ...]
     analysis_software: str
     adjusted_covariates: tuple[str, ...]
+
+    #: The config keys the description comes from (the gather script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas", "loci")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], covar_path: str | os.PathLike) -> StudyDescription:
+        """The description of a run: ``gwas.catalog``, ``gwas.engine`` and ``loci.genome_build`` of a validated
+        config, and the covariates of the regression (the columns of ``pheno/covar.tsv``).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+            covar_path: the GWAS's covariate table.
+        """
+        catalog = config["gwas"]["catalog"]
+        engine = config["gwas"]["engine"]
+        return cls(
+            genome_assembly=config["loci"]["genome_build"],
+            trait_description=catalog["trait_description"],
+            sample_ancestry_category=tuple(catalog["sample_ancestry_category"]),
+            genotyping_technology=tuple(catalog["genotyping_technology"]),
+            analysis_software=f"vitudip {version('vitudip')} ({ENGINE_SOFTWARE[engine]})",
+            adjusted_covariates=tuple(c for c in COVAR.header(covar_path) if c not in ID_COLUMNS),
+        )
 
 
 def write_bgzip(chunks: Iterable[bytes], path: str | os.PathLike) -> Path:

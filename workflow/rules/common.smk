@@ -113,9 +113,18 @@ def all_outputs():
 def stage_settings(*keys):
     """The config keys a stage reads, as the JSON its script takes with --settings.
 
-    A rule's params are among its rerun triggers, so changing any of these keys reruns the rule.
+    A key is a top-level key (``loci``) or one key of a section (``loci.genome_build``), so a rule does
+    not rerun for settings it does not read: a rule's params are among its rerun triggers, so changing
+    any of these keys reruns the rule.
     """
-    return json.dumps({key: config[key] for key in keys}, sort_keys=True)
+    settings = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        if name:
+            settings.setdefault(section, {})[name] = config[section][name]
+        else:
+            settings[section] = config[section]
+    return json.dumps(settings, sort_keys=True)
 
 
 def embed_inputs(method):

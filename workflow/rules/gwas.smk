@@ -112,14 +112,17 @@ rule gwas_shard:
 
 rule gwas_gather:
     input:
-        expand(results("gwas", "shards", "chr{chromosome}", "batch{batch}"), chromosome=GWAS_CHROMOSOMES,
-               batch=GWAS_BATCHES),
+        shards=expand(results("gwas", "shards", "chr{chromosome}", "batch{batch}"), chromosome=GWAS_CHROMOSOMES,
+                      batch=GWAS_BATCHES),
+        covar=results("pheno", "covar.tsv"),
     output:
         sumstats=directory(results("gwas", "sumstats")),
         lambdas=results("gwas", "lambda.tsv"),
         qq=report(results("gwas", "qq.png"), caption="../report/qq.rst", category="GWAS"),
     params:
         script=script_path("gwas_gather.py"),
+        # the metadata's study description and assembly (a function: its "{dimension}" is no wildcard)
+        settings=lambda wildcards: stage_settings("gwas", "loci.genome_build"),
     log:
         results("logs", "gwas_gather.log"),
     benchmark:
@@ -131,5 +134,5 @@ rule gwas_gather:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {params.script:q} --shards {input:q} --out-dir {output.sumstats:q} "
-        "--lambda {output.lambdas:q} --qq {output.qq:q} --threads {threads} > {log:q} 2>&1"
+        "python {params.script:q} --shards {input.shards:q} --covar {input.covar:q} --settings {params.settings:q} "
+        "--out-dir {output.sumstats:q} --lambda {output.lambdas:q} --qq {output.qq:q} --threads {threads} > {log:q} 2>&1"
