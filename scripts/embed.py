@@ -5,7 +5,9 @@ import argparse
 import sys
 
 from vitudip.cli import run_cli
+from vitudip.config import read_settings
 from vitudip.embed.pca import embed_pca
+from vitudip.embed.settings import EmbedSettings
 from vitudip.embed.spectrum import write_spectrum
 from vitudip.embed.vit import embed_vit
 from vitudip.io.atomic import staged_outputs
@@ -20,11 +22,9 @@ def main(argv=None) -> None:
     parser.add_argument("--qc", required=True)
     parser.add_argument("--splits", required=True)
     parser.add_argument("--brain-mask", help="preprocess/brain_mask.npy (pca)")
-    parser.add_argument("--embed-splits", nargs="+", default=["train", "val", "test"])
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--components", type=int, default=128, help="PCA components")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--settings", required=True,
+                        help='JSON of the config keys embed, seed and train.device, e.g. \'{"seed": 0, "embed": '
+                             '{"batch_size": 16}, "train": {"device": "cpu"}}\' (absent keys take the schema default)')
     parser.add_argument("--udips", required=True, help="udips.tsv to write")
     parser.add_argument("--recon-mse", required=True, help="recon_mse.tsv to write")
     parser.add_argument("--spectrum", required=True, help="spectrum.tsv to write (correlation eigenvalues)")
@@ -32,16 +32,17 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
+        settings = EmbedSettings.from_config(read_settings(args.settings, EmbedSettings.CONFIG_KEYS))
         if args.method == "vit":
             if not args.model:
                 parser.error("--model is required with --method vit")
-            ids, values, errors = embed_vit(args.model, args.cache, args.qc, args.splits, args.embed_splits,
-                                            args.batch_size, args.device)
+            ids, values, errors = embed_vit(args.model, args.cache, args.qc, args.splits, settings.splits,
+                                            settings.batch_size, settings.device)
         else:
             if not args.brain_mask:
                 parser.error("--brain-mask is required with --method pca")
-            ids, values, errors = embed_pca(args.cache, args.qc, args.splits, args.brain_mask, args.embed_splits,
-                                            args.components, seed=args.seed)
+            ids, values, errors = embed_pca(args.cache, args.qc, args.splits, args.brain_mask, settings.splits,
+                                            settings.pca_components, seed=settings.seed)
         paths = {"udips": args.udips, "recon": args.recon_mse, "spectrum": args.spectrum, "health": args.health}
         with staged_outputs(paths) as out:
             UDIPS.write(udip_table(ids, values), out["udips"])

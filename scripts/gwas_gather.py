@@ -13,7 +13,8 @@ from vitudip.genetics.gather import gather_sumstats
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shards", nargs="+", required=True, help="shard folders (chromosome sets x dimension batches)")
+    parser.add_argument("--shards", nargs="+", required=True,
+                        help="shard folders (chromosome sets x dimension batches)")
     parser.add_argument("--covar", required=True, help="the GWAS's covariates (pheno/covar.tsv), for the metadata")
     parser.add_argument("--settings", required=True,
                         help='JSON of the config keys gwas and loci, e.g. \'{"gwas": {"engine": "plink2"}, '

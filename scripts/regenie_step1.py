@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from vitudip.cli import run_cli
+from vitudip.config import read_settings
 from vitudip.genetics.regenie import prune_step1_variants, regenie_step1
 
 
@@ -15,21 +16,21 @@ def main(argv=None) -> None:
     parser.add_argument("--pheno", required=True, help="pheno/pheno.tsv")
     parser.add_argument("--covar", required=True, help="pheno/covar.tsv")
     parser.add_argument("--out-dir", required=True, help="folder for step1_pred.list and the LOCO files")
-    parser.add_argument("--variants", help="file of variant ids for step 1 (default: plink2 LD pruning)")
-    parser.add_argument("--prune-window-kb", type=int, default=1000)
-    parser.add_argument("--prune-r2", type=float, default=0.5)
-    parser.add_argument("--maf", type=float, default=0.01)
-    parser.add_argument("--bsize", type=int, default=1000)
+    parser.add_argument("--settings", required=True,
+                        help='JSON of the config key gwas (its regenie section is read), e.g. \'{"gwas": {"regenie": '
+                             '{"prune_r2": 0.2}}}\' (absent keys take the schema default)')
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
     def run() -> None:
+        step1 = read_settings(args.settings, ("gwas",))["gwas"]["regenie"]
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        variants = args.variants or prune_step1_variants(args.genotypes, out / "pruned", args.prune_window_kb,
-                                                         args.prune_r2, args.maf, args.threads)
+        variants = step1["step1_variants"] or prune_step1_variants(
+            args.genotypes, out / "pruned", step1["prune_window_kb"], step1["prune_r2"], step1["step1_maf"],
+            args.threads)
         regenie_step1(args.genotypes, args.pheno, args.covar, out, args.threads, extract=variants,
-                      bsize=args.bsize)
+                      bsize=step1["step1_bsize"])
 
     run_cli(run)
 

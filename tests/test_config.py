@@ -220,3 +220,14 @@ def test_covariates_table_has_the_columns_the_config_names(tmp_path):
     table.write_text("FID\tIID\tage\tsex\n1\t1\t61.5\t0\n2\t2\told\t1\n")
     with pytest.raises(ConfigError, match=r"line 3, column age: 'old' is not a number"):
         validate_table(table, "covariates", numeric)
+
+
+def test_embed_settings_come_from_the_schema_and_train_device():
+    from vitudip.embed.settings import EmbedSettings
+
+    config = stage_config({"embed": {"batch_size": 4}, "seed": 3, "train": {"device": "cpu"}},
+                          EmbedSettings.CONFIG_KEYS)
+    settings = EmbedSettings.from_config(config)
+    assert (settings.batch_size, settings.seed, settings.device) == (4, 3, "cpu")
+    assert settings.splits == tuple(section_defaults("embed")["splits"])
+    assert settings.pca_components == section_defaults("embed")["pca_components"]

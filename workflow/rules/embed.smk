@@ -7,16 +7,12 @@ EMBED_PARAMS = dict(
     script=script_path("embed.py"),
     # the model only for vit
     model=lambda wildcards, input: f"--model {shlex.quote(input.model)}" if "model" in input.keys() else "",
-    splits=" ".join(EMBED["splits"]),
-    batch_size=EMBED["batch_size"],
-    components=EMBED["pca_components"],
-    seed=config["seed"],
+    settings=stage_settings("embed", "seed", "train.device"),
 )
 EMBED_SHELL = (
     "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "
-    "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} "
-    "--embed-splits {params.splits} --batch-size {params.batch_size} --components {params.components} "
-    "--seed {params.seed} --udips {output.udips:q} --recon-mse {output.recon_mse:q} "
+    "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} --settings {params.settings:q} "
+    "--udips {output.udips:q} --recon-mse {output.recon_mse:q} "
     "--spectrum {output.spectrum:q} --health {output.health:q} > {log:q} 2>&1"
 )
 
@@ -40,8 +36,8 @@ rule embed_udips:
     resources:
         mem_mb=16000,
         runtime=120,
-        # the encoder runs on CUDA when the node has it (embed has no device key: train.device decides)
-        gpu=1 if EMBED["method"] == "vit" and EMBED.get("device", config["train"]["device"]) != "cpu" else 0,
+        # the encoder runs where train.device says (embed has no device key)
+        gpu=1 if EMBED["method"] == "vit" and config["train"]["device"] != "cpu" else 0,
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -47,9 +47,7 @@ rule regenie_step1:
     params:
         script=script_path("regenie_step1.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        variants=f"--variants {shlex.quote(REGENIE['step1_variants'])}" if REGENIE["step1_variants"] else "",
-        prune=f"--prune-window-kb {REGENIE['prune_window_kb']} --prune-r2 {REGENIE['prune_r2']} --maf {REGENIE['step1_maf']}",
-        bsize=REGENIE["step1_bsize"],
+        settings=stage_settings("gwas.regenie"),
     log:
         results("logs", "regenie_step1.log"),
     benchmark:
@@ -62,8 +60,7 @@ rule regenie_step1:
         "../../envs/regenie.yaml"
     shell:
         "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
-        "--covar {input.covar:q} --out-dir {output:q} {params.variants} {params.prune} --bsize {params.bsize} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--covar {input.covar:q} --out-dir {output:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule gwas_shard:
