@@ -157,7 +157,7 @@ class MapTarget:
 
     Attributes:
         name: file stem of its maps and panel (``udip_007``, ``locus_002``).
-        title: its panel's and maps' title.
+        title: what moved it and over how many subjects, for its panel and map headers (after its name).
         key: the leading columns of its rows in the region table (``{"dimension": "udip_007"}``).
     """
 
@@ -273,10 +273,8 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
     log.info("decoded and tested in %.1f s", time.perf_counter() - started)
 
     what = f"+{settings.sd_multiple:g} SD, {len(subjects)} subjects"
-    targets = [MapTarget(names[d], f"{names[d]}: {what}", {"dimension": names[d]}) for d in dims]
-    targets += [MapTarget(d.effects.lead.name,
-                          f"locus {d.effects.lead.locus} ({d.effects.lead.variant_id}): {locus_size}, "
-                          f"{len(subjects)} subjects",
+    targets = [MapTarget(names[d], what, {"dimension": names[d]}) for d in dims]
+    targets += [MapTarget(d.effects.lead.name, f"{locus_size} of {d.effects.lead.variant_id}, {len(subjects)} subjects",
                           {"locus": d.effects.lead.locus, "lead_snp": d.effects.lead.variant_id})
                 for d in directions]
     outputs = {"maps": maps_dir, "panels": panels_dir, "regions": regions_path, "overview": overview_path}
@@ -296,7 +294,7 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
                 job.result()
             writing = [writer.submit(save_map, smoothed[kind], layout.input_affine,
                                      out["maps"] / f"{target.name}{suffix}",
-                                     f"PerDI {target.title}, sigma {settings.smoothing_sigma:g}, {label}")
+                                     f"PerDI {target.name} {label}, {target.title}, sigma {settings.smoothing_sigma:g}")
                        for kind, (suffix, label) in MAP_FILES.items()]
             ranked = smoothed[f"{settings.rank_by}_abs"]
             # dimension d's permutations are seeded [seed, d]; a locus's [seed, n_dims + locus] never collides
@@ -309,7 +307,8 @@ def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cach
             views[target.name] = peak_slices(canonical(smoothed[settings.rank_by], layout.input_affine)[0],
                                              space.template, space.template_affine)
             peaks[target.name] = float(ranked.max())
-            plot_perdi_panel(views[target.name], out["panels"] / f"{target.name}.png", f"PerDI {target.title}",
+            plot_perdi_panel(views[target.name], out["panels"] / f"{target.name}.png",
+                             f"PerDI {target.name}: {target.title}",
                              _panel_lines(table), RANKED_MAPS[settings.rank_by])
         for job in writing:
             job.result()
