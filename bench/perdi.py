@@ -36,7 +36,7 @@ from vitudip.model.checkpoint import load_model
 from vitudip.model.device import pick_device
 from vitudip.model.patches import nonempty_patches
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, preset
-from vitudip.perdi.decode import BrainDecoder, perturbation_maps, perturbed_latents
+from vitudip.perdi.decode import BrainDecoder, dimension_directions, perturbation_maps, perturbed_latents
 from vitudip.perdi.regions import rank_regions
 from vitudip.perdi.space import atlas_labels, save_map
 from vitudip.perdi.stage import smoothed_maps
@@ -79,7 +79,7 @@ def naive_t(model: ViTAutoEncoder, tokens: torch.Tensor, latents: torch.Tensor, 
     volumes = {"original": [], "perturbed": []}
     for start in range(0, len(latents), batch_size):
         batch = latents[start:start + batch_size]
-        moved = perturbed_latents(batch, torch.tensor([dim], device=batch.device), shift[None])[0]
+        moved = perturbed_latents(batch, dimension_directions([dim], shift[None], batch.shape[1]))[0]
         for name, z in (("original", batch), ("perturbed", moved)):
             volumes[name].append(model.to_volume(model.decode(z, tokens), tokens)[:, 0].cpu().numpy())
     original, perturbed = (np.concatenate(volumes[name]) for name in ("original", "perturbed"))
@@ -127,10 +127,11 @@ def main(argv=None) -> None:
     shifts = latents.std(dim=0)[dims]
 
     # warm-up: kernels, allocator
-    perturbation_maps(decoder, latents[:4], dims[:1], shifts[:1], decoder.n_voxels, args.batch_size)
+    directions = dimension_directions(dims, shifts, latents.shape[1])
+    perturbation_maps(decoder, latents[:4], directions[:1], decoder.n_voxels, args.batch_size)
     synchronize(device)
     started = time.perf_counter()
-    maps = perturbation_maps(decoder, latents, dims, shifts, decoder.n_voxels, args.batch_size)
+    maps = perturbation_maps(decoder, latents, directions, decoder.n_voxels, args.batch_size)
     synchronize(device)
     ours = time.perf_counter() - started
     memory = f" (peak GPU {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB)" if device.type == "cuda" else ""

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""PerDI: perturb each UDIP dimension, decode, map t and mean change, rank Harvard-Oxford regions, draw panels."""
+"""PerDI: perturb each UDIP dimension and each locus direction, decode, map t and mean change, rank Harvard-Oxford
+regions, draw panels."""
 
 import argparse
 import sys
@@ -16,22 +17,31 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", required=True, help="preprocess/cache (its grid.json)")
     parser.add_argument("--qc", required=True, help="preprocess/qc.tsv")
     parser.add_argument("--brain-mask", required=True, help="preprocess/brain_mask.npy")
-    parser.add_argument("--loci", help="loci/loci_merged.tsv: its 'dimensions' column picks the dimensions "
-                                       "(with dimensions: loci) and those of the overview figure")
+    parser.add_argument("--loci", help="loci/loci_merged.tsv: every locus gets a locus direction; with dimensions: "
+                                       "loci or leads its dimensions are the ones mapped and shown in the overview")
+    parser.add_argument("--sumstats", help="gwas/sumstats (tabix-indexed GWAS-SSF files): the lead variants' betas; "
+                                           "needed when --loci has loci")
     parser.add_argument("--settings", required=True,
-                        help='JSON of the config keys perdi and seed, e.g. \'{"seed": 0, "perdi": {"device": "cpu"}}\' '
+                        help='JSON of the config keys perdi, seed and pheno, e.g. '
+                             '\'{"seed": 0, "perdi": {"device": "cpu"}, "pheno": {}}\' '
                              "(absent keys of a section take the schema default)")
     parser.add_argument("--atlas-cache", help="folder caching the Harvard-Oxford labels on the input grid")
     parser.add_argument("--maps", required=True, help="folder to write udip_NNN.nii.gz maps into")
     parser.add_argument("--regions", required=True, help="regions.tsv to write")
     parser.add_argument("--panels", required=True, help="folder to write udip_NNN.png panels into")
     parser.add_argument("--overview", required=True, help="overview PNG to write")
+    parser.add_argument("--locus-regions", help="locus_regions.tsv to write (needed with --loci)")
+    parser.add_argument("--locus-directions", help="locus_directions.tsv to write (needed with --loci)")
     args = parser.parse_args(argv)
+    if args.loci is not None and (args.locus_regions is None or args.locus_directions is None):
+        parser.error("--loci needs --locus-regions and --locus-directions")
 
     def run() -> None:
         settings = PerdiSettings.from_config(read_settings(args.settings, PerdiSettings.CONFIG_KEYS))
         run_perdi(args.model, args.udips, args.cache, args.qc, args.brain_mask, args.maps, args.regions,
-                  args.panels, args.overview, settings, loci_path=args.loci, atlas_cache=args.atlas_cache)
+                  args.panels, args.overview, settings, loci_path=args.loci, atlas_cache=args.atlas_cache,
+                  sumstats_dir=args.sumstats, locus_regions_path=args.locus_regions,
+                  locus_directions_path=args.locus_directions)
 
     run_cli(run)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Study summary: merged loci → dimensions → top PerDI regions; on the simulated demo, the truth scoring too."""
+"""Study summary: merged loci → dimensions → top PerDI regions (and each locus direction's); on the simulated demo,
+the truth scoring too."""
 
 import argparse
 import sys
@@ -15,6 +16,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loci", required=True, help="loci/loci_merged.tsv")
     parser.add_argument("--regions", required=True, help="perdi/regions.tsv")
+    parser.add_argument("--locus-regions", help="perdi/locus_regions.tsv: each locus direction's top regions")
     parser.add_argument("--summary", required=True, help="summary.tsv to write")
     parser.add_argument("--top-regions", type=int, default=TOP_REGIONS, help="PerDI regions per dimension")
     demo = parser.add_argument_group("simulated demo (all four or none)")
@@ -27,7 +29,8 @@ def main(argv=None) -> None:
     if any(given) and not all(given):
         parser.error("--truth-recovery, --truth-regions, --truth and --truth-summary go together")
     truth = TruthFiles(args.truth_recovery, args.truth_regions, args.truth, args.truth_summary) if all(given) else None
-    run_cli(lambda: summarise_study(args.loci, args.regions, args.summary, truth, args.top_regions))
+    run_cli(lambda: summarise_study(args.loci, args.regions, args.summary, truth, args.top_regions,
+                                    args.locus_regions))
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def test_settings_json_with_an_unknown_or_missing_key_is_a_clear_error():
     with pytest.raises(ConfigError, match="missing required config key 'seed'"):
         read_settings('{"perdi": {}}', PerdiSettings.CONFIG_KEYS)
     with pytest.raises(ConfigError, match="config key 'perdi.rank_by': 'size' is not one of"):
-        read_settings('{"seed": 0, "perdi": {"rank_by": "size"}}', PerdiSettings.CONFIG_KEYS)
+        read_settings('{"seed": 0, "perdi": {"rank_by": "size"}, "pheno": {}}', PerdiSettings.CONFIG_KEYS)
     with pytest.raises(ConfigError, match="--settings is not valid JSON"):
         read_settings("{loci: {}}", LociSettings.CONFIG_KEYS)
     with pytest.raises(ConfigError, match="--settings must be a JSON object of the config keys loci, got list"):
@@ -177,7 +177,8 @@ def test_a_default_changed_only_in_the_schema_reaches_the_stage(monkeypatch, tmp
     monkeypatch.setattr(vitudip.config, "load_schema", lambda path=vitudip.config.SCHEMA_PATH: (
         changed if path == vitudip.config.SCHEMA_PATH else schema))
     assert section_defaults("loci")["regional_flank_kb"] == 75
-    assert PerdiSettings.from_config(stage_config({"seed": 1, "perdi": {}}, PerdiSettings.CONFIG_KEYS)).rank_by == "t"
+    assert PerdiSettings.from_config(stage_config({"seed": 1, "perdi": {}, "pheno": {}},
+                                                PerdiSettings.CONFIG_KEYS)).rank_by == "t"
     # through the script, as the workflow runs it
     received = {}
     monkeypatch.setattr("vitudip.loci.stage.find_loci", lambda *args, **kwargs: received.update(settings=args[3]))

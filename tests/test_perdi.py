@@ -21,8 +21,12 @@ from vitudip.io.stage_tables import udip_table
 from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
-from vitudip.perdi.decode import BrainDecoder, latent_sd, perturbation_maps, perturbed_latents
+from vitudip.genetics.catalog import index_sumstats, write_bgzip
+from vitudip.genetics.sumstats import SUMSTATS_COLUMNS, sumstats_text
+from vitudip.perdi.decode import (BrainDecoder, dimension_directions, latent_sd, perturbation_maps,
+                                  perturbed_latents)
 from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
+from vitudip.perdi.locus import LeadEffects, LocusLead, lead_effects, locus_direction, locus_leads
 from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, rank_regions
 from vitudip.perdi.space import NIFTI_MNI_CODE, atlas_cache_path, atlas_labels, save_map, smooth_in_brain, to_input_grid
 from vitudip.perdi.stage import InputSpace
@@ -65,7 +69,7 @@ def test_perturbation_moves_only_its_dimension_by_k_sd():
     sd = latent_sd(latents)
     np.testing.assert_allclose(sd.numpy(), latents.numpy().std(axis=0, ddof=1), rtol=1e-5)
     dims = torch.tensor([4, 1])
-    moved = perturbed_latents(latents, dims, 2.0 * sd[dims])
+    moved = perturbed_latents(latents, dimension_directions(dims.tolist(), 2.0 * sd[dims], 6))
     assert moved.shape == (2, 30, 6)
     change = (moved - latents).numpy()
     for j, dim in enumerate(dims.tolist()):
@@ -85,7 +89,7 @@ def test_decoder_loop_equals_decoding_each_dimension_and_ttest_rel(batch_size):
     latents = torch.randn(9, 5, generator=gen)
     dims = [3, 0, 4]
     shifts = latent_sd(latents)[dims]
-    maps = perturbation_maps(decode, latents, dims, shifts, 30, batch_size)
+    maps = perturbation_maps(decode, latents, dimension_directions(dims, shifts, 5), 30, batch_size)
     for j, dim in enumerate(dims):
         moved = latents.clone()
         moved[:, dim] += shifts[j]
@@ -131,7 +135,8 @@ def test_box_dimension_maps_inside_the_box_and_its_region_ranks_first():
     model, tokens, brain = box_model()
     decoder = BrainDecoder(model, tokens, brain)
     latents = torch.randn(40, 6, generator=torch.Generator().manual_seed(3))
-    t = perturbation_maps(decoder, latents, [2, 0], latent_sd(latents)[[2, 0]], decoder.n_voxels, 16).t
+    t = perturbation_maps(decoder, latents, dimension_directions([2, 0], latent_sd(latents)[[2, 0]], 6),
+                          decoder.n_voxels, 16).t
     box_map, other_map = (decoder.volume(t[j]) for j in range(2))
     peak = np.unravel_index(np.argmax(np.abs(box_map)), SHAPE)
     assert all(s.start <= p < s.stop for p, s in zip(peak, BOX))
@@ -170,7 +175,7 @@ def test_t_ranks_the_most_consistent_change_and_change_ranks_the_largest():
         return size_a * in_a + 0.01 * z[:, :1] * in_b + 0.1 * torch.tanh(z[:, 1:2]) * ~in_b
 
     latents = torch.randn(50, 2, generator=torch.Generator().manual_seed(4))
-    maps = perturbation_maps(decode, latents, [0], latent_sd(latents)[[0]], n_voxels, 16)
+    maps = perturbation_maps(decode, latents, dimension_directions([0], latent_sd(latents)[[0]], 2), n_voxels, 16)
     labels = np.where(in_a.numpy(), 1, np.where(in_b.numpy(), 2, 0))
     by = {kind: rank_regions(np.abs(getattr(maps, kind)[0].numpy()), labels, ["A", "B"], permutations=10)
           for kind in ("t", "change")}
@@ -182,6 +187,135 @@ def _box_mask() -> np.ndarray:
     mask = np.zeros(SHAPE, bool)
     mask[BOX] = True
     return mask
+
+
+# ---------------------------------------------------------------------------
+# Locus directions: a lead variant's betas over every dimension
+
+LEAD = "1:500:A:G"
+
+
+def write_sumstats(folder: Path, betas: np.ndarray, frequency: float = 0.3, swapped: tuple[int, ...] = (),
+                   lacking: tuple[int, ...] = (), index: bool = True) -> Path:
+    """Tabix-indexed GWAS-SSF files ``udip_NNN.tsv.gz``, as gwas_gather writes them.
+
+    Each holds a variant before the lead, the lead ``1:500:A:G`` (effect allele G = ALT) with ``betas[k]``,
+    another variant at the lead's position, and one on chromosome 2. Dimensions in ``swapped`` count the
+    lead's other allele (beta and frequency turned round); those in ``lacking`` have no line for it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, beta in enumerate(betas):
+        lead = (["G", "A", beta, frequency] if k not in swapped else ["A", "G", -beta, 1 - frequency])
+        rows = [[1, 100, "T", "C", 0.01, 0.02, 0.4, 0.6, "1:100:C:T", 50],
+                *([[1, 500, *lead[:3], 0.01, lead[3], 1e-9, LEAD, 50]] if k not in lacking else []),
+                [1, 500, "C", "A", 0.5, 0.02, 0.1, 0.2, "1:500:A:C", 50],
+                [2, 50, "G", "T", -0.01, 0.02, 0.2, 0.7, "2:50:T:G", 50]]
+        path = folder / f"udip_{k:03d}.tsv.gz"
+        text = sumstats_text(pd.DataFrame(rows, columns=SUMSTATS_COLUMNS))
+        write_bgzip([("\t".join(SUMSTATS_COLUMNS) + "\n").encode(), text.encode()], path)
+        if index:
+            index_sumstats(path)
+    return folder
+
+
+def write_loci(path: Path, dimensions: str = "udip_005;udip_002", lead_dimension: str = "udip_005") -> Path:
+    path.write_text("locus\tchromosome\tlead_snp\tlead_position\tlead_dimension\tdimensions\n"
+                    f"1\t1\t{LEAD}\t500\t{lead_dimension}\t{dimensions}\n")
+    return path
+
+
+def test_lead_betas_come_from_the_tabix_files_aligned_to_one_effect_allele(tmp_path):
+    betas = np.array([0.3, -0.2, 0.05, 0.0])
+    folder = write_sumstats(tmp_path / "sumstats", betas, swapped=(2,))
+    (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD)], [f"udip_{k:03d}" for k in range(4)])
+    assert (effects.effect_allele, effects.other_allele) == ("G", "A")
+    # the variant sharing the lead's position is not taken; the swapped file's beta is turned round
+    np.testing.assert_allclose(effects.beta, betas, atol=1e-9)
+    assert effects.frequency == pytest.approx(0.3)
+
+
+def test_a_lead_variant_missing_from_a_file_names_the_file_and_the_variant(tmp_path):
+    dims = [f"udip_{k:03d}" for k in range(3)]
+    folder = write_sumstats(tmp_path / "sumstats", np.ones(3), lacking=(1,))
+    with pytest.raises(ValueError, match=rf"udip_001\.tsv\.gz: no line for lead variant {LEAD} of locus 7"):
+        lead_effects(folder, [LocusLead(7, 1, 500, LEAD)], dims)
+    with pytest.raises(ValueError, match="udip_000.tsv.gz: no line for lead variant 3:9:A:G"):
+        lead_effects(folder, [LocusLead(2, 3, 9, "3:9:A:G")], dims)  # a chromosome the file lacks
+    unindexed = write_sumstats(tmp_path / "plain", np.ones(3), index=False)
+    with pytest.raises(FileNotFoundError, match=r"udip_000\.tsv\.gz\.tbi not found"):
+        lead_effects(unindexed, [LocusLead(7, 1, 500, LEAD)], dims)
+
+
+def test_locus_leads_read_the_merged_table(tmp_path):
+    path = tmp_path / "loci.tsv"
+    path.write_text("locus\tchromosome\tlead_snp\tlead_position\n3\tX\trs1\t1200\n4\t2\trs2\tNA\n")
+    with pytest.raises(ValueError, match="line 3: locus '4' and lead_position 'NA'"):
+        locus_leads(path)
+    path.write_text("locus\tchromosome\tlead_snp\tlead_position\n3\tX\trs1\t1200\n")
+    assert locus_leads(path) == [LocusLead(3, 23, 1200, "rs1")] and locus_leads(path)[0].name == "locus_003"
+
+
+def test_locus_direction_scaling():
+    effects = LeadEffects(LocusLead(1, 1, 500, LEAD), "G", "A", 0.2, np.array([0.1, -0.2, 0.0]))
+    sd = np.array([2.0, 0.5, 1.0])
+    two = locus_direction(effects, sd, False, "two_alleles", 1.0)
+    np.testing.assert_allclose(two.shift, [0.2, -0.4, 0.0])
+    assert two.multiplier == 2 and two.sd_length == pytest.approx(np.hypot(0.1, 0.8))
+    # inverse-normal phenotypes: betas in SD units, so times each dimension's SD
+    np.testing.assert_allclose(locus_direction(effects, sd, True, "two_alleles", 1.0).shift, [0.4, -0.2, 0.0])
+    genetic = locus_direction(effects, sd, False, "genetic_sd", 1.0)
+    assert genetic.multiplier == pytest.approx(np.sqrt(2 * 0.2 * 0.8))
+    np.testing.assert_allclose(genetic.shift, effects.beta * np.sqrt(0.32))
+    matched = locus_direction(effects, sd, False, "sd_multiple", 1.5)
+    assert matched.sd_length == pytest.approx(1.5)
+    assert np.linalg.norm(matched.shift / sd) == pytest.approx(1.5)
+    np.testing.assert_allclose(matched.shift / np.linalg.norm(matched.shift), effects.beta / np.linalg.norm(
+        effects.beta))
+    # a dimension without spread has no SD scale and adds nothing to the length
+    flat = locus_direction(effects, np.array([2.0, 0.0, 1.0]), False, "sd_multiple", 1.0)
+    assert flat.multiplier == pytest.approx(1 / 0.05)
+    null = LeadEffects(effects.lead, "G", "A", 0.2, np.zeros(3))
+    with pytest.raises(ValueError, match=f"lead variant {LEAD} of locus 1 has no effect"):
+        locus_direction(null, sd, False, "sd_multiple", 1.0)
+
+
+def test_the_locus_direction_of_a_snp_moving_a_box_finds_the_box(tmp_path):
+    """Box A follows the latent direction u = (e0 + e1)/sqrt2, box B the orthogonal w = (e0 - e1)/sqrt2,
+    box C dimension 2. Dimension 0 alone moves A and B alike, so no dimension map tells them apart; a SNP
+    whose betas point along u finds A, one along w finds B."""
+    n_voxels = 400
+    labels = np.zeros(n_voxels, np.int16)
+    labels[0:40], labels[100:140], labels[200:240] = 1, 2, 3
+    in_box = [torch.from_numpy(labels == k) for k in (1, 2, 3)]
+    u = torch.tensor([1.0, 1.0, 0.0, 0.0]) / 2 ** 0.5
+    w = torch.tensor([1.0, -1.0, 0.0, 0.0]) / 2 ** 0.5
+    noise = torch.randn(n_voxels, generator=torch.Generator().manual_seed(8))
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(z @ u)[:, None] * in_box[0] + torch.tanh(z @ w)[:, None] * in_box[1]
+                + torch.tanh(z[:, 2:3]) * in_box[2] + 1e-3 * torch.sin(5 * z.sum(1, keepdim=True)) * noise)
+
+    latents = torch.randn(60, 4, generator=torch.Generator().manual_seed(9))
+    sd = latent_sd(latents).double().numpy()
+    gwas_noise = np.array([0.002, -0.001, 0.003, -0.002])
+    names = [f"udip_{k:03d}" for k in range(4)]
+
+    for along, box in ((u, 0), (w, 1)):
+        folder = write_sumstats(tmp_path / f"box{box}", 0.2 * along.numpy() + gwas_noise)
+        (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD)], names)
+        direction = locus_direction(effects, sd, False, "two_alleles", 1.0)
+        maps = perturbation_maps(decode, latents, torch.from_numpy(direction.shift[None]).float(), n_voxels, 16)
+        change = maps.change[0].abs()
+        table = rank_regions(change.numpy(), labels, ["A", "B", "C"], permutations=20)
+        assert table["region"].iloc[0] == "AB"[box] and table["ks_score"].iloc[0] > 0.9
+        # the other boxes barely move: only the GWAS noise on the other dimensions reaches them
+        for other in {0, 1, 2} - {box}:
+            assert change[in_box[other]].mean() < 0.1 * change[in_box[box]].mean()
+    # one dimension alone moves both boxes about equally: it cannot say which the SNP is about
+    maps = perturbation_maps(decode, latents, dimension_directions([0], torch.tensor([float(sd[0])]), 4), n_voxels, 16)
+    change = maps.change[0].abs()
+    ratio = change[in_box[0]].mean() / change[in_box[1]].mean()
+    assert 0.5 < float(ratio) < 2
 
 
 # ---------------------------------------------------------------------------
@@ -387,9 +521,10 @@ def write_stage_inputs(folder: Path, n_dims: int = 8, input_grid: grid.StandardG
         "model": model.state_dict(), "model_config": config.to_dict(), "token_selection": "union",
         "brain_tokens": nonempty_patches(torch.from_numpy(brain), config.patch_size), "mean_image": None})
     paths = write_inputs(folder, n_dims, n=6)
-    (folder / "loci_merged.tsv").write_text("locus\tdimensions\n1\tudip_005;udip_002\n")
+    betas = np.linspace(-0.5, 0.5, n_dims)
     return {**paths, "model": folder / "model.pt", "cache": folder / "cache", "brain_mask": folder / "brain_mask.npy",
-            "loci": folder / "loci_merged.tsv", "layout": layout}
+            "loci": write_loci(folder / "loci_merged.tsv"), "sumstats": write_sumstats(folder / "sumstats", betas),
+            "betas": betas, "layout": layout}
 
 
 def perdi_command(inputs: dict, out: Path, settings: str) -> list[str]:
@@ -397,7 +532,9 @@ def perdi_command(inputs: dict, out: Path, settings: str) -> list[str]:
             "--udips", str(inputs["udips"]), "--cache", str(inputs["cache"]), "--qc", str(inputs["qc"]),
             "--brain-mask", str(inputs["brain_mask"]), "--loci", str(inputs["loci"]), "--settings", settings,
             "--atlas-cache", str(out / "atlas"), "--maps", str(out / "maps"), "--regions", str(out / "regions.tsv"),
-            "--panels", str(out / "panels"), "--overview", str(out / "overview.png")]
+            "--panels", str(out / "panels"), "--overview", str(out / "overview.png"), "--sumstats",
+            str(inputs["sumstats"]), "--locus-regions", str(out / "locus_regions.tsv"), "--locus-directions",
+            str(out / "locus_directions.tsv")]
 
 
 #: A 4 mm grid placed like FSL's 2 mm one (voxel centres on 1 mm voxel centres), half a voxel from the block grid.
@@ -410,12 +547,23 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path, input_grid):
     inputs = write_stage_inputs(tmp_path, input_grid=input_grid)
     out = tmp_path / "perdi"
     settings = json.dumps({"seed": 0, "perdi": {"dimensions": "loci", "n_subjects": 5, "permutations": 50,
-                                                "device": "cpu", "smoothing_sigma": 1}})
+                                                "device": "cpu", "smoothing_sigma": 1}, "pheno": {}})
     done = subprocess.run(perdi_command(inputs, out, settings), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "maps").iterdir()) == [
-        f"udip_00{d}{suffix}.nii.gz" for d in (2, 5) for suffix in ("", "_abs", "_change", "_change_abs")]
-    assert sorted(p.name for p in (out / "panels").iterdir()) == ["udip_002.png", "udip_005.png"]
+        f"{name}{suffix}.nii.gz" for name in ("locus_001", "udip_002", "udip_005")
+        for suffix in ("", "_abs", "_change", "_change_abs")]
+    assert sorted(p.name for p in (out / "panels").iterdir()) == ["locus_001.png", "udip_002.png", "udip_005.png"]
+    # the locus direction: two effect alleles of the lead variant's betas, ranked as a dimension is
+    directions = pd.read_csv(out / "locus_directions.tsv", sep="\t")
+    assert directions[["locus", "lead_snp", "effect_allele", "locus_shift"]].values.tolist() == [
+        [1, LEAD, "G", "two_alleles"]]
+    np.testing.assert_allclose(directions[[f"udip_{k:03d}" for k in range(8)]].to_numpy()[0], 2 * inputs["betas"],
+                               atol=1e-6)
+    locus_regions = pd.read_csv(out / "locus_regions.tsv", sep="\t")
+    assert list(locus_regions.columns) == ["locus", "lead_snp", *REGION_COLUMNS]
+    assert set(locus_regions["locus"]) == {1} and list(locus_regions["rank"]) == list(range(1, len(locus_regions) + 1))
+    assert np.abs(np.asarray(nib.load(out / "maps" / "locus_001_change_abs.nii.gz").dataobj)).max() > 0
     assert (out / "overview.png").stat().st_size > 0 and len(list((out / "atlas").glob("*.nii.gz"))) == 1
     image = nib.load(out / "maps" / "udip_005.nii.gz")
     layout = inputs["layout"]
@@ -443,9 +591,21 @@ def test_cli_maps_ranks_and_draws_the_loci_dimensions(tmp_path, input_grid):
 def test_cli_bad_input_is_one_line(tmp_path):
     inputs = write_stage_inputs(tmp_path)
     write_inputs(tmp_path, 8, n=6, drop="udip_006")
-    settings = '{"seed": 0, "perdi": {"device": "cpu"}}'
+    settings = '{"seed": 0, "perdi": {"device": "cpu"}, "pheno": {}}'
     done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", settings), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "udip_006" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "perdi").exists()
+
+
+def test_cli_a_lead_variant_missing_from_the_summary_statistics_is_one_line(tmp_path):
+    inputs = write_stage_inputs(tmp_path)
+    write_sumstats(tmp_path / "sumstats", inputs["betas"], lacking=(3,))
+    settings = '{"seed": 0, "perdi": {"device": "cpu", "n_subjects": 5}, "pheno": {}}'
+    done = subprocess.run(perdi_command(inputs, tmp_path / "perdi", settings), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "udip_003.tsv.gz" in last and LEAD in last
+    assert not (tmp_path / "perdi").exists()

@@ -87,6 +87,40 @@ def test_a_dimension_without_a_perdi_map_gets_missing_regions():
     assert list(summary["locus"]) == [1, 1, 2]
 
 
+def locus_regions_table(ranking: dict[int, list[tuple[str, str]]]) -> pd.DataFrame:
+    """PerDI locus_regions.tsv: locus -> (region, side) best first, written worst first."""
+    return regions_table({str(n): ranked for n, ranked in ranking.items()}).rename(
+        columns={"dimension": "locus"}).astype({"locus": int}).assign(lead_snp="x")
+
+
+def test_every_row_of_a_locus_carries_the_locus_directions_own_top_regions(tmp_path):
+    loci = loci_table([(1, "udip_009", "udip_002;udip_009"), (2, "udip_002", "udip_002")])
+    regions = regions_table({"udip_002": [("Thalamus", "both")], "udip_009": [("Caudate", "left")]})
+    own = locus_regions_table({1: [("Hippocampus", "left"), ("Thalamus", "right"), ("Putamen", "both"),
+                                   ("Caudate", "left")]})
+    summary = study_summary(loci, regions, 3, own)
+    assert list(summary.columns) == summary_columns(3)
+    first = summary[summary["locus"] == 1]
+    assert len(first) == 2 and first["locus_mapped"].all()
+    for _, row in first.iterrows():
+        assert [row[f"locus_region_{k}"] for k in (1, 2, 3)] == ["Hippocampus", "Thalamus", "Putamen"]
+        assert [row[f"locus_side_{k}"] for k in (1, 2, 3)] == ["left", "right", "both"]
+    # the dimensions keep their own regions beside the locus's
+    assert list(first["region_1"]) == ["Caudate", "Thalamus"]
+    second = summary[summary["locus"] == 2].iloc[0]
+    assert not second["locus_mapped"] and pd.isna(second["locus_region_1"]) and second["region_1"] == "Thalamus"
+    # through the stage and its script, from the files
+    paths = {"loci": tmp_path / "loci.tsv", "regions": tmp_path / "regions.tsv", "own": tmp_path / "locus.tsv"}
+    write_tsv(loci, paths["loci"])
+    write_tsv(regions, paths["regions"])
+    write_tsv(own, paths["own"])
+    run = run_script("--loci", paths["loci"], "--regions", paths["regions"], "--locus-regions", paths["own"],
+                     "--summary", tmp_path / "s.tsv")
+    assert run.returncode == 0, run.stderr
+    written = pd.read_csv(tmp_path / "s.tsv", sep="\t")
+    assert list(written["locus_region_1"].fillna("")) == ["Hippocampus", "Hippocampus", ""]
+
+
 def test_empty_loci_give_a_header_only_summary(tmp_path):
     loci, regions = tmp_path / "loci.tsv", tmp_path / "regions.tsv"
     write_tsv(loci_table([]), loci)

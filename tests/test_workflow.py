@@ -175,6 +175,13 @@ def test_tiny_config_end_to_end(tmp_path):
     summary = pd.read_csv(res / "report" / "summary.tsv", sep="\t")
     assert len(summary) == loci["n_dimensions"].sum() and summary["perdi_mapped"].all()
     assert summary["region_1"].notna().all() and set(summary["locus"]) == set(loci["locus"])
+    # every locus has its own direction's maps and ranking, carried into the summary
+    locus_regions = pd.read_csv(res / "perdi" / "locus_regions.tsv", sep="\t")
+    assert set(locus_regions["locus"]) == set(loci["locus"])
+    assert {p.name for p in (res / "perdi" / "maps").glob("locus_???.nii.gz")} == {
+        f"locus_{n:03d}.nii.gz" for n in loci["locus"]}
+    assert len(pd.read_csv(res / "perdi" / "locus_directions.tsv", sep="\t")) == len(loci)
+    assert summary["locus_mapped"].all() and summary["locus_region_1"].notna().all()
     truth_rows = pd.read_csv(res / "report" / "truth.tsv", sep="\t")
     assert set(truth_rows["effect"]) == {"ventricles_volume", "thalamus_intensity"}
     score = pd.read_csv(res / "report" / "truth_summary.tsv", sep="\t")

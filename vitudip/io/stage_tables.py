@@ -44,6 +44,17 @@ LOCI_MERGED = Table("merged loci table", required=("locus",),
 REGIONS = Table("PerDI regions table", required=("dimension", "region", "side", "rank"),
                 text=("dimension", "region", "side"), numbers=("ks_score",), integers=("rank",),
                 writer="the PerDI stage")
+#: ``perdi/locus_regions.tsv``: each locus direction's ranked brain regions (the regions.tsv columns, ``locus``
+#: in front instead of ``dimension``).
+LOCUS_REGIONS = Table("PerDI locus regions table", required=("locus", "lead_snp", "region", "side", "rank"),
+                      text=("lead_snp", "region", "side"), numbers=("ks_score",), integers=("locus", "rank"),
+                      writer="the PerDI stage")
+#: ``perdi/locus_directions.tsv``: each locus's lead variant and its latent shift (one column per dimension).
+LOCUS_DIRECTIONS = Table("PerDI locus directions table",
+                         required=("locus", "lead_snp", "effect_allele", "multiplier", "sd_length"),
+                         text=("lead_snp", "effect_allele", "other_allele", "locus_shift"),
+                         numbers=("effect_allele_frequency", "multiplier", "sd_length"), integers=("locus",),
+                         writer="the PerDI stage")
 
 def udip_columns(n: int) -> list[str]:
     """``udip_000`` … for ``n`` dimensions."""

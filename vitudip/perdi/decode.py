@@ -1,9 +1,12 @@
-"""Perturb latents along one dimension at a time and run only the decoder, batched.
+"""Move latents along directions (one dimension, or a locus's lead-variant effects) and run only the decoder.
 
-The loop runs over subject batches on the outside and perturbed dimensions on
-the inside: each batch's unperturbed reconstruction is decoded once and reused
-for every dimension, and only per-dimension running statistics are kept, never
-the subjects' volumes.
+A *direction* is one latent shift vector ``(D,)`` added to every subject's latent:
+``+k SD`` of one dimension is the one-hot direction ``k * SD_d * e_d``
+(:func:`dimension_directions`), a locus's is its lead variant's effect on every
+dimension (:mod:`vitudip.perdi.locus`). The loop runs over subject batches on the
+outside and directions on the inside: each batch's unperturbed reconstruction is
+decoded once and reused for every direction, and only per-direction running
+statistics are kept, never the subjects' volumes.
 """
 
 from __future__ import annotations
@@ -36,20 +39,34 @@ def latent_sd(latents: torch.Tensor) -> torch.Tensor:
     return latents.double().std(dim=0, correction=1).to(latents.dtype)
 
 
-def perturbed_latents(latents: torch.Tensor, dims: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Copies of the latents, copy ``j`` moved by ``shifts[j]`` along dimension ``dims[j]`` only.
+def dimension_directions(dims: Sequence[int], shifts: torch.Tensor, n_dims: int) -> torch.Tensor:
+    """One-hot directions: row ``j`` moves dimension ``dims[j]`` by ``shifts[j]`` and nothing else.
+
+    Args:
+        dims: dimensions to move.
+        shifts: ``(len(dims),)`` amounts, e.g. k times each dimension's SD.
+        n_dims: latent width ``D``.
+
+    Returns:
+        ``(len(dims), D)`` in the dtype and on the device of ``shifts``.
+    """
+    out = shifts.new_zeros(len(dims), n_dims)
+    out[torch.arange(len(dims), device=out.device), torch.as_tensor(list(dims), dtype=torch.long,
+                                                                    device=out.device)] = shifts
+    return out
+
+
+def perturbed_latents(latents: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Copies of the latents, copy ``j`` moved by ``directions[j]``.
 
     Args:
         latents: ``(B, D)``.
-        dims: int64 ``(C,)`` dimensions to move.
-        shifts: ``(C,)`` amounts, e.g. k times each dimension's SD.
+        directions: ``(C, D)`` latent shifts.
 
     Returns:
         ``(C, B, D)``.
     """
-    out = latents.unsqueeze(0).repeat(len(dims), 1, 1)
-    out[torch.arange(len(dims), device=out.device), :, dims] += shifts[:, None].to(out)
-    return out
+    return latents.unsqueeze(0) + directions[:, None, :].to(latents)
 
 
 class BrainDecoder:
@@ -89,7 +106,7 @@ class BrainDecoder:
 
 
 class PerturbationMaps(NamedTuple):
-    """Per perturbed dimension and voxel, ``(len(dims), n_voxels)`` float32 each.
+    """Per direction and voxel, ``(n_directions, n_voxels)`` float32 each.
 
     Attributes:
         t: paired t of perturbed minus original reconstruction across subjects (the published map).
@@ -101,17 +118,16 @@ class PerturbationMaps(NamedTuple):
 
 
 @torch.no_grad()
-def perturbation_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[int], shifts: torch.Tensor,
-                      n_voxels: int, batch_size: int = 64) -> PerturbationMaps:
-    """Voxel-wise paired t and mean change (perturbed minus original reconstruction) per perturbed dimension.
+def perturbation_maps(decode: Decoder, latents: torch.Tensor, directions: torch.Tensor, n_voxels: int,
+                      batch_size: int = 64) -> PerturbationMaps:
+    """Voxel-wise paired t and mean change (perturbed minus original reconstruction) per direction.
 
     Args:
         decode: latents ``(B, D)`` → voxels ``(B, n_voxels)``, on the device of ``latents``.
         latents: ``(N, D)`` the subjects' latents.
-        dims: dimensions to perturb, one map each.
-        shifts: ``(len(dims),)`` amount added to each dimension (k SD).
+        directions: ``(C, D)`` latent shifts, one map each (:func:`dimension_directions` for dimensions).
         n_voxels: voxels ``decode`` returns.
-        batch_size: latents per decoder call; a call holds several dimensions' copies of a
+        batch_size: latents per decoder call; a call holds several directions' copies of a
             subject batch when there are fewer subjects than this.
 
     Returns:
@@ -120,16 +136,16 @@ def perturbation_maps(decode: Decoder, latents: torch.Tensor, dims: Sequence[int
     n = len(latents)
     subjects = max(1, min(n, batch_size))
     per_call = max(1, batch_size // subjects)
-    dim_index = torch.as_tensor(list(dims), dtype=torch.long, device=latents.device)
-    stats = PairedDifferenceStats(len(dim_index), n_voxels, latents.device)
-    steps = math.ceil(n / subjects) * math.ceil(len(dim_index) / per_call)
+    directions = directions.to(latents)
+    stats = PairedDifferenceStats(len(directions), n_voxels, latents.device)
+    steps = math.ceil(n / subjects) * math.ceil(len(directions) / per_call)
     with tqdm(total=steps, desc="perdi decode", unit="call", mininterval=10) as progress:
         for start in range(0, n, subjects):
             batch = latents[start:start + subjects]
             original = decode(batch).float()
-            for first in range(0, len(dim_index), per_call):
+            for first in range(0, len(directions), per_call):
                 chunk = slice(first, first + per_call)
-                moved = perturbed_latents(batch, dim_index[chunk], shifts[chunk])
+                moved = perturbed_latents(batch, directions[chunk])
                 reconstructed = decode(moved.flatten(0, 1)).float().view(*moved.shape[:2], -1)
                 stats.update(chunk, reconstructed.sub_(original))
                 progress.update()

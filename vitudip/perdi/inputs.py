@@ -113,3 +113,16 @@ def mapped_dimensions(mode: str, n_dims: int, loci: Sequence[int] | None) -> lis
     if loci is None:
         raise ValueError(f"perdi.dimensions is '{mode}' but no loci table (loci_merged.tsv) was given")
     return list(loci)
+
+
+def udip_sd(udips_path: str | os.PathLike, n_dims: int) -> np.ndarray:
+    """Sample SD (n - 1) of every dimension over all subjects of the UDIP table (the GWAS sample before exclusions).
+
+    Args:
+        udips_path: ``embed/udips.tsv``.
+        n_dims: the model's latent width (``udip_000`` … ``udip_{n_dims-1}``).
+
+    Returns:
+        float64 ``(n_dims,)``; missing values are left out.
+    """
+    return read_udips(udips_path)[udip_columns(n_dims)].std(ddof=1).to_numpy(np.float64)

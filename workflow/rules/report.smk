@@ -1,5 +1,6 @@
-# The study summary: each merged locus, the dimensions reaching it and their top PerDI regions; on the
-# simulated demo, each planted effect scored end to end (SNP found, PerDI top regions = planted region).
+# The study summary: each merged locus, the dimensions reaching it and their top PerDI regions, and the
+# locus direction's own; on the simulated demo, each planted effect scored end to end (SNP found, PerDI top
+# regions = planted region).
 # Only with ViT-UDIPs: PerDI needs the decoder. Cheap, so it runs on the submitting host.
 
 if EMBED["method"] == "vit":
@@ -31,6 +32,7 @@ if EMBED["method"] == "vit":
         input:
             loci=results("loci", "loci_merged.tsv"),
             regions=results("perdi", "regions.tsv"),
+            locus_regions=results("perdi", "locus_regions.tsv"),
             **REPORT_TRUTH_INPUTS,
         output:
             summary=report(results("report", "summary.tsv"), caption="../report/summary.rst", category="Summary"),
@@ -55,4 +57,4 @@ if EMBED["method"] == "vit":
             "../../envs/genetics.yaml"
         shell:
             "python {params.script:q} --loci {input.loci:q} --regions {input.regions:q} "
-            "--summary {output.summary:q} {params.truth} > {log:q} 2>&1"
+            "--locus-regions {input.locus_regions:q} --summary {output.summary:q} {params.truth} > {log:q} 2>&1"
