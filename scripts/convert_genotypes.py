@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a PLINK 1 (.bed/.bim/.fam) copy of a PLINK 2 or BGEN fileset, for the engines that read PLINK 1 only."""
+"""Write a PLINK 1 (.bed/.bim/.fam) copy of a PLINK 2 or BGEN fileset, for the LD of find_loci (PLINK 1 only)."""
 
 import argparse
 import sys

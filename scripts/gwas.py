@@ -13,7 +13,7 @@ def main(argv=None) -> None:
     parser.add_argument("--engine", choices=ENGINES, required=True)
     parser.add_argument("--genotypes", required=True,
                         help="genotype prefix: PLINK 1 (.bed/.bim/.fam), PLINK 2 (.pgen/.pvar/.psam) or BGEN "
-                             "(.bgen/.sample); the torch engine reads PLINK 1 only")
+                             "(.bgen/.sample); every engine reads each as it is")
     parser.add_argument("--pheno", required=True, help="pheno/pheno.tsv")
     parser.add_argument("--covar", required=True, help="pheno/covar.tsv")
     parser.add_argument("--chromosomes", nargs="+", help="chromosomes of this shard (default: all)")

@@ -62,7 +62,8 @@ def test_find_genotypes_prefers_pgen_and_names_missing_files(tmp_path: Path) -> 
         (tmp_path / f"g{ext}").touch()
     assert find_genotypes(tmp_path / "g").format == "pgen"
     (tmp_path / "b.bgen").touch()
-    with pytest.raises(FileNotFoundError, match=r"not found: .*b\.sample$"):
+    with pytest.raises(FileNotFoundError, match=r"not found: .*b\.sample; .*b\.bgen needs its Oxford \.sample file "
+                                                r"at .*b\.sample \(the file plink2 and REGENIE take as --sample"):
         find_genotypes(tmp_path / "b")
     assert GenotypeFiles("x", "bgen").plink2_args() == ["--bgen", "x.bgen", "ref-first", "--sample", "x.sample"]
     assert GenotypeFiles("x", "pgen").regenie_args() == ["--pgen", "x"]
@@ -110,9 +111,18 @@ def test_conversion_to_bed_keeps_the_genotypes(cohort: dict, fmt: str, tmp_path:
 
 
 @needs_plink2
-def test_torch_engine_refuses_pgen_and_says_how_to_convert(cohort: dict, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"pgen fileset.*convert_genotypes"):
-        linear_gwas(cohort["pgen"], cohort["pheno"], cohort["covar"], tmp_path / "out")
+@pytest.mark.parametrize("fmt", ["pgen", "bgen"])
+def test_torch_engine_reads_every_format_alike(cohort: dict, fmt: str, tmp_path: Path) -> None:
+    """Hard calls read from the PLINK 2 or BGEN copy give the very files of the .bed, with no PLINK 1 copy made."""
+    common = dict(chromosomes=[2], block_size=100, device="cpu", progress=False)
+    ours = _read_dir(Path(linear_gwas(cohort[fmt], cohort["pheno"], cohort["covar"], tmp_path / fmt,
+                                      **common)[0]).parent)
+    reference = _read_dir(Path(linear_gwas(cohort["bed"], cohort["pheno"], cohort["covar"], tmp_path / "bed",
+                                           **common)[0]).parent)
+    assert sorted(ours) == PHENOTYPES
+    for name in PHENOTYPES:
+        pd.testing.assert_frame_equal(ours[name], reference[name])
+    assert not list(cohort["folder"].glob(f"{fmt}*.bed"))
 
 
 def test_regenie_bgen_report_needs_no_variant_table(tmp_path: Path) -> None:

@@ -88,13 +88,16 @@ def test_a_samples_table_without_a_required_column_stops_the_dry_run(tmp_path):
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 
-@pytest.mark.parametrize(("engine", "fmt", "planned", "not_planned"), [
-    ("regenie", (".bed", ".bim", ".fam"), "regenie_step1", "convert_genotypes"),
-    ("torch", (".pgen", ".pvar", ".psam"), "convert_genotypes", "regenie_step1"),
-    # plink2 reads the BGEN itself; the PLINK 1 copy is for the LD of find_loci
-    ("plink2", (".bgen", ".sample"), "convert_genotypes", "regenie_step1"),
+@pytest.mark.parametrize(("engine", "fmt", "ld_reference", "planned", "not_planned"), [
+    ("regenie", (".bed", ".bim", ".fam"), False, "regenie_step1", "convert_genotypes"),
+    # every engine reads PLINK 2 and BGEN itself; the PLINK 1 copy is for the LD of find_loci
+    ("torch", (".pgen", ".pvar", ".psam"), False, "convert_genotypes", "regenie_step1"),
+    ("plink2", (".bgen", ".sample"), False, "convert_genotypes", "regenie_step1"),
+    # with an LD panel of its own, nothing needs the copy
+    ("torch", (".pgen", ".pvar", ".psam"), True, "gwas_shard", "convert_genotypes"),
+    ("torch", (".bgen", ".sample"), True, "gwas_shard", "convert_genotypes"),
 ])
-def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, planned, not_planned):
+def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, ld_reference, planned, not_planned):
     config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
     config["simulate"]["enabled"] = False
     # the tables' headers (they are checked at start); no subject is needed to plan the jobs
@@ -105,6 +108,10 @@ def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, planned, not_
     for ext in fmt:
         (tmp_path / f"geno{ext}").touch()
     config["gwas"].update(engine=engine, chromosomes=[21, 22], dimension_batches=3)
+    if ld_reference:
+        for ext in (".bed", ".bim", ".fam"):
+            (tmp_path / f"panel{ext}").touch()
+        config.setdefault("loci", {})["ld_reference"] = str(tmp_path / "panel")
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "-n", configfile=path)

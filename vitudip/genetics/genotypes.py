@@ -1,9 +1,10 @@
 """Genotype filesets in the three formats users bring: PLINK 1, PLINK 2 and BGEN 1.2.
 
-A fileset is named by its prefix, as plink2 and REGENIE name it. plink2 and
-REGENIE read all three formats natively (an imputed BGEN keeps its dosages);
-the in-process engine and the LD computations read PLINK 1 only, and get a
-.bed converted once by plink2 (:func:`convert_to_bed`).
+A fileset is named by its prefix, as plink2 and REGENIE name it. plink2,
+REGENIE and the in-process engine (:mod:`vitudip.genetics.dosages`) read all
+three formats natively (an imputed BGEN keeps its dosages); the LD
+computations read PLINK 1 only, and get a .bed converted once by plink2
+(:func:`convert_to_bed`).
 
 BGEN files are read with the first allele as REF (``ref-first``), the UK
 Biobank convention; the ALT allele is then the effect allele, as for every
@@ -214,7 +215,7 @@ def find_plink2() -> str:
 
 
 def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, threads: int = 1) -> GenotypeFiles:
-    """Write a PLINK 1 copy of a fileset with plink2 (for the engines that read .bed only).
+    """Write a PLINK 1 copy of a fileset with plink2 (for the LD computations, which read .bed only).
 
     A BGEN's dosages become hard calls (plink2's default: a call when within 0.1 of
     an integer, else missing), so prefer plink2 or REGENIE on imputed data.

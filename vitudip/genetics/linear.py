@@ -16,10 +16,11 @@ All phenotypes go through one matrix product per genotype block. Phenotypes
 with missing values are grouped by their missingness pattern; each group has
 its own samples, covariate basis and degrees of freedom, all in the same pass.
 
-Missing genotype calls (-1) are replaced by the variant's mean dosage within
-the group's samples, so n is the same for every variant of a phenotype
-(plink2 instead drops such samples per variant; simulated and imputed hard-call
-data has no missing calls, where both agree exactly).
+Genotypes are ALT dosages, read in blocks from PLINK 1, PLINK 2 (dosages or
+hard calls) or BGEN 1.2 (:mod:`vitudip.genetics.dosages`). A missing dosage is
+replaced by the variant's mean dosage within the group's samples, so n is the
+same for every variant of a phenotype (plink2 instead drops such samples per
+variant; where no dosage is missing both agree).
 
 Effect allele: the dosage counts ALT alleles, so beta is the effect of ALT.
 """
@@ -43,24 +44,13 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
+from vitudip.genetics.dosages import hardcall_dosages, open_genotypes
 from vitudip.genetics.gwas_inputs import covariate_basis, load_gwas_inputs, select_variants
 from vitudip.genetics.joint import JointTest, JointWriter
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, variant_texts
-from vitudip.io.plink import bed_path, read_bed, read_bim
 from vitudip.model.device import pick_device
 
 logger = logging.getLogger("vitudip.gwas")
-
-
-def require_bed(genotypes: GenotypeFiles) -> None:
-    """Raise ValueError unless the fileset is PLINK 1, the format read in process."""
-    if genotypes.format != "bed":
-        raise ValueError(
-            f"{genotypes.prefix} is a {genotypes.format} fileset, but the in-process engine reads PLINK 1 "
-            "(.bed/.bim/.fam): convert it once with plink2 --make-bed (the workflow's rule convert_genotypes "
-            "does), or use gwas.engine: plink2 or regenie, which read it as it is"
-        )
 
 
 # --------------------------------------------------------------------------- phenotype groups
@@ -169,16 +159,15 @@ def _genotype_products(group: PhenotypeGroup, dosages: torch.Tensor) -> tuple[np
 
     Args:
         group: a phenotype group.
-        dosages: (n_analysed, v) int8 ALT counts on the group's device, -1 = missing.
+        dosages: (n_analysed, v) floating ALT dosages on the group's device, NaN = missing.
 
     Returns:
         (g'y_r of shape (v, p), g_r'g_r (v,), |g_c|² (v,), ALT frequency (v,)).
     """
-    calls = dosages.index_select(0, group.rows)
-    genotypes = calls.to(group.basis.dtype)
-    missing = calls < 0
+    genotypes = dosages.index_select(0, group.rows).to(group.basis.dtype)
+    missing = torch.isnan(genotypes)
     if bool(missing.any()):
-        # Mean-impute missing calls within the group's samples.
+        # Mean-impute missing dosages within the group's samples.
         observed = (~missing).sum(0)
         mean = genotypes.masked_fill(missing, 0).sum(0) / observed
         genotypes = torch.where(missing, mean, genotypes)
@@ -276,7 +265,7 @@ def linear_association(
     """Regress every phenotype on every variant of a block, adjusting for covariates.
 
     Args:
-        dosages: (n, v) ALT allele counts (int8 0/1/2, -1 = missing).
+        dosages: (n, v) ALT dosages: integer counts 0/1/2 with -1 = missing, or floats in [0, 2] with NaN = missing.
         phenotypes: (n, p) or (n,) values, NaN = missing.
         covariates: (n, c) or (n,) complete values, no intercept column (it is added).
         device: "cpu", "cuda", "auto" or a torch device.
@@ -292,7 +281,9 @@ def linear_association(
     groups = phenotype_groups(
         phenotypes, covariates, phenotype_names, covariate_names, resolved, dtype or compute_dtype(resolved)
     )
-    block = torch.from_numpy(np.ascontiguousarray(dosages, dtype=np.int8)).to(resolved)
+    dosages = np.asarray(dosages)
+    values = hardcall_dosages(dosages) if np.issubdtype(dosages.dtype, np.integer) else dosages.astype(np.float64)
+    block = torch.from_numpy(np.ascontiguousarray(values)).to(resolved)
     with _ieee_float32_matmul(resolved):
         return _block_association(groups, block, phenotypes.shape[1])
 
@@ -300,9 +291,9 @@ def linear_association(
 # --------------------------------------------------------------------------- whole genome
 
 
-def _block_variants(bim: pd.DataFrame, index: np.ndarray) -> VariantTexts:
+def _block_variants(variants: pd.DataFrame, index: np.ndarray) -> VariantTexts:
     """The GWAS-SSF variant columns of one block, effect allele = ALT."""
-    block = bim.iloc[index]
+    block = variants.iloc[index]
     return variant_texts(
         pd.DataFrame(
             {
@@ -338,7 +329,7 @@ def _log_peak_memory(device: torch.device) -> None:
 
 
 def linear_gwas(
-    bed_prefix: str | os.PathLike,
+    genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -352,13 +343,14 @@ def linear_gwas(
 ) -> list[Path]:
     """Run the GWAS of every phenotype in process and write one GWAS-SSF file per phenotype.
 
-    Genotypes are streamed from the .bed in blocks of ``block_size`` variants,
-    so memory is about 8 x n_samples x block_size bytes for the block (float64
-    on the CPU) plus the phenotypes; every phenotype file is appended to per
+    Genotypes are streamed from the fileset in blocks of ``block_size`` variants
+    (PLINK 1, PLINK 2 or BGEN 1.2, read directly: :func:`~vitudip.genetics.dosages.open_genotypes`),
+    so memory is about 12 x n_samples x block_size bytes for the block (float32 as read,
+    float64 on the CPU) plus the phenotypes; every phenotype file is appended to per
     block and renamed into place only when all blocks are done.
 
     Args:
-        bed_prefix: PLINK fileset prefix (.bed/.bim/.fam).
+        genotype_prefix: genotype fileset prefix (.bed/.bim/.fam, .pgen/.pvar/.psam or .bgen/.sample).
         pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
         covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
         out_dir: folder for ``<phenotype>.tsv.gz`` (created).
@@ -380,25 +372,24 @@ def linear_gwas(
     if (joint is None) != (joint_path is None):
         raise ValueError("the joint test needs both joint (the test) and joint_path (its output file)")
     started = time.perf_counter()
-    require_bed(find_genotypes(bed_prefix))
-    inputs = load_gwas_inputs(bed_prefix, pheno_path, covar_path, phenotypes)
-    bim = read_bim(bed_prefix)
-    variant_index = select_variants(bim, chromosomes, str(bed_path(bed_prefix, "bim")))
+    inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
     resolved = pick_device(device, "gwas.device")
     names = list(inputs.phenotypes.columns)
     groups = phenotype_groups(
         inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(), names,
         list(inputs.covariates.columns), resolved, compute_dtype(resolved),
     )
-    logger.info(
-        "%d variants x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
-        variant_index.size, len(names), len(groups), resolved, compute_dtype(resolved), block_size,
-    )
-    fam_rows = torch.from_numpy(inputs.fam_rows).to(resolved)
-    starts = range(0, variant_index.size, block_size)
     # One background thread writes block i while block i + 1 is computed; at
     # most one block of results waits, so memory stays bounded.
     with ExitStack() as stack, _ieee_float32_matmul(resolved):
+        genotypes = stack.enter_context(open_genotypes(genotype_prefix))
+        variant_index = select_variants(genotypes.variants, chromosomes, genotypes.variant_file)
+        logger.info(
+            "%d variants (%s) x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
+            variant_index.size, genotypes.files.format, len(names), len(groups), resolved,
+            compute_dtype(resolved), block_size,
+        )
+        starts = range(0, variant_index.size, block_size)
         writers = [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names]
         joint_args = None
         if joint is not None:
@@ -408,11 +399,11 @@ def linear_gwas(
         pending: Future | None = None
         for start in tqdm(starts, desc="GWAS blocks", unit="block", disable=not progress):
             index = variant_index[start : start + block_size]
-            dosages = torch.from_numpy(read_bed(bed_prefix, index)).to(resolved).index_select(0, fam_rows)
+            dosages = torch.from_numpy(genotypes.read_block(index, inputs.fam_rows)).to(resolved)
             result = _block_association(groups, dosages, len(names))
             if pending is not None:
                 pending.result()  # re-raises a failed write here
-            pending = background.submit(_write_block, writers, _block_variants(bim, index), result, joint_args)
+            pending = background.submit(_write_block, writers, _block_variants(genotypes.variants, index), result, joint_args)
         if pending is not None:
             pending.result()
     logger.info("GWAS of %d phenotypes done in %.1f s", len(names), time.perf_counter() - started)

@@ -60,7 +60,7 @@ def gwas_shard(
 
     Args:
         engine: ``plink2``, ``regenie`` or ``torch``.
-        genotype_prefix: genotype fileset (``torch`` needs PLINK 1).
+        genotype_prefix: genotype fileset (PLINK 1, PLINK 2 or BGEN 1.2; every engine reads each directly).
         pheno_path: phenotype table.
         covar_path: covariate table.
         out_dir: folder for ``<phenotype>.tsv.gz``.

@@ -35,7 +35,12 @@ def genotype_format(prefix: str | os.PathLike) -> str:
         if any(present):
             partial += [prefix + ext for ext, ok in zip(extensions, present) if not ok]
     if partial:
-        raise FileNotFoundError(f"genotype file(s) not found: {', '.join(partial)}")
+        message = f"genotype file(s) not found: {', '.join(partial)}"
+        if Path(prefix + ".bgen").is_file() and not Path(prefix + ".sample").is_file():
+            # a BGEN's own sample IDs (when it has them) are not used: every engine reads the .sample
+            message += (f"; {prefix}.bgen needs its Oxford .sample file at {prefix}.sample (the file plink2 and "
+                        "REGENIE take as --sample; ID_1 is read as FID, ID_2 as IID)")
+        raise FileNotFoundError(message)
     raise FileNotFoundError(
         f"no genotype files for prefix {prefix}: expected {prefix}.bed/.bim/.fam, .pgen/.pvar/.psam "
         "or .bgen/.sample"

@@ -74,7 +74,8 @@ def genotype_files(prefix):
 
 
 def plink1_prefix(prefix):
-    """A PLINK 1 fileset with the genotypes of ``prefix``: itself, or the copy rule convert_genotypes makes."""
+    """A PLINK 1 fileset with the genotypes of ``prefix`` (for the LD of find_loci): itself, or the copy rule
+    convert_genotypes makes."""
     if genotype_files(prefix)[0].endswith(".bed"):
         return prefix
     return results("genotypes", "plink1")
@@ -158,17 +159,12 @@ def embedding_health_inputs():
     return inputs
 
 
-def gwas_genotypes():
-    """The fileset the GWAS engine reads: plink2 and regenie read every format, torch reads PLINK 1."""
-    prefix = config["inputs"]["genotypes"]
-    return plink1_prefix(prefix) if config["gwas"]["engine"] == "torch" else prefix
-
-
 def gwas_shard_inputs(wildcards):
     inputs = {
         "pheno": results("pheno", "pheno.tsv"),
         "covar": results("pheno", "covar.tsv"),
-        "genotypes": genotype_files(gwas_genotypes()),
+        # every engine reads PLINK 1, PLINK 2 and BGEN as they are
+        "genotypes": genotype_files(config["inputs"]["genotypes"]),
     }
     if config["gwas"]["engine"] == "regenie":
         inputs["step1"] = results("gwas", "regenie_step1")

@@ -1,6 +1,6 @@
 # GWAS of every UDIP: one job per shard (chromosome x dimension batch), then one gather.
-# regenie runs its step 1 once, before the shards; the torch engine reads a PLINK 1 copy of
-# PLINK 2 / BGEN input, made once.
+# regenie runs its step 1 once, before the shards. Every engine reads PLINK 1, PLINK 2 and BGEN
+# input as it is; the PLINK 1 copy of PLINK 2 / BGEN input (convert_genotypes) is for the LD of find_loci.
 
 GWAS = config["gwas"]
 REGENIE = GWAS["regenie"]
@@ -70,7 +70,7 @@ rule gwas_shard:
         directory(results("gwas", "shards", "chr{chromosome}", "batch{batch}")),
     params:
         script=script_path("gwas.py"),
-        prefix=gwas_genotypes(),
+        prefix=INPUTS["genotypes"],
         engine=GWAS["engine"],
         batches=GWAS["dimension_batches"],
         block_size=GWAS["block_size"],
