@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vitudip.config import stage_config
 from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.genotypes import GenotypeFiles, convert_to_bed, find_genotypes
 from vitudip.genetics.linear import linear_gwas
 from vitudip.genetics.plink2 import glm_command, plink2_gwas
 from vitudip.genetics.regenie import parse_regenie, prune_step1_variants, step2_command
-from vitudip.genetics.shard import gwas_shard, phenotype_batch
+from vitudip.genetics.shard import ShardSettings, gwas_shard, phenotype_batch
 from vitudip.genetics.sumstats import read_sumstats
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.simulate.genotypes import simulate_genotypes
@@ -160,16 +161,21 @@ def test_phenotype_batches_cover_every_dimension_once(cohort: dict) -> None:
         phenotype_batch(cohort["pheno"], 0, 6)
 
 
+def shard_settings(**gwas) -> ShardSettings:
+    """The shard settings of a config whose ``gwas`` section sets ``gwas`` (the schema's defaults elsewhere)."""
+    return ShardSettings.from_config(stage_config({"gwas": gwas}, ShardSettings.CONFIG_KEYS))
+
+
 @pytest.mark.parametrize("engine", ["torch", pytest.param("plink2", marks=needs_plink2)])
 def test_chromosome_by_dimension_shards_gather_to_the_unsharded_run(cohort: dict, engine: str, tmp_path: Path) -> None:
-    common = dict(genotype_prefix=cohort["bed"], pheno_path=cohort["pheno"], covar_path=cohort["covar"],
-                  device="cpu")
-    gwas_shard(engine, out_dir=tmp_path / "whole", **common)
+    common = dict(genotype_prefix=cohort["bed"], pheno_path=cohort["pheno"], covar_path=cohort["covar"])
+    gwas_shard(shard_settings(engine=engine, device="cpu"), out_dir=tmp_path / "whole", **common)
     shards = []
     for chromosome in (1, 2):
         for batch in range(2):
             shard = tmp_path / "shards" / f"chr{chromosome}" / f"batch{batch}"
-            gwas_shard(engine, out_dir=shard, chromosomes=[chromosome], batch=batch, n_batches=2, **common)
+            gwas_shard(shard_settings(engine=engine, device="cpu", dimension_batches=2), out_dir=shard,
+                       chromosomes=[chromosome], batch=batch, **common)
             shards.append(shard)
     gather_sumstats(shards, tmp_path / "gathered", tmp_path / "lambda.tsv", tmp_path / "qq.png")
     whole, gathered = _read_dir(tmp_path / "whole"), _read_dir(tmp_path / "gathered")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vitudip.config import stage_config
 from vitudip.genetics.genotypes import GenotypeFiles
 from vitudip.genetics.regenie import (
     RegenieError,
@@ -20,7 +21,7 @@ from vitudip.genetics.regenie import (
     step1_command,
     step2_command,
 )
-from vitudip.genetics.shard import gwas_shard
+from vitudip.genetics.shard import ShardSettings, gwas_shard
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, read_sumstats
 from vitudip.io.plink import write_bed
 
@@ -209,12 +210,13 @@ def test_workflow_steps_run_step1_once_and_step2_per_dimension_batch(
     _path_with(monkeypatch, tmp_path / "bin")
     pred_list = regenie_step1(*cohort, tmp_path / "step1", threads=2, extract=tmp_path / "pruned.in")
     assert pred_list == tmp_path / "step1" / "step1_pred.list" and pred_list.is_file()
-    written = gwas_shard("regenie", *cohort, tmp_path / "shard", chromosomes=["1"], batch=1, n_batches=2,
-                         pred_list=pred_list, min_mac=10)
+    settings = ShardSettings.from_config(stage_config(
+        {"gwas": {"engine": "regenie", "dimension_batches": 2, "regenie": {"min_mac": 10}}}, ShardSettings.CONFIG_KEYS))
+    written = gwas_shard(settings, *cohort, tmp_path / "shard", chromosomes=["1"], batch=1, pred_list=pred_list)
     assert written == [tmp_path / "shard" / "p2.tsv.gz"]
     assert sorted(p.name for p in (tmp_path / "shard").iterdir()) == ["p2.tsv.gz"]  # regenie's files are gone
     step1, step2 = (tmp_path / "bin" / "calls.txt").read_text().splitlines()
     assert f"--extract {tmp_path / 'pruned.in'}" in step1
     assert "--phenoColList p2" in step2 and "--minMAC 10" in step2 and "--chr 1" in step2
     with pytest.raises(ValueError, match="needs step 1's prediction list"):
-        gwas_shard("regenie", *cohort, tmp_path / "other")
+        gwas_shard(settings, *cohort, tmp_path / "other")

@@ -7,16 +7,16 @@ puts them back together into one file per dimension.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import regenie_step2
 from vitudip.io.stage_tables import phenotype_names
-
-ENGINES = ("plink2", "regenie", "torch")
 
 
 def phenotype_batch(pheno_path: str | os.PathLike, batch: int, n_batches: int) -> list[str]:
@@ -39,48 +39,73 @@ def phenotype_batch(pheno_path: str | os.PathLike, batch: int, n_batches: int) -
     return [str(name) for name in np.array_split(np.array(names, dtype=object), n_batches)[batch]]
 
 
+@dataclass(frozen=True)
+class ShardSettings:
+    """How a shard runs its engine: the config's ``gwas`` section.
+
+    Args:
+        engine: ``plink2``, ``regenie`` or ``torch``.
+        n_batches: number of dimension batches (``gwas.dimension_batches``).
+        block_size: variants per block (``torch``).
+        device: ``auto``, ``cuda`` or ``cpu`` (``torch``).
+        regenie_bsize: step 2 genotype block size (``regenie``).
+        min_mac: step 2 minimum minor allele count (``regenie``).
+    """
+
+    engine: str
+    n_batches: int
+    block_size: int
+    device: str
+    regenie_bsize: int
+    min_mac: float
+
+    #: The config keys the settings come from (the GWAS script's ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas",)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ShardSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        gwas = config["gwas"]
+        return cls(engine=gwas["engine"], n_batches=gwas["dimension_batches"], block_size=gwas["block_size"],
+                   device=gwas["device"], regenie_bsize=gwas["regenie"]["step2_bsize"],
+                   min_mac=gwas["regenie"]["min_mac"])
+
+
 def gwas_shard(
-    engine: str,
+    settings: ShardSettings,
     genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     chromosomes: Sequence[str | int] | None = None,
     batch: int = 0,
-    n_batches: int = 1,
     threads: int = 1,
-    block_size: int = 4096,
-    device: str = "auto",
     pred_list: str | os.PathLike | None = None,
-    regenie_bsize: int = 400,
-    min_mac: float = 5,
     memory_mb: int | None = None,
 ) -> list[Path]:
     """GWAS of one batch of phenotypes on some chromosomes: one GWAS-SSF file per phenotype.
 
     Args:
-        engine: ``plink2``, ``regenie`` or ``torch``.
+        settings: the engine and its options (:meth:`ShardSettings.from_config`).
         genotype_prefix: genotype fileset (PLINK 1, PLINK 2 or BGEN 1.2; every engine reads each directly).
         pheno_path: phenotype table.
         covar_path: covariate table.
         out_dir: folder for ``<phenotype>.tsv.gz``.
         chromosomes: chromosomes of the shard (None = all).
-        batch: this shard's dimension batch (0-based).
-        n_batches: number of dimension batches.
+        batch: this shard's dimension batch (0-based, of ``settings.n_batches``).
         threads: CPU threads for the engine.
-        block_size: variants per block (``torch``).
-        device: ``auto``, ``cuda`` or ``cpu`` (``torch``).
         pred_list: regenie step 1's prediction list (``regenie``).
-        regenie_bsize: step 2 genotype block size (``regenie``).
-        min_mac: step 2 minimum minor allele count (``regenie``).
         memory_mb: the memory the job may use; plink2 gets 80 % of it as its workspace, the rest
             is for plink2's own overhead (``plink2``). None: plink2's default, half the machine.
 
     Returns:
         The written files.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"gwas.engine must be one of {ENGINES}, got '{engine}'")
+    engine, n_batches = settings.engine, settings.n_batches
     phenotypes = phenotype_batch(pheno_path, batch, n_batches) if n_batches > 1 else None
     if engine == "torch":
         # only this engine needs PyTorch: a plink2 or REGENIE job runs without it
@@ -90,8 +115,8 @@ def gwas_shard(
 
         # a Slurm job gets its cores through threads; torch would otherwise take the whole node
         torch.set_num_threads(threads)
-        return linear_gwas(genotype_prefix, pheno_path, covar_path, out_dir, block_size=block_size, device=device,
-                           chromosomes=chromosomes, phenotypes=phenotypes)
+        return linear_gwas(genotype_prefix, pheno_path, covar_path, out_dir, block_size=settings.block_size,
+                           device=settings.device, chromosomes=chromosomes, phenotypes=phenotypes)
     if engine == "plink2":
         return plink2_gwas(genotype_prefix, pheno_path, covar_path, out_dir, threads=threads,
                            chromosomes=chromosomes, phenotypes=phenotypes,
@@ -99,4 +124,5 @@ def gwas_shard(
     if pred_list is None:
         raise ValueError("the regenie engine needs step 1's prediction list (--pred)")
     return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads=threads,
-                         chromosomes=chromosomes, phenotypes=phenotypes, bsize=regenie_bsize, min_mac=min_mac)
+                         chromosomes=chromosomes, phenotypes=phenotypes, bsize=settings.regenie_bsize,
+                         min_mac=settings.min_mac)

@@ -71,14 +71,10 @@ rule gwas_shard:
     params:
         script=script_path("gwas.py"),
         prefix=INPUTS["genotypes"],
-        engine=GWAS["engine"],
-        batches=GWAS["dimension_batches"],
-        block_size=GWAS["block_size"],
-        device=GWAS["device"],
-        regenie=lambda wildcards, input: (
-            f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))} "
-            f"--regenie-bsize {REGENIE['step2_bsize']} --min-mac {REGENIE['min_mac']}"
-            if GWAS["engine"] == "regenie" else ""
+        settings=stage_settings("gwas.engine", "gwas.dimension_batches", "gwas.block_size", "gwas.device",
+                                "gwas.regenie"),
+        pred=lambda wildcards, input: (
+            f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}" if GWAS["engine"] == "regenie" else ""
         ),
     wildcard_constraints:
         chromosome=r"[^/]+",
@@ -100,11 +96,9 @@ rule gwas_shard:
     conda:
         GWAS_ENV
     shell:
-        "python {params.script:q} --engine {params.engine} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
-        "--covar {input.covar:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
-        "--dimension-batches {params.batches} --out-dir {output:q} --threads {threads} "
-        "--block-size {params.block_size} --device {params.device} {params.regenie} "
-        "--memory-mb {resources.mem_mb} > {log:q} 2>&1"
+        "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} --covar {input.covar:q} "
+        "--settings {params.settings:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
+        "--out-dir {output:q} --threads {threads} {params.pred} --memory-mb {resources.mem_mb} > {log:q} 2>&1"
 
 
 rule gwas_gather:
