@@ -23,6 +23,7 @@ from vitudip.genetics.joint import (
     phenotype_correlation,
     read_joint,
     summarise_joint,
+    z_scores,
 )
 from vitudip.genetics.linear import linear_association, linear_gwas
 from vitudip.genetics.sumstats import genomic_inflation, write_sumstats
@@ -41,11 +42,11 @@ def _genotypes(rng: np.random.Generator, n: int, v: int) -> np.ndarray:
 
 
 def _z_and_p(dosages: np.ndarray, y: np.ndarray, c: np.ndarray, block: int = 5000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension z = beta / se and p from the torch engine's least squares."""
+    """Per-dimension z (the normal quantile of p, signed by beta) and p from the torch engine's least squares."""
     z, p = [], []
     for start in range(0, dosages.shape[1], block):
         result = linear_association(dosages[:, start : start + block], y, c)
-        z.append(result.beta / result.standard_error)
+        z.append(z_scores(result.beta, result.standard_error, result.p_value))
         p.append(result.p_value)
     return np.vstack(z), np.vstack(p)
 
@@ -362,6 +363,22 @@ def test_a_variant_one_dimension_lacks_is_tested_over_the_others(small_study: di
     np.testing.assert_allclose(table["min_p_familywise"], expected.min_p_familywise, rtol=1e-4)
     engine = read_joint(small_study["folder"] / "engine_joint.tsv.gz")
     pd.testing.assert_frame_equal(table[JOINT_COLUMNS[:5]], engine[JOINT_COLUMNS[:5]])  # same variants, same order
+
+
+def test_z_scores_from_p_keep_the_wald_null_calibrated_in_small_samples() -> None:
+    """beta / SE is t-distributed; its squares summed over directions inflate the null, the p's quantile does not."""
+    rng = np.random.default_rng(4)
+    t = rng.standard_t(30, size=(100_000, 8))
+    p = 2 * stats.t.sf(np.abs(t), 30)
+    z = z_scores(t, np.ones_like(t), p)
+    np.testing.assert_allclose(np.abs(z), stats.norm.isf(p / 2))
+    np.testing.assert_array_equal(np.sign(z), np.sign(t))
+    as_ratio = genomic_inflation(stats.chi2.sf(np.square(t).sum(axis=1), 8))
+    as_quantile = genomic_inflation(stats.chi2.sf(np.square(z).sum(axis=1), 8))
+    assert as_ratio > 1.07 and abs(as_quantile - 1) < 0.02
+    # below the double range the p says nothing more: beta / SE is kept; NaN stays NaN
+    np.testing.assert_array_equal(z_scores(np.array([50.0, -3.0, np.nan]), np.ones(3), np.array([0.0, np.nan, 0.1])),
+                                  [50.0, -3.0, np.nan])
 
 
 def test_permute_tables_moves_phenotypes_and_covariates_together(small_study: dict, tmp_path: Path) -> None:
