@@ -19,6 +19,7 @@ def main(argv=None) -> None:
     parser.add_argument("--known-loci", help="TSV chromosome, start, end, ...: loci overlapping none are novel")
     parser.add_argument("--genes", help="TSV chromosome, start, end, gene: names loci")
     parser.add_argument("--truth", help="simulated demo truth/loci.tsv: also write truth_recovery/summary.tsv")
+    parser.add_argument("--joint", help="gwas/joint/joint.tsv.gz: clump the joint test's p too, as test 'joint'")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--settings", required=True,
                         help='JSON of the config key loci (FUMA thresholds and options), e.g. '
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     def run() -> None:
         settings = LociSettings.from_config(read_settings(args.settings, LociSettings.CONFIG_KEYS))
         find_loci(args.sumstats, args.bfile, args.out_dir, settings, ld_reference=args.ld_reference,
-                  phenotypes=args.phenotypes, known_loci=args.known_loci, genes=args.genes, truth=args.truth,
+                  phenotypes=args.phenotypes, known_loci=args.known_loci, genes=args.genes, truth=args.truth, joint=args.joint,
                   threads=args.threads)
 
     run_cli(run)

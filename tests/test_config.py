@@ -17,6 +17,7 @@ from vitudip.config import (
     ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults, stage_config,
     validate_config, validate_table,
 )
+from vitudip.genetics.joint_stage import JointSettings
 from vitudip.genetics.pheno import PhenoSettings
 from vitudip.imaging.preprocess import PreprocessSettings
 from vitudip.loci.stage import LociSettings
@@ -155,6 +156,7 @@ def test_a_stage_script_names_the_unknown_settings_key_in_one_line(tmp_path):
     (LociSettings, LociSettings.from_config),
     (TrainSettings, lambda config: TrainSettings.from_config(config, threads=None)),
     (PerdiSettings, PerdiSettings.from_config),
+    (JointSettings, JointSettings.from_config),
 ])
 def test_the_settings_classes_take_their_defaults_from_the_schema(cls, build):
     """Every setting a stage receives from a config that leaves its keys out is the schema's default."""

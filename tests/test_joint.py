@@ -23,6 +23,7 @@ from vitudip.genetics.joint import (
     phenotype_correlation,
     read_joint,
     summarise_joint,
+    z_scores,
 )
 from vitudip.genetics.linear import linear_association, linear_gwas
 from vitudip.genetics.sumstats import genomic_inflation, write_sumstats
@@ -41,11 +42,11 @@ def _genotypes(rng: np.random.Generator, n: int, v: int) -> np.ndarray:
 
 
 def _z_and_p(dosages: np.ndarray, y: np.ndarray, c: np.ndarray, block: int = 5000) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension z = beta / se and p from the torch engine's least squares."""
+    """Per-dimension z (the normal quantile of p, signed by beta) and p from the torch engine's least squares."""
     z, p = [], []
     for start in range(0, dosages.shape[1], block):
         result = linear_association(dosages[:, start : start + block], y, c)
-        z.append(result.beta / result.standard_error)
+        z.append(z_scores(result.beta, result.standard_error, result.p_value))
         p.append(result.p_value)
     return np.vstack(z), np.vstack(p)
 
@@ -320,20 +321,64 @@ def _rewrite(path: Path, out: Path, edit) -> Path:
     return out
 
 
-def test_joint_from_sumstats_refuses_misaligned_files(small_study: dict, tmp_path: Path) -> None:
+def test_joint_from_sumstats_refuses_unsorted_or_repeated_variants(small_study: dict, tmp_path: Path) -> None:
     paths = {p.name.removesuffix(".tsv.gz"): p for p in small_study["paths"]}
     swapped = dict(paths, udip_002=_rewrite(paths["udip_002"], tmp_path / "a" / "udip_002.tsv.gz",
                                             lambda f: f.iloc[[1, 0, *range(2, len(f))]]))
-    with pytest.raises(ValueError, match=r"line 2 of .*udip_002.tsv.gz is variant 1:1001001:G:A"):
+    with pytest.raises(ValueError, match=r"line 3 of .*udip_002.tsv.gz is variant 1:1000001:G:A, before .* sorted"):
         joint_from_sumstats(swapped, small_study["test"], tmp_path / "j.tsv.gz", progress=False)
-    short = dict(paths, udip_004=_rewrite(paths["udip_004"], tmp_path / "b" / "udip_004.tsv.gz", lambda f: f[:-3]))
-    with pytest.raises(ValueError, match="udip_004.tsv.gz and .* different numbers of rows"):
-        joint_from_sumstats(short, small_study["test"], tmp_path / "j.tsv.gz", chunk_size=100, progress=False)
+    repeated = dict(paths, udip_001=_rewrite(paths["udip_001"], tmp_path / "b" / "udip_001.tsv.gz",
+                                             lambda f: f.iloc[[0, *range(len(f))]]))
+    with pytest.raises(ValueError, match=r"line 3 of .*udip_001.tsv.gz repeats variant 1:1000001:G:A"):
+        joint_from_sumstats(repeated, small_study["test"], tmp_path / "j.tsv.gz", chunk_size=100, progress=False)
     with pytest.raises(ValueError, match=r"missing \['udip_004'\]"):
         joint_from_sumstats({k: v for k, v in paths.items() if k != "udip_004"}, small_study["test"],
                             tmp_path / "j.tsv.gz", progress=False)
     assert not (tmp_path / "j.tsv.gz").exists()  # nothing half written
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("chunk_size", [37, 1000])
+def test_a_variant_one_dimension_lacks_is_tested_over_the_others(small_study: dict, tmp_path: Path,
+                                                                 chunk_size: int) -> None:
+    """gwas_gather drops a dimension's untested variants, so the files can list different variants."""
+    paths = {p.name.removesuffix(".tsv.gz"): p for p in small_study["paths"]}
+    lacking = {3: "udip_001", 7: "udip_004", 150: "udip_000", 151: "udip_000", 249: "udip_002"}  # rows dropped
+    edited = dict(paths)
+    for name in set(lacking.values()):
+        rows = [r for r, d in lacking.items() if d == name]
+        edited[name] = _rewrite(paths[name], tmp_path / "in" / f"{name}.tsv.gz", lambda f, rows=rows: f.drop(rows))
+    summary = joint_from_sumstats(edited, small_study["test"], tmp_path / "joint.tsv.gz", chunk_size=chunk_size,
+                                  progress=False)
+    table = read_joint(summary.path)
+    assert len(table) == 250 and summary.n_variants == 250
+    z, p = _z_and_p(small_study["dosages"], small_study["y"], small_study["covariates"])
+    names = small_study["names"]
+    for row, name in lacking.items():
+        z[row, names.index(name)] = p[row, names.index(name)] = np.nan
+    expected = small_study["test"].test(z, p)
+    np.testing.assert_array_equal(table["df"], expected.df)
+    assert (table["df"].to_numpy()[list(lacking)] == 4).all() and (np.delete(table["df"].to_numpy(), list(lacking)) == 5).all()
+    np.testing.assert_allclose(table["statistic"], expected.statistic, rtol=1e-4)
+    np.testing.assert_allclose(table["min_p_familywise"], expected.min_p_familywise, rtol=1e-4)
+    engine = read_joint(small_study["folder"] / "engine_joint.tsv.gz")
+    pd.testing.assert_frame_equal(table[JOINT_COLUMNS[:5]], engine[JOINT_COLUMNS[:5]])  # same variants, same order
+
+
+def test_z_scores_from_p_keep_the_wald_null_calibrated_in_small_samples() -> None:
+    """beta / SE is t-distributed; its squares summed over directions inflate the null, the p's quantile does not."""
+    rng = np.random.default_rng(4)
+    t = rng.standard_t(30, size=(100_000, 8))
+    p = 2 * stats.t.sf(np.abs(t), 30)
+    z = z_scores(t, np.ones_like(t), p)
+    np.testing.assert_allclose(np.abs(z), stats.norm.isf(p / 2))
+    np.testing.assert_array_equal(np.sign(z), np.sign(t))
+    as_ratio = genomic_inflation(stats.chi2.sf(np.square(t).sum(axis=1), 8))
+    as_quantile = genomic_inflation(stats.chi2.sf(np.square(z).sum(axis=1), 8))
+    assert as_ratio > 1.07 and abs(as_quantile - 1) < 0.02
+    # below the double range the p says nothing more: beta / SE is kept; NaN stays NaN
+    np.testing.assert_array_equal(z_scores(np.array([50.0, -3.0, np.nan]), np.ones(3), np.array([0.0, np.nan, 0.1])),
+                                  [50.0, -3.0, np.nan])
 
 
 def test_permute_tables_moves_phenotypes_and_covariates_together(small_study: dict, tmp_path: Path) -> None:

@@ -431,7 +431,7 @@ def test_no_significant_snp_gives_empty_tables(hand_built: HandBuilt, tmp_path: 
     assert outputs["manhattan"].stat().st_size > 0 and list(outputs["regional"].iterdir()) == []
     recovery = pd.read_csv(outputs["truth_recovery"], sep="\t")
     assert recovery["found"].tolist() == [False]
-    assert pd.read_csv(outputs["truth_summary"], sep="\t").iloc[0].tolist() == [1, 0, 0, 0]
+    assert pd.read_csv(outputs["truth_summary"], sep="\t").iloc[0].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]
 
 
 def test_truth_recovery_and_false_loci() -> None:
@@ -443,7 +443,40 @@ def test_truth_recovery_and_false_loci() -> None:
     recovery, summary = truth_recovery(truth, merged)
     assert recovery["found"].tolist() == [True, False]
     assert recovery.at[0, "lead_distance_bp"] == 500 and recovery.at[0, "dimensions"] == "udip_000"
-    assert summary.iloc[0].to_dict() == {"planted": 2, "recovered": 1, "merged_loci": 2, "false_loci": 1}
+    assert summary.iloc[0].to_dict() == {"planted": 2, "recovered": 1, "merged_loci": 2, "false_loci": 1,
+                                         "recovered_single": 1, "recovered_joint": 0, "recovered_joint_only": 0,
+                                         "false_loci_single": 1, "false_loci_joint": 0}
+    assert merged["tests"].tolist() == ["single", "single"] and merged["joint_p"].isna().all()
+
+
+def test_merged_loci_say_which_tests_reach_them_and_truth_scores_each() -> None:
+    """Joint loci merge with the dimensions' loci; one the joint test alone reaches leads with the joint p."""
+    loci = pd.DataFrame([
+        _loci(1, 1000, 2000, "udip_000", 1e-9), _loci(1, 1500, 2100, "joint", 1e-12),  # both
+        _loci(1, 900_000, 901_000, "joint", 1e-9),  # joint only, holds the spread effect
+        _loci(2, 5000, 9000, "udip_001", 1e-10),  # single, false
+        _loci(3, 5000, 9000, "joint", 1e-8),  # joint only, false
+    ])
+    joint = pd.DataFrame({"chromosome": [1, 1, 2, 3], "base_pair_location": [1000, 900_000, 5000, 5000],
+                          "variant_id": ["rs1000", "rs900000", "rs5000", "rs5000"],
+                          "p_value": [1e-12, 1e-9, 0.2, 1e-8], "min_p_dimension": ["udip_000", "udip_002", "udip_001",
+                                                                                   "udip_003"]})
+    merged = merge_across_dimensions(loci, 250_000, Thresholds(5e-8, 2, 2.0), joint=joint)
+    assert merged["tests"].tolist() == ["both", "joint", "single", "joint"]
+    assert merged["lead_dimension"].tolist() == ["udip_000", "udip_002", "udip_001", "udip_003"]
+    assert merged["dimensions"].fillna("").tolist() == ["udip_000", "", "udip_001", ""]
+    assert merged["n_dimensions"].tolist() == [1, 0, 1, 0]
+    assert merged["lead_p"].tolist() == [1e-9, 1e-9, 1e-10, 1e-8]  # a dimension's lead where one reaches the locus
+    np.testing.assert_allclose(merged["joint_p"], [1e-12, 1e-9, 0.2, 1e-8])
+    assert (merged["start"].iloc[0], merged["end"].iloc[0]) == (1000, 2100)
+    truth = pd.DataFrame({"effect": ["focal", "spread", "miss"], "variant_id": ["a", "b", "c"],
+                          "chromosome": [1, 1, 4], "base_pair_location": [1500, 900_500, 100]})
+    recovery, summary = truth_recovery(truth, merged)
+    assert recovery["tests"].tolist() == ["both", "joint", ""]
+    assert recovery["found_joint"].tolist() == [True, True, False]
+    assert summary.iloc[0].to_dict() == {"planted": 3, "recovered": 2, "merged_loci": 4, "false_loci": 2,
+                                         "recovered_single": 1, "recovered_joint": 2, "recovered_joint_only": 1,
+                                         "false_loci_single": 1, "false_loci_joint": 1}
 
 
 def test_sumstats_missing_a_column(hand_built: HandBuilt, tmp_path: Path) -> None:

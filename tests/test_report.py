@@ -18,16 +18,19 @@ from vitudip.report.truth import names_planted_region, truth_summary, truth_tabl
 ROOT = Path(__file__).resolve().parent.parent
 
 
-LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "novel"]
+LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "tests",
+                "joint_p", "novel"]
 REGIONS_COLUMNS = ["dimension", "region", "side", "n_voxels", "ks_score", "top_fraction_excess", "permutation_p",
                    "rank"]
 
 
-def loci_table(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
-    """Merged loci (locus, lead dimension, dimensions) with the other columns filled in."""
+def loci_table(rows: list[tuple[int, str, str]], tests: dict[int, str] | None = None) -> pd.DataFrame:
+    """Merged loci (locus, lead dimension, dimensions) with the other columns filled in; ``tests`` by locus."""
+    tests = tests or {}
     return pd.DataFrame([
         {"locus": n, "chromosome": n, "start": 1000 * n, "end": 1000 * n + 500, "lead_snp": f"{n}:1000:A:G",
-         "lead_p": 10.0 ** -(8 + n), "lead_dimension": lead, "dimensions": dims, "novel": n % 2 == 0}
+         "lead_p": 10.0 ** -(8 + n), "lead_dimension": lead, "dimensions": dims, "tests": tests.get(n, "single"),
+         "joint_p": 1e-3, "novel": n % 2 == 0}
         for n, lead, dims in rows
     ], columns=LOCI_COLUMNS)
 
@@ -42,10 +45,11 @@ def regions_table(ranking: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
     return pd.DataFrame(rows[::-1], columns=REGIONS_COLUMNS)
 
 
-def recovery_table(rows: list[tuple[str, int | None, str]]) -> pd.DataFrame:
-    """loci/truth_recovery.tsv: (effect, locus or None when not found, dimensions)."""
+def recovery_table(rows: list[tuple[str, int | None, str]], tests: str = "single") -> pd.DataFrame:
+    """loci/truth_recovery.tsv: (effect, locus or None when not found, dimensions), found by ``tests``."""
     return pd.DataFrame([
-        {"effect": effect, "variant_id": f"{effect}_snp", "found": locus is not None, "locus": locus,
+        {"effect": effect, "variant_id": f"{effect}_snp", "found": locus is not None,
+         "tests": tests if locus is not None else "", "locus": locus,
          "lead_snp": f"{locus}:1000:A:G" if locus else None, "lead_distance_bp": 10 if locus else None,
          "lead_p": 1e-10 if locus else None, "dimensions": dims if locus else None}
         for effect, locus, dims in rows
@@ -77,6 +81,20 @@ def test_a_locus_reaching_two_dimensions_gives_a_row_for_each_with_the_lead_firs
     assert (first["region_1"], first["region_2"]) == ("Lateral_Ventricle", "Caudate")
     assert pd.isna(first["region_3"]) and pd.isna(first["side_3"])
     assert (summary["locus"] == 1).all() and (summary["lead_snp"] == "1:1000:A:G").all()
+
+
+def test_a_locus_only_the_joint_test_reaches_gets_its_lead_dimension_and_says_joint():
+    loci = loci_table([(1, "udip_009", "udip_002;udip_009"), (2, "udip_004", "")], tests={1: "both", 2: "joint"})
+    regions = regions_table({"udip_004": [("Thalamus", "both")], "udip_009": [("Caudate", "left")]})
+    summary = study_summary(loci, regions)
+    assert list(summary["locus"]) == [1, 1, 2] and list(summary["tests"]) == ["both", "both", "joint"]
+    joint_only = summary.iloc[2]
+    assert (joint_only["dimension"], joint_only["is_lead_dimension"], joint_only["region_1"]) == (
+        "udip_004", True, "Thalamus")
+    table = truth_table(recovery_table([("thalamus", 2, "")], tests="joint"), loci,
+                        planted_table([("thalamus", "Thalamus", "both")]), regions)
+    assert list(table["tests"]) == ["joint"] and list(table["dimension"]) == ["udip_004"]
+    assert bool(table["top_match"].iloc[0])
 
 
 def test_a_dimension_without_a_perdi_map_gets_missing_regions():

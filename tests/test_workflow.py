@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from vitudip.genetics.joint import JOINT_COLUMNS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,8 +31,8 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
     for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                  "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather", "find_loci",
-                  "perdi_maps", "summarise_study"):
+                  "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test",
+                  "calibrate_joint", "find_loci", "perdi_maps", "summarise_study"):
         assert built in out
 
 
@@ -171,17 +173,30 @@ def test_tiny_config_end_to_end(tmp_path):
     assert exclusions["reason"].str.startswith("outlier: ").all() and len(exclusions) <= 2
     assert set(pheno["IID"]) | set(exclusions["IID"]) == set(samples["subject_id"])
     assert not set(pheno["IID"]) & set(exclusions["IID"])
-    loci = pd.read_csv(res / "loci" / "loci_merged.tsv", sep="\t")
+    joint = pd.read_csv(res / "gwas" / "joint" / "joint.tsv.gz", sep="\t")
+    assert list(joint.columns) == JOINT_COLUMNS and len(joint) >= lambdas["n_variants"].max()
+    assert joint["p_value"].between(0, 1).all() and (joint["df"] >= 1).all()
+    joint_lambda = pd.read_csv(res / "gwas" / "joint" / "lambda.tsv", sep="\t")
+    assert list(joint_lambda["test"]) == ["statistic", "min_p"] and (joint_lambda["n_variants"] == len(joint)).all()
+    null = pd.read_csv(res / "gwas" / "joint" / "null.tsv", sep="\t")
+    assert (null["status"] == "ok").all() and (null["lambda_gc"] <= null["limit"]).all()
+    assert (res / "gwas" / "joint" / "null_qq.png").stat().st_size > 0
+    loci = pd.read_csv(res / "loci" / "loci_merged.tsv", sep="\t", keep_default_na=False, na_values={"joint_p": "NA"})
     recovery = pd.read_csv(res / "loci" / "truth_recovery.tsv", sep="\t")
     assert "novel" in loci.columns and len(recovery) == 2  # the tiny config plants two SNPs
+    assert set(loci["tests"]) <= {"joint", "single", "both"} and loci["joint_p"].notna().all()
+    assert {"recovered_joint", "false_loci_joint"} <= set(pd.read_csv(res / "loci" / "truth_summary.tsv", sep="\t"))
     assert (res / "loci" / "manhattan.png").stat().st_size > 0
     regions = pd.read_csv(res / "perdi" / "regions.tsv", sep="\t")
     mapped = {p.name.removesuffix(".nii.gz") for p in (res / "perdi" / "maps").glob("udip_???.nii.gz")}
     assert mapped == set(regions["dimension"])
-    assert mapped == {d for dims in loci["dimensions"] for d in dims.split(";")}
+    assert mapped == {d for dims in loci["dimensions"] for d in dims.split(";") if d}
     summary = pd.read_csv(res / "report" / "summary.tsv", sep="\t")
-    assert len(summary) == loci["n_dimensions"].sum() and summary["perdi_mapped"].all()
-    assert summary["region_1"].notna().all() and set(summary["locus"]) == set(loci["locus"])
+    # one row per dimension reaching a locus, and one (its lead dimension's) per locus only the joint test reaches
+    assert len(summary) == loci["n_dimensions"].sum() + (loci["tests"] == "joint").sum()
+    single = summary[summary["tests"] != "joint"]
+    assert single["perdi_mapped"].all() and single["region_1"].notna().all()
+    assert set(summary["locus"]) == set(loci["locus"])
     # every locus has its own direction's maps and ranking, carried into the summary
     locus_regions = pd.read_csv(res / "perdi" / "locus_regions.tsv", sep="\t")
     assert set(locus_regions["locus"]) == set(loci["locus"])
@@ -194,8 +209,8 @@ def test_tiny_config_end_to_end(tmp_path):
     score = pd.read_csv(res / "report" / "truth_summary.tsv", sep="\t")
     assert len(score) == 1 and score.at[0, "recovered"] == recovery["found"].sum()
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                 "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1", "find_loci",
-                 "perdi_maps", "summarise_study", "plot_embedding_spectrum"):
+                 "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1", "joint_test",
+                 "calibrate_joint", "find_loci", "perdi_maps", "summarise_study", "plot_embedding_spectrum"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(tmp_path, "-n", configfile=config)
@@ -205,18 +220,20 @@ def test_tiny_config_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reStructuredText
     page = html.read_text()
-    for name in ("loss.png", "reconstruction.png", "scree.png", "embedding_vs_truth.tsv", "qq.png", "manhattan.png",
+    for name in ("loss.png", "reconstruction.png", "scree.png", "embedding_vs_truth.tsv", "qq.png", "null_qq.png",
+                 "manhattan.png",
                  "loci_merged.tsv", "overview.png", "regions.tsv", "summary.tsv", "truth.tsv", "truth_summary.tsv",
                  "Simulated truth"):
         assert name in page, name
     # regional plots and PerDI panels exist only for loci, which the tiny cohort need not yield
-    for locus, dimension in zip(summary["locus"], summary["dimension"]):
-        assert f"locus_{locus:03d}.png" in page and f"{dimension}.png" in page
+    for locus, dimension, mapped_row in zip(summary["locus"], summary["dimension"], summary["perdi_mapped"]):
+        assert f"locus_{locus:03d}.png" in page and (f"{dimension}.png" in page or not mapped_row)
     _reruns_touch_only_the_stage_and_what_follows(tmp_path, config, res)
 
 
-#: The jobs downstream of the GWAS shards, which every GWAS rerun must redo.
-AFTER_GWAS = {"gwas_shard", "gwas_gather", "find_loci", "perdi_maps", "summarise_study", "all"}
+#: The jobs downstream of the GWAS shards, which every GWAS rerun must redo (the permuted GWAS of
+#: calibrate_joint reads no shard: only a changed GWAS setting reruns it).
+AFTER_GWAS = {"gwas_shard", "gwas_gather", "joint_test", "find_loci", "perdi_maps", "summarise_study", "all"}
 
 
 def _planned_jobs(run: subprocess.CompletedProcess) -> set[str]:
@@ -236,7 +253,14 @@ def _reruns_touch_only_the_stage_and_what_follows(tmp_path: Path, config: Path, 
     changed["gwas"]["engine"] = "plink2"
     other = tmp_path / "plink2.yaml"
     other.write_text(yaml.safe_dump(changed))
-    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=other)) == AFTER_GWAS
+    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=other)) == AFTER_GWAS | {"calibrate_joint"}
+    # without the joint test the loci come from the single dimensions alone
+    changed = yaml.safe_load(config.read_text())
+    changed["joint"] = {"enabled": False}
+    off = tmp_path / "no_joint.yaml"
+    off.write_text(yaml.safe_dump(changed))
+    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=off)) == {"find_loci", "perdi_maps", "summarise_study",
+                                                                         "all"}
     # a deleted output is made again by its own job, and only what reads that job's outputs follows
     (res / "loci" / "manhattan.png").unlink()
     assert _planned_jobs(snakemake(tmp_path, "-n", configfile=config)) == {

@@ -37,7 +37,7 @@ PHENO = Table("phenotype table", required=ID_COLUMNS, text=ID_COLUMNS, writer="t
 COVAR = Table("covariate table", required=ID_COLUMNS, text=ID_COLUMNS, writer="the pheno stage")
 #: ``loci/loci_merged.tsv``: one row per locus merged across dimensions (readers name the columns they use).
 LOCI_MERGED = Table("merged loci table", required=("locus",),
-                    text=("lead_snp", "lead_uniqID", "lead_dimension", "dimensions", "nearest_gene", "genes",
+                    text=("lead_snp", "lead_uniqID", "lead_dimension", "dimensions", "tests", "nearest_gene", "genes",
                           "known_loci"),
                     writer="the loci stage")
 #: ``perdi/regions.tsv``: each mapped dimension's ranked brain regions.
@@ -155,4 +155,4 @@ TRUTH_MEASURES = Table("truth measures table", required=("subject_id",), text=("
 TRUTH_RECOVERY = Table("truth recovery table",
                        required=("effect", "variant_id", "found", "locus", "lead_snp", "lead_distance_bp", "lead_p",
                                  "dimensions"),
-                       text=("effect", "variant_id", "lead_snp", "dimensions"), writer="the loci stage")
+                       text=("effect", "variant_id", "tests", "lead_snp", "dimensions"), writer="the loci stage")

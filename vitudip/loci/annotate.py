@@ -18,13 +18,19 @@ from vitudip.loci.thresholds import PASS_COLUMNS, Thresholds
 
 MERGED_COLUMNS = [
     "locus", "chromosome", "start", "end", "lead_snp", "lead_uniqID", "lead_position", "lead_p", "lead_dimension",
-    "dimensions", "n_dimensions", "nearest_gene", "genes", "known_loci", "novel", *PASS_COLUMNS.values(),
+    "dimensions", "n_dimensions", "tests", "joint_p", "nearest_gene", "genes", "known_loci", "novel",
+    *PASS_COLUMNS.values(),
 ]
+#: The test name of the joint test's loci among the dimensions' (GenomicRiskLoci.tsv's ``dimension``).
+JOINT_TEST = "joint"
+#: ``tests`` of a merged locus: reached by the joint test only, by single dimensions only, or by both.
+TESTS = ("joint", "single", "both")
 RECOVERY_COLUMNS = [
-    "effect", "variant_id", "chromosome", "base_pair_location", "found", "locus", "lead_snp", "lead_position",
-    "lead_distance_bp", "lead_p", "dimensions",
+    "effect", "variant_id", "chromosome", "base_pair_location", "found", "found_single", "found_joint", "tests",
+    "locus", "lead_snp", "lead_position", "lead_distance_bp", "lead_p", "dimensions",
 ]
-SUMMARY_COLUMNS = ["planted", "recovered", "merged_loci", "false_loci"]
+SUMMARY_COLUMNS = ["planted", "recovered", "merged_loci", "false_loci", "recovered_single", "recovered_joint",
+                   "recovered_joint_only", "false_loci_single", "false_loci_joint"]
 
 
 #: The user's gene table (``inputs.genes``), and known loci (``inputs.known_loci``) that novel loci overlap none of.
@@ -64,18 +70,39 @@ def nearest_gene(chromosome: int, position: int, genes: pd.DataFrame) -> str:
     return str(on["gene"].to_numpy()[int(np.argmin(distance))])
 
 
+def _joint_at_leads(merged: pd.DataFrame, joint: pd.DataFrame) -> pd.DataFrame:
+    """The joint table's p_value and min_p_dimension at each merged locus' lead SNP (NaN / '' where absent)."""
+    keys = ["chromosome", "base_pair_location", "variant_id"]
+    index = pd.MultiIndex.from_frame(joint[keys].astype({"chromosome": np.int64, "base_pair_location": np.int64,
+                                                          "variant_id": str}))
+    leads = pd.MultiIndex.from_arrays([merged["chromosome"].astype(np.int64), merged["lead_position"].astype(np.int64),
+                                       merged["lead_snp"].astype(str)])
+    rows = index.get_indexer(leads)
+    found = rows >= 0
+    return pd.DataFrame({
+        "p_value": np.where(found, joint["p_value"].to_numpy(float)[np.maximum(rows, 0)], np.nan),
+        "min_p_dimension": np.where(found, joint["min_p_dimension"].astype(str).to_numpy()[np.maximum(rows, 0)], ""),
+    })
+
+
 def merge_across_dimensions(
     loci: pd.DataFrame,
     merge_distance_bp: int,
     thresholds: Thresholds,
     genes: pd.DataFrame | None = None,
     known: pd.DataFrame | None = None,
+    joint: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per genomic locus over all dimensions.
+    """One row per genomic locus over all dimensions and the joint test.
 
     Loci of different dimensions are merged by the same rule as LD blocks within one
     (overlapping, or a gap below ``merge_distance_bp``); the merged locus spans them all
-    and its lead SNP is the one with the smallest p.
+    and its lead SNP is the one with the smallest p among the single dimensions' loci.
+    Loci of the joint test (``dimension`` :data:`JOINT_TEST`) merge alike; ``tests`` says
+    which tests reach the merged locus (``joint``, ``single`` or ``both``), and ``dimensions``
+    lists the single dimensions only. A locus only the joint test reaches takes the joint
+    test's lead SNP and p, and as ``lead_dimension`` the dimension with the smallest p at
+    that SNP (from ``joint``'s ``min_p_dimension``), so PerDI and the report have one to map.
 
     Args:
         loci: GenomicRiskLoci rows of every dimension (FUMA columns: dimension, rsID, uniqID, chr, pos, p,
@@ -85,6 +112,8 @@ def merge_across_dimensions(
         genes: optional table chromosome, start, end, gene: genes overlapping the locus, and the one nearest its
             lead SNP.
         known: optional table chromosome, start, end: a locus overlapping none of them is novel.
+        joint: the joint file's chromosome, base_pair_location, variant_id, p_value, min_p_dimension (None: no
+            joint test; ``joint_p`` is then NA): gives ``joint_p``, the joint p of each lead SNP.
 
     Returns:
         MERGED_COLUMNS, ordered by chromosome and start.
@@ -104,14 +133,18 @@ def merge_across_dimensions(
             reach = loci.at[i, "end"]
     rows = []
     for number, members in loci.groupby(group, sort=True):
-        top = members.loc[members["p"].idxmin()]
+        by_joint = members["dimension"] == JOINT_TEST
+        single = members[~by_joint]
+        leading = single if len(single) else members
+        top = leading.loc[leading["p"].idxmin()]
         chromosome, start, end = int(top["chr"]), int(members["start"].min()), int(members["end"].max())
-        dimensions = sorted(set(members["dimension"]))
+        dimensions = sorted(set(single["dimension"]))
         row = {
             "locus": number, "chromosome": chromosome, "start": start, "end": end, "lead_snp": top["rsID"],
             "lead_uniqID": top["uniqID"], "lead_position": int(top["pos"]), "lead_p": float(top["p"]),
             "lead_dimension": top["dimension"], "dimensions": ";".join(dimensions), "n_dimensions": len(dimensions),
-            "nearest_gene": "", "genes": "", "known_loci": "", "novel": True,
+            "tests": "both" if by_joint.any() and len(single) else ("joint" if by_joint.any() else "single"),
+            "joint_p": np.nan, "nearest_gene": "", "genes": "", "known_loci": "", "novel": True,
         }
         if genes is not None:
             inside = overlapping(chromosome, start, end, genes).sort_values("start")
@@ -124,13 +157,18 @@ def merge_across_dimensions(
             row["novel"] = hits.empty
         rows.append(row)
     merged = pd.DataFrame(rows)
+    if joint is not None:
+        at_leads = _joint_at_leads(merged, joint)
+        merged["joint_p"] = at_leads["p_value"].to_numpy()
+        joint_only = (merged["tests"] == "joint").to_numpy()
+        merged.loc[joint_only, "lead_dimension"] = at_leads["min_p_dimension"].to_numpy()[joint_only]
     for column, passed in thresholds.passes(merged["lead_p"]).items():
         merged[column] = passed
     return merged[MERGED_COLUMNS]
 
 
 def truth_recovery(truth: pd.DataFrame, merged: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """How the merged loci recover planted causal SNPs (the simulated demo's truth/loci.tsv).
+    """How the merged loci recover planted causal SNPs (the simulated demo's truth/loci.tsv), per test.
 
     Args:
         truth: one row per planted SNP: effect, variant_id, chromosome, base_pair_location.
@@ -138,16 +176,23 @@ def truth_recovery(truth: pd.DataFrame, merged: pd.DataFrame) -> tuple[pd.DataFr
 
     Returns:
         (recovery, summary): recovery has one row per planted SNP (RECOVERY_COLUMNS): found when a merged
-        locus contains its position, with that locus' lead SNP, its distance in bp, lead p and dimensions;
-        summary is one row (SUMMARY_COLUMNS): planted SNPs, recovered ones, merged loci, and false loci
-        (merged loci that contain no planted SNP).
+        locus contains its position, ``found_single`` / ``found_joint`` when a locus reached by single
+        dimensions / by the joint test does, ``tests`` of the containing loci (joint, single or both), with
+        the best such locus' lead SNP, its distance in bp, lead p and dimensions; summary is one row
+        (SUMMARY_COLUMNS): planted SNPs, recovered ones, merged loci, false loci (merged loci that contain no
+        planted SNP), and the same per test: planted SNPs each test recovers (and the joint test alone), and
+        the false loci each test reaches.
     """
     rows = []
     claimed: set[int] = set()
     for snp in truth.itertuples(index=False):
         hits = overlapping(int(snp.chromosome), int(snp.base_pair_location), int(snp.base_pair_location), merged)
+        tests = set(hits["tests"])
+        single, joint = bool(tests & {"single", "both"}), bool(tests & {"joint", "both"})
         row = {"effect": snp.effect, "variant_id": snp.variant_id, "chromosome": int(snp.chromosome),
-               "base_pair_location": int(snp.base_pair_location), "found": not hits.empty}
+               "base_pair_location": int(snp.base_pair_location), "found": not hits.empty, "found_single": single,
+               "found_joint": joint, "tests": ("both" if single and joint else "single" if single else
+                                               "joint" if joint else "")}
         if not hits.empty:
             best = hits.loc[hits["lead_p"].idxmin()]
             claimed.update(int(n) for n in hits["locus"])
@@ -158,8 +203,13 @@ def truth_recovery(truth: pd.DataFrame, merged: pd.DataFrame) -> tuple[pd.DataFr
     recovery = pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
     for column in ("locus", "lead_position", "lead_distance_bp"):
         recovery[column] = recovery[column].astype("Int64")
+    false = merged[~merged["locus"].astype(int).isin(claimed)]
     summary = pd.DataFrame([{
         "planted": len(truth), "recovered": int(recovery["found"].sum()), "merged_loci": len(merged),
-        "false_loci": len(merged) - len(claimed),
+        "false_loci": len(false), "recovered_single": int(recovery["found_single"].sum()),
+        "recovered_joint": int(recovery["found_joint"].sum()),
+        "recovered_joint_only": int((recovery["found_joint"] & ~recovery["found_single"]).sum()),
+        "false_loci_single": int(false["tests"].isin(["single", "both"]).sum()),
+        "false_loci_joint": int(false["tests"].isin(["joint", "both"]).sum()),
     }], columns=SUMMARY_COLUMNS)
     return recovery, summary

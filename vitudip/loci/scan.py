@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from vitudip.genetics.joint import JOINT
 from vitudip.genetics.sumstats import SUMSTATS, ssf_chromosome
 
 logger = logging.getLogger("vitudip.loci")
@@ -64,6 +65,22 @@ def read_variants(path: str | os.PathLike) -> pd.DataFrame:
     return _read_columns(Path(path), VARIANT_FIELDS)
 
 
+def _same_rows(frame: pd.DataFrame, variants: pd.DataFrame) -> bool:
+    """Whether ``frame`` lists the variant table's variants in its order (what one GWAS writes)."""
+    return (len(frame) == len(variants)
+            and np.array_equal(frame["base_pair_location"].to_numpy(), variants["base_pair_location"].to_numpy())
+            and np.array_equal(frame["chromosome"].to_numpy(), variants["chromosome"].to_numpy()))
+
+
+def _aligned_rows(frame: pd.DataFrame, variants: pd.DataFrame, path: Path) -> np.ndarray:
+    """Row of ``variants`` of each row of ``frame`` by variant_id and alleles (-1: absent, logged)."""
+    keys = ["variant_id", "effect_allele", "other_allele"]
+    rows = pd.MultiIndex.from_frame(variants[keys]).get_indexer(pd.MultiIndex.from_frame(frame[keys]))
+    if (rows < 0).any():
+        logger.warning("%s: %d variants absent from the first file are ignored", path, int((rows < 0).sum()))
+    return rows
+
+
 def aligned_p_values(path: str | os.PathLike, variants: pd.DataFrame) -> np.ndarray:
     """p-values of one file in the row order of ``variants``.
 
@@ -76,22 +93,38 @@ def aligned_p_values(path: str | os.PathLike, variants: pd.DataFrame) -> np.ndar
     """
     path = Path(path)
     frame = _read_columns(path, P_FIELDS)
-    if (
-        len(frame) == len(variants)
-        and np.array_equal(frame["base_pair_location"].to_numpy(), variants["base_pair_location"].to_numpy())
-        and np.array_equal(frame["chromosome"].to_numpy(), variants["chromosome"].to_numpy())
-    ):
+    if _same_rows(frame, variants):
         return frame["p_value"].to_numpy()
-    keys = ["variant_id", "effect_allele", "other_allele"]
-    frame = _read_columns(path, P_FIELDS + keys)
-    index = pd.MultiIndex.from_frame(variants[keys])
-    rows = index.get_indexer(pd.MultiIndex.from_frame(frame[keys]))
+    frame = _read_columns(path, VARIANT_FIELDS)
+    rows = _aligned_rows(frame, variants, path)
     found = rows >= 0
-    if not found.all():
-        logger.warning("%s: %d variants absent from the first file are ignored", path, int((~found).sum()))
     p = np.full(len(variants), np.nan)
     p[rows[found]] = frame["p_value"].to_numpy()[found]
     return p
+
+
+def aligned_joint(path: str | os.PathLike, variants: pd.DataFrame) -> pd.DataFrame:
+    """A joint file's p-values and min-P dimensions in the row order of ``variants``.
+
+    Args:
+        path: ``gwas/joint/joint.tsv.gz``.
+        variants: the variant table of the scan.
+
+    Returns:
+        ``variants``' chromosome, base_pair_location and variant_id, with ``p_value`` (NaN where the joint
+        file lacks the variant) and ``min_p_dimension`` ('' there).
+    """
+    path = Path(path)
+    frame = JOINT.read(path, columns=[*VARIANT_FIELDS, "min_p_dimension"])
+    frame["chromosome"] = frame["chromosome"].astype(np.int64)
+    rows = np.arange(len(frame)) if _same_rows(frame, variants) else _aligned_rows(frame, variants, path)
+    found = rows >= 0
+    table = variants[["chromosome", "base_pair_location", "variant_id"]].reset_index(drop=True)
+    table["p_value"] = np.nan
+    table["min_p_dimension"] = ""
+    table.loc[rows[found], "p_value"] = frame["p_value"].to_numpy(float)[found]
+    table.loc[rows[found], "min_p_dimension"] = frame["min_p_dimension"].fillna("").astype(str).to_numpy()[found]
+    return table
 
 
 @dataclass
@@ -117,6 +150,23 @@ class SumstatsScan:
     candidate_p: float
     hit_rows: list[np.ndarray]
     hit_p: list[np.ndarray]
+
+    def with_test(self, name: str, path: str | os.PathLike, p: np.ndarray) -> SumstatsScan:
+        """This scan with one more test over the same variants (e.g. the joint test), clumped like a dimension.
+
+        Args:
+            name: the test's name (not a dimension's).
+            path: its file (read again for regional plots).
+            p: (n_variants,) its p-values in the variant table's order.
+        """
+        if name in self.dimensions:
+            raise ValueError(f"a dimension is named '{name}', the name of the joint test's loci: rename it")
+        better = p < np.where(np.isnan(self.min_p), np.inf, self.min_p)
+        rows = np.flatnonzero(p < self.candidate_p)
+        return SumstatsScan([*self.dimensions, name], [*self.paths, Path(path)], self.variants,
+                            np.where(better, p, self.min_p),
+                            np.where(better, len(self.dimensions), self.min_dimension).astype(np.int32),
+                            self.candidate_p, [*self.hit_rows, rows], [*self.hit_p, p[rows]])
 
     def p_values(self, dimension: int, rows: np.ndarray) -> np.ndarray:
         """p-values of one dimension at some rows; NaN where p >= candidate_p (not kept)."""

@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import LOCI_MERGED, TRUTH_LOCI, TRUTH_RECOVERY
-from vitudip.loci.annotate import (GENES, KNOWN_LOCI, merge_across_dimensions, overlapping, read_positions,
-                                   truth_recovery)
+from vitudip.loci.annotate import (GENES, JOINT_TEST, KNOWN_LOCI, merge_across_dimensions, overlapping,
+                                   read_positions, truth_recovery)
 from vitudip.loci.fuma import LOCUS_COLUMNS, FumaSettings, empty_tables, fuma_tables, in_mhc, independent_snps
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
-from vitudip.loci.scan import SumstatsScan, aligned_p_values, scan_sumstats, sumstats_files
+from vitudip.loci.scan import SumstatsScan, aligned_joint, aligned_p_values, scan_sumstats, sumstats_files
 from vitudip.loci.thresholds import study_thresholds
 from vitudip.plots.loci import plot_manhattan, plot_regional
 
@@ -176,9 +176,10 @@ def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan
     located = _reference_rows(reference, scan.variants, np.concatenate(span_rows or [np.zeros(0, np.int64)]))
     p_cache: dict[str, np.ndarray] = {}
     for locus, (_, first, last), rows in zip(merged.itertuples(index=False), spans, span_rows):
-        if locus.lead_dimension not in p_cache:  # loci often share a lead dimension
-            path = scan.paths[scan.dimensions.index(locus.lead_dimension)]
-            p_cache[locus.lead_dimension] = aligned_p_values(path, scan.variants)
+        # a locus only the joint test reaches is drawn with the joint p, as its lead SNP was found
+        shown = JOINT_TEST if locus.tests == "joint" else locus.lead_dimension
+        if shown not in p_cache:  # loci often share a lead dimension
+            p_cache[shown] = aligned_p_values(scan.paths[scan.dimensions.index(shown)], scan.variants)
         held = np.flatnonzero(located[rows] >= 0)
         lead = np.flatnonzero((ids[rows[held]] == locus.lead_snp) & (position[rows[held]] == locus.lead_position))
         r2 = np.full(rows.size, np.nan)
@@ -186,8 +187,8 @@ def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan
             r2[held] = pair_r2(reference.read(located[rows[held]]), int(lead[0]), slice(None), settings.ld_method)
         nearby = overlapping(int(locus.chromosome), first, last, genes) if genes is not None else None
         title = (f"locus {locus.locus}: chr{locus.chromosome}:{locus.start}-{locus.end}, lead {locus.lead_snp} "
-                 f"({locus.lead_dimension}, p {locus.lead_p:.2g}); {locus.n_dimensions} dimension(s)")
-        plot_regional(position[rows], p_cache[locus.lead_dimension][rows], r2, int(locus.lead_position), title,
+                 f"({shown}, p {locus.lead_p:.2g}); {locus.n_dimensions} dimension(s), tests: {locus.tests}")
+        plot_regional(position[rows], p_cache[shown][rows], r2, int(locus.lead_position), title,
                       folder / f"locus_{locus.locus:03d}.png", span=(first, last), genome_wide=settings.p_threshold,
                       genes=nearby)
 
@@ -233,6 +234,7 @@ def find_loci(
     known_loci: str | os.PathLike | None = None,
     genes: str | os.PathLike | None = None,
     truth: str | os.PathLike | None = None,
+    joint: str | os.PathLike | None = None,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Path]:
@@ -248,6 +250,8 @@ def find_loci(
         known_loci: table chromosome, start, end, ...: merged loci overlapping none are novel.
         genes: table chromosome, start, end, gene: names loci.
         truth: the simulated demo's truth/loci.tsv (effect, variant_id, chromosome, base_pair_location).
+        joint: the joint test's ``joint.tsv.gz``: its p is clumped as one more test named ``joint``, and the
+            merged loci say which tests reach them (``tests``) with the joint p of their lead SNP.
         threads: processes that read summary statistics.
         progress: show progress bars.
 
@@ -264,6 +268,11 @@ def find_loci(
     fuma = settings.fuma
     thresholds = study_thresholds(fuma.p_threshold, list(files), phenotypes)
     scan = scan_sumstats(files, fuma.candidate_p, threads, progress)
+    single_min_p = scan.min_p  # the Manhattan plot's points: the smallest p over the single dimensions
+    joint_table = None
+    if joint is not None:
+        joint_table = aligned_joint(joint, scan.variants)
+        scan = scan.with_test(JOINT_TEST, joint, joint_table["p_value"].to_numpy())
     found = independent_significant_snps(scan, reference, fuma, settings.skip_missing_ld, progress)
 
     ind_tables, lead_tables, locus_tables = [], [], []
@@ -278,10 +287,14 @@ def find_loci(
     for column, passed in thresholds.passes(loci["p"]).items():
         loci[column] = passed
     merged = merge_across_dimensions(loci[LOCUS_COLUMNS], fuma.merge_distance_bp, thresholds, gene_table,
-                                     known_table)
+                                     known_table, joint_table)
     logger.info("%d independent significant SNPs, %d lead SNPs, %d loci in %d dimensions; %d merged loci (%d novel)",
                 len(ind_sig), len(lead_snps), len(loci), len(found), len(merged),
                 int(merged["novel"].sum()) if len(merged) else 0)
+    if joint is not None:
+        tests = merged["tests"].value_counts()
+        logger.info("merged loci by test: %d joint only, %d single dimensions only, %d both",
+                    tests.get("joint", 0), tests.get("single", 0), tests.get("both", 0))
 
     names = dict(OUTPUT_FILES, **(TRUTH_FILES if truth_table is not None else {}))
     targets = {name: Path(out_dir) / file for name, file in names.items()}
@@ -292,13 +305,18 @@ def find_loci(
         LOCI_MERGED.write(merged, staged["loci_merged"])
         write_tsv(thresholds.table(), staged["thresholds"])
         plot_manhattan(scan.variants["chromosome"].to_numpy(), scan.variants["base_pair_location"].to_numpy(),
-                       scan.min_p, merged, thresholds.values, staged["manhattan"])
+                       single_min_p, merged, thresholds.values, staged["manhattan"],
+                       joint_p=None if joint_table is None else joint_table["p_value"].to_numpy())
         _write_regional_plots(staged["regional"], merged, scan, reference, fuma,
                               int(round(settings.regional_flank_kb * 1000)), gene_table)
         if truth_table is not None:
             recovery, summary = truth_recovery(truth_table, merged)
             TRUTH_RECOVERY.write(recovery, staged["truth_recovery"])
             write_tsv(summary, staged["truth_summary"])
-            logger.info("planted SNPs recovered: %d of %d; false loci: %d", int(summary.at[0, "recovered"]),
-                        int(summary.at[0, "planted"]), int(summary.at[0, "false_loci"]))
+            logger.info("planted SNPs recovered: %d of %d (single dimensions %d, joint test %d, joint only %d); "
+                        "false loci: %d (single dimensions %d, joint test %d)", int(summary.at[0, "recovered"]),
+                        int(summary.at[0, "planted"]), int(summary.at[0, "recovered_single"]),
+                        int(summary.at[0, "recovered_joint"]), int(summary.at[0, "recovered_joint_only"]),
+                        int(summary.at[0, "false_loci"]), int(summary.at[0, "false_loci_single"]),
+                        int(summary.at[0, "false_loci_joint"]))
     return targets

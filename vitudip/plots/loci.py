@@ -47,16 +47,20 @@ def plot_manhattan(
     thresholds: dict[str, float],
     path: str | os.PathLike,
     max_background: int = 200_000,
+    joint_p: np.ndarray | None = None,
 ) -> None:
     """Manhattan plot of the smallest p over dimensions per SNP, loci labelled, novel loci in red.
 
     Args:
         chromosome, position, p: one entry per SNP (p = minimum over dimensions).
         merged: merged loci (loci_merged.tsv columns); each labelled with its nearest gene (or lead SNP)
-            and lead dimension; SNPs inside novel loci are red, inside known ones orange.
+            and lead dimension; SNPs inside novel loci are red, inside known ones orange. Loci only the joint
+            test reaches (``tests`` joint) are drawn with their SNPs' joint p as purple diamonds, labelled
+            "joint only".
         thresholds: name -> p threshold (genome_wide, bonferroni, meff) drawn as lines.
         path: PNG to write.
         max_background: SNPs with p >= 1e-5 are thinned to about this many.
+        joint_p: one joint test p per SNP (None: no joint test).
     """
     chromosome = np.asarray(chromosome, dtype=np.int64)
     position = np.asarray(position, dtype=np.int64)
@@ -75,22 +79,32 @@ def plot_manhattan(
     key = chromosome * 2**40 + position
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
-    for novel, colour, label in ((False, "#ff7f0e", "known locus"), (True, "#d62728", "novel locus")):
-        loci = merged[merged["novel"].astype(bool) == novel]
+
+    def snps_in(loci: pd.DataFrame) -> np.ndarray:
         base = loci["chromosome"].to_numpy(np.int64) * 2**40
         lo = np.searchsorted(sorted_key, base + loci["start"].to_numpy(np.int64))
         hi = np.searchsorted(sorted_key, base + loci["end"].to_numpy(np.int64), side="right")
-        inside = order[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.zeros(0, np.int64)])]
+        return order[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.zeros(0, np.int64)])]
+
+    joint_only = (merged["tests"] == "joint").to_numpy() if "tests" in merged else np.zeros(len(merged), bool)
+    for novel, colour, label in ((False, "#ff7f0e", "known locus"), (True, "#d62728", "novel locus")):
+        inside = snps_in(merged[(merged["novel"].astype(bool) == novel).to_numpy() & ~joint_only])
         inside = inside[np.isfinite(y[inside])]
         if inside.size:
             ax.scatter(x[inside], y[inside], c=colour, s=8, linewidths=0, label=label, zorder=3)
-    for locus in merged.itertuples(index=False):
+    joint_y = _neg_log10(joint_p) if joint_p is not None else np.full_like(y, np.nan)
+    inside = snps_in(merged[joint_only])
+    inside = inside[np.isfinite(joint_y[inside])]
+    if inside.size:
+        ax.scatter(x[inside], joint_y[inside], c="#7b2cbf", marker="D", s=10, linewidths=0,
+                   label="locus found only by the joint test (joint p)", zorder=4)
+    for locus, only in zip(merged.itertuples(index=False), joint_only):
         name = locus.nearest_gene if isinstance(locus.nearest_gene, str) and locus.nearest_gene else locus.lead_snp
         more = f" +{locus.n_dimensions - 1}" if locus.n_dimensions > 1 else ""
         lead_x = offsets[np.searchsorted(chromosomes, locus.chromosome)] + locus.lead_position
-        ax.annotate(f"{name}\n{locus.lead_dimension}{more}", (lead_x, _neg_log10(locus.lead_p)),
-                    xytext=(0, 6), textcoords="offset points", ha="center", fontsize=7,
-                    color="#d62728" if locus.novel else "black")
+        label = f"{name}\njoint only" if only else f"{name}\n{locus.lead_dimension}{more}"
+        ax.annotate(label, (lead_x, _neg_log10(locus.lead_p)), xytext=(0, 6), textcoords="offset points",
+                    ha="center", fontsize=7, color="#7b2cbf" if only else "#d62728" if locus.novel else "black")
     for name, value in thresholds.items():
         colour, style, label = _THRESHOLD_STYLES[name]
         ax.axhline(-np.log10(value), color=colour, ls=style, lw=0.8, label=f"{label} {value:.2g}")
@@ -98,7 +112,8 @@ def plot_manhattan(
     ax.set_xticklabels([str(c) for c in chromosomes], fontsize=8)
     ax.set_xlabel("chromosome")
     ax.set_ylabel("-log10 p (min over dimensions)")
-    top = max([np.nanmax(y[shown]) if shown.size else 0.0] + [-np.log10(v) for v in thresholds.values()])
+    top = max([np.nanmax(y[shown]) if shown.size else 0.0] + [-np.log10(v) for v in thresholds.values()]
+              + [_neg_log10(p_lead) for p_lead in merged["lead_p"].to_numpy(float)[joint_only]])
     ax.set_ylim(0, top * 1.15 + 0.5)
     ax.legend(loc="upper right", fontsize=7, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)

@@ -10,7 +10,8 @@ from vitudip.report.tables import ranked_regions, split_dimensions
 #: Regions listed per dimension.
 TOP_REGIONS = 3
 
-_LOCUS_FIELDS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "novel"]
+_LOCUS_FIELDS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "tests", "joint_p",
+                 "novel"]
 
 
 def _ranked_columns(top_n: int, prefix: str = "") -> list[str]:
@@ -33,8 +34,13 @@ def _top_fields(ranked: pd.DataFrame, top_n: int, prefix: str = "") -> dict:
 
 
 def locus_dimensions(dimensions: object, lead: str) -> list[str]:
-    """A locus' dimensions with its lead dimension (smallest p) first, the others in their listed order."""
-    return sorted(split_dimensions(dimensions), key=lambda d: d != lead)
+    """A locus' dimensions with its lead dimension (smallest p) first, the others in their listed order.
+
+    A locus only the joint test reaches lists no dimension; its lead dimension (the one with the smallest
+    p at its lead SNP) is then its only one, so the summary and the truth scoring still show its PerDI regions.
+    """
+    listed = split_dimensions(dimensions)
+    return sorted(listed if lead in listed else [lead, *listed], key=lambda d: d != lead)
 
 
 def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_REGIONS,
@@ -48,7 +54,7 @@ def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_RE
 
     Args:
         loci: loci_merged.tsv (locus, chromosome, start, end, lead_snp, lead_p, lead_dimension,
-            dimensions as ``udip_003;udip_017``, novel).
+            dimensions as ``udip_003;udip_017``, tests (joint, single or both), joint_p, novel).
         regions: PerDI regions.tsv (dimension, region, side, ks_score, rank).
         top_n: regions per dimension, by rank.
         locus_regions: PerDI locus_regions.tsv (locus, lead_snp, region, side, ks_score, rank); None: no locus

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 #: Columns the report reads from each input (more may be present).
-LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "novel"]
+LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "tests",
+                "joint_p", "novel"]
 REGIONS_COLUMNS = ["dimension", "region", "side", "ks_score", "rank"]
 LOCUS_REGIONS_COLUMNS = ["locus", "region", "side", "ks_score", "rank"]
 

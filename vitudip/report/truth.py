@@ -54,7 +54,8 @@ def names_planted_region(region: str, side: str, planted_region: str, planted_si
 def truth_columns(top_n: int = TOP_REGIONS) -> list[str]:
     """The columns of ``truth.tsv``."""
     return [
-        "effect", "planted_region", "planted_side", "variant_id", "found", "locus", "lead_snp", "lead_distance_bp",
+        "effect", "planted_region", "planted_side", "variant_id", "found", "tests", "locus", "lead_snp",
+        "lead_distance_bp",
         "lead_p", "dimension", "is_lead_dimension", "perdi_mapped", "top_region", "top_side",
         f"top{top_n}_regions", "planted_rank", "top_match", f"top{top_n}_match",
     ]
@@ -104,8 +105,8 @@ def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.Da
     """One row per planted SNP and dimension of its recovered locus (one row, no dimension, when not found).
 
     Args:
-        recovery: loci/truth_recovery.tsv (effect, variant_id, found, locus, lead_snp, lead_distance_bp, lead_p,
-            dimensions).
+        recovery: loci/truth_recovery.tsv (effect, variant_id, found, tests, locus, lead_snp, lead_distance_bp,
+            lead_p, dimensions); ``tests`` says which tests found the planted SNP (joint, single or both).
         loci: loci/loci_merged.tsv (locus, lead_dimension, ...): the lead dimension of each locus.
         truth_regions: demo/truth/regions.tsv (effect, region, side).
         regions: perdi/regions.tsv (dimension, region, side, rank, ...).
@@ -136,7 +137,7 @@ def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.Da
         if locus not in lead_of:
             raise ValueError(f"the truth recovery table names locus {locus}, which the merged loci table lacks: "
                              "were they written by different runs?")
-        base.update(locus=locus, lead_snp=snp["lead_snp"], lead_distance_bp=snp["lead_distance_bp"],
+        base.update(locus=locus, tests=snp["tests"], lead_snp=snp["lead_snp"], lead_distance_bp=snp["lead_distance_bp"],
                     lead_p=snp["lead_p"])
         for dimension in locus_dimensions(snp["dimensions"], lead_of[locus]):
             match = _dimension_match(by_dimension.get(dimension), planted[snp["effect"]], top_n)

@@ -81,6 +81,18 @@ def plink1_prefix(prefix):
     return results("genotypes", "plink1")
 
 
+def joint_outputs():
+    """The joint test's files that later stages read or the user looks at (none with joint.enabled false)."""
+    joint = config["joint"]
+    if not joint["enabled"]:
+        return {}
+    outputs = {"joint": results("gwas", "joint", "joint.tsv.gz"), "joint_lambda": results("gwas", "joint", "lambda.tsv"),
+               "joint_qq": results("gwas", "joint", "qq.png")}
+    if joint["calibrate"]:
+        outputs.update(joint_null=results("gwas", "joint", "null.tsv"), joint_null_qq=results("gwas", "joint", "null_qq.png"))
+    return outputs
+
+
 def all_outputs():
     """The inputs of the target rule `all`, the final files of every stage that exists."""
     outputs = [
@@ -93,6 +105,7 @@ def all_outputs():
         results("pheno", "exclusions.tsv"),
         results("gwas", "lambda.tsv"),
         results("gwas", "qq.png"),
+        *joint_outputs().values(),
         results("loci", "loci_merged.tsv"),
         results("loci", "manhattan.png"),
     ]

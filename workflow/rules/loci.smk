@@ -1,6 +1,8 @@
 # FUMA-style genomic risk loci of every UDIP dimension, merged across dimensions, named by genes and
 # marked novel against known loci; the Manhattan plot and one regional plot per merged locus.
-# LD comes from the GWAS genotypes (their PLINK 1 copy for PLINK 2 / BGEN input) unless loci.ld_reference is set.
+# With joint.enabled the joint test's p is clumped as one more test, `joint`, and every merged locus says
+# which tests reached it. LD comes from the GWAS genotypes (their PLINK 1 copy for PLINK 2 / BGEN input)
+# unless loci.ld_reference is set.
 
 LOCI = config["loci"]
 LD_PREFIX = LOCI["ld_reference"] or plink1_prefix(INPUTS["genotypes"])
@@ -14,6 +16,8 @@ LOCI_TABLES = {
     )
     if path
 }
+# the joint test's loci are clumped like a dimension's, and only once its null is checked (calibrate_joint)
+LOCI_JOINT = {name: path for name, path in joint_outputs().items() if name in ("joint", "joint_null")}
 LOCI_TRUTH = (
     {"truth_recovery": results("loci", "truth_recovery.tsv"), "truth_summary": results("loci", "truth_summary.tsv")}
     if "truth" in LOCI_TABLES
@@ -27,6 +31,7 @@ rule find_loci:
         pheno=results("pheno", "pheno.tsv"),
         ld=multiext(LD_PREFIX, ".bed", ".bim", ".fam"),
         **LOCI_TABLES,
+        **LOCI_JOINT,
     output:
         ind_sig_snps=results("loci", "IndSigSNPs.tsv"),
         lead_snps=results("loci", "leadSNPs.tsv"),
@@ -51,6 +56,7 @@ rule find_loci:
         tables=lambda wildcards, input: " ".join(
             f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in LOCI_TABLES
         ),
+        joint=lambda wildcards, input: f"--joint {shlex.quote(input.joint)}" if "joint" in LOCI_JOINT else "",
     log:
         results("logs", "find_loci.log"),
     benchmark:
@@ -63,4 +69,4 @@ rule find_loci:
         "../../envs/genetics.yaml"
     shell:
         "python {params.script:q} --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
-        "{params.tables} --settings {params.settings:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+        "{params.tables} {params.joint} --settings {params.settings:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

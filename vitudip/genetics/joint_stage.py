@@ -1,0 +1,220 @@
+"""The joint-test stage: the joint file of a study, and its calibration on one permuted GWAS.
+
+* :func:`joint_stage` builds the test from the phenotype correlation R of the
+  GWAS's samples and streams the gathered per-dimension files through it:
+  ``gwas/joint/joint.tsv.gz``, ``lambda.tsv`` (λGC of both joint tests) and ``qq.png``.
+  It reads the gathered files whatever the engine. The torch engine's in-process
+  hook (``linear_gwas(joint=...)``) would save this read only when one shard holds
+  every dimension, so the workflow keeps the one path for every engine and
+  ``gwas.dimension_batches``; the read costs about 1.6 % of the GWAS (bench/joint.py).
+* :func:`null_stage` is MOSTest's check of the null: the subjects' phenotypes and
+  covariates are permuted together against the genotypes
+  (:func:`~vitudip.genetics.joint.permute_tables`), the same engine runs the GWAS of
+  every dimension on all chromosomes, the same test (R of the real tables) reads it,
+  and λGC of both joint tests must stay below ``null_lambda_limit``; otherwise the
+  stage logs the reason and fails (:func:`~vitudip.genetics.joint.null_calibration`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from vitudip.genetics.joint import (
+    JOINT,
+    JointTest,
+    correlation_from_tables,
+    joint_from_sumstats,
+    null_calibration,
+    permute_tables,
+    summarise_joint,
+)
+from vitudip.genetics.shard import ShardSettings, gwas_shard
+from vitudip.genetics.sumstats import genomic_inflation
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.tables import Table
+
+logger = logging.getLogger("vitudip.gwas")
+
+#: ``gwas/joint/lambda.tsv`` and ``null.tsv``: one row per joint test (``statistic``, ``min_p``).
+JOINT_LAMBDA_COLUMNS = ["test", "n_variants", "lambda_gc", "min_p", "n_genome_wide", "df", "limit", "status"]
+JOINT_LAMBDA = Table("joint λ table", required=("test", "lambda_gc"), text=("test", "status"),
+                     numbers=("lambda_gc", "min_p", "limit"), integers=("n_variants", "n_genome_wide", "df"),
+                     writer="the joint stage")
+
+#: The GWAS engine of the permuted run: REGENIE's step 1 models the real phenotypes, so its null runs plink2.
+NULL_ENGINES = {"plink2": "plink2", "torch": "torch", "regenie": "plink2"}
+
+GENOME_WIDE = 5e-8
+_SUFFIX = ".tsv.gz"
+
+
+@dataclass(frozen=True)
+class JointSettings:
+    """The joint tests and their calibration: the config's ``joint`` section and the seed.
+
+    Attributes:
+        method: ``eigen`` (top eigen-directions of R) or ``full`` (Hotelling, regularised when ill-conditioned).
+        k: eigen-directions kept (None: the fewest holding ``variance_share``).
+        variance_share: share of R's variance kept when ``k`` is None.
+        max_condition: largest λ_1 / λ_i of a kept direction.
+        chunk_size: variants per chunk read from the gathered files.
+        null_lambda_limit: largest acceptable λGC of either joint test on the permuted run.
+        seed: seed of min-P's Monte Carlo null and of the permutation.
+    """
+
+    method: str
+    k: int | None
+    variance_share: float
+    max_condition: float
+    chunk_size: int
+    null_lambda_limit: float
+    seed: int
+
+    #: The config keys the settings come from (the joint scripts' ``--settings``).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("joint", "seed")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> JointSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        section = config["joint"]
+        return cls(section["method"], section["k"], float(section["variance_share"]), float(section["max_condition"]),
+                   section["chunk_size"], float(section["null_lambda_limit"]), config["seed"])
+
+
+def build_test(genotypes: str | os.PathLike, pheno: str | os.PathLike, covar: str | os.PathLike,
+               settings: JointSettings) -> JointTest:
+    """The joint test of a study: R of its covariate-adjusted phenotypes over the GWAS's samples.
+
+    Args:
+        genotypes: the GWAS's genotype prefix (for its samples).
+        pheno: ``pheno/pheno.tsv``.
+        covar: ``pheno/covar.tsv``.
+        settings: the joint settings.
+    """
+    names, correlation = correlation_from_tables(genotypes, pheno, covar)
+    return JointTest.from_correlation(correlation, dimensions=names, method=settings.method, k=settings.k,
+                                      variance_share=settings.variance_share,
+                                      max_condition=settings.max_condition, seed=settings.seed)
+
+
+def _dimension_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """``<dimension>.tsv.gz`` files of a folder, by dimension."""
+    folder = Path(folder)
+    files = {p.name[: -len(_SUFFIX)]: p for p in sorted(folder.glob(f"*{_SUFFIX}"))}
+    if not files:
+        raise FileNotFoundError(f"no *{_SUFFIX} summary statistics in {folder}")
+    return files
+
+
+def lambda_table(path: str | os.PathLike, test: JointTest, limit: float | None = None,
+                 genome_wide: float = GENOME_WIDE) -> pd.DataFrame:
+    """λGC, smallest p and genome-wide count of both joint tests of a joint file (JOINT_LAMBDA_COLUMNS).
+
+    Args:
+        path: a joint file.
+        test: its test (for the degrees of freedom).
+        limit: the null's λ limit (None: not a null run; ``limit`` and ``status`` are empty).
+        genome_wide: the threshold counted.
+    """
+    table = JOINT.read(path, columns=["p_value", "min_p_familywise"])
+    rows = []
+    for name, column in (("statistic", "p_value"), ("min_p", "min_p_familywise")):
+        p = table[column].to_numpy(float)
+        p = p[np.isfinite(p)]
+        lam = genomic_inflation(p)
+        status = "" if limit is None else ("ok" if lam <= limit else "inflated")
+        rows.append({"test": name, "n_variants": p.size, "lambda_gc": lam,
+                     "min_p": float(p.min()) if p.size else np.nan,
+                     "n_genome_wide": int((p < genome_wide).sum()), "df": test.df if name == "statistic" else 1,
+                     "limit": np.nan if limit is None else limit, "status": status})
+    return pd.DataFrame(rows, columns=JOINT_LAMBDA_COLUMNS)
+
+
+def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno: str | os.PathLike,
+                covar: str | os.PathLike, settings: JointSettings, joint_path: str | os.PathLike,
+                lambda_path: str | os.PathLike, qq_path: str | os.PathLike, progress: bool = True) -> dict[str, Path]:
+    """Write the study's joint file, the λGC of its two tests and their QQ plot.
+
+    Args:
+        sumstats: folder of the gathered ``<dimension>.tsv.gz`` files.
+        genotypes: the GWAS's genotype prefix.
+        pheno: ``pheno/pheno.tsv``.
+        covar: ``pheno/covar.tsv``.
+        settings: the joint settings.
+        joint_path: ``joint.tsv.gz`` to write.
+        lambda_path: ``lambda.tsv`` to write.
+        qq_path: QQ figure (PNG) to write.
+        progress: show a progress bar.
+
+    Returns:
+        Output name -> path.
+    """
+    files = _dimension_files(sumstats)
+    test = build_test(genotypes, pheno, covar, settings)
+    targets = {"joint": Path(joint_path), "lambda": Path(lambda_path), "qq": Path(qq_path)}
+    with staged_outputs(targets) as staged:
+        joint_from_sumstats(files, test, staged["joint"], chunk_size=settings.chunk_size, progress=progress)
+        summarise_joint(staged["joint"], staged["qq"])
+        write_tsv(lambda_table(staged["joint"], test), staged["lambda"])
+    return targets
+
+
+def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
+               covar: str | os.PathLike, settings: JointSettings, null_path: str | os.PathLike,
+               qq_path: str | os.PathLike, threads: int = 1, memory_mb: int | None = None,
+               progress: bool = True) -> dict[str, Path]:
+    """MOSTest's check of the joint tests' null: one GWAS of permuted subjects, then λGC of both tests on it.
+
+    Args:
+        gwas: the study's GWAS settings (``regenie`` runs its null with plink2: :data:`NULL_ENGINES`).
+        genotypes: the genotype prefix.
+        pheno: ``pheno/pheno.tsv``.
+        covar: ``pheno/covar.tsv``.
+        settings: the joint settings (``seed`` seeds the permutation).
+        null_path: ``null.tsv`` to write (JOINT_LAMBDA_COLUMNS, ``status`` ok).
+        qq_path: QQ figure of the permuted run's joint tests.
+        threads: CPU threads of the GWAS.
+        memory_mb: memory the GWAS may use (plink2).
+        progress: show progress bars.
+
+    Returns:
+        Output name -> path.
+
+    Raises:
+        JointCalibrationError: λGC of either joint test on the permuted run is above the limit (logged).
+    """
+    test = build_test(genotypes, pheno, covar, settings)
+    targets = {"null": Path(null_path), "qq": Path(qq_path)}
+    with staged_outputs(targets) as staged, tempfile.TemporaryDirectory(prefix=".null-",
+                                                                         dir=staged["null"].parent) as work:
+        work = Path(work)
+        permute_tables(pheno, covar, work / "pheno.tsv", work / "covar.tsv", seed=settings.seed)
+        null_engine = NULL_ENGINES[gwas.engine]
+        logger.info("permuted GWAS of %d dimensions with %s on all chromosomes", len(test.dimensions), null_engine)
+        # every dimension in one job: the null is one GWAS, not sharded
+        one_job = dataclasses.replace(gwas, engine=null_engine, n_batches=1)
+        gwas_shard(one_job, genotypes, work / "pheno.tsv", work / "covar.tsv", work / "gwas", threads=threads,
+                   memory_mb=memory_mb)
+        joint = work / "joint.tsv.gz"
+        joint_from_sumstats(_dimension_files(work / "gwas"), test, joint, chunk_size=settings.chunk_size,
+                            progress=progress)
+        summarise_joint(joint, staged["qq"])
+        p = JOINT.read(joint, columns=["p_value", "min_p_familywise"])
+        null_calibration(p["p_value"].to_numpy(float), p["min_p_familywise"].to_numpy(float),
+                         settings.null_lambda_limit, what=f"the joint tests on permuted subjects ({null_engine})")
+        write_tsv(lambda_table(joint, test, settings.null_lambda_limit), staged["null"])
+    return targets

@@ -1,0 +1,71 @@
+# Joint association of every variant with all dimensions (joint_test), from the gathered GWAS-SSF files
+# whatever the engine, and its calibration (calibrate_joint): one GWAS of the subjects permuted against
+# their genotypes with the same engine (plink2 for regenie, whose step 1 models the real phenotypes),
+# failing with the reason in its log when λGC of either joint test is above joint.null_lambda_limit.
+
+JOINT = config["joint"]
+
+if JOINT["enabled"]:
+
+    rule joint_test:
+        input:
+            sumstats=results("gwas", "sumstats"),
+            pheno=results("pheno", "pheno.tsv"),
+            covar=results("pheno", "covar.tsv"),
+            genotypes=genotype_files(INPUTS["genotypes"]),
+        output:
+            joint=results("gwas", "joint", "joint.tsv.gz"),
+            lambdas=results("gwas", "joint", "lambda.tsv"),
+            qq=report(results("gwas", "joint", "qq.png"), caption="../report/joint_qq.rst", category="GWAS"),
+        params:
+            script=script_path("joint.py"),
+            prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
+            settings=stage_settings("joint", "seed"),
+        log:
+            results("logs", "joint_test.log"),
+        benchmark:
+            results("benchmarks", "joint_test.tsv")
+        threads: 1
+        resources:
+            # chunk_size variants x dimensions x 40 bytes, plus the table of min-P's null
+            mem_mb=lambda wildcards, attempt: attempt * 8000,
+            runtime=lambda wildcards, attempt: attempt * 120,
+        conda:
+            "../../envs/genetics.yaml"
+        shell:
+            "python {params.script:q} --sumstats {input.sumstats:q} --genotypes {params.prefix:q} "
+            "--pheno {input.pheno:q} --covar {input.covar:q} --joint {output.joint:q} --lambda {output.lambdas:q} "
+            "--qq {output.qq:q} --settings {params.settings:q} > {log:q} 2>&1"
+
+    if JOINT["calibrate"]:
+
+        rule calibrate_joint:
+            input:
+                pheno=results("pheno", "pheno.tsv"),
+                covar=results("pheno", "covar.tsv"),
+                genotypes=genotype_files(INPUTS["genotypes"]),
+            output:
+                null=results("gwas", "joint", "null.tsv"),
+                qq=report(results("gwas", "joint", "null_qq.png"), caption="../report/joint_null.rst",
+                          category="GWAS"),
+            params:
+                script=script_path("joint_null.py"),
+                prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
+                settings=stage_settings("joint", "seed", "gwas.engine", "gwas.block_size", "gwas.device"),
+            log:
+                results("logs", "calibrate_joint.log"),
+            benchmark:
+                results("benchmarks", "calibrate_joint.tsv")
+            threads: GWAS["threads"]
+            resources:
+                # one GWAS of every dimension over the whole genome in one job: the genotype files decoded
+                # to a byte per genotype, as gwas_shard for all chromosomes
+                mem_mb=lambda wildcards, input, attempt: attempt * max(8000, 1000 + int(4 * input.size_mb)),
+                runtime=lambda wildcards, attempt: 720 * attempt,
+                gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,
+            conda:
+                GWAS_ENV
+            shell:
+                "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
+                "--covar {input.covar:q} --null {output.null:q} --qq {output.qq:q} --settings {params.settings:q} "
+                "--threads {threads} --memory-mb {resources.mem_mb} > {log:q} 2>&1"
