@@ -214,6 +214,24 @@ def test_truth_table_and_summary_score_a_both_sided_plant_by_any_side_and_count_
     assert summary["goal_fraction"] == 0.8
 
 
+def test_the_truth_scores_each_locus_by_its_own_direction_too():
+    loci = loci_table([(1, "udip_010", "udip_010"), (2, "udip_020", "udip_020")])
+    regions = regions_table({"udip_010": [("Putamen", "left")], "udip_020": [("Caudate", "left")]})
+    # locus 1's direction ranks the planted thalamus second; locus 2's has no frontal pole; locus 3 is unmapped
+    directions = locus_regions_table({1: [("Putamen", "left"), ("Thalamus", "left"), ("Caudate", "left")],
+                                      2: [("Caudate", "left")]})
+    recovery = recovery_table([("thalamus", 1, "udip_010"), ("frontal_pole", 2, "udip_020")])
+    planted = planted_table([("thalamus", "Thalamus", "both"), ("frontal_pole", "Frontal_Pole", "both")])
+    table = truth_table(recovery, loci, planted, regions, locus_regions=directions).set_index("effect")
+    assert table.at["thalamus", "locus_planted_rank"] == 2 and table.at["thalamus", "locus_top3_match"]
+    assert not table.at["thalamus", "top3_match"]  # its dimension alone misses it
+    assert table.at["frontal_pole", "locus_mapped"] and not table.at["frontal_pole", "locus_top3_match"]
+    summary = truth_summary(table.reset_index()).iloc[0]
+    assert (summary["locus_mapped"], summary["locus_top3"], summary["fraction_locus_top3"]) == (2, 1, 0.5)
+    unmapped = truth_table(recovery, loci, planted, regions).set_index("effect")
+    assert not unmapped["locus_mapped"].any() and not unmapped["locus_top3_match"].any()
+
+
 def test_an_unmapped_dimension_never_matches_and_no_recovery_gives_nan_fractions():
     loci = loci_table([(1, "udip_004", "udip_004")])
     table = truth_table(recovery_table([("thalamus", 1, "udip_004")]), loci,

@@ -71,7 +71,7 @@ def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLik
     with staged_outputs(targets) as staged:
         write_tsv(summary, staged["summary"])
         if truth is not None:
-            table = truth_table(recovery, loci, planted, regions, top_n)
+            table = truth_table(recovery, loci, planted, regions, top_n, locus_regions)
             scores = truth_summary(table, top_n)
             write_tsv(table, staged["truth"])
             write_tsv(scores, staged["truth_summary"])

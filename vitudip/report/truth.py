@@ -58,6 +58,7 @@ def truth_columns(top_n: int = TOP_REGIONS) -> list[str]:
         "lead_distance_bp",
         "lead_p", "dimension", "is_lead_dimension", "perdi_mapped", "top_region", "top_side",
         f"top{top_n}_regions", "planted_rank", "top_match", f"top{top_n}_match",
+        "locus_mapped", "locus_top_region", "locus_top_side", "locus_planted_rank", f"locus_top{top_n}_match",
     ]
 
 
@@ -65,7 +66,8 @@ def truth_summary_columns(top_n: int = TOP_REGIONS) -> list[str]:
     """The columns of the one-row truth summary."""
     return [
         "planted", "recovered", "recovered_mapped", "top_any", "top_lead", f"top{top_n}_any", f"top{top_n}_lead",
-        f"fraction_top{top_n}_any", f"fraction_top{top_n}_lead", "goal_fraction",
+        f"fraction_top{top_n}_any", f"fraction_top{top_n}_lead", "locus_mapped", f"locus_top{top_n}",
+        f"fraction_locus_top{top_n}", "goal_fraction",
     ]
 
 
@@ -100,8 +102,16 @@ def _dimension_match(ranked: pd.DataFrame | None, planted: tuple[str, str], top_
     }
 
 
+def _locus_match(ranked: pd.DataFrame | None, planted: tuple[str, str], top_n: int) -> dict:
+    """The truth.tsv fields of a locus's own direction (the ``locus_`` columns)."""
+    match = _dimension_match(ranked, planted, top_n)
+    return {"locus_mapped": match["perdi_mapped"], "locus_top_region": match.get("top_region"),
+            "locus_top_side": match.get("top_side"), "locus_planted_rank": match.get("planted_rank"),
+            f"locus_top{top_n}_match": match[f"top{top_n}_match"]}
+
+
 def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.DataFrame, regions: pd.DataFrame,
-                top_n: int = TOP_REGIONS) -> pd.DataFrame:
+                top_n: int = TOP_REGIONS, locus_regions: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per planted SNP and dimension of its recovered locus (one row, no dimension, when not found).
 
     Args:
@@ -111,6 +121,8 @@ def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.Da
         truth_regions: demo/truth/regions.tsv (effect, region, side).
         regions: perdi/regions.tsv (dimension, region, side, rank, ...).
         top_n: how many top regions count.
+        locus_regions: perdi/locus_regions.tsv (locus, region, side, rank, ...): each locus direction's ranking,
+            scored in the ``locus_`` columns (the same on every row of a locus; not mapped without it).
 
     Returns:
         :func:`truth_columns` ``(top_n)``, planted SNPs in the recovery table's order, a locus' lead dimension first.
@@ -121,6 +133,7 @@ def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.Da
     planted = _planted_regions(truth_regions)
     lead_of = dict(zip(loci["locus"].astype("Int64"), loci["lead_dimension"]))
     by_dimension = ranked_regions(regions)
+    by_locus = ranked_regions(locus_regions, key="locus") if locus_regions is not None else {}
     rows = []
     for snp in recovery.to_dict("records"):
         if snp["effect"] not in planted:
@@ -138,12 +151,12 @@ def truth_table(recovery: pd.DataFrame, loci: pd.DataFrame, truth_regions: pd.Da
             raise ValueError(f"the truth recovery table names locus {locus}, which the merged loci table lacks: "
                              "were they written by different runs?")
         base.update(locus=locus, tests=snp["tests"], lead_snp=snp["lead_snp"], lead_distance_bp=snp["lead_distance_bp"],
-                    lead_p=snp["lead_p"])
+                    lead_p=snp["lead_p"], **_locus_match(by_locus.get(locus), planted[snp["effect"]], top_n))
         for dimension in locus_dimensions(snp["dimensions"], lead_of[locus]):
             match = _dimension_match(by_dimension.get(dimension), planted[snp["effect"]], top_n)
             rows.append(dict(base, dimension=dimension, is_lead_dimension=dimension == lead_of[locus], **match))
     table = pd.DataFrame(rows, columns=truth_columns(top_n))
-    for column in ("locus", "lead_distance_bp", "planted_rank"):
+    for column in ("locus", "lead_distance_bp", "planted_rank", "locus_planted_rank"):
         table[column] = table[column].astype("Int64")
     return table
 
@@ -178,6 +191,9 @@ def truth_summary(table: pd.DataFrame, top_n: int = TOP_REGIONS) -> pd.DataFrame
     }
     counts[f"fraction_top{top_n}_any"] = counts[f"top{top_n}_any"] / n_recovered if n_recovered else math.nan
     counts[f"fraction_top{top_n}_lead"] = counts[f"top{top_n}_lead"] / n_recovered if n_recovered else math.nan
+    counts["locus_mapped"] = count(by_effect, "locus_mapped")
+    counts[f"locus_top{top_n}"] = count(by_effect, f"locus_top{top_n}_match")
+    counts[f"fraction_locus_top{top_n}"] = counts[f"locus_top{top_n}"] / n_recovered if n_recovered else math.nan
     counts["goal_fraction"] = GOAL_FRACTION
     return pd.DataFrame([counts], columns=truth_summary_columns(top_n))
 
@@ -194,5 +210,6 @@ def summary_line(summary: pd.DataFrame, top_n: int = TOP_REGIONS) -> str:
 
     return (f"{recovered} of {int(row['planted'])} planted SNPs recovered; planted region in the top {top_n} PerDI "
             f"regions of at least one locus dimension for {share(f'top{top_n}_any')}, of the lead dimension for "
-            f"{share(f'top{top_n}_lead')}; top region of any dimension for {share('top_any')} "
+            f"{share(f'top{top_n}_lead')}, of the locus's own direction for {share(f'locus_top{top_n}')}; "
+            f"top region of any dimension for {share('top_any')} "
             f"(goal: >= {100 * GOAL_FRACTION:.0f} % of recovered loci)")
