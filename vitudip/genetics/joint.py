@@ -44,14 +44,12 @@ gathered GWAS-SSF files (:func:`joint_from_sumstats`); the torch engine calls
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pandas as pd
@@ -70,6 +68,7 @@ from vitudip.genetics.sumstats import (
     ssf_chromosome,
     variant_texts,
 )
+from vitudip.io.atomic import StagedGzipWriter
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO
 from vitudip.io.tables import Table
 
@@ -766,8 +765,8 @@ def _format_integers(values: np.ndarray) -> list[str]:
     return [str(v) for v in np.asarray(values, dtype=np.int64).tolist()]
 
 
-class JointWriter:
-    """Write ``joint.tsv.gz`` in blocks, atomically (a hidden temporary file renamed on commit).
+class JointWriter(StagedGzipWriter):
+    """Write ``joint.tsv.gz`` in blocks, atomically (see :class:`StagedGzipWriter`).
 
     Args:
         path: final ``.tsv.gz`` path; its folder is created.
@@ -776,11 +775,8 @@ class JointWriter:
     """
 
     def __init__(self, path: str | os.PathLike, dimensions: Sequence[str], compresslevel: int = 1) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, compresslevel)
         self._names = np.array([*dimensions, "NA"], dtype=object)  # index -1 (no dimension) -> NA
-        self._tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}-{id(self)}")
-        self._handle = gzip.GzipFile(self._tmp, "wb", compresslevel=compresslevel, mtime=0)
         self._handle.write(("\t".join(JOINT_COLUMNS) + "\n").encode())
         self.n_rows = 0
 
@@ -803,27 +799,6 @@ class JointWriter:
         ]
         self._handle.write(("\n".join(map("\t".join, zip(*columns))) + "\n").encode())
         self.n_rows += len(variants.leading)
-
-    def commit(self) -> Path:
-        """Close the file and move it into place; returns the final path."""
-        self._handle.close()
-        os.replace(self._tmp, self.path)
-        return self.path
-
-    def discard(self) -> None:
-        """Close and delete the temporary file."""
-        self._handle.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> JointWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
 
 
 def read_joint(path: str | os.PathLike) -> pd.DataFrame:

@@ -16,16 +16,15 @@ Conventions shared by every engine:
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from vitudip.io.atomic import StagedGzipWriter
 from vitudip.io.tables import Table
 
 SUMSTATS_COLUMNS = [
@@ -163,24 +162,16 @@ def _statistics_text(
     return "\n".join(map("\t".join, zip(*columns))) + "\n"
 
 
-class SumstatsWriter:
-    """Write one GWAS-SSF file in pieces, atomically.
-
-    Rows go to a hidden temporary file beside ``path``; :meth:`commit` renames
-    it into place, :meth:`discard` (or leaving a ``with`` block by an
-    exception) removes it, so ``path`` is never half written.
+class SumstatsWriter(StagedGzipWriter):
+    """Write one GWAS-SSF file in pieces, atomically (see :class:`StagedGzipWriter`).
 
     Args:
         path: final ``.tsv.gz`` path; its folder is created.
-        compresslevel: gzip level (1 is fast; these files are written once and read a few times).
+        compresslevel: gzip level.
     """
 
     def __init__(self, path: str | os.PathLike, compresslevel: int = 1) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}-{id(self)}")
-        # mtime=0 keeps the bytes identical between runs on the same data.
-        self._handle = gzip.GzipFile(self._tmp, "wb", compresslevel=compresslevel, mtime=0)
+        super().__init__(path, compresslevel)
         self._header = True
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -222,25 +213,7 @@ class SumstatsWriter:
         """
         if self._header:  # nothing written yet: still give the file its header
             self._handle.write(("\t".join(SUMSTATS_COLUMNS) + "\n").encode())
-        self._handle.close()
-        os.replace(self._tmp, self.path)
-        return self.path
-
-    def discard(self) -> None:
-        """Close and delete the temporary file."""
-        self._handle.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> SumstatsWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
+        return super().commit()
 
 
 def sumstats_text(frame: pd.DataFrame) -> str:

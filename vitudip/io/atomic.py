@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 import pandas as pd
 
@@ -65,3 +67,44 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike, **kwargs) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class StagedGzipWriter:
+    """A gzip file written in pieces to a hidden temporary file beside ``path``, renamed into place on commit.
+
+    :meth:`commit` renames it, :meth:`discard` (or leaving a ``with`` block by an
+    exception) removes it, so ``path`` is never half written. Subclasses write
+    their rows through ``self._handle``.
+
+    Args:
+        path: final ``.gz`` path; its folder is created.
+        compresslevel: gzip level (1 is fast; these files are written once and read a few times).
+    """
+
+    def __init__(self, path: str | os.PathLike, compresslevel: int = 1) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}-{id(self)}")
+        # mtime=0 keeps the bytes identical between runs on the same data.
+        self._handle = gzip.GzipFile(self._tmp, "wb", compresslevel=compresslevel, mtime=0)
+
+    def commit(self) -> Path:
+        """Close the file and move it to its final path; returns that path."""
+        self._handle.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Close and delete the temporary file."""
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
