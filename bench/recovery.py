@@ -65,6 +65,8 @@ VARIANTS: dict[str, dict] = {
     "nested+vicreg": {**_PLAIN, "nested_dropout": True, **_PENALTY},
     "attentive": {**_PLAIN, "pooling": "attentive"},
     "attentive+vicreg": {**_PLAIN, "pooling": "attentive", **_PENALTY},
+    "patch": {**_PLAIN, "pooling": "per_patch"},
+    "patch+nested+vicreg": {**_PLAIN, "pooling": "per_patch", "nested_dropout": True, **_PENALTY},
 }
 GENOME_WIDE = 5e-8
 PLANTED_WINDOW_BP = 250_000

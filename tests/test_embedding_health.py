@@ -11,7 +11,7 @@ import torch
 from vitudip.embed.spectrum import (Spectrum, correlation_eigenvalues, dims_for_share, participation_ratio,
                                     read_health, read_spectrum, write_spectrum)
 from vitudip.embed.vit import embed_vit
-from vitudip.model.blocks import AttentivePool
+from vitudip.model.blocks import AttentivePool, PatchLinearPool
 from vitudip.model.latent_penalty import LatentSpreadPenalty
 from vitudip.model.patches import patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, preset
@@ -114,10 +114,11 @@ def test_training_metrics_carry_the_latent_participation_ratio(tmp_path):
     assert (metrics["train_penalty"] > 0).all()
 
 
-def test_attentive_pooling_ignores_dropped_patches_and_differs_from_the_mean():
+@pytest.mark.parametrize("pooling", ["attentive", "per_patch"])
+def test_learned_pooling_ignores_dropped_patches_and_differs_from_the_mean(pooling):
     torch.manual_seed(0)
     config = ModelConfig(image_size=(16, 16, 16), patch_size=(4, 4, 4), encoder_dim=32, encoder_depth=1,
-                         encoder_heads=4, decoder_dim=16, decoder_depth=1, decoder_heads=4, pooling="attentive",
+                         encoder_heads=4, decoder_dim=16, decoder_depth=1, decoder_heads=4, pooling=pooling,
                          pool_queries=8)
     model = ViTAutoEncoder(config).eval()
     x = torch.randn(2, 16, 16, 16)
@@ -136,6 +137,20 @@ def test_attentive_pooling_ignores_dropped_patches_and_differs_from_the_mean():
     assert torch.equal(latent, latent_other)
     assert latent.shape == (2, 32)
     assert not torch.allclose(latent, tokens.mean(1))
+
+
+def test_per_patch_pooling_gives_each_patch_its_own_map():
+    """A token moved at one patch moves the latent by that patch's map, not by the shared mean's."""
+    torch.manual_seed(0)
+    pool = PatchLinearPool(n_patches=6, dim=4)
+    with torch.no_grad():
+        pool.weight.copy_(torch.randn(6, 4, 4))
+    tokens = torch.zeros(1, 3, 4)
+    tokens[0, 1, 0] = 1.0
+    index = torch.tensor([0, 4, 5])
+    expected = pool.weight[4, 0] / 3**0.5
+    assert torch.allclose(pool(tokens, index)[0], expected)
+    assert not torch.allclose(pool(tokens, torch.tensor([0, 3, 5]))[0], expected)
 
 
 def test_attentive_pooling_needs_queries_that_divide_the_width():

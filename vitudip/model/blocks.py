@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -218,3 +220,34 @@ class AttentivePool(nn.Module):
         attended = F.scaled_dot_product_attention(queries.expand(batch, -1, -1, -1), kv[0], kv[1])
         attended = attended.transpose(1, 2).reshape(batch, -1, dim)
         return torch.einsum("bqd,qdk->bqk", attended, self.out).reshape(batch, dim)
+
+
+class PatchLinearPool(nn.Module):
+    """Pool a token sequence through a linear map of each patch's own: a linear bottleneck over tokens.
+
+    The pooled vector is ``sum_k W[patch_k]^T token_k / sqrt(K)`` over the ``K`` tokens present, so
+    every patch has its own say in every output channel. The mean (published) gives every patch
+    the same map, and a trait of one small region then moves the mean of hundreds of tokens by
+    almost nothing; here the region's patches can write it to channels of their own, as a
+    principal component weighs each voxel on its own. A patch that is not in the sequence adds nothing.
+
+    Args:
+        n_patches: patches of the whole grid (the rows of the map).
+        dim: token width, and the width of the pooled vector.
+    """
+
+    def __init__(self, n_patches: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_patches, dim, dim))
+
+    def forward(self, tokens: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
+        """Pool.
+
+        Args:
+            tokens: ``(B, K, dim)``.
+            token_index: int64 ``(K,)``: the patch of each token.
+
+        Returns:
+            ``(B, dim)``.
+        """
+        return torch.einsum("bkd,kde->be", tokens, self.weight[token_index]) / math.sqrt(tokens.shape[1])

@@ -15,7 +15,7 @@ from typing import Any
 LATENT_TO_QUERIES = ("none", "shared", "per_patch")
 
 #: How the encoder tokens become the latent (see :class:`ModelConfig`).
-POOLINGS = ("mean", "attentive")
+POOLINGS = ("mean", "attentive", "per_patch")
 
 
 @dataclass
@@ -46,7 +46,10 @@ class ModelConfig:
         pooling: ``mean`` (published): the latent is the mean of the encoder tokens;
             ``attentive``: ``pool_queries`` learned queries cross-attend to the tokens and each
             writes ``encoder_dim // pool_queries`` of the latent's channels, so that parts of the
-            latent can describe parts of the brain instead of one average over every patch.
+            latent can describe parts of the brain instead of one average over every patch;
+            ``per_patch``: each token through a linear map of its patch's own, summed (a linear
+            bottleneck over tokens, :class:`~vitudip.model.blocks.PatchLinearPool`), so that a
+            small region's patches can write to the latent as much as any others.
         pool_queries: queries of the attentive pooling; divides ``encoder_dim``.
         nested_dropout: training only: decode each subject from its first ``k`` latent dimensions
             alone, ``k`` drawn uniformly from 1 to ``encoder_dim`` per subject and step (Rippel et

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from vitudip.model.blocks import AttentivePool, RunningStandardize, TransformerBlock, sincos_position_embedding_3d
+from vitudip.model.blocks import AttentivePool, PatchLinearPool, RunningStandardize, TransformerBlock, sincos_position_embedding_3d
 from vitudip.model.config import PRESETS, ModelConfig, configured, preset
 from vitudip.model.patches import patchify, unpatchify
 
@@ -48,8 +48,7 @@ class ViTAutoEncoder(nn.Module):
             for _ in range(config.encoder_depth)
         )
         self.encoder_norm = nn.LayerNorm(config.encoder_dim)
-        self.pool = (AttentivePool(config.encoder_dim, config.pool_queries, config.encoder_heads)
-                     if config.pooling == "attentive" else None)
+        self.pool = token_pool(config)
         self.latent_norm = RunningStandardize(config.encoder_dim) if config.latent_norm else nn.Identity()
         self.decoder_embed = nn.Linear(config.encoder_dim, config.decoder_dim)
         self.decoder_blocks = nn.ModuleList(
@@ -82,7 +81,9 @@ class ViTAutoEncoder(nn.Module):
                 nn.init.zeros_(module.bias)
         if self.patch_latent is not None:
             nn.init.trunc_normal_(self.patch_latent, std=INIT_STD, a=-2.0, b=2.0)
-        if self.pool is not None:
+        if isinstance(self.pool, PatchLinearPool):
+            nn.init.trunc_normal_(self.pool.weight, std=INIT_STD, a=-2.0, b=2.0)
+        if isinstance(self.pool, AttentivePool):
             # distinct queries, so that they can come to attend to different patches
             nn.init.trunc_normal_(self.pool.query, std=1.0, a=-2.0, b=2.0)
             nn.init.trunc_normal_(self.pool.out, std=self.config.encoder_dim**-0.5, a=-2.0, b=2.0)
@@ -108,7 +109,11 @@ class ViTAutoEncoder(nn.Module):
         for block in self.encoder_blocks:
             tokens = block(tokens)
         tokens = self.encoder_norm(tokens)
-        return tokens, tokens.mean(dim=1) if self.pool is None else self.pool(tokens)
+        if self.pool is None:
+            return tokens, tokens.mean(dim=1)
+        if isinstance(self.pool, PatchLinearPool):
+            return tokens, self.pool(tokens, token_index)
+        return tokens, self.pool(tokens)
 
     def decode(self, latent: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
         """Predict the voxels of the kept patches from the latent vector alone.
@@ -173,6 +178,15 @@ class ViTAutoEncoder(nn.Module):
         """
         prediction, _ = self(x, token_index)
         return self.to_volume(prediction, token_index)
+
+
+def token_pool(config: ModelConfig) -> nn.Module | None:
+    """The module that pools the encoder tokens into the latent (``config.pooling``); None for the mean."""
+    if config.pooling == "attentive":
+        return AttentivePool(config.encoder_dim, config.pool_queries, config.encoder_heads)
+    if config.pooling == "per_patch":
+        return PatchLinearPool(config.n_tokens, config.encoder_dim)
+    return None
 
 
 def nested_dropout_mask(latent: torch.Tensor) -> torch.Tensor:
