@@ -30,6 +30,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -179,6 +180,8 @@ def embed_variant(name: str, config: dict, epochs: int, threads: int, workdir: P
     model_config = configured(config["model"]["preset"], {**config["model"]["overrides"], **VARIANTS[name]})
     settings = TrainSettings.from_config({**config, "train": {**config["train"], "epochs": epochs}}, threads=threads)
     out = workdir / name
+    # from scratch: a checkpoint of an earlier run (another budget) would be resumed
+    shutil.rmtree(out, ignore_errors=True)
     outputs = {k: out / f for k, f in (("model", "model.pt"), ("metrics", "metrics.tsv"),
                                        ("loss_plot", "loss.png"), ("reconstruction_plot", "reconstruction.png"))}
     started = time.perf_counter()

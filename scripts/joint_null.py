@@ -18,16 +18,14 @@ def main(argv=None) -> None:
     parser.add_argument("--null", required=True, help="null.tsv to write")
     parser.add_argument("--qq", required=True, help="QQ figure (PNG) of the permuted run")
     parser.add_argument("--settings", required=True,
-                        help="JSON of the config keys joint, seed and gwas (its engine, block_size and device)")
+                        help="JSON of the config keys joint, seed and gwas (its block_size and device)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--memory-mb", type=int, help="memory the GWAS may use (plink2)")
     args = parser.parse_args(argv)
 
     def run() -> None:
         config = read_settings(args.settings, JointSettings.CONFIG_KEYS + ShardSettings.CONFIG_KEYS)
         null_stage(ShardSettings.from_config(config), args.genotypes, args.pheno, args.covar,
-                   JointSettings.from_config(config), args.null, args.qq, threads=args.threads,
-                   memory_mb=args.memory_mb)
+                   JointSettings.from_config(config), args.null, args.qq, threads=args.threads)
 
     run_cli(run)
 

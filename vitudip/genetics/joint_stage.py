@@ -9,15 +9,17 @@
   ``gwas.dimension_batches``; the read costs about 1.6 % of the GWAS (bench/joint.py).
 * :func:`null_stage` is MOSTest's check of the null: the subjects' phenotypes and
   covariates are permuted together against the genotypes
-  (:func:`~vitudip.genetics.joint.permute_tables`), the same engine runs the GWAS of
-  every dimension on all chromosomes, the same test (R of the real tables) reads it,
+  (:func:`~vitudip.genetics.joint.permute_tables`), the in-process engine runs the GWAS of
+  every dimension on all chromosomes and computes the same test (R of the real tables) from
+  each block's products (``linear_gwas(joint=...)``), with no per-dimension files: the
+  null checks the joint statistic, which the engines compute alike (the torch engine equals
+  ``plink2 --glm``; REGENIE's step 1 models the real phenotypes, so it could not run a null),
   and λGC of both joint tests must stay below ``null_lambda_limit``; otherwise the
   stage logs the reason and fails (:func:`~vitudip.genetics.joint.null_calibration`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import tempfile
@@ -38,7 +40,7 @@ from vitudip.genetics.joint import (
     permute_tables,
     summarise_joint,
 )
-from vitudip.genetics.shard import ShardSettings, gwas_shard
+from vitudip.genetics.shard import ShardSettings
 from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.tables import Table
@@ -50,9 +52,6 @@ JOINT_LAMBDA_COLUMNS = ["test", "n_variants", "lambda_gc", "min_p", "n_genome_wi
 JOINT_LAMBDA = Table("joint λ table", required=("test", "lambda_gc"), text=("test", "status"),
                      numbers=("lambda_gc", "min_p", "limit"), integers=("n_variants", "n_genome_wide", "df"),
                      writer="the joint stage")
-
-#: The GWAS engine of the permuted run: REGENIE's step 1 models the real phenotypes, so its null runs plink2.
-NULL_ENGINES = {"plink2": "plink2", "torch": "torch", "regenie": "plink2"}
 
 GENOME_WIDE = 5e-8
 _SUFFIX = ".tsv.gz"
@@ -175,12 +174,12 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
 
 def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
                covar: str | os.PathLike, settings: JointSettings, null_path: str | os.PathLike,
-               qq_path: str | os.PathLike, threads: int = 1, memory_mb: int | None = None,
+               qq_path: str | os.PathLike, threads: int = 1,
                progress: bool = True) -> dict[str, Path]:
     """MOSTest's check of the joint tests' null: one GWAS of permuted subjects, then λGC of both tests on it.
 
     Args:
-        gwas: the study's GWAS settings (``regenie`` runs its null with plink2: :data:`NULL_ENGINES`).
+        gwas: the study's GWAS settings (its ``block_size`` and ``device``: the null runs in process).
         genotypes: the genotype prefix.
         pheno: ``pheno/pheno.tsv``.
         covar: ``pheno/covar.tsv``.
@@ -188,7 +187,6 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
         null_path: ``null.tsv`` to write (JOINT_LAMBDA_COLUMNS, ``status`` ok).
         qq_path: QQ figure of the permuted run's joint tests.
         threads: CPU threads of the GWAS.
-        memory_mb: memory the GWAS may use (plink2).
         progress: show progress bars.
 
     Returns:
@@ -203,18 +201,20 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
                                                                          dir=staged["null"].parent) as work:
         work = Path(work)
         permute_tables(pheno, covar, work / "pheno.tsv", work / "covar.tsv", seed=settings.seed)
-        null_engine = NULL_ENGINES[gwas.engine]
-        logger.info("permuted GWAS of %d dimensions with %s on all chromosomes", len(test.dimensions), null_engine)
-        # every dimension in one job: the null is one GWAS, not sharded
-        one_job = dataclasses.replace(gwas, engine=null_engine, n_batches=1)
-        gwas_shard(one_job, genotypes, work / "pheno.tsv", work / "covar.tsv", work / "gwas", threads=threads,
-                   memory_mb=memory_mb)
+        logger.info("permuted GWAS of %d dimensions in process (torch engine) on all chromosomes",
+                    len(test.dimensions))
+        # only this path needs PyTorch: the joint stage's other callers run without it
+        import torch
+
+        from vitudip.genetics.linear import linear_gwas
+
+        torch.set_num_threads(threads)
         joint = work / "joint.tsv.gz"
-        joint_from_sumstats(_dimension_files(work / "gwas"), test, joint, chunk_size=settings.chunk_size,
-                            progress=progress)
+        linear_gwas(genotypes, work / "pheno.tsv", work / "covar.tsv", None, block_size=gwas.block_size,
+                    device=gwas.device, progress=progress, joint=test, joint_path=joint)
         summarise_joint(joint, staged["qq"])
         p = JOINT.read(joint, columns=["p_value", "min_p_familywise"])
         null_calibration(p["p_value"].to_numpy(float), p["min_p_familywise"].to_numpy(float),
-                         settings.null_lambda_limit, what=f"the joint tests on permuted subjects ({null_engine})")
+                         settings.null_lambda_limit, what="the joint tests on permuted subjects")
         write_tsv(lambda_table(joint, test, settings.null_lambda_limit), staged["null"])
     return targets

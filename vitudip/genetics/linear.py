@@ -332,7 +332,7 @@ def linear_gwas(
     genotype_prefix: str | os.PathLike,
     pheno_path: str | os.PathLike,
     covar_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None,
     block_size: int = 4096,
     device: str = "auto",
     chromosomes: Sequence[str | int] | None = None,
@@ -353,7 +353,8 @@ def linear_gwas(
         genotype_prefix: genotype fileset prefix (.bed/.bim/.fam, .pgen/.pvar/.psam or .bgen/.sample).
         pheno_path: TSV with FID, IID and phenotype columns (empty/NA/NaN = missing).
         covar_path: TSV with FID, IID and numeric covariate columns (no intercept).
-        out_dir: folder for ``<phenotype>.tsv.gz`` (created).
+        out_dir: folder for ``<phenotype>.tsv.gz`` (created); None: no per-phenotype files, only the
+            joint file (the joint test's permuted null needs nothing else).
         block_size: variants per block.
         device: "auto" (CUDA when available), "cpu" or "cuda[:i]".
         chromosomes: only these chromosomes (None = all), for sharded runs.
@@ -371,6 +372,8 @@ def linear_gwas(
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     if (joint is None) != (joint_path is None):
         raise ValueError("the joint test needs both joint (the test) and joint_path (its output file)")
+    if out_dir is None and joint is None:
+        raise ValueError("a GWAS without out_dir writes only the joint file: give joint and joint_path")
     started = time.perf_counter()
     inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
     resolved = pick_device(device, "gwas.device")
@@ -390,7 +393,8 @@ def linear_gwas(
             compute_dtype(resolved), block_size,
         )
         starts = range(0, variant_index.size, block_size)
-        writers = [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names]
+        writers = ([] if out_dir is None else
+                   [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names])
         joint_args = None
         if joint is not None:
             joint.column_order(names, f"the GWAS of {pheno_path}")  # refuse before the first block

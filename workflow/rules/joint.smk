@@ -1,6 +1,6 @@
 # Joint association of every variant with all dimensions (joint_test), from the gathered GWAS-SSF files
 # whatever the engine, and its calibration (calibrate_joint): one GWAS of the subjects permuted against
-# their genotypes with the same engine (plink2 for regenie, whose step 1 models the real phenotypes),
+# their genotypes by the in-process engine, which computes the joint tests block by block (no files),
 # failing with the reason in its log when λGC of either joint test is above joint.null_lambda_limit.
 
 JOINT = config["joint"]
@@ -51,21 +51,20 @@ if JOINT["enabled"]:
             params:
                 script=script_path("joint_null.py"),
                 prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-                settings=stage_settings("joint", "seed", "gwas.engine", "gwas.block_size", "gwas.device"),
+                settings=stage_settings("joint", "seed", "gwas.block_size", "gwas.device"),
             log:
                 results("logs", "calibrate_joint.log"),
             benchmark:
                 results("benchmarks", "calibrate_joint.tsv")
             threads: GWAS["threads"]
             resources:
-                # one GWAS of every dimension over the whole genome in one job: the genotype files decoded
-                # to a byte per genotype, as gwas_shard for all chromosomes
-                mem_mb=lambda wildcards, input, attempt: attempt * max(8000, 1000 + int(4 * input.size_mb)),
+                # the in-process engine streams blocks: the phenotypes and one block of genotypes
+                mem_mb=lambda wildcards, attempt: attempt * 8000,
                 runtime=lambda wildcards, attempt: 720 * attempt,
-                gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,
+                gpu=1 if GWAS["device"] == "cuda" else 0,
             conda:
-                GWAS_ENV
+                "../../envs/genetics.yaml"
             shell:
                 "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
                 "--covar {input.covar:q} --null {output.null:q} --qq {output.qq:q} --settings {params.settings:q} "
-                "--threads {threads} --memory-mb {resources.mem_mb} > {log:q} 2>&1"
+                "--threads {threads} > {log:q} 2>&1"
