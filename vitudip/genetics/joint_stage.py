@@ -176,7 +176,7 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
 def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
                covar: str | os.PathLike, settings: JointSettings, null_path: str | os.PathLike,
                qq_path: str | os.PathLike, threads: int = 1, memory_mb: int | None = None,
-               progress: bool = True) -> dict[str, Path]:
+               progress: bool = True, extract: str | os.PathLike | None = None) -> dict[str, Path]:
     """MOSTest's check of the joint tests' null: one GWAS of permuted subjects, then λGC of both tests on it.
 
     Args:
@@ -190,6 +190,7 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
         threads: CPU threads of the GWAS.
         memory_mb: memory the GWAS may use (plink2).
         progress: show progress bars.
+        extract: the variant IDs the study's GWAS tests (``genotypes/variants_pass.txt``); None = all.
 
     Returns:
         Output name -> path.
@@ -208,7 +209,7 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
         # every dimension in one job: the null is one GWAS, not sharded
         one_job = dataclasses.replace(gwas, engine=null_engine, n_batches=1)
         gwas_shard(one_job, genotypes, work / "pheno.tsv", work / "covar.tsv", work / "gwas", threads=threads,
-                   memory_mb=memory_mb)
+                   memory_mb=memory_mb, extract=extract)
         joint = work / "joint.tsv.gz"
         joint_from_sumstats(_dimension_files(work / "gwas"), test, joint, chunk_size=settings.chunk_size,
                             progress=progress)

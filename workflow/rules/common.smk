@@ -102,6 +102,7 @@ def all_outputs():
         results("embed", "udips.tsv"),
         results("embed", "recon_mse.tsv"),
         results("embed", "scree.png"),
+        results("genotypes", "variant_qc.tsv"),
         results("pheno", "exclusions.tsv"),
         results("gwas", "lambda.tsv"),
         results("gwas", "qq.png"),
@@ -178,6 +179,8 @@ def gwas_shard_inputs(wildcards):
         "covar": results("pheno", "covar.tsv"),
         # every engine reads PLINK 1, PLINK 2 and BGEN as they are
         "genotypes": genotype_files(config["inputs"]["genotypes"]),
+        # the variants that pass the genotype QC, the only ones tested
+        "variants": results("genotypes", "variants_pass.txt"),
     }
     if config["gwas"]["engine"] == "regenie":
         inputs["step1"] = results("gwas", "regenie_step1")
