@@ -147,7 +147,7 @@ def sample_reasons(genotypes: GenotypeFiles, samples: pd.DataFrame, imaged: set[
     limit = 1 - settings.max_sample_missing
     for iid, missing in zip(smiss["IID"], smiss["F_MISS"].astype(float)):
         if missing > settings.max_sample_missing:
-            reasons[iid] = f"genotype call rate {1 - missing:.4g} < {limit:g}"
+            reasons[iid] = f"genotype call rate {1 - missing:.3g} < {limit:g}"
     return reasons
 
 
