@@ -24,13 +24,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out-dir", required=True, help="folder for <dimension>.tsv.gz")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pred", help="regenie step 1's step1_pred.list (regenie)")
+    parser.add_argument("--extract", help="file of the variant IDs to test (genotypes/variants_pass.txt)")
     parser.add_argument("--memory-mb", type=int, help="memory the job may use (plink2: 80 %% is its workspace)")
     args = parser.parse_args(argv)
 
     def run() -> None:
         settings = ShardSettings.from_config(read_settings(args.settings, ShardSettings.CONFIG_KEYS))
         gwas_shard(settings, args.genotypes, args.pheno, args.covar, args.out_dir, chromosomes=args.chromosomes,
-                   batch=args.dimension_batch, threads=args.threads, pred_list=args.pred, memory_mb=args.memory_mb)
+                   batch=args.dimension_batch, threads=args.threads, pred_list=args.pred, memory_mb=args.memory_mb,
+                   extract=args.extract)
 
     run_cli(run)
 

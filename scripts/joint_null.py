@@ -20,12 +20,14 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", required=True,
                         help="JSON of the config keys joint, seed and gwas (its block_size and device)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extract", help="file of the variant IDs the GWAS tests (genotypes/variants_pass.txt)")
     args = parser.parse_args(argv)
 
     def run() -> None:
         config = read_settings(args.settings, JointSettings.CONFIG_KEYS + ShardSettings.CONFIG_KEYS)
         null_stage(ShardSettings.from_config(config), args.genotypes, args.pheno, args.covar,
-                   JointSettings.from_config(config), args.null, args.qq, threads=args.threads)
+                   JointSettings.from_config(config), args.null, args.qq, threads=args.threads,
+                   extract=args.extract)
 
     run_cli(run)
 

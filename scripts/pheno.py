@@ -19,6 +19,10 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", required=True,
                         help='JSON of the config key pheno, e.g. \'{"pheno": {"covariates": ["age", "sex"]}}\' '
                              "(absent keys take the schema default)")
+    parser.add_argument("--sample-qc", help="genotypes/sample_qc.tsv of the genotype QC")
+    parser.add_argument("--variants", help="genotypes/variants_pass.txt (the variants of the genetic PCs)")
+    parser.add_argument("--related", choices=["drop", "keep"], default="drop",
+                        help="samples the genotype QC marks related: drop (plink2, torch) or keep (regenie)")
     parser.add_argument("--threads", type=int, default=1, help="plink2 threads (genetic PCs)")
     parser.add_argument("--pheno", required=True, help="pheno.tsv to write")
     parser.add_argument("--covar", required=True, help="covar.tsv to write")
@@ -30,7 +34,8 @@ def main(argv=None) -> None:
         settings = PhenoSettings.from_config(read_settings(args.settings, PhenoSettings.CONFIG_KEYS))
         out = {"pheno": args.pheno, "covar": args.covar, "samples": args.samples, "exclusions": args.exclusions}
         prepare_phenotypes(args.udips, args.covariates, args.genotypes, args.qc, settings, out,
-                           threads=args.threads, recon_mse_path=args.recon_mse)
+                           threads=args.threads, recon_mse_path=args.recon_mse, sample_qc_path=args.sample_qc,
+                           keep_related=args.related == "keep", variants_path=args.variants)
 
     run_cli(run)
 

@@ -19,6 +19,7 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", required=True,
                         help='JSON of the config key gwas (its regenie section is read), e.g. \'{"gwas": {"regenie": '
                              '{"prune_r2": 0.2}}}\' (absent keys take the schema default)')
+    parser.add_argument("--extract", help="file of the variant IDs that pass the genotype QC (variants_pass.txt)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -28,7 +29,7 @@ def main(argv=None) -> None:
         out.mkdir(parents=True, exist_ok=True)
         variants = step1["step1_variants"] or prune_step1_variants(
             args.genotypes, out / "pruned", step1["prune_window_kb"], step1["prune_r2"], step1["step1_maf"],
-            args.threads)
+            args.threads, extract=args.extract)
         regenie_step1(args.genotypes, args.pheno, args.covar, out, args.threads, extract=variants,
                       bsize=step1["step1_bsize"])
 

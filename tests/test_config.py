@@ -14,7 +14,7 @@ import pytest
 
 import vitudip.config
 from vitudip.config import (
-    ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults, stage_config,
+    SECOND_DEGREE_KINSHIP, ConfigError, check_input_paths, config_warnings, load_config, load_schema, read_settings, section_defaults, stage_config,
     validate_config, validate_table,
 )
 from vitudip.genetics.joint_stage import JointSettings
@@ -234,3 +234,14 @@ def test_embed_settings_come_from_the_schema_and_train_device():
     assert (settings.batch_size, settings.seed, settings.device) == (4, 3, "cpu")
     assert settings.splits == tuple(section_defaults("embed")["splits"])
     assert settings.pca_components == section_defaults("embed")["pca_components"]
+
+
+def test_a_loose_kinship_cutoff_on_real_data_is_warned_and_the_demo_is_not(repo_root):
+    demo = validate_config(load_config(repo_root / "config.yaml"))
+    assert demo["genotype_qc"]["king_cutoff"] > SECOND_DEGREE_KINSHIP and config_warnings(demo) == []
+    real = copy.deepcopy(demo)
+    real["simulate"]["enabled"] = False
+    (warning,) = config_warnings(real)
+    assert "genotype_qc.king_cutoff" in warning and "0.0442" in warning
+    real["genotype_qc"]["king_cutoff"] = 0.0442
+    assert config_warnings(real) == []

@@ -31,7 +31,7 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     assert run.returncode == 0, run.stderr
     out = run.stdout + run.stderr
     for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
-                  "embedding_vs_truth", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test",
+                  "embedding_vs_truth", "genotype_qc", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test",
                   "calibrate_joint", "find_loci", "perdi_maps", "summarise_study"):
         assert built in out
 

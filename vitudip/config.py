@@ -101,6 +101,26 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return filled
 
 
+#: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
+SECOND_DEGREE_KINSHIP = 0.0884
+
+
+def config_warnings(config: dict) -> list[str]:
+    """Settings that are valid but that a study of real data most likely did not mean (shown at start).
+
+    Args:
+        config: a validated config (:func:`validate_config`).
+    """
+    warnings = []
+    cutoff = config["genotype_qc"]["king_cutoff"]
+    if not config["simulate"]["enabled"] and cutoff is not None and cutoff > SECOND_DEGREE_KINSHIP:
+        warnings.append(
+            f"config key 'genotype_qc.king_cutoff' is {cutoff:g}: for real data this keeps second- and third-degree "
+            "relatives in the plink2 and torch GWAS (0.0442 drops them; config.yaml's value is for the short "
+            "simulated genome)")
+    return warnings
+
+
 def _check_consistency(config: dict) -> None:
     """Rules the schema cannot express."""
     lo, hi = config["simulate"].get("age_range", [0, 1])

@@ -112,10 +112,12 @@ def check_variant_ids(variants: pd.DataFrame, path: str) -> None:
         return
     at = int(np.flatnonzero(bad.to_numpy())[0])
     row = variants.iloc[at]
-    header = 0 if path.endswith(".bim") else _pvar_header_lines(Path(path))
+    # a .bgen is binary: its variants are counted, not its lines
+    where = f"variant {at + 1}" if path.endswith(".bgen") else \
+        f"line {at + 1 + (0 if path.endswith('.bim') else _pvar_header_lines(Path(path)))}"
     what = "missing" if ids.iloc[at] in (".", "") else "not unique"
     raise ValueError(
-        f"{path} line {header + at + 1}: variant ID '{ids.iloc[at]}' ({row['chrom']}:{row['pos']}) is {what} "
+        f"{path} {where}: variant ID '{ids.iloc[at]}' ({row['chrom']}:{row['pos']}) is {what} "
         f"({int(bad.sum())} variants have a missing or repeated ID); give every variant its own ID first, e.g. "
         f"plink2 --{'bfile' if path.endswith('.bim') else 'pfile'} <prefix> --set-all-var-ids @:#:\\$r:\\$a "
         f"--new-id-max-allele-len 100 --make-{'bed' if path.endswith('.bim') else 'pgen'} --out <new prefix>")

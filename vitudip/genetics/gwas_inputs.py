@@ -203,6 +203,21 @@ def select_variants(bim: pd.DataFrame, chromosomes: Sequence[str | int] | None, 
     return index
 
 
+def extract_variants(variants: pd.DataFrame, index: np.ndarray, extract: str | os.PathLike) -> np.ndarray:
+    """The entries of ``index`` whose variant ID is listed in ``extract`` (one ID per line), as plink2 --extract.
+
+    Raises:
+        ValueError: none of them is listed.
+    """
+    with open(extract) as handle:
+        listed = {line.strip() for line in handle if line.strip()}
+    kept = index[np.isin(variants["id"].to_numpy()[index], list(listed))]
+    if kept.size == 0:
+        raise ValueError(f"none of the {index.size} variants to test is listed in {extract}")
+    logger.info("%d of %d variants listed in %s", kept.size, index.size, extract)
+    return kept
+
+
 def _collinearity_message(design: np.ndarray, names: list[str], column: int, context: str) -> str:
     """Say which earlier columns the dependent ``column`` of ``design`` is a combination of."""
     coef, *_ = np.linalg.lstsq(design[:, :column], design[:, column], rcond=None)

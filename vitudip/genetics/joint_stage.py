@@ -175,7 +175,7 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
 def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
                covar: str | os.PathLike, settings: JointSettings, null_path: str | os.PathLike,
                qq_path: str | os.PathLike, threads: int = 1,
-               progress: bool = True) -> dict[str, Path]:
+               progress: bool = True, extract: str | os.PathLike | None = None) -> dict[str, Path]:
     """MOSTest's check of the joint tests' null: one GWAS of permuted subjects, then λGC of both tests on it.
 
     Args:
@@ -188,6 +188,7 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
         qq_path: QQ figure of the permuted run's joint tests.
         threads: CPU threads of the GWAS.
         progress: show progress bars.
+        extract: the variant IDs the study's GWAS tests (``genotypes/variants_pass.txt``); None = all.
 
     Returns:
         Output name -> path.
@@ -211,7 +212,8 @@ def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | o
         torch.set_num_threads(threads)
         joint = work / "joint.tsv.gz"
         linear_gwas(genotypes, work / "pheno.tsv", work / "covar.tsv", None, block_size=gwas.block_size,
-                    device=gwas.device, progress=progress, joint=test, joint_path=joint)
+                    device=gwas.device, progress=progress, joint=test, joint_path=joint,
+                    extract=extract)
         summarise_joint(joint, staged["qq"])
         p = JOINT.read(joint, columns=["p_value", "min_p_familywise"])
         null_calibration(p["p_value"].to_numpy(float), p["min_p_familywise"].to_numpy(float),

@@ -45,7 +45,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from vitudip.genetics.dosages import hardcall_dosages, open_genotypes
-from vitudip.genetics.gwas_inputs import covariate_basis, load_gwas_inputs, select_variants
+from vitudip.genetics.gwas_inputs import covariate_basis, extract_variants, load_gwas_inputs, select_variants
 from vitudip.genetics.joint import JointTest, JointWriter
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, variant_texts
 from vitudip.model.device import pick_device
@@ -340,6 +340,7 @@ def linear_gwas(
     progress: bool = True,
     joint: JointTest | None = None,
     joint_path: str | os.PathLike | None = None,
+    extract: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Run the GWAS of every phenotype in process and write one GWAS-SSF file per phenotype.
 
@@ -364,6 +365,7 @@ def linear_gwas(
             its dimensions must be exactly the analysed phenotypes, so shard by chromosome only.
         joint_path: the joint file (``joint.tsv.gz``, written atomically), required with ``joint``; keep it
             out of ``out_dir``, whose ``*.tsv.gz`` are the dimensions.
+        extract: file of the variant IDs to test, one per line (``genotypes/variants_pass.txt``); None = all.
 
     Returns:
         The written files, in phenotype order.
@@ -387,6 +389,8 @@ def linear_gwas(
     with ExitStack() as stack, _ieee_float32_matmul(resolved):
         genotypes = stack.enter_context(open_genotypes(genotype_prefix))
         variant_index = select_variants(genotypes.variants, chromosomes, genotypes.variant_file)
+        if extract is not None:
+            variant_index = extract_variants(genotypes.variants, variant_index, extract)
         logger.info(
             "%d variants (%s) x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
             variant_index.size, genotypes.files.format, len(names), len(groups), resolved,

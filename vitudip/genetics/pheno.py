@@ -7,7 +7,10 @@ column means FID "0", as plink2 reads it.
 
 Every subject seen in any input and not analysed gets exactly one reason in
 ``exclusions.tsv``, the first that applies of: "QC excluded: <reason>",
-"no image", "no genotype", "no covariates", "missing covariate: <column>".
+"no image", "no genotype", "no covariates", "missing covariate: <column>", then the genotype QC's
+(``genotypes/sample_qc.tsv``: "not in keep list <file>", "genotype call rate <r> < <limit>", and
+"related (KING kinship <k> >= <cutoff>) to <IID>" unless relatives are kept, as for REGENIE),
+then the outlier rule's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from scipy.stats import norm, rankdata
 from vitudip.config import input_table
 from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO, UDIP_PREFIX, read_qc, read_recon_mse, read_udips
+from vitudip.io.stage_tables import (COVAR, ID_COLUMNS, PHENO, SAMPLE_QC, UDIP_PREFIX, read_qc, read_recon_mse,
+                                     read_udips)
 
 log = logging.getLogger("vitudip.pheno")
 
@@ -470,35 +474,69 @@ def _read_eigenvec(path: Path) -> pd.DataFrame:
     return table[[c for c in table.columns if c.startswith("PC")]].astype(float)
 
 
-def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads: int = 1) -> pd.DataFrame:
-    """Genetic principal components of some samples with ``plink2 --pca``.
+def _run_plink2(command: list[str], what: str) -> None:
+    """Run plink2, raising RuntimeError with its error lines."""
+    log.info("%s: %s", what, shlex.join(command))
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        text = result.stdout + result.stderr
+        detail = text[text.find("Error"):] if "Error" in text else text[-2000:]
+        raise RuntimeError(f"plink2 failed {what} (exit {result.returncode}): {' '.join(detail.split())}")
+
+
+def _read_sscore(path: Path, k: int) -> pd.DataFrame:
+    """plink2's .sscore of the PC allele weights as PC1..PCk indexed by IID."""
+    table = pd.read_csv(path, sep="\t", dtype={"#FID": str, "FID": str, "#IID": str, "IID": str})
+    table = table.rename(columns={"#FID": "FID", "#IID": "IID"}).set_index("IID")
+    return table[[f"PC{i}_AVG" for i in range(1, k + 1)]].set_axis([f"PC{i}" for i in range(1, k + 1)], axis=1)
+
+
+def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads: int = 1,
+               extract: str | os.PathLike | None = None, project: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Genetic principal components of some samples with ``plink2 --pca``, optionally projected onto others.
 
     Args:
         prefix: genotype prefix (.pgen/.pvar/.psam or .bed/.bim/.fam).
-        samples: FID and IID of the samples to use (as in the genotype file).
+        samples: FID and IID of the samples the PCs are computed on (unrelated, QC-passed).
         k: number of components.
         threads: plink2 --threads.
+        extract: file of the variant IDs to use (the genotype QC's passing variants); None = all.
+        project: FID and IID of the samples to score (relatives kept for REGENIE among them): every one
+            of them, ``samples`` included, gets the projection ``plink2 --score`` of its genotypes on the
+            PCs' allele weights (centred and scaled with the PC samples' frequencies), so all share one scale.
 
     Returns:
-        PC1..PCk indexed by IID, in the order of ``samples``.
+        PC1..PCk indexed by IID, in the order of ``project`` if given, else of ``samples``.
 
     Raises:
         RuntimeError: plink2 failed (its error lines are in the message).
     """
+    files = find_genotypes(prefix)
+    variants = ["--extract", os.fspath(extract)] if extract is not None else []
     with tempfile.TemporaryDirectory(prefix="vitudip-pca-") as tmp:
         keep, out = Path(tmp) / "keep.tsv", Path(tmp) / "pca"
         samples[["FID", "IID"]].rename(columns={"FID": "#FID"}).to_csv(keep, sep="\t", index=False)
         # plink2's docs recommend the randomized algorithm for large cohorts
         approx = ["approx"] if len(samples) > APPROX_PCA_ABOVE else []
-        command = [find_plink2(), *find_genotypes(prefix).plink2_args(), "--keep", str(keep),
-                   "--pca", str(k), *approx, "--threads", str(threads), "--out", str(out)]
-        log.info("computing %d genetic PCs: %s", k, shlex.join(command))
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            text = result.stdout + result.stderr
-            detail = text[text.find("Error"):] if "Error" in text else text[-2000:]
-            raise RuntimeError(f"plink2 --pca failed (exit {result.returncode}): {' '.join(detail.split())}")
-        pcs = _read_eigenvec(Path(f"{out}.eigenvec"))
+        weights = ["allele-wts"] if project is not None else []
+        freq = ["--freq"] if project is not None else []
+        command = [find_plink2(), *files.plink2_args(), "--keep", str(keep), *variants, *freq,
+                   "--pca", str(k), *approx, *weights, "--threads", str(threads), "--out", str(out)]
+        _run_plink2(command, f"computing {k} genetic PCs on {len(samples)} samples")
+        if project is None:
+            pcs = _read_eigenvec(Path(f"{out}.eigenvec"))
+        else:
+            scored = Path(tmp) / "project.tsv"
+            project[["FID", "IID"]].rename(columns={"FID": "#FID"}).to_csv(scored, sep="\t", index=False)
+            # plink2's recipe (score#pca_project): the .eigenvec.allele columns are
+            # CHROM ID REF ALT A1 PC1..PCk, so IDs in 2, alleles in 5, weights from 6
+            command = [find_plink2(), *files.plink2_args(), "--keep", str(scored), *variants,
+                       "--read-freq", f"{out}.afreq", "--score", f"{out}.eigenvec.allele", "2", "5",
+                       "header-read", "no-mean-imputation", "variance-standardize",
+                       "--score-col-nums", f"6-{5 + k}", "--threads", str(threads), "--out", f"{out}_projected"]
+            _run_plink2(command, f"projecting the PCs onto {len(project)} samples")
+            pcs = _read_sscore(Path(f"{out}_projected.sscore"), k)
+            samples = project
     lacking = [iid for iid in samples["IID"] if iid not in pcs.index]
     if lacking:
         raise RuntimeError(f"plink2 --pca returned no PCs for {len(lacking)} sample(s), e.g. '{lacking[0]}'")
@@ -506,6 +544,23 @@ def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads
 
 
 # --------------------------------------------------------------------------- the stage
+
+
+def genotype_qc_reasons(path: str | os.PathLike, genotypes: pd.DataFrame,
+                        keep_related: bool) -> tuple[set[str], dict[str, str]]:
+    """The genotype QC's verdict on each sample: (IIDs marked related, IID -> reason for those it drops).
+
+    Raises:
+        ValueError: the table is not of these genotype files (a sample of them is missing from it).
+    """
+    table = SAMPLE_QC.read(path)
+    lacking = sorted(set(genotypes["IID"]) - set(table["IID"]))
+    if lacking:
+        raise ValueError(f"sample QC table {path} lacks {len(lacking)} genotype sample(s), e.g. '{lacking[0]}': "
+                         "it was made from other genotype files; rerun genotype_qc")
+    related = set(table.loc[table["status"] == "related", "IID"])
+    dropped = table[(table["status"] == "excluded") | ((table["status"] == "related") & (not keep_related))]
+    return related, dict(zip(dropped["IID"], dropped["reason"]))
 
 
 def _check_outputs(out: dict[str, str | os.PathLike]) -> None:
@@ -530,7 +585,9 @@ def _with_ids(table: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
 def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.PathLike,
                        genotype_prefix: str | os.PathLike, qc_path: str | os.PathLike,
                        settings: PhenoSettings, out: dict[str, str | os.PathLike],
-                       threads: int = 1, recon_mse_path: str | os.PathLike | None = None) -> dict:
+                       threads: int = 1, recon_mse_path: str | os.PathLike | None = None,
+                       sample_qc_path: str | os.PathLike | None = None, keep_related: bool = False,
+                       variants_path: str | os.PathLike | None = None) -> dict:
     """Write the phenotype, covariate, sample and exclusion tables of the pheno stage.
 
     Args:
@@ -542,6 +599,10 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
         out: paths for "pheno", "covar", "samples" and "exclusions" (written together, atomically).
         threads: threads for plink2 (genetic PCs).
         recon_mse_path: embed/recon_mse.tsv, for the outlier rule (``settings.outlier_sd``).
+        sample_qc_path: genotypes/sample_qc.tsv of the genotype QC; None: no genotype QC.
+        keep_related: keep the samples it marks related (REGENIE models relatedness; the linear engines
+            need unrelated samples); the genetic PCs are computed without them and projected onto them.
+        variants_path: genotypes/variants_pass.txt, the variants the genetic PCs use; None: all.
 
     Returns:
         Summary: n_samples, n_phenotypes, covariates (column names), join counts
@@ -562,6 +623,15 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
     _check_min_samples(counts, settings.min_samples)
 
     reasons = exclusion_reasons(inputs, used)
+    related: set[str] = set()
+    if sample_qc_path is not None:
+        related, dropped = genotype_qc_reasons(sample_qc_path, inputs.genotypes, keep_related)
+        reasons.update({iid: reason for iid, reason in dropped.items()
+                        if iid not in reasons and iid in inputs.udips.index})
+        counts["passing genotype QC"] = int((inputs.genotypes["IID"].isin(inputs.udips.index)
+                                             & ~inputs.genotypes["IID"].isin(reasons)).sum())
+        log.info("samples per join step: %s", _describe_counts(counts))
+        _check_min_samples(counts, settings.min_samples)
     if settings.outlier_sd is not None:
         kept = [iid for iid in inputs.genotypes["IID"] if iid in inputs.udips.index and iid not in reasons]
         recon = read_recon_mse(recon_mse_path) if recon_mse_path is not None else None
@@ -573,7 +643,10 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
                                 & ~inputs.genotypes["IID"].isin(reasons)].reset_index(drop=True)
     pcs = None
     if settings.computed_pcs():
-        pcs = plink2_pcs(genotype_prefix, analysed, settings.genetic_pcs, threads)
+        unrelated = analysed[~analysed["IID"].isin(related)]
+        project = analysed if len(unrelated) < len(analysed) else None
+        pcs = plink2_pcs(genotype_prefix, unrelated, settings.genetic_pcs, threads, extract=variants_path,
+                         project=project)
     covar = covariate_matrix(inputs.covariates.loc[analysed["IID"]], settings, pcs)
     pheno = phenotype_table(inputs.udips.loc[analysed["IID"]], settings.inverse_normal)
     exclusions = _exclusion_table(reasons, inputs)

@@ -94,6 +94,7 @@ def glm_command(
     threads: int,
     chromosomes: Sequence[str | int] | None,
     memory_mb: int | None = None,
+    extract: str | os.PathLike | None = None,
 ) -> list[str]:
     """The plink2 --glm command line over all phenotypes of ``pheno_file``.
 
@@ -107,6 +108,7 @@ def glm_command(
         chromosomes: plink2 --chr selection (None = all).
         memory_mb: plink2 --memory, its workspace (None: plink2 takes half of the machine's memory,
             more than a cluster job may have).
+        extract: plink2 --extract, the file of variant IDs to test (the genotype QC's); None = all.
 
     Returns:
         The argument list.
@@ -123,6 +125,8 @@ def glm_command(
         command[-2:-2] = ["--chr", ",".join(str(c) for c in chromosomes)]
     if memory_mb is not None:
         command[-2:-2] = ["--memory", str(memory_mb)]
+    if extract is not None:
+        command[-2:-2] = ["--extract", os.fspath(extract)]
     return command
 
 
@@ -208,6 +212,7 @@ def plink2_gwas(
     chromosomes: Sequence[str | int] | None = None,
     phenotypes: Sequence[str] | None = None,
     memory_mb: int | None = None,
+    extract: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Run ``plink2 --glm`` over all phenotypes in one pass and write one GWAS-SSF file per phenotype.
 
@@ -224,6 +229,7 @@ def plink2_gwas(
         chromosomes: only these chromosomes (None = all), for sharded runs.
         phenotypes: only these phenotype columns (None = all), for sharded runs.
         memory_mb: plink2's workspace (--memory); None: plink2's default.
+        extract: file of the variant IDs to test (``genotypes/variants_pass.txt``); None = all.
 
     Returns:
         The written files, in phenotype order.
@@ -241,7 +247,8 @@ def plink2_gwas(
         pheno_file = Path(work) / "pheno.tsv"
         write_plink2_phenotypes(inputs, pheno_file)
         out_prefix = Path(work) / "gwas"
-        command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes, memory_mb)
+        command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes, memory_mb,
+                               extract)
         run_plink2(command, out_prefix)
         names = list(inputs.phenotypes.columns)
         reports = [Path(f"{out_prefix}.{name}.glm.linear") for name in names]

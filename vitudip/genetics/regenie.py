@@ -125,6 +125,7 @@ def step2_command(
     min_mac: float = 5,
     chromosomes: Sequence[str | int] | None = None,
     phenotypes: Sequence[str] | None = None,
+    extract: str | os.PathLike | None = None,
 ) -> list[str]:
     """The regenie step 2 command line (single-variant additive tests).
 
@@ -140,6 +141,7 @@ def step2_command(
         min_mac: skip variants with a minor allele count below this.
         chromosomes: test only these chromosomes (one --chr each); None = all.
         phenotypes: test only these phenotype columns (--phenoColList); None = all.
+        extract: test only the variant IDs of this file (--extract; the genotype QC's); None = all.
 
     Returns:
         The argument list.
@@ -153,6 +155,8 @@ def step2_command(
         command += ["--chr", str(chromosome)]
     if phenotypes is not None:
         command += ["--phenoColList", ",".join(phenotypes)]
+    if extract is not None:
+        command += ["--extract", os.fspath(extract)]
     command += ["--threads", str(threads), "--gz", "--out", os.fspath(out_prefix)]
     return command
 
@@ -271,6 +275,7 @@ def prune_step1_variants(
     r2: float = 0.5,
     maf: float = 0.01,
     threads: int = 1,
+    extract: str | os.PathLike | None = None,
 ) -> Path:
     """The variants for step 1: common ones, LD-pruned with ``plink2 --indep-pairwise``.
 
@@ -285,6 +290,7 @@ def prune_step1_variants(
         r2: r² above which one of a pair is dropped.
         maf: minimum minor-allele frequency.
         threads: plink2 --threads.
+        extract: prune among the variant IDs of this file (the genotype QC's); None = all.
 
     Returns:
         The ``.prune.in`` file (one variant id per line).
@@ -293,6 +299,8 @@ def prune_step1_variants(
     command = [find_plink2(), *genotypes.plink2_args(), "--maf", str(maf),
                "--indep-pairwise", f"{window_kb}kb", "1", str(r2), "--threads", str(threads),
                "--out", os.fspath(out_prefix)]
+    if extract is not None:
+        command[-2:-2] = ["--extract", os.fspath(extract)]
     try:
         run_plink2(command, Path(out_prefix))
     except Plink2Error as err:
@@ -358,6 +366,7 @@ def regenie_step2(
     phenotypes: Sequence[str] | None = None,
     bsize: int = 400,
     min_mac: float = 5,
+    extract: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Run regenie step 2 on one shard and write one GWAS-SSF file per phenotype.
 
@@ -372,6 +381,7 @@ def regenie_step2(
         phenotypes: test only these phenotype columns (None = all).
         bsize: genotype block size.
         min_mac: skip variants with a lower minor allele count.
+        extract: test only the variant IDs of this file (the genotype QC's); None = all.
 
     Returns:
         The written files, in phenotype order.
@@ -392,7 +402,7 @@ def regenie_step2(
         s2 = Path(work) / "step2"
         run_regenie(step2_command(regenie, genotypes, pheno_file, covar_path, pred_list, s2, threads, bsize=bsize,
                                   min_mac=min_mac, chromosomes=chromosomes,
-                                  phenotypes=names if phenotypes is not None else None), s2)
+                                  phenotypes=names if phenotypes is not None else None, extract=extract), s2)
         written = [write_sumstats(parse_regenie(Path(f"{s2}_{name}.regenie.gz"), variants), out / f"{name}.tsv.gz")
                    for name in names]
     logger.info("converted %d regenie reports to GWAS-SSF in %s", len(written), out)

@@ -86,6 +86,7 @@ def gwas_shard(
     threads: int = 1,
     pred_list: str | os.PathLike | None = None,
     memory_mb: int | None = None,
+    extract: str | os.PathLike | None = None,
 ) -> list[Path]:
     """GWAS of one batch of phenotypes on some chromosomes: one GWAS-SSF file per phenotype.
 
@@ -101,6 +102,7 @@ def gwas_shard(
         pred_list: regenie step 1's prediction list (``regenie``).
         memory_mb: the memory the job may use; plink2 gets 80 % of it as its workspace, the rest
             is for plink2's own overhead (``plink2``). None: plink2's default, half the machine.
+        extract: the variant IDs to test, one per line (``genotypes/variants_pass.txt``); None = all.
 
     Returns:
         The written files.
@@ -116,13 +118,14 @@ def gwas_shard(
         # a Slurm job gets its cores through threads; torch would otherwise take the whole node
         torch.set_num_threads(threads)
         return linear_gwas(genotype_prefix, pheno_path, covar_path, out_dir, block_size=settings.block_size,
-                           device=settings.device, chromosomes=chromosomes, phenotypes=phenotypes)
+                           device=settings.device, chromosomes=chromosomes, phenotypes=phenotypes,
+                           extract=extract)
     if engine == "plink2":
         return plink2_gwas(genotype_prefix, pheno_path, covar_path, out_dir, threads=threads,
                            chromosomes=chromosomes, phenotypes=phenotypes,
-                           memory_mb=int(0.8 * memory_mb) if memory_mb else None)
+                           memory_mb=int(0.8 * memory_mb) if memory_mb else None, extract=extract)
     if pred_list is None:
         raise ValueError("the regenie engine needs step 1's prediction list (--pred)")
     return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads=threads,
                          chromosomes=chromosomes, phenotypes=phenotypes, bsize=settings.regenie_bsize,
-                         min_mac=settings.min_mac)
+                         min_mac=settings.min_mac, extract=extract)

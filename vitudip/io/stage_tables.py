@@ -35,6 +35,17 @@ RECON = Table("reconstruction-error table", required=(*ID_COLUMNS, RECON_COLUMN)
 #: ``pheno/pheno.tsv`` and ``pheno/covar.tsv``: FID, IID, then the GWAS's phenotypes or covariates.
 PHENO = Table("phenotype table", required=ID_COLUMNS, text=ID_COLUMNS, writer="the pheno stage")
 COVAR = Table("covariate table", required=ID_COLUMNS, text=ID_COLUMNS, writer="the pheno stage")
+#: ``genotypes/sample_qc.tsv``: every genotype sample, ``ok``, ``excluded`` (reason) or ``related`` (to whom).
+SAMPLE_QC = Table("sample QC table", required=(*ID_COLUMNS, "status", "reason"), text=(*ID_COLUMNS, "status", "reason"),
+                  unique="IID", writer="the genotype_qc stage")
+#: The variant filters of the genotype QC, in the order they are applied.
+VARIANT_QC_FILTERS = ("call_rate", "maf", "mac", "info", "hwe")
+#: ``genotypes/variant_qc.tsv``: per chromosome (and ``all``), the variants each filter newly removed.
+VARIANT_QC = Table("variant QC table",
+                   required=("chromosome", "variants", *(f"removed_{f}" for f in VARIANT_QC_FILTERS), "passing"),
+                   text=("chromosome",),
+                   integers=("variants", *(f"removed_{f}" for f in VARIANT_QC_FILTERS), "passing"),
+                   writer="the genotype_qc stage")
 #: ``loci/loci_merged.tsv``: one row per locus merged across dimensions (readers name the columns they use).
 LOCI_MERGED = Table("merged loci table", required=("locus",),
                     text=("lead_snp", "lead_uniqID", "lead_dimension", "dimensions", "tests", "nearest_gene", "genes",

@@ -5,7 +5,7 @@ import json
 import shlex
 import os
 
-from vitudip.config import ConfigError, check_input_paths, validate_config, validate_table
+from vitudip.config import ConfigError, check_input_paths, config_warnings, validate_config, validate_table
 from vitudip.genetics.genotypes import find_genotypes
 from vitudip.genetics.pheno import PhenoSettings
 from vitudip.simulate.cohort import COHORT_FILES
@@ -39,6 +39,8 @@ try:
     check_input_tables()
 except (ConfigError, ValueError) as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+for warning in config_warnings(config):
+    logger.warning(f"WARNING: {warning}")
 
 # Stage scripts import the library from this checkout, whichever environment (or Slurm node) runs them.
 # (Snakemake formats the prefix like a shell command, hence the doubled braces.)
@@ -102,6 +104,7 @@ def all_outputs():
         results("embed", "udips.tsv"),
         results("embed", "recon_mse.tsv"),
         results("embed", "scree.png"),
+        results("genotypes", "variant_qc.tsv"),
         results("pheno", "exclusions.tsv"),
         results("gwas", "lambda.tsv"),
         results("gwas", "qq.png"),
@@ -178,6 +181,8 @@ def gwas_shard_inputs(wildcards):
         "covar": results("pheno", "covar.tsv"),
         # every engine reads PLINK 1, PLINK 2 and BGEN as they are
         "genotypes": genotype_files(config["inputs"]["genotypes"]),
+        # the variants that pass the genotype QC, the only ones tested
+        "variants": results("genotypes", "variants_pass.txt"),
     }
     if config["gwas"]["engine"] == "regenie":
         inputs["step1"] = results("gwas", "regenie_step1")

@@ -42,6 +42,7 @@ rule regenie_step1:
         covar=results("pheno", "covar.tsv"),
         genotypes=genotype_files(INPUTS["genotypes"]),
         variants=REGENIE["step1_variants"] or [],
+        passing=results("genotypes", "variants_pass.txt"),
     output:
         directory(results("gwas", "regenie_step1")),
     params:
@@ -60,7 +61,8 @@ rule regenie_step1:
         "../../envs/regenie.yaml"
     shell:
         "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
-        "--covar {input.covar:q} --out-dir {output:q} --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        "--covar {input.covar:q} --out-dir {output:q} --settings {params.settings:q} --extract {input.passing:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule gwas_shard:
@@ -98,7 +100,8 @@ rule gwas_shard:
     shell:
         "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} --covar {input.covar:q} "
         "--settings {params.settings:q} --chromosomes {wildcards.chromosome} --dimension-batch {wildcards.batch} "
-        "--out-dir {output:q} --threads {threads} {params.pred} --memory-mb {resources.mem_mb} > {log:q} 2>&1"
+        "--out-dir {output:q} --threads {threads} {params.pred} --extract {input.variants:q} "
+        "--memory-mb {resources.mem_mb} > {log:q} 2>&1"
 
 
 rule gwas_gather:

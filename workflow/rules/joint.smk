@@ -44,6 +44,7 @@ if JOINT["enabled"]:
                 pheno=results("pheno", "pheno.tsv"),
                 covar=results("pheno", "covar.tsv"),
                 genotypes=genotype_files(INPUTS["genotypes"]),
+                variants=results("genotypes", "variants_pass.txt"),
             output:
                 null=results("gwas", "joint", "null.tsv"),
                 qq=report(results("gwas", "joint", "null_qq.png"), caption="../report/joint_null.rst",
@@ -67,4 +68,4 @@ if JOINT["enabled"]:
             shell:
                 "python {params.script:q} --genotypes {params.prefix:q} --pheno {input.pheno:q} "
                 "--covar {input.covar:q} --null {output.null:q} --qq {output.qq:q} --settings {params.settings:q} "
-                "--threads {threads} > {log:q} 2>&1"
+                "--extract {input.variants:q} --threads {threads} > {log:q} 2>&1"

@@ -14,6 +14,8 @@ rule prepare_phenotypes:
         covariates=INPUTS["covariates"],
         genotypes=genotype_files(INPUTS["genotypes"]),
         qc=results("preprocess", "qc.tsv"),
+        sample_qc=results("genotypes", "sample_qc.tsv"),
+        variants=results("genotypes", "variants_pass.txt"),
     output:
         pheno=results("pheno", "pheno.tsv"),
         covar=results("pheno", "covar.tsv"),
@@ -23,6 +25,8 @@ rule prepare_phenotypes:
         script=script_path("pheno.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
         settings=stage_settings("pheno"),
+        # regenie models relatedness and keeps relatives; the linear engines need unrelated samples
+        related="keep" if config["gwas"]["engine"] == "regenie" else "drop",
     log:
         results("logs", "prepare_phenotypes.log"),
     benchmark:
@@ -36,6 +40,6 @@ rule prepare_phenotypes:
     shell:
         "python {params.script:q} --udips {input.udips:q} --covariates {input.covariates:q} "
         "--genotypes {params.prefix:q} --qc {input.qc:q} --recon-mse {input.recon_mse:q} --settings {params.settings:q} "
-        "--threads {threads} "
+        "--sample-qc {input.sample_qc:q} --variants {input.variants:q} --related {params.related} --threads {threads} "
         "--pheno {output.pheno:q} --covar {output.covar:q} --samples {output.samples:q} "
         "--exclusions {output.exclusions:q} > {log:q} 2>&1"
