@@ -4,8 +4,9 @@ Conventions shared by every engine:
 
 * The effect allele is always the ALT allele (A1 of a .bim written by
   :func:`vitudip.io.plink.write_bed`), the other allele is REF.
-* Chromosomes are GWAS-SSF integers: 1-22, X = 23, Y = 24, MT = 25 ("chr"
-  prefixes and PLINK's XY for the pseudo-autosomal region are accepted).
+* Chromosomes are GWAS-SSF integers: 1-22, X = 23, Y = 24, MT = 25. The engines hand over
+  plink2's names (:mod:`vitudip.io.chromosomes`); the pseudo-autosomal region (XY, PAR1,
+  PAR2) is written as 23, as GWAS-SSF has no number of its own for it.
 * Missing values are written as ``NA``.
 * p-values are written with ``%.6g``, which keeps six significant digits down
   to about 1e-300. A p-value of 0 (the true value is below the double range,
@@ -25,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from vitudip.io.atomic import StagedGzipWriter
+from vitudip.io.chromosomes import canonical_chromosome
 from vitudip.io.tables import Table
 
 SUMSTATS_COLUMNS = [
@@ -47,8 +49,8 @@ SMALLEST_P = float(np.nextafter(0.0, 1.0))
 #: Median of a chi-square with one degree of freedom (the λGC denominator).
 CHI2_1DF_MEDIAN = 0.4549364
 
-#: Non-numeric chromosome names and their GWAS-SSF numbers.
-_CHROMOSOME_NUMBERS = {"X": 23, "XY": 23, "Y": 24, "M": 25, "MT": 25}
+#: GWAS-SSF numbers of plink2's chromosome names above 22.
+_SSF_NUMBERS = {"X": 23, "XY": 23, "PAR1": 23, "PAR2": 23, "Y": 24, "MT": 25}
 
 #: A GWAS-SSF file as the GWAS stage writes it and the gather, loci and report steps read it (a user's
 #: GWAS-SSF file needs only the columns a reader names).
@@ -61,22 +63,24 @@ SUMSTATS = Table("summary statistics file", required=("chromosome", "base_pair_l
 def ssf_chromosome(name: str | int) -> int:
     """GWAS-SSF chromosome number of a chromosome name.
 
+    A number is read as GWAS-SSF's (1-25, so 25 is MT), a name as plink2's
+    (:func:`~vitudip.io.chromosomes.canonical_chromosome`): engines hand over names, never
+    plink2's codes 25 (XY) and 26 (MT), which mean something else in GWAS-SSF.
+
     Args:
-        name: e.g. 1, "1", "chr1", "X", "chrX", "23", "MT".
+        name: e.g. 1, "1", "chr1", "X", "chrX", "23", "XY", "PAR1", "MT".
 
     Returns:
-        1-22 for autosomes, 23 for X (and XY), 24 for Y, 25 for MT.
+        1-22 for autosomes, 23 for X (and its pseudo-autosomal region), 24 for Y, 25 for MT.
     """
     text = str(name).strip()
-    if text.lower().startswith("chr"):
-        text = text[3:]
-    text = text.upper()
-    number = _CHROMOSOME_NUMBERS.get(text)
-    if number is None and text.isdigit() and 1 <= int(text) <= 25:
-        number = int(text)
-    if number is None:
+    digits = text[3:] if text[:3].lower() == "chr" else text
+    if digits.isdigit() and 1 <= int(digits) <= 25:
+        return int(digits)
+    canonical = canonical_chromosome(text)
+    if canonical is None:
         raise ValueError(f"chromosome '{name}' has no GWAS-SSF number (1-22, X/23, Y/24, MT/25)")
-    return number
+    return int(canonical) if canonical.isdigit() else _SSF_NUMBERS[canonical]
 
 
 #: Columns that describe the variant (the same for every phenotype).
