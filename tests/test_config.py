@@ -234,3 +234,21 @@ def test_embed_settings_come_from_the_schema_and_train_device():
     assert (settings.batch_size, settings.seed, settings.device) == (4, 3, "cpu")
     assert settings.splits == tuple(section_defaults("embed")["splits"])
     assert settings.pca_components == section_defaults("embed")["pca_components"]
+
+
+def test_gwas_chromosomes_take_plink2_codes_once_each(tiny_config: dict) -> None:
+    tiny_config["gwas"]["chromosomes"] = [21, 22, "X", "XY"]
+    assert validate_config(tiny_config)["gwas"]["chromosomes"] == [21, 22, "X", "XY"]
+    tiny_config["gwas"]["chromosomes"] = [22, "X", 23]
+    with pytest.raises(ConfigError, match=r"gwas.chromosomes\[2\]': 23 is chromosome X, listed already as 'X'"):
+        validate_config(tiny_config)
+    tiny_config["gwas"]["chromosomes"] = [22, "chrUn"]
+    with pytest.raises(ConfigError, match=r"gwas.chromosomes\[1\]': chromosome 'chrUn' is not a code plink2 reads"):
+        validate_config(tiny_config)
+
+
+def test_regenie_par_region_is_the_studys_build(tiny_config: dict) -> None:
+    tiny_config.setdefault("loci", {})["genome_build"] = "GRCh38"
+    tiny_config["gwas"].update(engine="regenie", regenie={"par_region": "b37"})
+    with pytest.raises(ConfigError, match="par_region': b37 is not loci.genome_build GRCh38 \\(use b38 or hg38\\)"):
+        validate_config(tiny_config)
