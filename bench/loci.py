@@ -85,7 +85,7 @@ def plink_clump_loop(sumstats: Path, prefix: Path, out: Path) -> set[tuple[str, 
     for path in sorted(sumstats.glob("*.tsv.gz")):
         name = path.name[: -len(".tsv.gz")]
         subprocess.run(
-            ["plink1.9", "--bfile", str(prefix), "--clump", str(path), "--clump-snp-field", "variant_id",
+            ["plink1.9", "--bfile", str(prefix), "--clump", str(path), "--clump-snp-field", "genotype_id",
              "--clump-field", "p_value", "--clump-p1", "5e-8", "--clump-p2", "0.05", "--clump-r2", "0.6",
              "--clump-kb", "250", "--threads", "1", "--out", str(out / name)],
             check=True, capture_output=True,

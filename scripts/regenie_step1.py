@@ -31,7 +31,7 @@ def main(argv=None) -> None:
             args.genotypes, out / "pruned", step1["prune_window_kb"], step1["prune_r2"], step1["step1_maf"],
             args.threads, extract=args.extract)
         regenie_step1(args.genotypes, args.pheno, args.covar, out, args.threads, extract=variants,
-                      bsize=step1["step1_bsize"])
+                      bsize=step1["step1_bsize"], par_region=step1["par_region"])
 
     run_cli(run)
 

@@ -16,7 +16,7 @@ import yaml
 
 from vitudip.genetics.catalog import StudyDescription, read_metadata
 from vitudip.genetics.gather import gather_sumstats
-from vitudip.genetics.sumstats import read_sumstats, write_sumstats
+from vitudip.genetics.sumstats import FILE_COLUMNS, read_sumstats, write_sumstats
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = StudyDescription(genome_assembly="GRCh38", trait_description="ViT-UDIP {dimension} of T1 brain MRI",
@@ -40,8 +40,12 @@ def shard_table(chromosome: int, n: int, rng: np.random.Generator, untested: int
         "effect_allele": rng.choice(list("ACGT"), n), "other_allele": rng.choice(list("ACGT"), n),
         "beta": rng.normal(0, 0.1, n), "standard_error": np.full(n, 0.1),
         "effect_allele_frequency": rng.uniform(0.05, 0.95, n), "p_value": rng.uniform(1e-12, 1, n),
-        "variant_id": [f"rs{chromosome}{i:05d}" for i in range(n)], "n": rng.integers(950, 1001, n),
+        "n": rng.integers(950, 1001, n),
     })
+    # genotype IDs as files carry them: rsIDs on even chromosomes, chr:pos:ref:alt (colons) on odd ones
+    table["variant_id"] = ([f"rs{chromosome}{i:05d}" for i in range(n)] if chromosome % 2 == 0 else
+                           [f"{chromosome}:{r.base_pair_location}:{r.other_allele}:{r.effect_allele}"
+                            for r in table.itertuples()])
     table.loc[table.index[:untested], ["beta", "standard_error", "p_value"]] = np.nan
     return table
 
@@ -85,7 +89,25 @@ def test_a_region_reads_back_through_the_tabix_index(gathered):
     with pysam.TabixFile(os.fspath(gathered["path"])) as tabix:
         rows = [line.split("\t") for line in tabix.fetch("2", start - 1, end)]
     assert len(want) > 10
-    assert [r[8] for r in rows] == list(want["variant_id"])
+    assert [r[11] for r in rows] == list(want["variant_id"])
+
+
+def test_variant_ids_take_the_catalogs_form_and_the_genotype_id_its_own_column(gathered):
+    """variant_id is chromosome_position_other_effect, rsid the genotype ID only where it is an rsID; readers
+    get the genotype ID back as variant_id."""
+    raw = pd.read_csv(gathered["path"], sep="\t", dtype=str, keep_default_na=False)
+    assert list(raw.columns) == FILE_COLUMNS
+    expected = gathered["expected"]
+    catalog = (expected["chromosome"].astype(str) + "_" + expected["base_pair_location"].astype(str) + "_"
+               + expected["other_allele"] + "_" + expected["effect_allele"])
+    assert raw["variant_id"].tolist() == catalog.tolist()
+    assert raw["variant_id"].str.fullmatch(r"[A-Za-z0-9_]+").all()
+    is_rs = expected["variant_id"].str.startswith("rs").to_numpy()
+    assert 0 < is_rs.sum() < len(is_rs)
+    assert (raw["rsid"].to_numpy()[is_rs] == expected["variant_id"].to_numpy()[is_rs]).all()
+    assert (raw["rsid"].to_numpy()[~is_rs] == "NA").all()
+    assert raw["genotype_id"].tolist() == expected["variant_id"].tolist()
+    assert read_sumstats(gathered["path"])["variant_id"].tolist() == expected["variant_id"].tolist()
 
 
 def test_metadata_describes_the_file(gathered):
@@ -103,6 +125,7 @@ def test_metadata_describes_the_file(gathered):
 
 
 def test_the_gwas_catalog_validator_accepts_file_and_metadata(gathered):
+    """With rsIDs and with chr:pos:ref:alt genotype IDs (which the Catalog refuses as a variant_id)."""
     tool = gwas_ssf_tool()
     if tool is None:
         pytest.skip("gwas-sumstats-tools is not installed (make test installs it in .venv-ssf)")

@@ -245,3 +245,21 @@ def test_a_loose_kinship_cutoff_on_real_data_is_warned_and_the_demo_is_not(repo_
     assert "genotype_qc.king_cutoff" in warning and "0.0442" in warning
     real["genotype_qc"]["king_cutoff"] = 0.0442
     assert config_warnings(real) == []
+
+
+def test_gwas_chromosomes_take_plink2_codes_once_each(tiny_config: dict) -> None:
+    tiny_config["gwas"]["chromosomes"] = [21, 22, "X", "XY"]
+    assert validate_config(tiny_config)["gwas"]["chromosomes"] == [21, 22, "X", "XY"]
+    tiny_config["gwas"]["chromosomes"] = [22, "X", 23]
+    with pytest.raises(ConfigError, match=r"gwas.chromosomes\[2\]': 23 is chromosome X, listed already as 'X'"):
+        validate_config(tiny_config)
+    tiny_config["gwas"]["chromosomes"] = [22, "chrUn"]
+    with pytest.raises(ConfigError, match=r"gwas.chromosomes\[1\]': chromosome 'chrUn' is not a code plink2 reads"):
+        validate_config(tiny_config)
+
+
+def test_regenie_par_region_is_the_studys_build(tiny_config: dict) -> None:
+    tiny_config.setdefault("loci", {})["genome_build"] = "GRCh38"
+    tiny_config["gwas"].update(engine="regenie", regenie={"par_region": "b37"})
+    with pytest.raises(ConfigError, match="par_region': b37 is not loci.genome_build GRCh38 \\(use b38 or hg38\\)"):
+        validate_config(tiny_config)

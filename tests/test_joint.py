@@ -26,7 +26,7 @@ from vitudip.genetics.joint import (
     z_scores,
 )
 from vitudip.genetics.linear import linear_association, linear_gwas
-from vitudip.genetics.sumstats import genomic_inflation, write_sumstats
+from vitudip.genetics.sumstats import genomic_inflation, read_sumstats, write_sumstats
 from vitudip.io.plink import write_bed
 
 
@@ -316,8 +316,7 @@ def test_joint_from_sumstats_streams_in_chunks_like_the_engine(small_study: dict
 
 
 def _rewrite(path: Path, out: Path, edit) -> Path:
-    frame = pd.read_csv(path, sep="\t", dtype={"effect_allele": str, "other_allele": str})
-    write_sumstats(edit(frame), out)
+    write_sumstats(edit(read_sumstats(path)), out)
     return out
 
 

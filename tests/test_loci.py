@@ -361,7 +361,7 @@ def test_independent_snps_match_plink_clump(tmp_path: Path) -> None:
     assert len(ours) > 10
     for d in range(3):
         path = tmp_path / "sumstats" / f"udip_{d:03d}.tsv.gz"
-        subprocess.run(["plink1.9", "--bfile", str(prefix), "--clump", str(path), "--clump-snp-field", "variant_id",
+        subprocess.run(["plink1.9", "--bfile", str(prefix), "--clump", str(path), "--clump-snp-field", "genotype_id",
                         "--clump-field", "p_value", "--clump-p1", "5e-8", "--clump-p2", "0.05", "--clump-r2", "0.6",
                         "--clump-kb", "250", "--out", str(tmp_path / f"clump{d}")], check=True, capture_output=True)
         plink = pd.read_csv(tmp_path / f"clump{d}.clumped", sep=r"\s+")

@@ -22,7 +22,7 @@ from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
 from vitudip.genetics.catalog import index_sumstats, write_bgzip
-from vitudip.genetics.sumstats import SUMSTATS_COLUMNS, sumstats_text
+from vitudip.genetics.sumstats import FILE_COLUMNS, SUMSTATS_COLUMNS, sumstats_text
 from vitudip.perdi.decode import (BrainDecoder, dimension_directions, latent_sd, perturbation_maps,
                                   perturbed_latents)
 from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
@@ -212,7 +212,7 @@ def write_sumstats(folder: Path, betas: np.ndarray, frequency: float = 0.3, swap
                 [2, 50, "G", "T", -0.01, 0.02, 0.2, 0.7, "2:50:T:G", 50]]
         path = folder / f"udip_{k:03d}.tsv.gz"
         text = sumstats_text(pd.DataFrame(rows, columns=SUMSTATS_COLUMNS))
-        write_bgzip([("\t".join(SUMSTATS_COLUMNS) + "\n").encode(), text.encode()], path)
+        write_bgzip([("\t".join(FILE_COLUMNS) + "\n").encode(), text.encode()], path)
         if index:
             index_sumstats(path)
     return folder

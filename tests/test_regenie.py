@@ -56,25 +56,28 @@ def _without_info(text: str) -> str:
 def test_step1_command_defaults() -> None:
     assert step1_command("regenie", G, "p.tsv", "c.tsv", "w/s1", "w/tmp", 4) == [
         "regenie", "--step", "1", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
-        "--bsize", "1000", "--lowmem", "--lowmem-prefix", "w/tmp", "--threads", "4", "--gz", "--out", "w/s1",
+        "--bsize", "1000", "--par-region", "b37", "--lowmem", "--lowmem-prefix", "w/tmp", "--threads", "4", "--gz",
+        "--out", "w/s1",
     ]
 
 
 def test_step1_command_with_options() -> None:
     command = step1_command(
-        "regenie", G, "p.tsv", "c.tsv", "w/s1", "w/tmp", 2, bsize=500, apply_rint=True, extract="pruned.txt"
+        "regenie", G, "p.tsv", "c.tsv", "w/s1", "w/tmp", 2, bsize=500, apply_rint=True, extract="pruned.txt",
+        par_region="b38",
     )
     assert command == [
         "regenie", "--step", "1", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
         "--apply-rint", "--extract", "pruned.txt",
-        "--bsize", "500", "--lowmem", "--lowmem-prefix", "w/tmp", "--threads", "2", "--gz", "--out", "w/s1",
+        "--bsize", "500", "--par-region", "b38", "--lowmem", "--lowmem-prefix", "w/tmp", "--threads", "2", "--gz",
+        "--out", "w/s1",
     ]
 
 
 def test_step2_command_defaults() -> None:
     assert step2_command("regenie", G, "p.tsv", "c.tsv", "w/s1_pred.list", "w/s2", 4) == [
         "regenie", "--step", "2", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
-        "--pred", "w/s1_pred.list", "--bsize", "400", "--minMAC", "5",
+        "--pred", "w/s1_pred.list", "--bsize", "400", "--minMAC", "5", "--par-region", "b37",
         "--threads", "4", "--gz", "--out", "w/s2",
     ]
 
@@ -85,7 +88,7 @@ def test_step2_command_with_chromosomes() -> None:
     )
     assert command == [
         "regenie", "--step", "2", "--bed", "g", "--phenoFile", "p.tsv", "--covarFile", "c.tsv", "--qt",
-        "--pred", "s1_pred.list", "--bsize", "200", "--minMAC", "10", "--chr", "1", "--chr", "X",
+        "--pred", "s1_pred.list", "--bsize", "200", "--minMAC", "10", "--par-region", "b37", "--chr", "1", "--chr", "X",
         "--threads", "1", "--gz", "--out", "s2",
     ]
 

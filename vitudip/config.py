@@ -137,6 +137,7 @@ def _check_consistency(config: dict) -> None:
         grid_choices(config["preprocess"]["input_grid"], config["preprocess"]["input_voxel_mm"])
     except ValueError as err:
         raise ConfigError(f"config key 'preprocess.input_grid': {err}") from None
+    _check_gwas_chromosomes(config)
     sim = config["simulate"]
     if sim["enabled"]:
         chromosomes = set(sim["genotypes"]["chromosomes"])
@@ -149,6 +150,30 @@ def _check_consistency(config: dict) -> None:
 
 
     _check_model_fits_the_cache(config)
+
+
+#: The --par-region codes of each loci.genome_build.
+_PAR_REGIONS = {"GRCh37": ("b37", "hg19"), "GRCh38": ("b38", "hg38")}
+
+
+def _check_gwas_chromosomes(config: dict) -> None:
+    """gwas.chromosomes are codes plink2 reads, each chromosome once; REGENIE's PAR bounds are the study's build."""
+    from vitudip.io.chromosomes import require_chromosome
+
+    seen: dict[str, object] = {}
+    for i, code in enumerate(config["gwas"]["chromosomes"]):
+        try:
+            name = require_chromosome(code, f"config key 'gwas.chromosomes[{i}]'")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if name in seen:
+            raise ConfigError(f"config key 'gwas.chromosomes[{i}]': {code!r} is chromosome {name}, listed already "
+                              f"as {seen[name]!r}")
+        seen[name] = code
+    build, region = config["loci"]["genome_build"], config["gwas"]["regenie"]["par_region"]
+    if region not in _PAR_REGIONS[build] and config["gwas"]["engine"] == "regenie":
+        raise ConfigError(f"config key 'gwas.regenie.par_region': {region} is not loci.genome_build {build} "
+                          f"(use {' or '.join(_PAR_REGIONS[build])})")
 
 
 def _check_model_fits_the_cache(config: dict) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
+from vitudip.io.chromosomes import canonical_chromosomes
 from vitudip.io.plink import read_bed, read_bim
 
 #: pgenlib's value for a missing dosage.
@@ -235,8 +236,9 @@ class BgenReader(GenotypeReader):
             for number in range(index.npartitions):
                 parts.append(index.read_partition(number).variants)
         alleles = [text.split(",", 1) for text in _text(np.concatenate([p.allele_ids for p in parts]))]
+        chromosomes = pd.Series(_text(np.concatenate([p.chromosome for p in parts])))
         variants = pd.DataFrame({
-            "chrom": _text(np.concatenate([p.chromosome for p in parts])),
+            "chrom": canonical_chromosomes(chromosomes, str(bgen_path), first_line=1, unit="variant").to_numpy(),
             "id": _text(np.concatenate([p.rsid for p in parts])),
             "pos": np.concatenate([p.position for p in parts]).astype(np.int64),
             "ref": [pair[0] for pair in alleles],

@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vitudip.genetics.catalog import StudyDescription, index_sumstats, sumstats_metadata, write_bgzip, write_metadata
-from vitudip.genetics.sumstats import SUMSTATS_COLUMNS, genomic_inflation, read_sumstats, ssf_chromosome, sumstats_text
+from vitudip.genetics.sumstats import FILE_COLUMNS, genomic_inflation, read_sumstats, ssf_chromosome, sumstats_text
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.plots.gwas import plot_qq
 
@@ -33,7 +33,7 @@ log = logging.getLogger("vitudip.gwas")
 
 GENOME_WIDE = 5e-8
 SUFFIX = ".tsv.gz"
-HEADER = ("\t".join(SUMSTATS_COLUMNS) + "\n").encode()
+HEADER = ("\t".join(FILE_COLUMNS) + "\n").encode()
 LAMBDA_COLUMNS = ["dimension", "n_variants", "n_untested", "lambda_gc", "min_p", "n_genome_wide"]
 
 
@@ -69,7 +69,7 @@ def _shard_text(path: Path) -> tuple[bytes, pd.DataFrame]:
     with gzip.open(path, "rb") as handle:
         text = handle.read()
     if not text.startswith(HEADER):
-        raise ValueError(f"{path} does not start with the GWAS-SSF header {SUMSTATS_COLUMNS}")
+        raise ValueError(f"{path} does not start with the GWAS-SSF header {FILE_COLUMNS}")
     body = text[len(HEADER):]
     columns = pd.read_csv(io.BytesIO(text), sep="\t", usecols=["chromosome", "base_pair_location", "p_value", "n"],
                           dtype={"chromosome": str}, na_values=["NA"], keep_default_na=False)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.io.atomic import staged_outputs
+from vitudip.io.chromosomes import canonical_chromosomes
 from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
 
@@ -67,17 +68,38 @@ def read_psam(path: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame({"FID": fid, "IID": table["IID"]})[["FID", "IID"]]
 
 
+def _sex_codes(values: pd.Series) -> np.ndarray:
+    """PLINK sex codes (1 male, 2 female, 0 unknown) of a text column; anything else (NA, -9) is unknown."""
+    codes = pd.to_numeric(values, errors="coerce").fillna(0).to_numpy()
+    return np.where(np.isin(codes, (1, 2)), codes, 0).astype(np.int64)
+
+
+def read_psam_sex(path: str | os.PathLike) -> np.ndarray:
+    """Sex codes of a .psam in file order: its SEX column (headerless: the 5th, as in a .fam); all 0 without one."""
+    path = Path(path)
+    header_at = _psam_header_line(path)
+    if header_at is None:
+        table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False, comment="#")
+        return _sex_codes(table[4]) if table.shape[1] > 4 else np.zeros(len(table), dtype=np.int64)
+    table = pd.read_csv(path, sep=r"\s+", skiprows=header_at, dtype=str, keep_default_na=False)
+    return _sex_codes(table["SEX"]) if "SEX" in table.columns else np.zeros(len(table), dtype=np.int64)
+
+
 def _read_sample(path: Path) -> pd.DataFrame:
     """FID (ID_1) and IID (ID_2) of an Oxford .sample file (header line, then a column-type line)."""
     table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, skiprows=[1])
     if list(table.columns[:2]) != ["ID_1", "ID_2"]:
         raise ValueError(f"{path} is not an Oxford .sample file: its header starts {list(table.columns[:2])}, "
                          "expected ID_1 ID_2")
-    return pd.DataFrame({"FID": table["ID_1"].to_numpy(), "IID": table["ID_2"].to_numpy()})
+    frame = pd.DataFrame({"FID": table["ID_1"].to_numpy(), "IID": table["ID_2"].to_numpy()})
+    # plink2 takes sex from a .sample column named sex (1 male, 2 female)
+    sex = next((c for c in table.columns if c.lower() == "sex"), None)
+    frame["SEX"] = _sex_codes(table[sex]) if sex else 0
+    return frame
 
 
 def _read_pvar(path: Path) -> pd.DataFrame:
-    """A .pvar as the columns of :func:`~vitudip.io.plink.read_bim` (chrom, id, pos, alt, ref)."""
+    """A .pvar as the columns of :func:`~vitudip.io.plink.read_bim` (chrom in plink2's names, id, pos, alt, ref)."""
     with open(path) as handle:
         skip = 0
         for line in handle:
@@ -89,7 +111,8 @@ def _read_pvar(path: Path) -> pd.DataFrame:
     missing = [c for c in ("CHROM", "POS", "ID", "REF", "ALT") if c not in table.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}")
-    return pd.DataFrame({"chrom": table["CHROM"], "id": table["ID"], "pos": table["POS"].astype("int64"),
+    chrom = canonical_chromosomes(table["CHROM"], str(path), first_line=skip + 2)
+    return pd.DataFrame({"chrom": chrom, "id": table["ID"], "pos": table["POS"].astype("int64"),
                          "alt": table["ALT"], "ref": table["REF"]})
 
 
@@ -165,7 +188,16 @@ class GenotypeFiles:
             return pd.DataFrame({"FID": fam["fid"].to_numpy(), "IID": fam["iid"].to_numpy()})
         if self.format == "pgen":
             return read_psam(f"{self.prefix}.psam")
-        return _read_sample(Path(f"{self.prefix}.sample"))
+        return _read_sample(Path(f"{self.prefix}.sample"))[["FID", "IID"]]
+
+    def sexes(self) -> np.ndarray:
+        """Sex of every sample in file order, as plink2 reads it (1 male, 2 female, 0 unknown): the .fam's 5th
+        column, the .psam's SEX column or the .sample's sex column."""
+        if self.format == "bed":
+            return read_fam(self.prefix)["sex"].to_numpy(dtype=np.int64)
+        if self.format == "pgen":
+            return read_psam_sex(f"{self.prefix}.psam")
+        return _read_sample(Path(f"{self.prefix}.sample"))["SEX"].to_numpy(dtype=np.int64)
 
     @property
     def sample_file(self) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.genotypes import find_genotypes
-from vitudip.genetics.sumstats import ssf_chromosome
+from vitudip.io.chromosomes import require_chromosome
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO
 from vitudip.io.tables import Table
 
@@ -41,12 +41,15 @@ class GwasInputs:
         samples: FID and IID of those samples.
         phenotypes: (n_samples, n_phenotypes) float64 values, NaN = missing.
         covariates: (n_samples, n_covariates) float64 values, complete.
+        sex: (n_samples,) sex as the genotype files give it (1 male, 2 female, 0 unknown), which
+            plink2 uses on chromosome X (:func:`sex_covariate_on_x`).
     """
 
     fam_rows: np.ndarray
     samples: pd.DataFrame
     phenotypes: pd.DataFrame
     covariates: pd.DataFrame
+    sex: np.ndarray
 
 
 def _read_id_table(path: str | os.PathLike, table: Table) -> pd.DataFrame:
@@ -184,20 +187,54 @@ def load_gwas_inputs(
         "%d samples in %s, %s and %s; %d phenotypes, %d covariates",
         len(keys), pheno_path, covar_path, genotypes.sample_file, len(names), len(covariate_names),
     )
-    return GwasInputs(fam_rows=fam_rows, samples=samples, phenotypes=values, covariates=covariates)
+    return GwasInputs(fam_rows=fam_rows, samples=samples, phenotypes=values, covariates=covariates,
+                      sex=genotypes.sexes()[fam_rows])
+
+
+#: The name of the sex covariate that plink2 adds on X, in messages.
+X_SEX = "sex (from the genotype files, on X)"
+
+
+def sex_covariate_on_x(inputs: GwasInputs) -> bool:
+    """Whether every engine adds sex as a covariate on (non-PAR) chromosome X, as ``plink2 --glm`` does.
+
+    plink2 2.00a3.5 adds the .fam/.psam sex (male 1, female 2) on X when the analysed samples
+    of known sex include both sexes; samples of unknown sex then leave X's regressions (their
+    covariate is missing). With one sex only it adds nothing and keeps every sample. When the
+    covariates hold sex already (a column that is a linear function of it), plink2 would stop
+    with VIF_INFINITE rather than add it twice: then no engine adds it (plink2 is run with
+    ``no-x-sex``), the covariate stands for it and no sample leaves.
+
+    Args:
+        inputs: the aligned inputs.
+
+    Returns:
+        True when sex is to be added on X (and samples of unknown sex dropped there).
+    """
+    known = np.isin(inputs.sex, (1, 2))
+    if np.unique(inputs.sex[known]).size < 2:
+        return False
+    q = covariate_basis(inputs.covariates.to_numpy()[known], list(inputs.covariates.columns),
+                        f"{int(known.sum())} analysed samples of known sex")
+    female = (inputs.sex[known] == 2).astype(np.float64)
+    left = female - q @ (q.T @ female)
+    already = np.linalg.norm(left) < COLLINEARITY_TOLERANCE * np.linalg.norm(female)
+    if already:
+        logger.info("the covariates hold sex already: no engine adds it again on chromosome X")
+    return not already
 
 
 
 def select_variants(bim: pd.DataFrame, chromosomes: Sequence[str | int] | None, bim_name: str) -> np.ndarray:
     """Indices of the .bim variants on ``chromosomes`` (None = all); none at all raises ValueError.
 
-    Chromosome names are compared as GWAS-SSF numbers, so 23, "X" and "chrX" are the same.
+    Chromosomes are compared by plink2's names, as ``plink2 --chr`` selects them: 23, "X" and
+    "chrX" are the same, XY (25) is not X, and PAR1/PAR2 are neither.
     """
     if chromosomes is None:
         return np.arange(len(bim))
-    wanted = {ssf_chromosome(c) for c in chromosomes}
-    number = {name: ssf_chromosome(name) for name in bim["chrom"].unique()}
-    index = np.flatnonzero(bim["chrom"].map(number).isin(wanted).to_numpy())
+    wanted = {require_chromosome(c, "the chromosomes to test") for c in chromosomes}
+    index = np.flatnonzero(bim["chrom"].isin(wanted).to_numpy())
     if index.size == 0:
         raise ValueError(f"no variants on chromosome(s) {list(chromosomes)} in {bim_name}")
     return index

@@ -65,6 +65,7 @@ from vitudip.genetics.sumstats import (
     VariantTexts,
     _texts,
     genomic_inflation,
+    id_column,
     ssf_chromosome,
     variant_texts,
 )
@@ -857,20 +858,23 @@ def summarise_joint(path: str | os.PathLike, qq_path: str | os.PathLike | None =
 def _sumstats_chunks(path: Path, chunk_size: int):
     """Iterate a GWAS-SSF file in chunks of the columns the joint step needs, cells of the contract's kinds."""
     present = SUMSTATS.header(path)  # exists, tab-separated, has the required columns
-    absent = [c for c in _SUMSTATS_READ if c not in present]
+    source = id_column(present)  # variants are matched by the genotype files' ID
+    wanted = [source if c == "variant_id" else c for c in _SUMSTATS_READ]
+    absent = [c for c in wanted if c not in present]
     if absent:
         raise ValueError(f"{SUMSTATS.what} {path} lacks column(s) {', '.join(absent)} that the joint test needs; "
                          f"available: {', '.join(present)}")
     dtype = {c: str for c in (*SUMSTATS.text, "chromosome")} | {c: np.float64 for c in ("beta", "standard_error",
                                                                                          "p_value", "n")}
     dtype["base_pair_location"] = np.int64
-    reader = pd.read_csv(path, sep="\t", usecols=_SUMSTATS_READ, dtype=dtype, keep_default_na=False,
+    reader = pd.read_csv(path, sep="\t", usecols=wanted, dtype=dtype, keep_default_na=False,
                          na_values={c: ["NA", ""] for c in ("beta", "standard_error", "p_value", "n")},
                          chunksize=chunk_size)
     try:
-        yield from reader
+        for chunk in reader:
+            yield chunk.rename(columns={source: "variant_id"})[_SUMSTATS_READ]
     except ValueError:
-        SUMSTATS.read(path, columns=_SUMSTATS_READ)  # the slow path names the bad cell's line and column
+        SUMSTATS.read(path, columns=wanted)  # the slow path names the bad cell's line and column
         raise
 
 

@@ -23,6 +23,13 @@ same for every variant of a phenotype (plink2 instead drops such samples per
 variant; where no dosage is missing both agree).
 
 Effect allele: the dosage counts ALT alleles, so beta is the effect of ALT.
+
+Chromosome X follows ``plink2 --glm``'s defaults (2.00a3.5, ``--xchr-model 2``): a male's
+non-PAR X genotype is used as stored (hemizygous calls 0/2, so 0..2 like a female's), sex from
+the genotype files is added as a covariate where plink2 adds it and samples of unknown sex then
+leave X's regressions (:func:`~vitudip.genetics.gwas_inputs.sex_covariate_on_x`). The
+pseudo-autosomal region (XY, PAR1, PAR2) is analysed as an autosome, as plink2 does. Y and MT
+(haploid in plink2's model) are refused: use the plink2 engine for them.
 """
 
 from __future__ import annotations
@@ -45,7 +52,15 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from vitudip.genetics.dosages import hardcall_dosages, open_genotypes
-from vitudip.genetics.gwas_inputs import covariate_basis, extract_variants, load_gwas_inputs, select_variants
+from vitudip.genetics.gwas_inputs import (
+    X_SEX,
+    GwasInputs,
+    covariate_basis,
+    extract_variants,
+    load_gwas_inputs,
+    select_variants,
+    sex_covariate_on_x,
+)
 from vitudip.genetics.joint import JointTest, JointWriter
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, variant_texts
 from vitudip.model.device import pick_device
@@ -291,6 +306,37 @@ def linear_association(
 # --------------------------------------------------------------------------- whole genome
 
 
+def chromosome_x_groups(inputs: GwasInputs, device: torch.device, dtype: torch.dtype) -> list[PhenotypeGroup]:
+    """The phenotype groups of non-PAR X: with sex as one more covariate, and without samples of unknown sex,
+    where plink2 adds it (:func:`~vitudip.genetics.gwas_inputs.sex_covariate_on_x`); else those of the autosomes."""
+    phenotypes, covariates = inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy()
+    names = list(inputs.covariates.columns)
+    if sex_covariate_on_x(inputs):
+        phenotypes = np.where(np.isin(inputs.sex, (1, 2))[:, None], phenotypes, np.nan)
+        covariates = np.column_stack([covariates, inputs.sex.astype(np.float64)])
+        names.append(X_SEX)
+    return phenotype_groups(phenotypes, covariates, list(inputs.phenotypes.columns), names, device, dtype)
+
+
+def _blocks(chromosomes: pd.Series, block_size: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, stop, on non-PAR X) of each block over the selected variants: blocks of at most ``block_size``
+    that never mix non-PAR X with other chromosomes, whose regressions differ."""
+    on_x = (chromosomes == "X").to_numpy()
+    edges = np.flatnonzero(np.diff(on_x.astype(np.int8))) + 1
+    for first, last in zip([0, *edges], [*edges, on_x.size]):
+        for start in range(first, last, block_size):
+            yield start, min(start + block_size, last), bool(on_x[first])
+
+
+def _refuse_haploid(chromosomes: pd.Series, variant_file: str) -> None:
+    """Raise ValueError for variants on Y or MT, which plink2 codes as haploid and this engine does not model."""
+    haploid = chromosomes.isin(["Y", "MT"]).to_numpy()
+    if haploid.any():
+        raise ValueError(f"{variant_file} has {int(haploid.sum())} variant(s) on Y or MT among the chromosomes to "
+                         "test; the torch engine tests autosomes, X and its pseudo-autosomal region only: leave Y "
+                         "and MT out of gwas.chromosomes or use gwas.engine: plink2")
+
+
 def _block_variants(variants: pd.DataFrame, index: np.ndarray) -> VariantTexts:
     """The GWAS-SSF variant columns of one block, effect allele = ALT."""
     block = variants.iloc[index]
@@ -384,6 +430,7 @@ def linear_gwas(
         inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(), names,
         list(inputs.covariates.columns), resolved, compute_dtype(resolved),
     )
+    x_groups: list[PhenotypeGroup] | None = None
     # One background thread writes block i while block i + 1 is computed; at
     # most one block of results waits, so memory stays bounded.
     with ExitStack() as stack, _ieee_float32_matmul(resolved):
@@ -391,12 +438,16 @@ def linear_gwas(
         variant_index = select_variants(genotypes.variants, chromosomes, genotypes.variant_file)
         if extract is not None:
             variant_index = extract_variants(genotypes.variants, variant_index, extract)
+        selected = genotypes.variants["chrom"].iloc[variant_index]
+        _refuse_haploid(selected, genotypes.variant_file)
+        if (selected == "X").any():
+            x_groups = chromosome_x_groups(inputs, resolved, compute_dtype(resolved))
         logger.info(
             "%d variants (%s) x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
             variant_index.size, genotypes.files.format, len(names), len(groups), resolved,
             compute_dtype(resolved), block_size,
         )
-        starts = range(0, variant_index.size, block_size)
+        blocks = list(_blocks(selected, block_size))
         writers = ([] if out_dir is None else
                    [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names])
         joint_args = None
@@ -405,10 +456,10 @@ def linear_gwas(
             joint_args = (joint, stack.enter_context(JointWriter(joint_path, joint.dimensions)), names)
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pending: Future | None = None
-        for start in tqdm(starts, desc="GWAS blocks", unit="block", disable=not progress):
-            index = variant_index[start : start + block_size]
+        for start, stop, on_x in tqdm(blocks, desc="GWAS blocks", unit="block", disable=not progress):
+            index = variant_index[start:stop]
             dosages = torch.from_numpy(genotypes.read_block(index, inputs.fam_rows)).to(resolved)
-            result = _block_association(groups, dosages, len(names))
+            result = _block_association(x_groups if on_x else groups, dosages, len(names))
             if pending is not None:
                 pending.result()  # re-raises a failed write here
             pending = background.submit(_write_block, writers, _block_variants(genotypes.variants, index), result, joint_args)

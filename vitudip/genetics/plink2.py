@@ -16,8 +16,12 @@ on its output:
 * An empty field in ``--pheno`` is an error ("fewer tokens than expected"), so
   plink2 reads a copy of the phenotypes with NA for missing values; phenotypes
   with different missing samples are fitted in separate internal passes.
-* Sex is added as a covariate on chrX unless ``no-x-sex``; it is turned off so
-  that, as in the torch engine, the covariates are exactly those of covar.tsv.
+* On chrX (``--xchr-model 2``, the default) male genotypes are coded 0..2 as stored, and the
+  .fam/.psam sex is added as a covariate when both sexes are present (samples of unknown sex
+  then leave chrX's regressions); XY/PAR1/PAR2 are analysed like autosomes. When the
+  covariates hold sex already, adding it again stops plink2 with VIF_INFINITE, so then
+  ``no-x-sex`` is given (:func:`~vitudip.genetics.gwas_inputs.sex_covariate_on_x`, which the
+  torch engine follows too).
 * A phenotype or covariate value of exactly -9 is read as missing unless
   ``--no-input-missing-phenotype``; that flag then makes the .fam's -9
   phenotype column a constant phenotype "PHENO1" unless ``--no-psam-pheno``.
@@ -43,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
-from vitudip.genetics.gwas_inputs import GwasInputs, load_gwas_inputs, select_variants
+from vitudip.genetics.gwas_inputs import GwasInputs, load_gwas_inputs, select_variants, sex_covariate_on_x
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
 from vitudip.io.tables import Table
 
@@ -95,6 +99,7 @@ def glm_command(
     chromosomes: Sequence[str | int] | None,
     memory_mb: int | None = None,
     extract: str | os.PathLike | None = None,
+    x_sex: bool = True,
 ) -> list[str]:
     """The plink2 --glm command line over all phenotypes of ``pheno_file``.
 
@@ -109,6 +114,7 @@ def glm_command(
         memory_mb: plink2 --memory, its workspace (None: plink2 takes half of the machine's memory,
             more than a cluster job may have).
         extract: plink2 --extract, the file of variant IDs to test (the genotype QC's); None = all.
+        x_sex: let plink2 add sex as a covariate on chrX (False: ``no-x-sex``).
 
     Returns:
         The argument list.
@@ -117,7 +123,7 @@ def glm_command(
         binary, *genotypes.plink2_args(),
         "--pheno", os.fspath(pheno_file), "--no-psam-pheno", "--no-input-missing-phenotype",
         "--covar", os.fspath(covar_path), "--covar-variance-standardize",
-        "--glm", "hide-covar", "omit-ref", "no-x-sex", f"cols={GLM_COLUMNS}",
+        "--glm", "hide-covar", "omit-ref", *([] if x_sex else ["no-x-sex"]), f"cols={GLM_COLUMNS}",
         "--threads", str(threads),
         "--out", os.fspath(out_prefix),
     ]
@@ -248,7 +254,7 @@ def plink2_gwas(
         write_plink2_phenotypes(inputs, pheno_file)
         out_prefix = Path(work) / "gwas"
         command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes, memory_mb,
-                               extract)
+                               extract, x_sex=sex_covariate_on_x(inputs))
         run_plink2(command, out_prefix)
         names = list(inputs.phenotypes.columns)
         reports = [Path(f"{out_prefix}.{name}.glm.linear") for name in names]

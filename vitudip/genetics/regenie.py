@@ -10,6 +10,10 @@ it from bioconda. Facts that shape this module (REFERENCE §4):
   with columns ``CHROM GENPOS ID ALLELE0 ALLELE1 A1FREQ [INFO] N TEST BETA SE
   CHISQ LOG10P EXTRA``; ALLELE1 is the tested allele. Rows are matched to the
   .bim by ID and oriented so that the effect allele is ALT, as for every engine.
+* Chromosome X: REGENIE codes non-PAR X genotypes of males (sex from the .fam/.psam) by the
+  PAR bounds of ``--par-region`` (default hg38), so both steps get the study's build
+  (``gwas.regenie.par_region``). Unlike plink2 it adds no sex covariate on X: keep sex among
+  the covariates when X is tested.
 * Only ``LOG10P`` is reported, so p = 10^-LOG10P; beyond the double range it is
   floored at the smallest positive double (as the GWAS-SSF writer does).
 """
@@ -80,6 +84,7 @@ def step1_command(
     bsize: int = 1000,
     apply_rint: bool = False,
     extract: str | os.PathLike | None = None,
+    par_region: str = "b37",
 ) -> list[str]:
     """The regenie step 1 command line (ridge-regression predictions of every phenotype).
 
@@ -94,6 +99,7 @@ def step1_command(
         bsize: genotype block size.
         apply_rint: rank-inverse-normal transform the phenotypes (--apply-rint).
         extract: file of SNP ids to use (the pruned step-1 set); None = all.
+        par_region: --par-region, the build whose PAR bounds code chromosome X (b37, b38, hg19, ...).
 
     Returns:
         The argument list.
@@ -107,7 +113,7 @@ def step1_command(
     if extract is not None:
         command += ["--extract", os.fspath(extract)]
     command += [
-        "--bsize", str(bsize), "--lowmem", "--lowmem-prefix", os.fspath(tmp_prefix),
+        "--bsize", str(bsize), "--par-region", par_region, "--lowmem", "--lowmem-prefix", os.fspath(tmp_prefix),
         "--threads", str(threads), "--gz", "--out", os.fspath(out_prefix),
     ]
     return command
@@ -126,6 +132,7 @@ def step2_command(
     chromosomes: Sequence[str | int] | None = None,
     phenotypes: Sequence[str] | None = None,
     extract: str | os.PathLike | None = None,
+    par_region: str = "b37",
 ) -> list[str]:
     """The regenie step 2 command line (single-variant additive tests).
 
@@ -142,6 +149,7 @@ def step2_command(
         chromosomes: test only these chromosomes (one --chr each); None = all.
         phenotypes: test only these phenotype columns (--phenoColList); None = all.
         extract: test only the variant IDs of this file (--extract; the genotype QC's); None = all.
+        par_region: --par-region (as in step 1).
 
     Returns:
         The argument list.
@@ -150,6 +158,7 @@ def step2_command(
         regenie, "--step", "2", *genotypes.regenie_args(),
         "--phenoFile", os.fspath(pheno), "--covarFile", os.fspath(covar), "--qt",
         "--pred", os.fspath(pred_list), "--bsize", str(bsize), "--minMAC", f"{min_mac:g}",
+        "--par-region", par_region,
     ]
     for chromosome in chromosomes or []:
         command += ["--chr", str(chromosome)]
@@ -322,6 +331,7 @@ def regenie_step1(
     threads: int = 1,
     extract: str | os.PathLike | None = None,
     bsize: int = 1000,
+    par_region: str = "b37",
 ) -> Path:
     """Run regenie step 1 once for all phenotypes.
 
@@ -336,6 +346,7 @@ def regenie_step1(
         threads: regenie --threads.
         extract: file of variant ids to use (e.g. :func:`prune_step1_variants`); None = all.
         bsize: genotype block size.
+        par_region: --par-region, the build of the PAR bounds on X.
 
     Returns:
         ``<work_dir>/step1_pred.list``, which names the per-phenotype LOCO files by absolute path.
@@ -351,7 +362,7 @@ def regenie_step1(
     write_plink2_phenotypes(inputs, pheno_file)
     s1 = work / "step1"
     run_regenie(step1_command(regenie, genotypes, pheno_file, covar_path, s1, work / "step1_tmp", threads,
-                              bsize=bsize, extract=extract), s1)
+                              bsize=bsize, extract=extract, par_region=par_region), s1)
     return Path(f"{s1}_pred.list")
 
 
@@ -367,6 +378,7 @@ def regenie_step2(
     bsize: int = 400,
     min_mac: float = 5,
     extract: str | os.PathLike | None = None,
+    par_region: str = "b37",
 ) -> list[Path]:
     """Run regenie step 2 on one shard and write one GWAS-SSF file per phenotype.
 
@@ -382,6 +394,7 @@ def regenie_step2(
         bsize: genotype block size.
         min_mac: skip variants with a lower minor allele count.
         extract: test only the variant IDs of this file (the genotype QC's); None = all.
+        par_region: --par-region, the build of the PAR bounds on X.
 
     Returns:
         The written files, in phenotype order.
@@ -402,7 +415,8 @@ def regenie_step2(
         s2 = Path(work) / "step2"
         run_regenie(step2_command(regenie, genotypes, pheno_file, covar_path, pred_list, s2, threads, bsize=bsize,
                                   min_mac=min_mac, chromosomes=chromosomes,
-                                  phenotypes=names if phenotypes is not None else None, extract=extract), s2)
+                                  phenotypes=names if phenotypes is not None else None, extract=extract,
+                                  par_region=par_region), s2)
         written = [write_sumstats(parse_regenie(Path(f"{s2}_{name}.regenie.gz"), variants), out / f"{name}.tsv.gz")
                    for name in names]
     logger.info("converted %d regenie reports to GWAS-SSF in %s", len(written), out)

@@ -50,6 +50,7 @@ class ShardSettings:
         device: ``auto``, ``cuda`` or ``cpu`` (``torch``).
         regenie_bsize: step 2 genotype block size (``regenie``).
         min_mac: step 2 minimum minor allele count (``regenie``).
+        par_region: --par-region, the PAR bounds of chromosome X (``regenie``).
     """
 
     engine: str
@@ -58,6 +59,7 @@ class ShardSettings:
     device: str
     regenie_bsize: int
     min_mac: float
+    par_region: str
 
     #: The config keys the settings come from (the GWAS script's ``--settings``).
     CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas",)
@@ -72,7 +74,7 @@ class ShardSettings:
         gwas = config["gwas"]
         return cls(engine=gwas["engine"], n_batches=gwas["dimension_batches"], block_size=gwas["block_size"],
                    device=gwas["device"], regenie_bsize=gwas["regenie"]["step2_bsize"],
-                   min_mac=gwas["regenie"]["min_mac"])
+                   min_mac=gwas["regenie"]["min_mac"], par_region=gwas["regenie"]["par_region"])
 
 
 def gwas_shard(
@@ -128,4 +130,5 @@ def gwas_shard(
         raise ValueError("the regenie engine needs step 1's prediction list (--pred)")
     return regenie_step2(genotype_prefix, pheno_path, covar_path, pred_list, out_dir, threads=threads,
                          chromosomes=chromosomes, phenotypes=phenotypes, bsize=settings.regenie_bsize,
-                         min_mac=settings.min_mac, extract=extract)
+                         min_mac=settings.min_mac, extract=extract,
+                         par_region=settings.par_region)

@@ -4,9 +4,18 @@ Conventions shared by every engine:
 
 * The effect allele is always the ALT allele (A1 of a .bim written by
   :func:`vitudip.io.plink.write_bed`), the other allele is REF.
-* Chromosomes are GWAS-SSF integers: 1-22, X = 23, Y = 24, MT = 25 ("chr"
-  prefixes and PLINK's XY for the pseudo-autosomal region are accepted).
+* Chromosomes are GWAS-SSF integers: 1-22, X = 23, Y = 24, MT = 25. The engines hand over
+  plink2's names (:mod:`vitudip.io.chromosomes`); the pseudo-autosomal region (XY, PAR1,
+  PAR2) is written as 23, as GWAS-SSF has no number of its own for it.
 * Missing values are written as ``NA``.
+* Variant IDs: the GWAS Catalog takes ``variant_id`` only as ``^[A-Za-z0-9_]+$`` and ``rsid``
+  only as ``^rs[0-9]+$``, while the genotype files' IDs may be anything (``1:12345:A:G``). So a
+  file's ``variant_id`` is ``<chromosome>_<position>_<other_allele>_<effect_allele>``, its
+  ``rsid`` the genotype ID where that is an rsID (else NA), and the genotype ID itself is kept
+  in a column of its own, ``genotype_id`` (GWAS-SSF allows columns beyond its own). Every
+  reader of the gathered files matches variants (LD, loci, lead variants) by that ID: in
+  memory, a frame's ``variant_id`` is the genotype ID (:data:`SUMSTATS_COLUMNS`); only the
+  file's columns (:data:`FILE_COLUMNS`) hold the Catalog's form.
 * p-values are written with ``%.6g``, which keeps six significant digits down
   to about 1e-300. A p-value of 0 (the true value is below the double range,
   e.g. for a huge t statistic) is written as the smallest positive double,
@@ -25,8 +34,10 @@ import pandas as pd
 from scipy import stats
 
 from vitudip.io.atomic import StagedGzipWriter
+from vitudip.io.chromosomes import canonical_chromosome
 from vitudip.io.tables import Table
 
+#: The columns of a frame of summary statistics in memory; ``variant_id`` is the genotype files' ID.
 SUMSTATS_COLUMNS = [
     "chromosome",
     "base_pair_location",
@@ -40,6 +51,16 @@ SUMSTATS_COLUMNS = [
     "n",
 ]
 
+#: The column of a written file that holds the genotype files' variant ID.
+GENOTYPE_ID = "genotype_id"
+
+#: The columns of a written file, in order: the GWAS-SSF mandatory ones, the Catalog's variant_id and rsid,
+#: n, and the genotype files' ID.
+FILE_COLUMNS = [*SUMSTATS_COLUMNS[:8], "variant_id", "rsid", "n", GENOTYPE_ID]
+
+#: An rsID, the only IDs the Catalog takes in ``rsid``.
+_RSID = r"^rs[0-9]+$"
+
 #: Smallest positive (subnormal) double, 4.9e-324: the floor for written p-values.
 #: (``%.6g`` writes it as 4.94066e-324, which reads back as the same double.)
 SMALLEST_P = float(np.nextafter(0.0, 1.0))
@@ -47,13 +68,13 @@ SMALLEST_P = float(np.nextafter(0.0, 1.0))
 #: Median of a chi-square with one degree of freedom (the λGC denominator).
 CHI2_1DF_MEDIAN = 0.4549364
 
-#: Non-numeric chromosome names and their GWAS-SSF numbers.
-_CHROMOSOME_NUMBERS = {"X": 23, "XY": 23, "Y": 24, "M": 25, "MT": 25}
+#: GWAS-SSF numbers of plink2's chromosome names above 22.
+_SSF_NUMBERS = {"X": 23, "XY": 23, "PAR1": 23, "PAR2": 23, "Y": 24, "MT": 25}
 
 #: A GWAS-SSF file as the GWAS stage writes it and the gather, loci and report steps read it (a user's
 #: GWAS-SSF file needs only the columns a reader names).
 SUMSTATS = Table("summary statistics file", required=("chromosome", "base_pair_location", "p_value"),
-                 text=("effect_allele", "other_allele", "variant_id"),
+                 text=("effect_allele", "other_allele", "variant_id", "rsid", GENOTYPE_ID),
                  numbers=("beta", "standard_error", "effect_allele_frequency", "p_value"),
                  integers=("base_pair_location", "n"), strip=False, writer="the GWAS stage")
 
@@ -61,22 +82,24 @@ SUMSTATS = Table("summary statistics file", required=("chromosome", "base_pair_l
 def ssf_chromosome(name: str | int) -> int:
     """GWAS-SSF chromosome number of a chromosome name.
 
+    A number is read as GWAS-SSF's (1-25, so 25 is MT), a name as plink2's
+    (:func:`~vitudip.io.chromosomes.canonical_chromosome`): engines hand over names, never
+    plink2's codes 25 (XY) and 26 (MT), which mean something else in GWAS-SSF.
+
     Args:
-        name: e.g. 1, "1", "chr1", "X", "chrX", "23", "MT".
+        name: e.g. 1, "1", "chr1", "X", "chrX", "23", "XY", "PAR1", "MT".
 
     Returns:
-        1-22 for autosomes, 23 for X (and XY), 24 for Y, 25 for MT.
+        1-22 for autosomes, 23 for X (and its pseudo-autosomal region), 24 for Y, 25 for MT.
     """
     text = str(name).strip()
-    if text.lower().startswith("chr"):
-        text = text[3:]
-    text = text.upper()
-    number = _CHROMOSOME_NUMBERS.get(text)
-    if number is None and text.isdigit() and 1 <= int(text) <= 25:
-        number = int(text)
-    if number is None:
+    digits = text[3:] if text[:3].lower() == "chr" else text
+    if digits.isdigit() and 1 <= int(digits) <= 25:
+        return int(digits)
+    canonical = canonical_chromosome(text)
+    if canonical is None:
         raise ValueError(f"chromosome '{name}' has no GWAS-SSF number (1-22, X/23, Y/24, MT/25)")
-    return number
+    return int(canonical) if canonical.isdigit() else _SSF_NUMBERS[canonical]
 
 
 #: Columns that describe the variant (the same for every phenotype).
@@ -110,11 +133,13 @@ class VariantTexts:
 
     Attributes:
         leading: "chromosome, base_pair_location, effect_allele, other_allele" of each row, tab-joined.
-        variant_id: the variant_id of each row.
+        variant_id: the genotype files' variant ID of each row.
+        catalog: "variant_id, rsid" of each row as the GWAS Catalog takes them, tab-joined.
     """
 
     leading: list[str]
     variant_id: list[str]
+    catalog: list[str]
 
 
 def variant_texts(variants: pd.DataFrame) -> VariantTexts:
@@ -129,10 +154,14 @@ def variant_texts(variants: pd.DataFrame) -> VariantTexts:
     _require_columns(variants, VARIANT_COLUMNS)
     names = variants["chromosome"].astype(str)
     numbers = names.map({name: str(ssf_chromosome(name)) for name in names.unique()})
-    columns = [numbers, variants["base_pair_location"], variants["effect_allele"], variants["other_allele"]]
+    columns = [_texts(c) for c in (numbers, variants["base_pair_location"], variants["other_allele"],
+                                    variants["effect_allele"])]
+    ids = variants["variant_id"].astype(str)
+    rsid = ids.where(ids.str.match(_RSID), "NA")
     return VariantTexts(
-        leading=["\t".join(row) for row in zip(*(_texts(c) for c in columns))],
-        variant_id=_texts(variants["variant_id"]),
+        leading=["\t".join(row) for row in zip(columns[0], columns[1], columns[3], columns[2])],
+        variant_id=ids.tolist(),
+        catalog=[f"{c}_{p}_{o}_{e}\t{r}" for c, p, o, e, r in zip(*columns, rsid.tolist())],
     )
 
 
@@ -155,7 +184,7 @@ def _statistics_text(
     columns = [
         variants.leading, _texts(np.asarray(beta, dtype=np.float64)),
         _texts(np.asarray(standard_error, dtype=np.float64)), _texts(np.asarray(frequency, dtype=np.float64)),
-        _texts(p), variants.variant_id, _texts(counts),
+        _texts(p), variants.catalog, _texts(counts), variants.variant_id,
     ]
     if not variants.leading:
         return ""
@@ -201,7 +230,7 @@ class SumstatsWriter(StagedGzipWriter):
 
     def _write_text(self, text: str) -> None:
         if self._header:
-            text = "\t".join(SUMSTATS_COLUMNS) + "\n" + text
+            text = "\t".join(FILE_COLUMNS) + "\n" + text
             self._header = False
         self._handle.write(text.encode())
 
@@ -212,7 +241,7 @@ class SumstatsWriter(StagedGzipWriter):
             The final path.
         """
         if self._header:  # nothing written yet: still give the file its header
-            self._handle.write(("\t".join(SUMSTATS_COLUMNS) + "\n").encode())
+            self._handle.write(("\t".join(FILE_COLUMNS) + "\n").encode())
         return super().commit()
 
 
@@ -247,9 +276,23 @@ def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
         Frame of the SUMSTATS_COLUMNS (chromosome and base_pair_location
         and n as integers, alleles and variant_id as strings, NA as NaN).
     """
-    frame = SUMSTATS.read(path, columns=SUMSTATS_COLUMNS)[SUMSTATS_COLUMNS]
+    frame = read_sumstats_columns(path, SUMSTATS_COLUMNS)[SUMSTATS_COLUMNS]
     frame["chromosome"] = frame["chromosome"].astype(np.int64)
     return frame
+
+
+def id_column(header: list[str]) -> str:
+    """The column of a GWAS-SSF file with the genotype files' variant IDs: ``genotype_id`` as the GWAS stage
+    writes it, else ``variant_id`` (a file from elsewhere, whose variant_id is matched as it is)."""
+    return GENOTYPE_ID if GENOTYPE_ID in header else "variant_id"
+
+
+def read_sumstats_columns(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
+    """Some columns of a GWAS-SSF file (:data:`SUMSTATS`), ``variant_id`` read as the genotype files' ID
+    (:func:`id_column`)."""
+    source = id_column(SUMSTATS.header(path))
+    wanted = [source if c == "variant_id" else c for c in columns]
+    return SUMSTATS.read(path, columns=wanted).rename(columns={source: "variant_id"})
 
 
 def genomic_inflation(p_values: np.ndarray | pd.Series) -> float:

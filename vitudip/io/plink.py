@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.io.atomic import staged_outputs
+from vitudip.io.chromosomes import canonical_chromosomes
 
 #: First three bytes of a SNP-major PLINK 1 .bed file.
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
@@ -210,8 +211,11 @@ def read_bim(prefix: str | os.PathLike) -> pd.DataFrame:
         prefix: path without extension.
 
     Returns:
-        DataFrame with columns chrom (str), id (str), cm (float), pos (int64),
-        alt (A1, str) and ref (A2, str).
+        DataFrame with columns chrom (str, plink2's name: :mod:`vitudip.io.chromosomes`), id (str),
+        cm (float), pos (int64), alt (A1, str) and ref (A2, str).
+
+    Raises:
+        ValueError: a chromosome code plink2 would not read (names the line).
     """
     path = _require(bed_path(prefix, "bim"))
     names = ["chrom", "id", "cm", "pos", "alt", "ref"]
@@ -220,6 +224,7 @@ def read_bim(prefix: str | os.PathLike) -> pd.DataFrame:
         path, sep=r"\s+", header=None, names=names, dtype={**text, "cm": float, "pos": np.int64},
         keep_default_na=False,
     )
+    frame["chrom"] = canonical_chromosomes(frame["chrom"], str(path), first_line=1)
     return frame
 
 

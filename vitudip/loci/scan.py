@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from vitudip.genetics.joint import JOINT
-from vitudip.genetics.sumstats import SUMSTATS, ssf_chromosome
+from vitudip.genetics.sumstats import read_sumstats_columns, ssf_chromosome
 
 logger = logging.getLogger("vitudip.loci")
 
@@ -51,8 +51,8 @@ def sumstats_files(folder: str | os.PathLike) -> dict[str, Path]:
 
 
 def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Some columns of a GWAS-SSF file, chromosomes as GWAS-SSF numbers."""
-    frame = SUMSTATS.read(path, columns=columns)
+    """Some columns of a GWAS-SSF file, chromosomes as GWAS-SSF numbers, variant_id the genotype files' ID."""
+    frame = read_sumstats_columns(path, columns)
     if frame["chromosome"].dtype.kind not in "iu":  # X, chr1, ...: convert each distinct name once
         names = frame["chromosome"].astype(str)
         frame["chromosome"] = names.map({n: ssf_chromosome(n) for n in names.unique()})

@@ -39,7 +39,7 @@ import pandas as pd
 import pysam
 from tqdm import tqdm
 
-from vitudip.genetics.sumstats import SUMSTATS, ssf_chromosome
+from vitudip.genetics.sumstats import SUMSTATS, id_column, ssf_chromosome
 from vitudip.io.stage_tables import LOCI_MERGED, udip_columns
 
 #: The sizes of a locus direction (``perdi.locus_shift``); the module docstring defines them.
@@ -168,11 +168,12 @@ def lead_effects(sumstats_dir: str | os.PathLike, leads: Sequence[LocusLead], di
                                     if path.is_file() else f"summary statistics file {path} not found: run the "
                                     "GWAS stage first")
         header = SUMSTATS.header(path)
-        missing = [c for c in ("effect_allele", "other_allele", "beta", "effect_allele_frequency", "variant_id")
+        missing = [c for c in ("effect_allele", "other_allele", "beta", "effect_allele_frequency", id_column(header))
                    if c not in header]
         if missing:
             raise ValueError(f"summary statistics file {path} lacks column(s) {', '.join(missing)}")
         columns = {name: header.index(name) for name in header}
+        columns["variant_id"] = columns[id_column(header)]  # the lead is named by its genotype ID
         with pysam.TabixFile(os.fspath(path)) as tabix:
             for i, lead in enumerate(leads):
                 fields = _fetch_lead(tabix, columns, lead, path)
