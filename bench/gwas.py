@@ -8,12 +8,25 @@ the seconds of each, their ratio and the largest |Δ -log10 p| between them.
 
     python bench/gwas.py                          # N 5,000, 50 Mb (~90k SNPs), 128 phenotypes, 10 covariates
     python bench/gwas.py --n 2000 --length-mb 20  # a few minutes on 2 cores
+    python bench/gwas.py --n 20000 --length-mb 50 --tiles 6 --format pgen-dosage   # imputed-like, at scale
+
+``--format pgen-dosage`` writes the genotypes as a dosage PGEN (each call moved by
+N(0, 0.2), clipped to 0..2, as imputed dosages are), which both engines read as they
+are. ``--tiles T`` repeats the simulated chromosome as chromosomes 1..T (LD within each
+tile; a timing job, not a genome), so that the variant count reaches UK Biobank-like
+sizes without simulating a genome of 20,000 people. Each engine runs in its own
+process: its wall time, its peak resident memory (with plink2's, for the plink2 engine),
+and where the time went (the plink2 binary alone; the torch engine's reading,
+association and output writing) are printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from vitudip.genetics.linear import linear_gwas
-from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.sumstats import read_sumstats
 from vitudip.io.plink import write_bed
 from vitudip.simulate.genotypes import simulate_genotypes
@@ -40,16 +50,43 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="torch engine device: auto, cpu or cuda")
     parser.add_argument("--block-size", type=int, default=4096, help="torch engine variants per block")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--format", choices=["bed", "pgen-dosage"], default="bed", help="genotype files of the job")
+    parser.add_argument("--tiles", type=int, default=1, help="copies of the simulated chromosome (chromosomes 1..T)")
+    parser.add_argument("--workdir", help="folder for the job (default: a temporary one, removed after)")
     return parser.parse_args(argv)
 
 
+def write_pgen_dosages(prefix: Path, dosages: np.ndarray, tiles: int, variants: pd.DataFrame, ids: list[str],
+                       rng: np.random.Generator, batch: int = 2048) -> None:
+    """Write ``tiles`` copies of the hard calls as one imputed-like dosage PGEN (calls + N(0, 0.2), clipped
+    to 0..2), a batch of variants at a time: the dosages of all tiles are never held at once."""
+    import pgenlib
+
+    n, m = dosages.shape
+    with pgenlib.PgenWriter(bytes(f"{prefix}.pgen", "utf-8"), n, m * tiles, False, dosage_present=True) as writer:
+        for _ in range(tiles):
+            for start in range(0, m, batch):
+                calls = dosages[:, start:start + batch].T.astype(np.float32)
+                writer.append_dosages_batch(np.ascontiguousarray(np.clip(calls + rng.normal(0, 0.2, calls.shape),
+                                                                         0, 2), dtype=np.float32))
+    variants.rename(columns={"chrom": "#CHROM", "pos": "POS", "id": "ID", "ref": "REF", "alt": "ALT"})[
+        ["#CHROM", "POS", "ID", "REF", "ALT"]].to_csv(f"{prefix}.pvar", sep="\t", index=False)
+    pd.DataFrame({"#FID": ids, "IID": ids}).to_csv(f"{prefix}.psam", sep="\t", index=False)
+
+
 def write_job(folder: Path, args: argparse.Namespace) -> Path:
-    """Simulate and write the genotypes, phenotypes and covariates; returns the .bed prefix."""
+    """Simulate and write the genotypes, phenotypes and covariates; returns the genotype prefix."""
     genotypes = simulate_genotypes(args.n, [1], int(args.length_mb * 1e6), seed=args.seed, progress=False)
     ids = [f"s{i:06d}" for i in range(args.n)]
     prefix = folder / "geno"
-    write_bed(prefix, genotypes.dosages, genotypes.variants, ids)
+    tile = genotypes.variants
+    variants = pd.concat([tile.assign(chrom=str(t + 1), id=[f"{t + 1}:{i}" for i in tile["id"]])
+                          for t in range(args.tiles)], ignore_index=True)
     rng = np.random.default_rng(args.seed)
+    if args.format == "bed":
+        write_bed(prefix, np.tile(genotypes.dosages, (1, args.tiles)), variants, ids)
+    else:
+        write_pgen_dosages(prefix, genotypes.dosages, args.tiles, variants, ids, rng)
     covariates = rng.normal(size=(args.n, args.covariates))
     covariates[:, 0] = rng.integers(0, 2, args.n)
     covar = pd.DataFrame(covariates, columns=[f"cov{i}" for i in range(args.covariates)])
@@ -59,16 +96,44 @@ def write_job(folder: Path, args: argparse.Namespace) -> Path:
         table.insert(0, "IID", ids)
         table.insert(0, "FID", ids)
         table.to_csv(folder / name, sep="\t", index=False, float_format="%.10g")
-    print(f"job: N {args.n}, {len(genotypes.variants)} SNPs, {args.phenotypes} phenotypes, "
-          f"{args.covariates} covariates", flush=True)
+    print(f"job: N {args.n}, {len(variants)} SNPs ({args.format}, {args.tiles} tile(s)), {args.phenotypes} "
+          f"phenotypes, {args.covariates} covariates", flush=True)
     return prefix
 
 
-def timed(run) -> tuple[list[Path], float]:
-    """Run ``run()`` and return its result and wall seconds."""
+#: What each engine's child process runs (argv: prefix, pheno, covar, out, threads, block size, device).
+ENGINE_CODE = {
+    "plink2": "import sys, logging; logging.basicConfig(level=logging.INFO)\n"
+              "from vitudip.genetics.plink2 import plink2_gwas\n"
+              "a = sys.argv[1:]; plink2_gwas(a[0], a[1], a[2], a[3], int(a[4]))",
+    "torch": "import sys, logging, torch; logging.basicConfig(level=logging.INFO)\n"
+             "from vitudip.genetics.linear import linear_gwas\n"
+             "a = sys.argv[1:]; torch.set_num_threads(int(a[4]))\n"
+             "linear_gwas(a[0], a[1], a[2], a[3], int(a[5]), a[6], progress=False)",
+}
+#: The parts of each engine's time, read from its log.
+ENGINE_PARTS = {
+    "plink2": {"binary": r"plink2 finished in ([0-9.]+) s"},
+    "torch": {"read": r"reading genotypes ([0-9.]+) s", "association": r"association ([0-9.]+) s",
+              "writing": r"writing output ([0-9.]+) s"},
+}
+
+
+def run_engine(engine: str, prefix: Path, folder: Path, args: argparse.Namespace) -> dict:
+    """Run one engine in its own process: wall seconds, peak RSS (GiB, its children included) and its parts."""
+    command = [sys.executable, "-c", ENGINE_CODE[engine], str(prefix), str(folder / "pheno.tsv"),
+               str(folder / "covar.tsv"), str(folder / engine), str(args.threads), str(args.block_size), args.device]
     started = time.perf_counter()
-    result = run()
-    return result, time.perf_counter() - started
+    with open(folder / f"{engine}.log", "w") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    text = (folder / f"{engine}.log").read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the {engine} engine failed:\n{text[-3000:]}")
+    parts = {name: float(re.search(pattern, text).group(1)) for name, pattern in ENGINE_PARTS[engine].items()}
+    return {"seconds": seconds, "peak_gib": usage.ru_maxrss / 2**20, "parts": parts,
+            "files": sorted((folder / engine).glob("*.tsv.gz"))}
 
 
 def max_log10_p_difference(ours: list[Path], theirs: list[Path]) -> float:
@@ -83,18 +148,16 @@ def max_log10_p_difference(ours: list[Path], theirs: list[Path]) -> float:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="bench-gwas-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-gwas-", dir=args.workdir) as tmp:
         folder = Path(tmp)
         prefix = write_job(folder, args)
-        pheno, covar = folder / "pheno.tsv", folder / "covar.tsv"
-        plink2_files, plink2_s = timed(lambda: plink2_gwas(prefix, pheno, covar, folder / "plink2", args.threads))
-        torch_files, torch_s = timed(lambda: linear_gwas(prefix, pheno, covar, folder / "torch", args.block_size,
-                                                         args.device, progress=False))
-        difference = max_log10_p_difference(torch_files, plink2_files)
-    print(f"plink2 engine: {plink2_s:.1f} s ({args.threads} threads)")
-    print(f"torch engine:  {torch_s:.1f} s (device {args.device}, {args.threads} CPU threads)")
-    print(f"ratio plink2 / torch: {plink2_s / torch_s:.2f}")
+        runs = {engine: run_engine(engine, prefix, folder, args) for engine in ("plink2", "torch")}
+        difference = max_log10_p_difference(runs["torch"]["files"], runs["plink2"]["files"])
+    for engine, run in runs.items():
+        parts = ", ".join(f"{name} {value:.1f} s" for name, value in run["parts"].items())
+        print(f"{engine} engine: {run['seconds']:.1f} s ({parts}), peak memory {run['peak_gib']:.2f} GiB, "
+              f"{args.threads} threads{'' if engine == 'plink2' else f', device {args.device}'}")
+    print(f"ratio plink2 / torch: {runs['plink2']['seconds'] / runs['torch']['seconds']:.2f}")
     print(f"max |Δ -log10 p| torch vs plink2: {difference:.2g}")
 
 

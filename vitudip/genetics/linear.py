@@ -456,15 +456,33 @@ def linear_gwas(
             joint_args = (joint, stack.enter_context(JointWriter(joint_path, joint.dimensions)), names)
         background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pending: Future | None = None
+        # seconds reading, computing, writing (background thread) and waiting for the writer: where the time goes
+        spent = dict.fromkeys(("read", "compute", "write", "wait"), 0.0)
+
+        def write(*block) -> None:
+            begun = time.perf_counter()
+            _write_block(*block)
+            spent["write"] += time.perf_counter() - begun
+
         for start, stop, on_x in tqdm(blocks, desc="GWAS blocks", unit="block", disable=not progress):
             index = variant_index[start:stop]
+            begun = time.perf_counter()
             dosages = torch.from_numpy(genotypes.read_block(index, inputs.fam_rows)).to(resolved)
+            read = time.perf_counter()
             result = _block_association(x_groups if on_x else groups, dosages, len(names))
+            computed = time.perf_counter()
+            spent["read"] += read - begun
+            spent["compute"] += computed - read
             if pending is not None:
                 pending.result()  # re-raises a failed write here
-            pending = background.submit(_write_block, writers, _block_variants(genotypes.variants, index), result, joint_args)
+            spent["wait"] += time.perf_counter() - computed
+            pending = background.submit(write, writers, _block_variants(genotypes.variants, index), result, joint_args)
         if pending is not None:
+            begun = time.perf_counter()
             pending.result()
-    logger.info("GWAS of %d phenotypes done in %.1f s", len(names), time.perf_counter() - started)
+            spent["wait"] += time.perf_counter() - begun
+    logger.info("GWAS of %d phenotypes done in %.1f s: reading genotypes %.1f s, association %.1f s, writing "
+                "output %.1f s in a background thread (the compute waited %.1f s for it)", len(names),
+                time.perf_counter() - started, spent["read"], spent["compute"], spent["write"], spent["wait"])
     _log_peak_memory(resolved)
     return [writer.path for writer in writers]
