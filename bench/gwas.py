@@ -15,7 +15,7 @@ N(0, 0.2), clipped to 0..2, as imputed dosages are), which both engines read as 
 are. ``--tiles T`` repeats the simulated chromosome as chromosomes 1..T (LD within each
 tile; a timing job, not a genome), so that the variant count reaches UK Biobank-like
 sizes without simulating a genome of 20,000 people. Each engine runs in its own
-process: its wall time, its peak resident memory (with plink2's, for the plink2 engine),
+process: its wall time, its peak resident memory (plink2's binary for the plink2 engine),
 and where the time went (the plink2 binary alone; the torch engine's reading,
 association and output writing) are printed.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -101,15 +100,21 @@ def write_job(folder: Path, args: argparse.Namespace) -> Path:
     return prefix
 
 
+#: Printed by each engine's child at its end: its own peak RSS (VmHWM: Linux folds the forking parent's
+#: peak into a child's ru_maxrss at exec, so the parent's rusage would report the bench's own size) and
+#: that of the children it waited for (plink2).
+_PEAK = ("import resource\n"
+         "own = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+         "print(f'peak KiB {max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)}')")
 #: What each engine's child process runs (argv: prefix, pheno, covar, out, threads, block size, device).
 ENGINE_CODE = {
     "plink2": "import sys, logging; logging.basicConfig(level=logging.INFO)\n"
               "from vitudip.genetics.plink2 import plink2_gwas\n"
-              "a = sys.argv[1:]; plink2_gwas(a[0], a[1], a[2], a[3], int(a[4]))",
+              "a = sys.argv[1:]; plink2_gwas(a[0], a[1], a[2], a[3], int(a[4]))\n" + _PEAK,
     "torch": "import sys, logging, torch; logging.basicConfig(level=logging.INFO)\n"
              "from vitudip.genetics.linear import linear_gwas\n"
              "a = sys.argv[1:]; torch.set_num_threads(int(a[4]))\n"
-             "linear_gwas(a[0], a[1], a[2], a[3], int(a[5]), a[6], progress=False)",
+             "linear_gwas(a[0], a[1], a[2], a[3], int(a[5]), a[6], progress=False)\n" + _PEAK,
 }
 #: The parts of each engine's time, read from its log.
 ENGINE_PARTS = {
@@ -120,19 +125,19 @@ ENGINE_PARTS = {
 
 
 def run_engine(engine: str, prefix: Path, folder: Path, args: argparse.Namespace) -> dict:
-    """Run one engine in its own process: wall seconds, peak RSS (GiB, its children included) and its parts."""
+    """Run one engine in its own process: wall seconds, peak RSS (GiB, plink2's included) and its parts."""
     command = [sys.executable, "-c", ENGINE_CODE[engine], str(prefix), str(folder / "pheno.tsv"),
                str(folder / "covar.tsv"), str(folder / engine), str(args.threads), str(args.block_size), args.device]
     started = time.perf_counter()
     with open(folder / f"{engine}.log", "w") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
     seconds = time.perf_counter() - started
     text = (folder / f"{engine}.log").read_text()
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise RuntimeError(f"the {engine} engine failed:\n{text[-3000:]}")
     parts = {name: float(re.search(pattern, text).group(1)) for name, pattern in ENGINE_PARTS[engine].items()}
-    return {"seconds": seconds, "peak_gib": usage.ru_maxrss / 2**20, "parts": parts,
+    peak_kib = int(re.search(r"peak KiB (\d+)", text).group(1))
+    return {"seconds": seconds, "peak_gib": peak_kib / 2**20, "parts": parts,
             "files": sorted((folder / engine).glob("*.tsv.gz"))}
 
 
