@@ -23,8 +23,6 @@ import copy
 import logging
 import os
 import re
-import shlex
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -34,7 +32,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes, find_plink2, log_tail
+from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes, find_plink2
+from vitudip.genetics.plink2 import Plink2Error
+from vitudip.genetics.plink2 import run_plink2 as run_plink_command
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
 
@@ -87,13 +87,12 @@ class QcSettings:
 
 
 def run_plink2(genotypes: GenotypeFiles, args: list[str], out: Path, threads: int) -> None:
-    """Run plink2 on the fileset with ``args``; raise ValueError with its log's tail on failure."""
+    """Run plink2 on the fileset with ``args``; raise ValueError naming the fileset, with its log's tail, on failure."""
     command = [find_plink2(), *genotypes.plink2_args(), *args, "--threads", str(threads), "--out", os.fspath(out)]
-    log.info("running: %s", shlex.join(command))
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
-    if finished.returncode != 0:
-        tail = log_tail(Path(f"{out}.log"), finished.stdout + finished.stderr)
-        raise ValueError(f"plink2 failed on {genotypes.prefix} (exit code {finished.returncode}):\n{tail}")
+    try:
+        run_plink_command(command, out)
+    except Plink2Error as err:
+        raise ValueError(f"{err} (on {genotypes.prefix})") from None
 
 
 def _read_plink(path: Path) -> pd.DataFrame:
