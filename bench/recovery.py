@@ -58,7 +58,8 @@ from vitudip.simulate.cohort import COHORT_FILES
 from vitudip.train.trainer import TrainSettings, train_model
 
 #: Every variant sets all the options it compares, so the table does not change with the preset's defaults.
-_PLAIN = {"pooling": "mean", "nested_dropout": False, "latent_variance_weight": 0.0, "latent_covariance_weight": 0.0}
+_PLAIN = {"pooling": "mean", "nested_dropout": False, "latent_variance_weight": 0.0, "latent_covariance_weight": 0.0,
+          "mode_loss_weight": 0.0}
 _PENALTY = {"latent_variance_weight": 0.01, "latent_covariance_weight": 0.01}
 
 #: name -> model field overrides; "pca" is the voxel PCA baseline.
@@ -72,6 +73,10 @@ VARIANTS: dict[str, dict] = {
     "attentive+vicreg": {**_PLAIN, "pooling": "attentive", **_PENALTY},
     "patch": {**_PLAIN, "pooling": "per_patch"},
     "patch+nested+vicreg": {**_PLAIN, "pooling": "per_patch", "nested_dropout": True, **_PENALTY},
+    "modes+nested+vicreg": {**_PLAIN, "nested_dropout": True, **_PENALTY, "mode_loss_weight": 1.0,
+                            "mode_loss_modes": 32},
+    "modes128+nested+vicreg": {**_PLAIN, "nested_dropout": True, **_PENALTY, "mode_loss_weight": 1.0,
+                               "mode_loss_modes": 128},
 }
 #: The joint test's settings the scan takes from the cohort's config.
 JOINT_KEYS = ("method", "k", "variance_share", "max_condition")

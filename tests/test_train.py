@@ -29,8 +29,9 @@ N = 20
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def write_cohort(root, boxes, n: int = N) -> np.ndarray:
-    """A preprocess-stage output set of ellipsoid 'brains'; box ``k``'s brightness is factor ``k``.
+def write_cohort(root, boxes, n: int = N, amplitudes=None) -> np.ndarray:
+    """A preprocess-stage output set of ellipsoid 'brains'; box ``k``'s brightness is factor ``k``
+    (times ``amplitudes[k]``, 1 by default).
 
     Returns:
         factors ``(N, len(boxes))``.
@@ -45,7 +46,7 @@ def write_cohort(root, boxes, n: int = N) -> np.ndarray:
     for i in range(n):
         vol = np.where(brain, 0.3 * rng.standard_normal(SHAPE) + 1.0, 0.0)
         for k, box in enumerate(boxes):
-            vol[box] += factors[i, k]
+            vol[box] += factors[i, k] * (1.0 if amplitudes is None else amplitudes[k])
         images[i] = np.where(brain, vol, 0)
     images.flush()
     # FSL's 2 mm grid block-averaged by 4 (22 x 27 x 22) fits the 32-cubed volumes
@@ -86,7 +87,7 @@ def run_training(root, out, config=None, **settings):
 def test_training_writes_model_metrics_and_figures_and_learns(cohort, tmp_path):
     root, _ = cohort
     metrics, outputs = run_training(root, tmp_path / "run", epochs=6, lr=3e-3, center=False)
-    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "train_penalty", "val_loss",
+    assert list(metrics.columns) == ["epoch", "lr", "train_loss", "train_penalty", "train_mode_loss", "val_loss",
                                      "val_participation_ratio", "seconds", "subjects_per_s", "mean_image_val_loss"]
     assert list(metrics["epoch"]) == [1, 2, 3, 4, 5, 6]
     assert metrics["train_loss"].iloc[-1] < 0.7 * metrics["train_loss"].iloc[0]

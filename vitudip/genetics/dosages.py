@@ -251,13 +251,16 @@ class BgenReader(GenotypeReader):
         for column, variant in enumerate(index):
             genotype = self._bgen.read_genotype(int(self._offsets[variant]))
             called = ~genotype.missing
-            if (genotype.ploidy[called] != 2).any():
+            ploidy = genotype.ploidy
+            if not np.isin(ploidy[called], (1, 2)).all():
                 row = self.variants.iloc[variant]
                 raise ValueError(f"{self.variant_file}: variant '{row['id']}' ({row['chrom']}:{row['pos']}) has "
-                                 "non-diploid samples; the in-process engine reads diploid BGEN genotypes only")
+                                 "samples of ploidy other than 1 or 2, which the in-process engine does not read")
             p = genotype.probability
             # phased: P(haplotype 1 ALT) + P(haplotype 2 ALT); unphased: P(REF/ALT) + 2 P(ALT/ALT)
             dosage = p[:, 1] + p[:, 3] if genotype.phased else p[:, 1] + 2.0 * p[:, 2]
+            # a haploid call (UK Biobank's males on X) counts 0..2 as plink2 imports it: twice P(ALT)
+            dosage = np.where(ploidy == 1, 2.0 * p[:, 1], dosage)
             dosage[genotype.missing] = np.nan
             block[:, column] = dosage if rows is None else dosage[rows]
         return block

@@ -63,6 +63,12 @@ class ModelConfig:
             (published). Kept with the model so that a preset carries its whole recipe.
         latent_covariance_weight: training only: weight of the latent dimensions' mean squared
             off-diagonal correlation over a batch; 0: off (published).
+        mode_loss_weight: training only: weight of a term that counts each of the training images'
+            ``mode_loss_modes`` leading principal modes equally (:mod:`vitudip.model.mode_loss`):
+            the plain error learns modes in order of variance, so in a short run the small ones,
+            where small regions' effects live, are never learned; 0: off (published). Needs
+            ``train.center``.
+        mode_loss_modes: how many leading modes that term weighs equally.
     """
 
     image_size: tuple[int, int, int]
@@ -82,6 +88,8 @@ class ModelConfig:
     nested_dropout: bool = False
     latent_variance_weight: float = 0.0
     latent_covariance_weight: float = 0.0
+    mode_loss_weight: float = 0.0
+    mode_loss_modes: int = 32
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; normalise so that a round trip compares equal.
@@ -114,6 +122,9 @@ class ModelConfig:
                              f"({self.encoder_dim})")
         if self.latent_variance_weight < 0 or self.latent_covariance_weight < 0:
             raise ValueError("ModelConfig.latent_variance_weight and latent_covariance_weight must be >= 0")
+        if self.mode_loss_weight < 0 or self.mode_loss_modes < 1:
+            raise ValueError(f"ModelConfig.mode_loss_weight must be >= 0 and mode_loss_modes >= 1, got "
+                             f"{self.mode_loss_weight}, {self.mode_loss_modes}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from vitudip.model.config import ModelConfig
+from vitudip.model.mode_loss import ModeLoss
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, patch_mse
 
@@ -21,6 +23,22 @@ def load_brain_tokens(brain_mask_path: str | os.PathLike, config: ModelConfig) -
     return nonempty_patches(mask, config.patch_size)
 
 
+class StepOutput(NamedTuple):
+    """What one forward pass gives.
+
+    Attributes:
+        loss: the batch's reconstruction error over brain voxels, in the images' units (scalar).
+        per_subject: each subject's error ``(B,)``, detached.
+        latent: ``(B, encoder_dim)`` float32.
+        modes: the mode loss term (scalar; 0 without a :class:`ModeLoss`).
+    """
+
+    loss: torch.Tensor
+    per_subject: torch.Tensor
+    latent: torch.Tensor
+    modes: torch.Tensor
+
+
 class Step:
     """One forward pass and its loss, shared by training, evaluation and embedding.
 
@@ -30,15 +48,18 @@ class Step:
         token_selection: ``union`` or ``batch``.
         mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
         scale: what the centred images are divided by; losses are multiplied back by its square.
+        mode_loss: adds the leading modes' unexplained variance to what a pass returns (None: off).
     """
 
     def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
-                 mean_image: torch.Tensor | None = None, scale: float = 1.0) -> None:
+                 mean_image: torch.Tensor | None = None, scale: float = 1.0,
+                 mode_loss: ModeLoss | None = None) -> None:
         self.model = model
         self.brain_tokens = brain_tokens
         self.token_selection = token_selection
         self.mean_image = mean_image
         self.scale = scale
+        self.mode_loss = mode_loss
         self.autocast = next(model.parameters()).device.type == "cuda"
 
     def tokens(self, mask: torch.Tensor) -> torch.Tensor:
@@ -54,8 +75,8 @@ class Step:
             x = torch.where(mask, x - self.mean_image, 0.0) / self.scale
         return x, mask
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (loss, per-subject loss, latent, token index) for a float16 batch ``(B, X, Y, Z)``."""
+    def __call__(self, batch: torch.Tensor) -> StepOutput:
+        """One forward pass of a float16 batch ``(B, X, Y, Z)``."""
         x, mask = self.prepare(batch)
         index = self.tokens(mask)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
@@ -68,4 +89,6 @@ class Step:
         per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
         loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
         per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
-        return loss, per_subject.detach(), latent.float(), index
+        modes = (self.mode_loss(torch.where(voxel_mask, prediction.float() - target, 0.0), index)
+                 if self.mode_loss is not None else loss.new_zeros(()))
+        return StepOutput(loss, per_subject.detach(), latent.float(), modes)

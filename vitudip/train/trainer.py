@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from vitudip.model.device import pick_device
 from vitudip.model.latent_penalty import LatentSpreadPenalty
+from vitudip.model.mode_loss import ModeLoss, fit_principal_modes
 from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
@@ -32,7 +33,7 @@ from vitudip.train.schedule import Schedule
 
 log = logging.getLogger("vitudip.train")
 
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "val_loss", "val_participation_ratio", "seconds",
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "train_mode_loss", "val_loss", "val_participation_ratio", "seconds",
                   "subjects_per_s"]
 
 
@@ -164,6 +165,26 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
     return float(np.mean(losses))
 
 
+def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
+              settings: TrainSettings, mean_image: torch.Tensor) -> ModeLoss:
+    """The mode loss of ``config``, its modes fitted on the training split as ``step`` prepares it.
+
+    Raises:
+        ValueError: ``train.center`` is off (the modes are those of the centred images).
+    """
+    if not settings.center:
+        raise ValueError("model mode_loss_weight > 0 needs train.center: true (the modes are those of the "
+                         "centred images)")
+
+    def patches() -> Iterator[torch.Tensor]:
+        for batch in train.batches(torch.arange(len(train.volumes))):
+            yield patchify(step.prepare(batch)[0], config.patch_size)[:, brain_tokens]
+
+    modes = fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
+    # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
+    return ModeLoss(modes, config.mode_loss_weight, residual_sd(train, mean_image) ** 2)
+
+
 def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
     """The state of one checkpoint to continue from, or None (saying why) when it cannot be used."""
     try:
@@ -291,6 +312,8 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
     if scale != 1.0:
         log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
+    if config.mode_loss_weight > 0:
+        step.mode_loss = mode_loss(step, train, brain_tokens, config, settings, mean_image)
     log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
@@ -318,7 +341,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         started = time.perf_counter()
-        total, penalty_total, seen = 0.0, 0.0, 0
+        total, penalty_total, modes_total, seen = 0.0, 0.0, 0.0, 0
         order = epoch_order(len(train_volumes), settings.seed, epoch)
         bar = tqdm(train.batches(order), total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}",
                    unit="batch", mininterval=10)
@@ -326,25 +349,26 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
             lr = schedule.at(epoch + i / len(train))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, _, latent, _ = step(batch)
+            loss, _, latent, modes = step(batch)
             spread = penalty(latent) if penalty.enabled else torch.zeros((), device=device)
             optimizer.zero_grad(set_to_none=True)
-            (loss + spread).backward()
+            (loss + spread + modes).backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
             penalty_total += float(spread.detach()) * len(batch)
+            modes_total += float(modes.detach()) * len(batch)
             seen += len(batch)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
         seconds = time.perf_counter() - started
         val_loss, spectrum = evaluate(step, val) if len(val_rows) else (float("nan"), None)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen, "train_penalty": penalty_total / seen,
-               "val_loss": val_loss,
+               "train_mode_loss": modes_total / seen, "val_loss": val_loss,
                "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
                "seconds": seconds, "subjects_per_s": seen / seconds}
         history.append(row)
-        log.info("epoch %d: train %.4f (latent penalty %.4f), validation %.4f, latent participation ratio %.1f "
-                 "of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
-                 row["val_loss"], row["val_participation_ratio"], config.encoder_dim, seconds,
+        log.info("epoch %d: train %.4f (latent penalty %.4f, mode loss %.4f), validation %.4f, latent participation "
+                 "ratio %.1f of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
+                 row["train_mode_loss"], row["val_loss"], row["val_participation_ratio"], config.encoder_dim, seconds,
                  row["subjects_per_s"])
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                  "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}

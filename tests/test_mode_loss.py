@@ -1,0 +1,92 @@
+"""The mode loss: its fitted modes, its equal weighting of modes, and what it changes in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vitudip.embed.truth import cross_validated_r2
+from vitudip.embed.vit import embed_vit
+from vitudip.model.mode_loss import ModeLoss, fit_principal_modes
+
+from test_train import run_training, small_config, write_cohort
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def low_rank_patches(n: int = 60, tokens: int = 5, voxels: int = 8, sds=(10.0, 3.0, 1.0, 0.3), seed: int = 0):
+    """Centred ``(n, tokens, voxels)`` data of known orthonormal modes with the given score SDs, plus noise."""
+    rng = np.random.default_rng(seed)
+    width = tokens * voxels
+    directions = np.linalg.qr(rng.standard_normal((width, len(sds))))[0]
+    scores = rng.standard_normal((n, len(sds))) * np.asarray(sds)
+    data = scores @ directions.T + 0.01 * rng.standard_normal((n, width))
+    data -= data.mean(0)
+    return torch.from_numpy(data.reshape(n, tokens, voxels)).float(), directions
+
+
+def batches_of(data: torch.Tensor, size: int = 16):
+    return lambda: (data[i:i + size] for i in range(0, len(data), size))
+
+
+def test_the_fitted_modes_are_the_data_s_principal_directions_and_variances():
+    data, directions = low_rank_patches()
+    modes = fit_principal_modes(batches_of(data), torch.arange(5), k=4)
+    exact = np.linalg.svd(data.reshape(len(data), -1).numpy().astype(np.float64), full_matrices=False)
+    basis = modes.basis.reshape(-1, 4).numpy()
+    # the same subspace as the exact SVD's first 4 directions, one by one up to sign
+    np.testing.assert_allclose(np.abs(np.sum(basis * exact[2][:4].T, axis=0)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(modes.variance.numpy(), exact[1][:4] ** 2 / (len(data) - 1), rtol=1e-4)
+    assert abs(float(modes.shares.sum()) - 1.0) < 1e-3  # 4 modes hold all but the noise
+
+
+def test_every_mode_counts_the_same_however_small():
+    data, _ = low_rank_patches()
+    modes = fit_principal_modes(batches_of(data), torch.arange(5), k=4)
+    loss = ModeLoss(modes, weight=1.0, unit=1.0)
+    index = torch.arange(5)
+    # predicting the mean (residual = -data) leaves every mode unexplained: 1 on average over the subjects
+    assert float(loss.unexplained(-data, index).mean()) == pytest.approx(1.0, rel=0.02)
+    assert float(loss.unexplained(torch.zeros_like(data), index).max()) == 0.0
+    # missing only the largest or only the smallest mode costs the same: a quarter
+    scores = torch.einsum("bkp,kpm->bm", data, modes.basis)
+    for m in (0, 3):
+        missed = torch.einsum("b,kp->bkp", scores[:, m], modes.basis[..., m])
+        assert float(loss.unexplained(missed, index).mean()) == pytest.approx(0.25, rel=0.02)
+    # while the plain squared error of those two residuals differs by the modes' variance ratio (~1000x)
+    big = torch.einsum("b,kp->bkp", scores[:, 0], modes.basis[..., 0]).pow(2).mean()
+    small = torch.einsum("b,kp->bkp", scores[:, 3], modes.basis[..., 3]).pow(2).mean()
+    assert float(big / small) > 300
+
+
+def test_a_patch_outside_the_fitted_tokens_is_refused():
+    data, _ = low_rank_patches()
+    modes = fit_principal_modes(batches_of(data), torch.tensor([1, 3, 4, 7, 9]), k=2)
+    loss = ModeLoss(modes, weight=1.0, unit=1.0)
+    assert loss.unexplained(data[:, :2], torch.tensor([3, 7])).shape == (len(data),)
+    with pytest.raises(ValueError, match="outside the brain tokens"):
+        loss.unexplained(data[:, :2], torch.tensor([3, 5]))
+
+
+def test_the_mode_loss_needs_centred_images(tmp_path):
+    write_cohort(tmp_path, [np.s_[10:20, 10:20, 10:20]])
+    with pytest.raises(ValueError, match="train.center"):
+        run_training(tmp_path, tmp_path / "run", small_config(mode_loss_weight=1.0), epochs=1, center=False)
+
+
+def test_the_mode_loss_makes_a_short_run_carry_a_small_factor(tmp_path):
+    """One bright large box and one faint small box; with the same budget, the plain error learns the
+    large one and little of the small one, and the mode loss teaches both."""
+    boxes = [np.s_[6:26, 6:26, 6:16], np.s_[12:18, 12:18, 18:24]]
+    factors = write_cohort(tmp_path, boxes, n=80, amplitudes=(1.0, 0.15))
+    r2 = {}
+    for name, weight in (("plain", 0.0), ("modes", 1.0)):
+        config = small_config(latent_norm=True, latent_to_queries="per_patch", mode_loss_weight=weight,
+                              mode_loss_modes=4)
+        metrics, outputs = run_training(tmp_path, tmp_path / name, config, epochs=6, lr=3e-3, batch_size=8)
+        _, latents, _ = embed_vit(outputs["model"], tmp_path / "cache", tmp_path / "qc.tsv",
+                                  tmp_path / "splits.tsv", ["train", "val", "test"], device="cpu")
+        r2[name] = cross_validated_r2(latents, factors[:, 1])
+        assert (metrics["train_mode_loss"] > 0).all() == (weight > 0)
+    assert r2["modes"] > r2["plain"] + 0.1, r2
