@@ -9,6 +9,7 @@ the seconds of each, their ratio and the largest |Δ -log10 p| between them.
     python bench/gwas.py                          # N 5,000, 50 Mb (~90k SNPs), 128 phenotypes, 10 covariates
     python bench/gwas.py --n 2000 --length-mb 20  # a few minutes on 2 cores
     python bench/gwas.py --n 20000 --length-mb 50 --tiles 6 --format pgen-dosage   # imputed-like, at scale
+    python bench/gwas.py --job DIR --engines torch   # one engine on the job a stopped run left in --workdir
 
 ``--format pgen-dosage`` writes the genotypes as a dosage PGEN (each call moved by
 N(0, 0.2), clipped to 0..2, as imputed dosages are), which both engines read as they
@@ -23,6 +24,7 @@ association and output writing) are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import subprocess
@@ -52,6 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--format", choices=["bed", "pgen-dosage"], default="bed", help="genotype files of the job")
     parser.add_argument("--tiles", type=int, default=1, help="copies of the simulated chromosome (chromosomes 1..T)")
     parser.add_argument("--workdir", help="folder for the job (default: a temporary one, removed after)")
+    parser.add_argument("--job", help="an existing job folder (one a stopped run left under --workdir): its geno.*, "
+                                      "pheno.tsv and covar.tsv are used as they are and nothing is simulated or removed")
+    parser.add_argument("--engines", nargs="+", choices=["plink2", "torch"], default=["plink2", "torch"],
+                        help="engines to run (the ratio needs both)")
     return parser.parse_args(argv)
 
 
@@ -153,17 +159,20 @@ def max_log10_p_difference(ours: list[Path], theirs: list[Path]) -> float:
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with tempfile.TemporaryDirectory(prefix="bench-gwas-", dir=args.workdir) as tmp:
+    with contextlib.nullcontext(args.job) if args.job else tempfile.TemporaryDirectory(
+            prefix="bench-gwas-", dir=args.workdir) as tmp:
         folder = Path(tmp)
-        prefix = write_job(folder, args)
-        runs = {engine: run_engine(engine, prefix, folder, args) for engine in ("plink2", "torch")}
-        difference = max_log10_p_difference(runs["torch"]["files"], runs["plink2"]["files"])
+        prefix = folder / "geno" if args.job else write_job(folder, args)
+        runs = {engine: run_engine(engine, prefix, folder, args) for engine in args.engines}
+        both = len(runs) == 2
+        difference = max_log10_p_difference(runs["torch"]["files"], runs["plink2"]["files"]) if both else None
     for engine, run in runs.items():
         parts = ", ".join(f"{name} {value:.1f} s" for name, value in run["parts"].items())
         print(f"{engine} engine: {run['seconds']:.1f} s ({parts}), peak memory {run['peak_gib']:.2f} GiB, "
               f"{args.threads} threads{'' if engine == 'plink2' else f', device {args.device}'}")
-    print(f"ratio plink2 / torch: {runs['plink2']['seconds'] / runs['torch']['seconds']:.2f}")
-    print(f"max |Δ -log10 p| torch vs plink2: {difference:.2g}")
+    if both:
+        print(f"ratio plink2 / torch: {runs['plink2']['seconds'] / runs['torch']['seconds']:.2f}")
+        print(f"max |Δ -log10 p| torch vs plink2: {difference:.2g}")
 
 
 if __name__ == "__main__":

@@ -248,7 +248,8 @@ def extract_variants(variants: pd.DataFrame, index: np.ndarray, extract: str | o
     """
     with open(extract) as handle:
         listed = {line.strip() for line in handle if line.strip()}
-    kept = index[np.isin(variants["id"].to_numpy()[index], list(listed))]
+    # a hash lookup: np.isin on object arrays compares every pair (153 s for 89k IDs; hours at UK Biobank's 10 M)
+    kept = index[variants["id"].iloc[index].isin(listed).to_numpy()]
     if kept.size == 0:
         raise ValueError(f"none of the {index.size} variants to test is listed in {extract}")
     logger.info("%d of %d variants listed in %s", kept.size, index.size, extract)
