@@ -162,7 +162,7 @@ class ModelConfig:
 
 #: The options that keep the 128 UDIP dimensions informative (bench/recovery.py, docs/BENCHMARKS.md).
 SPREAD_OPTIONS = dict(latent_norm=True, latent_to_queries="per_patch", nested_dropout=True,
-                      latent_variance_weight=0.01, latent_covariance_weight=0.01)
+                      latent_variance_weight=0.01, latent_covariance_weight=0.01, mode_loss_weight=1.0)
 
 PRESETS: dict[str, ModelConfig] = {
     # the published model on UK Biobank's 1 mm MNI grid padded to 182 x 224 x 182

@@ -33,6 +33,9 @@ from vitudip.train.schedule import Schedule
 
 log = logging.getLogger("vitudip.train")
 
+#: The most training subjects the mode loss's modes are fitted on.
+MODE_FIT_SUBJECTS = 2000
+
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "train_mode_loss", "val_loss", "val_participation_ratio", "seconds",
                   "subjects_per_s"]
 
@@ -176,8 +179,13 @@ def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config
         raise ValueError("model mode_loss_weight > 0 needs train.center: true (the modes are those of the "
                          "centred images)")
 
+    # a seeded subsample bounds the passes at UK Biobank's size; 32 modes need far fewer subjects than 2,000
+    order = torch.arange(len(train.volumes))
+    if len(order) > MODE_FIT_SUBJECTS:
+        order = torch.randperm(len(order), generator=torch.Generator().manual_seed(settings.seed))[:MODE_FIT_SUBJECTS]
+
     def patches() -> Iterator[torch.Tensor]:
-        for batch in train.batches(torch.arange(len(train.volumes))):
+        for batch in train.batches(order):
             yield patchify(step.prepare(batch)[0], config.patch_size)[:, brain_tokens]
 
     modes = fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
