@@ -36,8 +36,8 @@ log = logging.getLogger("vitudip.train")
 #: The most training subjects the mode loss's modes are fitted on.
 MODE_FIT_SUBJECTS = 2000
 
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "train_mode_loss", "val_loss", "val_participation_ratio", "seconds",
-                  "subjects_per_s"]
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_penalty", "train_mode_loss", "val_loss",
+                  "val_participation_ratio", "seconds", "subjects_per_s"]
 
 
 @dataclass
@@ -169,8 +169,11 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
 
 
 def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
-              settings: TrainSettings, mean_image: torch.Tensor) -> ModeLoss:
+              settings: TrainSettings, sd: float) -> ModeLoss:
     """The mode loss of ``config``, its modes fitted on the training split as ``step`` prepares it.
+
+    Args:
+        sd: the centred training images' SD over brain voxels (:func:`residual_sd`): the term's unit is its square.
 
     Raises:
         ValueError: ``train.center`` is off (the modes are those of the centred images).
@@ -190,7 +193,7 @@ def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config
 
     modes = fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
     # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
-    return ModeLoss(modes, config.mode_loss_weight, residual_sd(train, mean_image) ** 2)
+    return ModeLoss(modes, config.mode_loss_weight, sd**2)
 
 
 def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
@@ -316,12 +319,14 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     train = BatchSource(train_volumes, settings.batch_size, device, settings.resident, settings.workers)
     val = BatchSource(val_volumes, settings.batch_size, device, settings.resident, settings.workers)
     mean_image = mean_training_image(train)
-    scale = residual_sd(train, mean_image) if settings.center and settings.scale else 1.0
+    # one pass: the scaling and the mode loss's unit both need it
+    sd = residual_sd(train, mean_image) if settings.center else 1.0
+    scale = sd if settings.scale else 1.0
     step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
     if scale != 1.0:
         log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
     if config.mode_loss_weight > 0:
-        step.mode_loss = mode_loss(step, train, brain_tokens, config, settings, mean_image)
+        step.mode_loss = mode_loss(step, train, brain_tokens, config, settings, sd)
     log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
