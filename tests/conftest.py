@@ -1,8 +1,9 @@
-"""Shared fixtures: the repository root, the tiny config, and a small simulated cohort."""
+"""Shared fixtures: the repository root, the tiny config and its one workflow run, and a small simulated cohort."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,28 @@ import yaml
 
 from vitudip.config import validate_config
 
+import slurm_cluster
+from tiny_study import TinyStudy, tiny_study
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_run(request, tmp_path_factory) -> Iterator[TinyStudy]:
+    """The tiny config's whole workflow, run once: on a one-node Slurm when a ``slurm`` test is selected."""
+    wanted = any(item.get_closest_marker("slurm") for item in request.session.items)
+    why = "" if wanted else "no test marked slurm is selected"
+    why = why or slurm_cluster.unavailable() or ""
+    if why:
+        yield tiny_study(tmp_path_factory.mktemp("tiny"), None, why)
+        return
+    with slurm_cluster.one_node_slurm(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield tiny_study(tmp_path_factory.mktemp("tiny"), cluster, "")
 
 
 @pytest.fixture()

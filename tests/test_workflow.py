@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from tiny_study import snakemake
 from vitudip.genetics.joint import JOINT_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subprocess.CompletedProcess:
-    """Run snakemake on this repository's Snakefile with ``workdir`` as working directory."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(configfile or ROOT / "config.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
@@ -125,12 +115,10 @@ def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, ld_reference,
 
 
 @pytest.mark.slow
-def test_tiny_config_end_to_end(tmp_path):
-    shutil.copytree(ROOT / ".test", tmp_path / ".test", ignore=shutil.ignore_patterns("results"))
-    config = tmp_path / ".test" / "config.yaml"
-    run = snakemake(tmp_path, configfile=config)
-    assert run.returncode == 0, run.stderr[-3000:]
-    res = tmp_path / ".test" / "results"
+def test_tiny_config_end_to_end(tiny_run, tmp_path):
+    # the session's one run of the tiny study: on Slurm when tests/test_slurm.py is selected, else local
+    study, config, res = tiny_run.workdir, tiny_run.config, tiny_run.results
+    assert tiny_run.run.returncode == 0, tiny_run.output[-3000:]
     qc = pd.read_csv(res / "preprocess" / "qc.tsv", sep="\t", dtype={"subject_id": str})
     samples = pd.read_csv(res / "demo" / "samples.tsv", sep="\t", dtype={"subject_id": str})
     assert list(qc["subject_id"]) == list(samples["subject_id"])
@@ -213,10 +201,10 @@ def test_tiny_config_end_to_end(tmp_path):
                  "calibrate_joint", "find_loci", "perdi_maps", "summarise_study", "plot_embedding_spectrum"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
-    again = snakemake(tmp_path, "-n", configfile=config)
+    again = snakemake(study, "-n", configfile=config)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     html = tmp_path / "report.html"
-    report = snakemake(tmp_path, "--report", str(html), configfile=config)
+    report = snakemake(study, "--report", str(html), configfile=config)
     assert report.returncode == 0, report.stderr[-3000:]
     assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reStructuredText
     page = html.read_text()
@@ -228,7 +216,7 @@ def test_tiny_config_end_to_end(tmp_path):
     # regional plots and PerDI panels exist only for loci, which the tiny cohort need not yield
     for locus, dimension, mapped_row in zip(summary["locus"], summary["dimension"], summary["perdi_mapped"]):
         assert f"locus_{locus:03d}.png" in page and (f"{dimension}.png" in page or not mapped_row)
-    _reruns_touch_only_the_stage_and_what_follows(tmp_path, config, res)
+    _reruns_touch_only_the_stage_and_what_follows(study, tmp_path, config, res)
 
 
 #: The jobs downstream of the GWAS shards, which every GWAS rerun must redo (the permuted GWAS of
@@ -244,26 +232,26 @@ def _planned_jobs(run: subprocess.CompletedProcess) -> set[str]:
     return {line.split()[0] for line in table if line.split() and line.split()[0] != "total"}
 
 
-def _reruns_touch_only_the_stage_and_what_follows(tmp_path: Path, config: Path, res: Path) -> None:
-    """Reruns as users do them, on the finished tiny study (dry runs)."""
-    forced = _planned_jobs(snakemake(tmp_path, "-n", "--forcerun", "gwas_shard", configfile=config))
+def _reruns_touch_only_the_stage_and_what_follows(study: Path, tmp_path: Path, config: Path, res: Path) -> None:
+    """Reruns as users do them, on the finished tiny study in ``study`` (dry runs; other configs in ``tmp_path``)."""
+    forced = _planned_jobs(snakemake(study, "-n", "--forcerun", "gwas_shard", configfile=config))
     assert forced == AFTER_GWAS
     # a changed GWAS setting reruns the GWAS and what follows, nothing upstream
     changed = yaml.safe_load(config.read_text())
     changed["gwas"]["engine"] = "plink2"
     other = tmp_path / "plink2.yaml"
     other.write_text(yaml.safe_dump(changed))
-    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=other)) == AFTER_GWAS
+    assert _planned_jobs(snakemake(study, "-n", configfile=other)) == AFTER_GWAS
     # without the joint test the loci come from the single dimensions alone
     changed = yaml.safe_load(config.read_text())
     changed["joint"] = {"enabled": False}
     off = tmp_path / "no_joint.yaml"
     off.write_text(yaml.safe_dump(changed))
-    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=off)) == {"find_loci", "perdi_maps", "summarise_study",
+    assert _planned_jobs(snakemake(study, "-n", configfile=off)) == {"find_loci", "perdi_maps", "summarise_study",
                                                                          "all"}
     # a deleted output is made again by its own job, and only what reads that job's outputs follows
     (res / "loci" / "manhattan.png").unlink()
-    assert _planned_jobs(snakemake(tmp_path, "-n", configfile=config)) == {
+    assert _planned_jobs(snakemake(study, "-n", configfile=config)) == {
         "find_loci", "perdi_maps", "summarise_study", "all"}
     (res / "loci" / "manhattan.png").touch()  # leave the study complete for later checks
 
