@@ -66,6 +66,8 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
          "smaller than the images it must hold, [182, 218, 182] (the 1 mm MNI grid"),
         (lambda c: c["model"]["overrides"].update(pooling="attentive", pool_queries=5),
          "'model.overrides' (preset 'demo'): ModelConfig.pool_queries (5) must divide encoder_dim (128)"),
+        (lambda c: c["model"]["overrides"].update(mode_loss_modes=129, latent_mode_weight=1.0),
+         "'model.overrides' (preset 'demo'): ModelConfig.mode_loss_modes (129) must not exceed encoder_dim (128)"),
     ],
 )
 def test_bad_config_names_the_key(tiny_config, mutate, expected):
@@ -263,3 +265,10 @@ def test_regenie_par_region_is_the_studys_build(tiny_config: dict) -> None:
     tiny_config["gwas"].update(engine="regenie", regenie={"par_region": "b37"})
     with pytest.raises(ConfigError, match="par_region': b37 is not loci.genome_build GRCh38 \\(use b38 or hg38\\)"):
         validate_config(tiny_config)
+
+
+def test_every_model_option_can_be_set_in_the_overrides(tiny_config):
+    tiny_config["model"]["overrides"].update(pooling="per_patch", mode_loss_weight=0.5, mode_loss_modes=16,
+                                             latent_mode_weight=2.0)
+    overrides = validate_config(tiny_config)["model"]["overrides"]
+    assert (overrides["pooling"], overrides["mode_loss_modes"], overrides["latent_mode_weight"]) == ("per_patch", 16, 2.0)

@@ -1,4 +1,5 @@
-"""The mode loss: its fitted modes, its equal weighting of modes, and what it changes in training."""
+"""The mode terms: the fitted modes, the mode loss's equal weighting of modes, the latent anchor, and what
+they change in training."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
-from vitudip.model.mode_loss import ModeLoss, fit_principal_modes
+from vitudip.model.config import ModelConfig
+from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, fit_principal_modes
 
 from test_train import run_training, small_config, write_cohort
 
@@ -90,3 +92,48 @@ def test_the_mode_loss_makes_a_short_run_carry_a_small_factor(tmp_path):
         r2[name] = cross_validated_r2(latents, factors[:, 1])
         assert (metrics["train_mode_loss"] > 0).all() == (weight > 0)
     assert r2["modes"] > r2["plain"] + 0.1, r2
+
+
+def test_the_latent_anchor_asks_each_dimension_for_its_mode_s_whitened_score():
+    data, _ = low_rank_patches()
+    modes = fit_principal_modes(batches_of(data), torch.arange(5), k=4)
+    anchor = LatentModeAnchor(modes, weight=1.0, unit=1.0)
+    index = torch.arange(5)
+    whitened = torch.einsum("bkp,kpm->bm", data, modes.basis) / modes.variance.sqrt()
+    spare = torch.randn(len(data), 3)  # dimensions beyond the anchored 4 are free
+    assert float(anchor.gap(torch.cat([whitened, spare], 1), data, index).max()) < 1e-6
+    # a latent that ignores the modes costs 1 per mode, the smallest mode as much as the largest
+    assert float(anchor.gap(torch.zeros(len(data), 7), data, index).mean()) == pytest.approx(1.0, rel=0.02)
+    for m in (0, 3):
+        missed = whitened.clone()
+        missed[:, m] = 0
+        assert float(anchor.gap(missed, data, index).mean()) == pytest.approx(0.25, rel=0.02)
+    # the dimension of each mode is its own: the right scores in the wrong order cost as much as none
+    assert float(anchor.gap(whitened.flip(1), data, index).mean()) > 0.9
+    with pytest.raises(ValueError, match="at least 4 latent dimensions"):
+        anchor.gap(whitened[:, :3], data, index)
+
+
+def test_the_latent_anchor_needs_a_dimension_per_mode():
+    with pytest.raises(ValueError, match="must not exceed encoder_dim"):
+        small_config(latent_mode_weight=1.0, mode_loss_modes=25)
+    assert small_config(latent_mode_weight=0.0, mode_loss_modes=25).mode_loss_modes == 25
+    values = {**small_config(mode_loss_modes=4).to_dict(), "latent_mode_weight": 0.5}
+    assert ModelConfig.from_dict(values).latent_mode_weight == 0.5
+
+
+def test_the_latent_anchor_puts_a_small_factor_in_its_own_dimension(tmp_path):
+    """A bright large box and a faint small one: with the anchor, a per-patch pooled latent carries the
+    small box in one dimension (as its principal component does) after a short run; without it, not."""
+    boxes = [np.s_[6:26, 6:26, 6:16], np.s_[12:18, 12:18, 18:24]]
+    factors = write_cohort(tmp_path, boxes, n=80, amplitudes=(1.0, 0.15))
+    best = {}
+    for name, weight in (("plain", 0.0), ("anchored", 1.0)):
+        config = small_config(pooling="per_patch", latent_norm=True, mode_loss_modes=4, latent_mode_weight=weight)
+        metrics, outputs = run_training(tmp_path, tmp_path / name, config, epochs=4, lr=3e-3, batch_size=8)
+        _, latents, _ = embed_vit(outputs["model"], tmp_path / "cache", tmp_path / "qc.tsv",
+                                  tmp_path / "splits.tsv", ["train", "val", "test"], device="cpu")
+        r = [abs(np.corrcoef(latents[:, j], factors[:, 1])[0, 1]) for j in range(latents.shape[1])]
+        best[name] = max(r)
+        assert (metrics["train_mode_loss"] > 0).all() == (weight > 0)
+    assert best["anchored"] > 0.8 and best["anchored"] > best["plain"] + 0.2, best

@@ -68,7 +68,14 @@ class ModelConfig:
             the plain error learns modes in order of variance, so in a short run the small ones,
             where small regions' effects live, are never learned; 0: off (published). Needs
             ``train.center``.
-        mode_loss_modes: how many leading modes that term weighs equally.
+        mode_loss_modes: how many leading modes that term, and the latent mode anchor, use.
+        latent_mode_weight: training only: weight of a term that asks latent dimension ``j`` for the
+            whitened score of the input's principal mode ``j``, for the first ``mode_loss_modes``
+            dimensions (:class:`~vitudip.model.mode_loss.LatentModeAnchor`), so that the UDIPs carry
+            every leading mode, small ones included, however short the training; the other
+            dimensions are left to the reconstruction. The mean of the tokens cannot express a
+            score that weighs each voxel on its own within a CPU budget; ``per_patch`` pooling can.
+            0: off (published). Needs ``train.center`` and ``mode_loss_modes <= encoder_dim``.
     """
 
     image_size: tuple[int, int, int]
@@ -90,6 +97,7 @@ class ModelConfig:
     latent_covariance_weight: float = 0.0
     mode_loss_weight: float = 0.0
     mode_loss_modes: int = 32
+    latent_mode_weight: float = 0.0
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; normalise so that a round trip compares equal.
@@ -125,6 +133,11 @@ class ModelConfig:
         if self.mode_loss_weight < 0 or self.mode_loss_modes < 1:
             raise ValueError(f"ModelConfig.mode_loss_weight must be >= 0 and mode_loss_modes >= 1, got "
                              f"{self.mode_loss_weight}, {self.mode_loss_modes}")
+        if self.latent_mode_weight < 0:
+            raise ValueError(f"ModelConfig.latent_mode_weight must be >= 0, got {self.latent_mode_weight}")
+        if self.latent_mode_weight > 0 and self.mode_loss_modes > self.encoder_dim:
+            raise ValueError(f"ModelConfig.mode_loss_modes ({self.mode_loss_modes}) must not exceed encoder_dim "
+                             f"({self.encoder_dim}) with latent_mode_weight > 0: each mode anchors one dimension")
         if self.mlp_ratio <= 0:
             raise ValueError(f"ModelConfig.mlp_ratio must be > 0, got {self.mlp_ratio}")
 

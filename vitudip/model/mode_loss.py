@@ -14,6 +14,13 @@ plain error still weighs everything else (the modes beyond ``k``, the noise) by 
 modes are fitted once, before training, on the training split's prepared (centred and scaled)
 volumes by randomised subspace iteration (Halko et al. 2011), streamed in batches, so memory grows
 with voxels times ``k``, not with subjects.
+
+:class:`LatentModeAnchor` uses the same modes on the encoder's side: latent dimension ``j`` is asked
+for the whitened score of mode ``j`` of the subject's own image. The mode loss only tells the encoder
+about a small mode through the decoder, and in a few epochs the decoder does not learn to draw it; the
+anchor is a direct target, which a pooling that weighs each patch on its own (``per_patch``) meets in
+one epoch (validation R² 0.74 over 32 modes, against 0.03 through the mean of the tokens). The
+remaining dimensions are left to the reconstruction.
 """
 
 from __future__ import annotations
@@ -48,6 +55,21 @@ class PrincipalModes:
     def shares(self) -> torch.Tensor:
         """Each mode's fraction of the total variance."""
         return self.variance / self.total_variance
+
+    def scores(self, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each subject's score on each mode, ``(B, k)``.
+
+        Args:
+            patches: ``(B, K, P)`` centred patches (or residuals), zero outside the brain.
+            index: int64 ``(K,)`` patch indices of ``patches``' second axis, all among :attr:`tokens`.
+
+        Raises:
+            ValueError: a patch of ``index`` is not covered by the modes.
+        """
+        rows = torch.searchsorted(self.tokens, index).clamp_max(len(self.tokens) - 1)
+        if not bool((self.tokens[rows] == index).all()):
+            raise ValueError("the mode loss got patches outside the brain tokens its modes were fitted on")
+        return torch.einsum("bkp,kpm->bm", patches.float(), self.basis[rows])
 
 
 def fit_principal_modes(batches: Callable[[], Iterable[torch.Tensor]], tokens: torch.Tensor, k: int,
@@ -132,13 +154,48 @@ class ModeLoss(nn.Module):
         Raises:
             ValueError: a patch of ``index`` is not covered by the modes.
         """
-        tokens = self.modes.tokens
-        rows = torch.searchsorted(tokens, index).clamp_max(len(tokens) - 1)
-        if not bool((tokens[rows] == index).all()):
-            raise ValueError("the mode loss got patches outside the brain tokens its modes were fitted on")
-        scores = torch.einsum("bkp,kpm->bm", residual.float(), self.modes.basis[rows])
-        return (scores.pow(2) / self.modes.variance).mean(dim=1)
+        return (self.modes.scores(residual, index).pow(2) / self.modes.variance).mean(dim=1)
 
     def forward(self, residual: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The weighted term of a batch (scalar)."""
         return self.weight * self.unit * self.unexplained(residual, index).mean()
+
+
+class LatentModeAnchor(nn.Module):
+    """Mean squared gap between latent dimension ``j`` and the whitened score of mode ``j``, ``j < k``.
+
+    A whitened score has variance 1 over the fitted subjects, so a latent that ignores the modes
+    (predicts 0) costs 1 per mode and a perfect one 0: each mode counts the same, as in
+    :class:`ModeLoss`. Multiplied by ``unit`` like it.
+
+    Args:
+        modes: the fitted modes; ``k`` must not exceed the latent's width.
+        weight: the term's weight.
+        unit: what 1 of the unweighted term is worth in the plain loss's units.
+    """
+
+    def __init__(self, modes: PrincipalModes, weight: float, unit: float) -> None:
+        super().__init__()
+        if weight <= 0 or unit <= 0:
+            raise ValueError("the latent mode anchor needs a weight > 0 and a unit > 0")
+        self.modes = modes
+        self.weight = weight
+        self.unit = unit
+
+    def gap(self, latent: torch.Tensor, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each subject's mean squared gap over the anchored dimensions, ``(B,)``.
+
+        Args:
+            latent: ``(B, D)`` with ``D >= k``.
+            patches: ``(B, K, P)`` the model's centred input patches, zero outside the brain.
+            index: int64 ``(K,)`` their patch indices.
+        """
+        k = self.modes.basis.shape[-1]
+        if latent.shape[1] < k:
+            raise ValueError(f"the latent mode anchor needs at least {k} latent dimensions, got {latent.shape[1]}")
+        whitened = self.modes.scores(patches, index) / self.modes.variance.sqrt()
+        return (latent[:, :k].float() - whitened).pow(2).mean(dim=1)
+
+    def forward(self, latent: torch.Tensor, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The weighted term of a batch (scalar)."""
+        return self.weight * self.unit * self.gap(latent, patches, index).mean()

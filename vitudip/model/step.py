@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vitudip.model.config import ModelConfig
-from vitudip.model.mode_loss import ModeLoss
+from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, patch_mse
 
@@ -30,7 +30,7 @@ class StepOutput(NamedTuple):
         loss: the batch's reconstruction error over brain voxels, in the images' units (scalar).
         per_subject: each subject's error ``(B,)``, detached.
         latent: ``(B, encoder_dim)`` float32.
-        modes: the mode loss term (scalar; 0 without a :class:`ModeLoss`).
+        modes: the mode terms, :class:`ModeLoss` plus :class:`LatentModeAnchor` (scalar; 0 without either).
     """
 
     loss: torch.Tensor
@@ -49,17 +49,20 @@ class Step:
         mean_image: ``(X, Y, Z)`` mean training image to subtract (None: no centring).
         scale: what the centred images are divided by; losses are multiplied back by its square.
         mode_loss: adds the leading modes' unexplained variance to what a pass returns (None: off).
+        latent_anchor: adds the gap between the first latent dimensions and the input's whitened mode
+            scores (None: off).
     """
 
     def __init__(self, model: ViTAutoEncoder, brain_tokens: torch.Tensor, token_selection: str,
                  mean_image: torch.Tensor | None = None, scale: float = 1.0,
-                 mode_loss: ModeLoss | None = None) -> None:
+                 mode_loss: ModeLoss | None = None, latent_anchor: LatentModeAnchor | None = None) -> None:
         self.model = model
         self.brain_tokens = brain_tokens
         self.token_selection = token_selection
         self.mean_image = mean_image
         self.scale = scale
         self.mode_loss = mode_loss
+        self.latent_anchor = latent_anchor
         self.autocast = next(model.parameters()).device.type == "cuda"
 
     def tokens(self, mask: torch.Tensor) -> torch.Tensor:
@@ -89,6 +92,9 @@ class Step:
         per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
         loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
         per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
-        modes = (self.mode_loss(torch.where(voxel_mask, prediction.float() - target, 0.0), index)
-                 if self.mode_loss is not None else loss.new_zeros(()))
+        modes = loss.new_zeros(())
+        if self.mode_loss is not None:
+            modes = modes + self.mode_loss(torch.where(voxel_mask, prediction.float() - target, 0.0), index)
+        if self.latent_anchor is not None:
+            modes = modes + self.latent_anchor(latent, target, index)
         return StepOutput(loss, per_subject.detach(), latent.float(), modes)

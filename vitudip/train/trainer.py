@@ -24,7 +24,7 @@ from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from vitudip.model.device import pick_device
 from vitudip.model.latent_penalty import LatentSpreadPenalty
-from vitudip.model.mode_loss import ModeLoss, fit_principal_modes
+from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, PrincipalModes, fit_principal_modes
 from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
@@ -168,19 +168,16 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
     return float(np.mean(losses))
 
 
-def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
-              settings: TrainSettings, sd: float) -> ModeLoss:
-    """The mode loss of ``config``, its modes fitted on the training split as ``step`` prepares it.
-
-    Args:
-        sd: the centred training images' SD over brain voxels (:func:`residual_sd`): the term's unit is its square.
+def principal_modes(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
+                    settings: TrainSettings) -> PrincipalModes:
+    """The leading modes of the training split as ``step`` prepares it, for the mode terms of ``config``.
 
     Raises:
         ValueError: ``train.center`` is off (the modes are those of the centred images).
     """
     if not settings.center:
-        raise ValueError("model mode_loss_weight > 0 needs train.center: true (the modes are those of the "
-                         "centred images)")
+        raise ValueError("model mode_loss_weight > 0 or latent_mode_weight > 0 needs train.center: true (the modes "
+                         "are those of the centred images)")
 
     # a seeded subsample bounds the passes at UK Biobank's size; 32 modes need far fewer subjects than 2,000
     order = torch.arange(len(train.volumes))
@@ -191,9 +188,7 @@ def mode_loss(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config
         for batch in train.batches(order):
             yield patchify(step.prepare(batch)[0], config.patch_size)[:, brain_tokens]
 
-    modes = fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
-    # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
-    return ModeLoss(modes, config.mode_loss_weight, sd**2)
+    return fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
 
 
 def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
@@ -325,8 +320,13 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
     if scale != 1.0:
         log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
-    if config.mode_loss_weight > 0:
-        step.mode_loss = mode_loss(step, train, brain_tokens, config, settings, sd)
+    if config.mode_loss_weight > 0 or config.latent_mode_weight > 0:
+        modes = principal_modes(step, train, brain_tokens, config, settings)
+        # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
+        if config.mode_loss_weight > 0:
+            step.mode_loss = ModeLoss(modes, config.mode_loss_weight, sd**2)
+        if config.latent_mode_weight > 0:
+            step.latent_anchor = LatentModeAnchor(modes, config.latent_mode_weight, sd**2)
     log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
              "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
 
