@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -124,25 +125,32 @@ def fit_principal_modes(batches: Callable[[], Iterable[torch.Tensor]], tokens: t
     return modes
 
 
-class ModeLoss(nn.Module):
-    """Mean unexplained fraction of each leading mode's variance, times the images' residual variance.
-
-    Multiplied by ``unit`` (the reconstruction error of the mean image in the loss's units) so that a
-    weight of 1 makes all modes unexplained cost as much as the mean image's plain error.
+class ModeTerm(nn.Module):
+    """A training term on the fitted modes, worth ``weight * unit`` per unit of its unweighted value.
 
     Args:
         modes: the fitted modes.
         weight: the term's weight.
-        unit: what 1 of the unweighted term is worth in the plain loss's units.
+        unit: what 1 of the unweighted term is worth in the plain loss's units (the reconstruction
+            error of the mean image, so that a weight of 1 makes all modes missed cost as much).
     """
+
+    #: the term's name in errors
+    name: ClassVar[str] = "mode term"
 
     def __init__(self, modes: PrincipalModes, weight: float, unit: float) -> None:
         super().__init__()
         if weight <= 0 or unit <= 0:
-            raise ValueError("the mode loss needs a weight > 0 and a unit > 0")
+            raise ValueError(f"the {self.name} needs a weight > 0 and a unit > 0")
         self.modes = modes
         self.weight = weight
         self.unit = unit
+
+
+class ModeLoss(ModeTerm):
+    """Mean unexplained fraction of each leading mode's variance in the reconstruction (:class:`ModeTerm`)."""
+
+    name = "mode loss"
 
     def unexplained(self, residual: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Each subject's mean unexplained fraction over the modes, ``(B,)``.
@@ -161,26 +169,15 @@ class ModeLoss(nn.Module):
         return self.weight * self.unit * self.unexplained(residual, index).mean()
 
 
-class LatentModeAnchor(nn.Module):
+class LatentModeAnchor(ModeTerm):
     """Mean squared gap between latent dimension ``j`` and the whitened score of mode ``j``, ``j < k``.
 
     A whitened score has variance 1 over the fitted subjects, so a latent that ignores the modes
     (predicts 0) costs 1 per mode and a perfect one 0: each mode counts the same, as in
-    :class:`ModeLoss`. Multiplied by ``unit`` like it.
-
-    Args:
-        modes: the fitted modes; ``k`` must not exceed the latent's width.
-        weight: the term's weight.
-        unit: what 1 of the unweighted term is worth in the plain loss's units.
+    :class:`ModeLoss`. ``k`` must not exceed the latent's width (:class:`ModeTerm` for the arguments).
     """
 
-    def __init__(self, modes: PrincipalModes, weight: float, unit: float) -> None:
-        super().__init__()
-        if weight <= 0 or unit <= 0:
-            raise ValueError("the latent mode anchor needs a weight > 0 and a unit > 0")
-        self.modes = modes
-        self.weight = weight
-        self.unit = unit
+    name = "latent mode anchor"
 
     def gap(self, latent: torch.Tensor, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Each subject's mean squared gap over the anchored dimensions, ``(B,)``.
