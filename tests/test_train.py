@@ -110,15 +110,26 @@ def test_a_cache_without_its_grid_fails_before_training(cohort, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path):
+def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path, caplog):
     root, _ = cohort
     config = small_config(latent_norm=True, latent_to_queries="shared")
-    metrics, _ = run_training(root, tmp_path / "run", config, epochs=150, lr=3e-3, step_epochs=1000,
-                              checkpoint_every=50)
+    with caplog.at_level(logging.WARNING, logger="vitudip.train"):
+        metrics, _ = run_training(root, tmp_path / "run", config, epochs=150, lr=3e-3, step_epochs=1000,
+                                  checkpoint_every=50)
+    assert "has not learned" not in caplog.text
     # clearly better than predicting the mean training image: it carries each subject's own factor
     # (the published decoder, without the two latent options, stays within 3 % of it here)
     assert metrics["val_loss"].iloc[-1] < 0.95 * metrics["mean_image_val_loss"].iloc[-1]
     assert metrics["train_loss"].iloc[-1] < 0.8 * metrics["train_loss"].iloc[0]
+
+
+def test_a_run_that_stays_at_the_mean_image_s_loss_is_warned_about(cohort, tmp_path, caplog):
+    root, _ = cohort
+    config = small_config(latent_norm=True, latent_to_queries="shared")
+    with caplog.at_level(logging.WARNING, logger="vitudip.train"):
+        metrics, _ = run_training(root, tmp_path / "run", config, epochs=2, lr=1e-9)
+    assert metrics["val_loss"].iloc[-1] >= 0.98 * metrics["mean_image_val_loss"].iloc[-1]
+    assert "the decoder has not learned how subjects differ" in caplog.text
 
 
 @pytest.mark.parametrize("to_queries", ["shared", "per_patch"])

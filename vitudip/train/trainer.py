@@ -33,6 +33,8 @@ from vitudip.train.schedule import Schedule
 
 log = logging.getLogger("vitudip.train")
 
+#: A final validation loss above this fraction of the mean training image's is warned about: nothing was learned.
+UNLEARNED_LOSS_FRACTION = 0.98
 #: The most training subjects the mode loss's modes are fitted on.
 MODE_FIT_SUBJECTS = 2000
 
@@ -392,6 +394,12 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)
     metrics["mean_image_val_loss"] = baseline
     final_ratio = metrics["val_participation_ratio"].iloc[-1]
+    final_loss = metrics["val_loss"].iloc[-1]
+    if final_loss >= UNLEARNED_LOSS_FRACTION * baseline:
+        log.warning("the validation loss is %.4f, %.0f %% of the mean training image's %.4f: the decoder has not "
+                    "learned how subjects differ, so PerDI has little to decode and the UDIPs are close to the "
+                    "untrained encoder's features (train longer, or see README, \"Embedding health\")",
+                    final_loss, 100 * final_loss / baseline, baseline)
     if final_ratio < min(LOW_PARTICIPATION_RATIO, config.encoder_dim):
         log.warning("the validation latents' participation ratio is %.1f of %d: the UDIPs are a few traits in "
                     "disguise (embed/health.tsv; README, \"Embedding health\")", final_ratio, config.encoder_dim)
