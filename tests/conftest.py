@@ -27,8 +27,7 @@ def repo_root() -> Path:
 def tiny_run(request, tmp_path_factory) -> Iterator[TinyStudy]:
     """The tiny config's whole workflow, run once: on a one-node Slurm when a ``slurm`` test is selected."""
     wanted = any(item.get_closest_marker("slurm") for item in request.session.items)
-    why = "" if wanted else "no test marked slurm is selected"
-    why = why or slurm_cluster.unavailable() or ""
+    why = (slurm_cluster.unavailable() or "") if wanted else "no test marked slurm is selected"
     if why:
         yield tiny_study(tmp_path_factory.mktemp("tiny"), None, why)
         return

@@ -33,8 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 def test_profile_slurm_runs_every_job_through_slurm(tiny_run):
     if tiny_run.slurm is None:
         pytest.skip(tiny_run.why_local)
-    slurm, run = tiny_run.slurm, tiny_run.run
-    out = run.stdout + run.stderr
+    slurm, run, out = tiny_run.slurm, tiny_run.run, tiny_run.output
     context = f"\n{out[-4000:]}\n--- slurmctld.log\n{tail(slurm / 'slurmctld.log', 1500)}"
     assert run.returncode == 0, context
     assert re.search(r"Using profiles? slurm\b", out), context

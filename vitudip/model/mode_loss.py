@@ -69,7 +69,7 @@ class PrincipalModes:
         """
         rows = torch.searchsorted(self.tokens, index).clamp_max(len(self.tokens) - 1)
         if not bool((self.tokens[rows] == index).all()):
-            raise ValueError("the mode loss got patches outside the brain tokens its modes were fitted on")
+            raise ValueError("the modes got patches outside the brain tokens they were fitted on")
         return torch.einsum("bkp,kpm->bm", patches.float(), self.basis[rows])
 
 
