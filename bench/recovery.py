@@ -59,7 +59,7 @@ from vitudip.train.trainer import TrainSettings, train_model
 
 #: Every variant sets all the options it compares, so the table does not change with the preset's defaults.
 _PLAIN = {"pooling": "mean", "nested_dropout": False, "latent_variance_weight": 0.0, "latent_covariance_weight": 0.0,
-          "mode_loss_weight": 0.0, "latent_mode_weight": 0.0}
+          "mode_loss_weight": 0.0, "latent_mode_weight": 0.0, "pool_from_modes": False}
 _PENALTY = {"latent_variance_weight": 0.01, "latent_covariance_weight": 0.01}
 
 #: name -> model field overrides; "pca" is the voxel PCA baseline.
@@ -82,6 +82,9 @@ VARIANTS: dict[str, dict] = {
                  "mode_loss_modes": 32, "latent_mode_weight": 1.0},
     "anchored64": {**_PLAIN, "pooling": "per_patch", "nested_dropout": True, **_PENALTY, "mode_loss_weight": 1.0,
                    "mode_loss_modes": 64, "latent_mode_weight": 1.0},
+    # every dimension anchored to a leading mode, the per-patch pool started at the modes in closed form
+    "mode_start": {**_PLAIN, "pooling": "per_patch", "nested_dropout": True, **_PENALTY, "mode_loss_weight": 1.0,
+                   "mode_loss_modes": 128, "latent_mode_weight": 1.0, "pool_from_modes": True},
 }
 #: The joint test's settings the scan takes from the cohort's config.
 JOINT_KEYS = ("method", "k", "variance_share", "max_condition")

@@ -68,6 +68,9 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
          "'model.overrides' (preset 'demo'): ModelConfig.pool_queries (5) must divide encoder_dim (128)"),
         (lambda c: c["model"]["overrides"].update(mode_loss_modes=129, latent_mode_weight=1.0),
          "'model.overrides' (preset 'demo'): ModelConfig.mode_loss_modes (129) must not exceed encoder_dim (128)"),
+        (lambda c: c["train"].update(center=False), "config key 'train.center': false, but model preset 'demo' fits"),
+        (lambda c: c["model"].update(token_selection="batch"),
+         "config key 'model.token_selection': 'batch', but model preset 'demo' starts its pool from the modes"),
     ],
 )
 def test_bad_config_names_the_key(tiny_config, mutate, expected):
@@ -269,6 +272,7 @@ def test_regenie_par_region_is_the_studys_build(tiny_config: dict) -> None:
 
 def test_every_model_option_can_be_set_in_the_overrides(tiny_config):
     tiny_config["model"]["overrides"].update(pooling="per_patch", mode_loss_weight=0.5, mode_loss_modes=16,
-                                             latent_mode_weight=2.0)
+                                             latent_mode_weight=2.0, pool_from_modes=True)
     overrides = validate_config(tiny_config)["model"]["overrides"]
-    assert (overrides["pooling"], overrides["mode_loss_modes"], overrides["latent_mode_weight"]) == ("per_patch", 16, 2.0)
+    assert (overrides["pooling"], overrides["mode_loss_modes"], overrides["latent_mode_weight"],
+            overrides["pool_from_modes"]) == ("per_patch", 16, 2.0, True)

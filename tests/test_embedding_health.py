@@ -207,3 +207,5 @@ def test_the_informative_preset_is_the_published_size_with_the_spread_options():
         assert getattr(informative, name) == getattr(reference, name), name
     assert informative.nested_dropout and informative.latent_covariance_weight > 0
     assert informative.latent_to_queries == "per_patch" and informative.latent_norm
+    assert informative.pooling == "per_patch" and informative.pool_from_modes
+    assert informative.latent_mode_weight > 0 and informative.mode_loss_modes == informative.encoder_dim

@@ -10,7 +10,8 @@ import torch
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
 from vitudip.model.config import ModelConfig
-from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, fit_principal_modes
+from vitudip.model.blocks import PatchLinearPool
+from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, fit_principal_modes, ridge_patch_maps
 
 from test_train import run_training, small_config, write_cohort
 
@@ -137,3 +138,76 @@ def test_the_latent_anchor_puts_a_small_factor_in_its_own_dimension(tmp_path):
         best[name] = max(r)
         assert (metrics["train_mode_loss"] > 0).all() == (weight > 0)
     assert best["anchored"] > 0.8 and best["anchored"] > best["plain"] + 0.2, best
+
+
+def test_ridge_patch_maps_find_a_linear_map_of_the_tokens():
+    rng = np.random.default_rng(1)
+    tokens = torch.from_numpy(rng.standard_normal((200, 3, 4))).float() + 5.0  # far from centred
+    truth = torch.from_numpy(rng.standard_normal((3, 4, 2))).float()
+    targets = torch.einsum("nkd,kde->ne", tokens, truth) + torch.tensor([2.0, -1.0])
+    weight, bias = ridge_patch_maps(tokens, targets, ridges=(1e-8,))
+    np.testing.assert_allclose(weight.numpy(), truth.numpy(), atol=1e-3)
+    np.testing.assert_allclose(bias.numpy(), [2.0, -1.0], atol=1e-2)
+    with pytest.raises(ValueError, match="one target row each"):
+        ridge_patch_maps(tokens, targets[:10])
+
+
+def test_ridge_patch_maps_shrink_a_target_the_tokens_do_not_carry():
+    """More features than subjects: a target of noise would be interpolated by a small penalty, and
+    predict wildly on new subjects; the leave-one-out choice shrinks it, and fits the real target closely."""
+    rng = np.random.default_rng(2)
+    tokens = torch.from_numpy(rng.standard_normal((120, 10, 8))).float()
+    signal = tokens[:, 0, 0] + tokens[:, 3, 2]
+    targets = torch.stack([signal, torch.from_numpy(rng.standard_normal(120)).float()], dim=1)
+    weight, bias = ridge_patch_maps(tokens[:80], targets[:80])
+    predicted = torch.einsum("nkd,kde->ne", tokens[80:], weight) + bias
+    assert float(np.corrcoef(predicted[:, 0], targets[80:, 0])[0, 1]) > 0.8
+    assert float(predicted[:, 1].std()) < 0.3 * float(targets[80:, 1].std())
+
+
+def test_a_pool_s_set_maps_give_its_first_channels_and_leave_the_rest():
+    pool = PatchLinearPool(n_patches=6, dim=4)
+    torch.nn.init.normal_(pool.weight)
+    before = pool.weight.detach().clone()
+    index = torch.tensor([1, 4, 5])
+    weight, bias = torch.randn(3, 4, 2), torch.tensor([0.5, -0.5])
+    pool.set_maps(index, weight, bias)
+    tokens = torch.randn(7, 3, 4)
+    with torch.no_grad():
+        pooled = pool(tokens, index)
+    np.testing.assert_allclose(pooled[:, :2].numpy(), (torch.einsum("nkd,kde->ne", tokens, weight) + bias).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    assert torch.equal(pool.weight[:, :, 2:].detach(), before[:, :, 2:])
+    assert torch.equal(pool.weight[[0, 2, 3]].detach(), before[[0, 2, 3]])
+
+
+def test_the_pool_start_needs_per_patch_pooling_and_a_dimension_per_mode():
+    with pytest.raises(ValueError, match="pool_from_modes needs pooling: per_patch"):
+        small_config(pool_from_modes=True)
+    with pytest.raises(ValueError, match="must not exceed encoder_dim"):
+        small_config(pooling="per_patch", pool_from_modes=True, mode_loss_modes=25)
+    assert small_config(pooling="per_patch", pool_from_modes=True, mode_loss_modes=4).uses_modes
+
+
+def test_the_pool_start_needs_the_union_s_fixed_tokens(tmp_path):
+    write_cohort(tmp_path, [np.s_[10:20, 10:20, 10:20]])
+    config = small_config(pooling="per_patch", pool_from_modes=True, mode_loss_modes=4)
+    with pytest.raises(ValueError, match="pool_from_modes needs model.token_selection: union, got 'batch'"):
+        run_training(tmp_path, tmp_path / "run", config, epochs=1, token_selection="batch")
+
+
+def test_a_pool_started_from_the_modes_carries_a_small_factor_before_any_learning(tmp_path, caplog):
+    """With a learning rate too small to learn anything, only the start can put the faint small box in a
+    dimension of its own: with the closed-form start it is there; from the random start it is not."""
+    boxes = [np.s_[6:26, 6:26, 6:16], np.s_[12:18, 12:18, 18:24]]
+    factors = write_cohort(tmp_path, boxes, n=80, amplitudes=(1.0, 0.15))
+    best = {}
+    for started in (False, True):
+        config = small_config(pooling="per_patch", latent_norm=True, mode_loss_modes=4, pool_from_modes=started)
+        with caplog.at_level("INFO", logger="vitudip.train"):
+            _, outputs = run_training(tmp_path, tmp_path / str(started), config, epochs=1, lr=1e-9, batch_size=8)
+        _, latents, _ = embed_vit(outputs["model"], tmp_path / "cache", tmp_path / "qc.tsv",
+                                  tmp_path / "splits.tsv", ["train", "val", "test"], device="cpu")
+        best[started] = max(abs(np.corrcoef(latents[:, j], factors[:, 1])[0, 1]) for j in range(latents.shape[1]))
+    assert best[True] > 0.7 and best[True] > best[False] + 0.3, best
+    assert caplog.text.count("pool started from the modes") == 1

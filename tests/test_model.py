@@ -148,9 +148,9 @@ def test_demo_preset_shapes():
     assert latent.shape == (1, 128)
     # 0 pos + embed 512*128+128 + 4 enc blocks (12*128^2+13*128) + norm 2*128
     # + Linear 128*64+64 + 2 dec blocks (12*64^2+13*64) + norm 2*64 + head 64*512+512
-    # + per-patch latent projections 2016*128*64
-    expected = 65_664 + 4 * 198_272 + 256 + 8_256 + 2 * 49_984 + 128 + 33_280 + 16_515_072
-    assert n_parameters(model) == expected == 17_515_712
+    # + per-patch latent projections 2016*128*64 + the per-patch pool 2016*128*128+128
+    expected = 65_664 + 4 * 198_272 + 256 + 8_256 + 2 * 49_984 + 128 + 33_280 + 16_515_072 + 33_030_272
+    assert n_parameters(model) == expected == 50_545_984
 
 
 def test_reference_preset_grid_and_parameter_count():

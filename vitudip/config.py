@@ -191,6 +191,14 @@ def _check_model_fits_the_cache(config: dict) -> None:
         model_config = configured(name, model.get("overrides", {}))
     except ValueError as err:
         raise ConfigError(f"config key 'model.overrides' (preset '{name}'): {err}") from None
+    if model_config.uses_modes and not config.get("train", {}).get("center", True):
+        raise ConfigError(f"config key 'train.center': false, but model preset '{name}' fits the images' principal "
+                          "modes (mode_loss_weight, latent_mode_weight or pool_from_modes), which are those of the "
+                          "centred images: set train.center true, or turn those options off in model.overrides")
+    if model_config.pool_from_modes and model.get("token_selection", "union") != "union":
+        raise ConfigError(f"config key 'model.token_selection': {model['token_selection']!r}, but model preset "
+                          f"'{name}' starts its pool from the modes over the union's fixed tokens: use union, or set "
+                          "model.overrides.pool_from_modes false")
     pre = config["preprocess"]
     voxel_mm, factor, pad_to = pre["input_voxel_mm"], pre["downsample"], tuple(pre["pad_to"])
     shape = tuple(s // factor for s in mni_grid(voxel_mm)[0])

@@ -225,7 +225,7 @@ class AttentivePool(nn.Module):
 class PatchLinearPool(nn.Module):
     """Pool a token sequence through a linear map of each patch's own: a linear bottleneck over tokens.
 
-    The pooled vector is ``sum_k W[patch_k]^T token_k / sqrt(K)`` over the ``K`` tokens present, so
+    The pooled vector is ``sum_k W[patch_k]^T token_k / sqrt(K) + b`` over the ``K`` tokens present, so
     every patch has its own say in every output channel. The mean (published) gives every patch
     the same map, and a trait of one small region then moves the mean of hundreds of tokens by
     almost nothing; here the region's patches can write it to channels of their own, as a
@@ -239,6 +239,7 @@ class PatchLinearPool(nn.Module):
     def __init__(self, n_patches: int, dim: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_patches, dim, dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, tokens: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
         """Pool.
@@ -250,4 +251,17 @@ class PatchLinearPool(nn.Module):
         Returns:
             ``(B, dim)``.
         """
-        return torch.einsum("bkd,kde->be", tokens, self.weight[token_index]) / math.sqrt(tokens.shape[1])
+        return torch.einsum("bkd,kde->be", tokens, self.weight[token_index]) / math.sqrt(tokens.shape[1]) + self.bias
+
+    @torch.no_grad()
+    def set_maps(self, token_index: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Make the first ``k`` output channels ``sum_k token_k @ weight[k] + bias`` for the tokens of ``token_index``.
+
+        Args:
+            token_index: int64 ``(K,)``: the patches the maps belong to (all of a forward pass's tokens).
+            weight: ``(K, dim, k)``.
+            bias: ``(k,)``.
+        """
+        k = weight.shape[-1]
+        self.weight[token_index, :, :k] = weight.to(self.weight) * math.sqrt(len(token_index))
+        self.bias[:k] = bias.to(self.bias)

@@ -24,7 +24,7 @@ from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
 from vitudip.model.device import pick_device
 from vitudip.model.latent_penalty import LatentSpreadPenalty
-from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, PrincipalModes, fit_principal_modes
+from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, PrincipalModes, fit_principal_modes, ridge_patch_maps
 from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
@@ -170,27 +170,85 @@ def mean_image_loss(mean: torch.Tensor, val: BatchSource, step: Step) -> float:
     return float(np.mean(losses))
 
 
+def mode_fit_order(n_train: int, seed: int) -> torch.Tensor:
+    """The training subjects the modes (and the closed-form pool) are fitted on: a seeded subsample of at most
+    :data:`MODE_FIT_SUBJECTS`, which bounds the passes at UK Biobank's size (128 modes need far fewer)."""
+    order = torch.arange(n_train)
+    if n_train > MODE_FIT_SUBJECTS:
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:MODE_FIT_SUBJECTS]
+    return order
+
+
 def principal_modes(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
                     settings: TrainSettings) -> PrincipalModes:
-    """The leading modes of the training split as ``step`` prepares it, for the mode terms of ``config``.
+    """The leading modes of the training split as ``step`` prepares it, for the mode options of ``config``.
 
     Raises:
         ValueError: ``train.center`` is off (the modes are those of the centred images).
     """
     if not settings.center:
-        raise ValueError("model mode_loss_weight > 0 or latent_mode_weight > 0 needs train.center: true (the modes "
-                         "are those of the centred images)")
-
-    # a seeded subsample bounds the passes at UK Biobank's size; 32 modes need far fewer subjects than 2,000
-    order = torch.arange(len(train.volumes))
-    if len(order) > MODE_FIT_SUBJECTS:
-        order = torch.randperm(len(order), generator=torch.Generator().manual_seed(settings.seed))[:MODE_FIT_SUBJECTS]
+        raise ValueError("model mode_loss_weight > 0, latent_mode_weight > 0 or pool_from_modes needs train.center: "
+                         "true (the modes are those of the centred images)")
+    order = mode_fit_order(len(train.volumes), settings.seed)
 
     def patches() -> Iterator[torch.Tensor]:
         for batch in train.batches(order):
             yield patchify(step.prepare(batch)[0], config.patch_size)[:, brain_tokens]
 
     return fit_principal_modes(patches, brain_tokens, config.mode_loss_modes, seed=settings.seed)
+
+
+@torch.no_grad()
+def _tokens_and_scores(step: Step, source: BatchSource, order: torch.Tensor,
+                       modes: PrincipalModes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's tokens ``(N, K, D)`` over the brain tokens and the whitened mode scores ``(N, k)``, on the CPU."""
+    tokens, scores = [], []
+    for batch in source.batches(order):
+        x, _ = step.prepare(batch)
+        encoded, _ = step.model.encode(x, step.brain_tokens)
+        tokens.append(encoded.float().cpu())
+        patches = patchify(x, step.model.config.patch_size)[:, step.brain_tokens]
+        scores.append(modes.whitened_scores(patches, step.brain_tokens).cpu())
+    return torch.cat(tokens), torch.cat(scores)
+
+
+def start_pool_from_modes(step: Step, train: BatchSource, val: BatchSource, modes: PrincipalModes,
+                          seed: int) -> float | None:
+    """Set the per-patch pool so that the latent's first dimensions are the whitened mode scores (``pool_from_modes``).
+
+    Args:
+        step: holds the untrained model (``pooling: per_patch``) and the brain tokens the maps are fitted on.
+        train: the training subjects (the modes' subsample is used).
+        val: held-out subjects, to report how well the start carries the modes.
+        modes: the fitted modes.
+        seed: seeds the subsample.
+
+    Returns:
+        the validation subjects' mean squared gap between the anchored dimensions and their whitened mode scores
+        (:class:`~vitudip.model.mode_loss.LatentModeAnchor`'s measure); None without 2 validation subjects.
+    """
+    model = step.model
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    tokens, scores = _tokens_and_scores(step, train, mode_fit_order(len(train.volumes), seed), modes)
+    weight, bias = ridge_patch_maps(tokens, scores)
+    del tokens, scores
+    model.pool.set_maps(step.brain_tokens, weight, bias)
+    gap = None
+    if len(val.volumes) >= 2:
+        tokens, targets = _tokens_and_scores(step, val, torch.arange(len(val.volumes)), modes)
+        with torch.no_grad():
+            latent = model.pool(tokens.to(step.brain_tokens.device), step.brain_tokens)[:, :targets.shape[1]]
+        # the anchor's own measure: whitened scores have variance 1 over the fitted subjects, so 1 is nothing
+        # carried (R² over the validation subjects would mislead: a mode of noise has far less variance there)
+        per_mode = (latent.float().cpu() - targets).pow(2).mean(dim=0)
+        gap = float(per_mode.mean())
+        log.info("pool started from the modes in %.0f s: validation mean squared gap of the %d anchored dimensions "
+                 "to their whitened mode scores %.3f (0: exact, 1: nothing carried; first mode %.3f, last %.3f)",
+                 time.perf_counter() - started, len(per_mode), gap, float(per_mode[0]), float(per_mode[-1]))
+    model.train(was_training)
+    return gap
 
 
 def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
@@ -322,8 +380,12 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
     if scale != 1.0:
         log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
-    if config.mode_loss_weight > 0 or config.latent_mode_weight > 0:
-        modes = principal_modes(step, train, brain_tokens, config, settings)
+    if config.pool_from_modes and settings.token_selection != "union":
+        # the maps are fitted on the union's tokens; a batch's own token set would change every sum
+        raise ValueError("model pool_from_modes needs model.token_selection: union, got "
+                         f"{settings.token_selection!r}")
+    modes = principal_modes(step, train, brain_tokens, config, settings) if config.uses_modes else None
+    if modes is not None:
         # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
         if config.mode_loss_weight > 0:
             step.mode_loss = ModeLoss(modes, config.mode_loss_weight, sd**2)
@@ -349,6 +411,8 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
             # the run that reached this epoch was killed before (or while) writing its snapshot
             save_checkpoint(snapshot, state)
             log.info("wrote the missing snapshot %s", snapshot)
+    elif config.pool_from_modes:
+        start_pool_from_modes(step, train, val, modes, settings.seed)
     keep_later_snapshots(checkpoint_dir, start_epoch)
     baseline = mean_image_loss(mean_image, val, step)
     log.info("validation loss of the mean training image: %.4f", baseline)
