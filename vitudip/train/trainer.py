@@ -344,6 +344,10 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     Returns:
         The metrics table.
     """
+    if config.pool_from_modes and settings.token_selection != "union":
+        # the maps are fitted on the union's tokens; a batch's own token set would change every sum
+        raise ValueError("model pool_from_modes needs model.token_selection: union, got "
+                         f"{settings.token_selection!r}")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = pick_device(settings.device, "train.device")
@@ -380,10 +384,6 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
     if scale != 1.0:
         log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
-    if config.pool_from_modes and settings.token_selection != "union":
-        # the maps are fitted on the union's tokens; a batch's own token set would change every sum
-        raise ValueError("model pool_from_modes needs model.token_selection: union, got "
-                         f"{settings.token_selection!r}")
     modes = principal_modes(step, train, brain_tokens, config, settings) if config.uses_modes else None
     if modes is not None:
         # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
