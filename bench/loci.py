@@ -30,7 +30,8 @@ from scipy import stats
 from vitudip.config import section_defaults
 from vitudip.genetics.sumstats import write_sumstats
 from vitudip.io.plink import write_bed
-from vitudip.loci.stage import LociSettings, find_loci
+from vitudip.loci.settings import LociSettings
+from vitudip.loci.stage import find_loci
 from vitudip.simulate.genotypes import simulate_genotypes
 
 

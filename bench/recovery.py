@@ -51,10 +51,11 @@ from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
 from vitudip.genetics.joint import JointTest, phenotype_correlation
 from vitudip.genetics.linear import linear_association
-from vitudip.genetics.pheno import PhenoSettings, covariate_matrix, parse_numeric, read_covariates
+from vitudip.genetics.settings import PhenoSettings
+from vitudip.genetics.pheno import covariate_matrix, parse_numeric, read_covariates
 from vitudip.io.plink import read_bed, read_bim, read_fam
 from vitudip.model.config import configured
-from vitudip.simulate.cohort import COHORT_FILES
+from vitudip.simulate.settings import COHORT_FILES
 from vitudip.train.trainer import TrainSettings, train_model
 
 #: Every variant sets all the options it compares, so the table does not change with the preset's defaults.

@@ -6,7 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import input_table, read_settings
-from vitudip.genetics.genotype_qc import QcSettings, genotype_qc
+from vitudip.genetics.settings import QcSettings
+from vitudip.genetics.genotype_qc import genotype_qc
 
 
 def main(argv=None) -> None:

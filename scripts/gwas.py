@@ -6,7 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.genetics.shard import ShardSettings, gwas_shard
+from vitudip.genetics.settings import ShardSettings
+from vitudip.genetics.shard import gwas_shard
 
 
 def main(argv=None) -> None:

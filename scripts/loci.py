@@ -6,7 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.loci.stage import LociSettings, find_loci
+from vitudip.loci.settings import LociSettings
+from vitudip.loci.stage import find_loci
 
 
 def main(argv=None) -> None:

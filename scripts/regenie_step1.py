@@ -8,6 +8,7 @@ from pathlib import Path
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
 from vitudip.genetics.regenie import prune_step1_variants, regenie_step1
+from vitudip.genetics.settings import REGENIE_STEP1_KEYS
 
 
 def main(argv=None) -> None:
@@ -17,14 +18,14 @@ def main(argv=None) -> None:
     parser.add_argument("--covar", required=True, help="pheno/covar.tsv")
     parser.add_argument("--out-dir", required=True, help="folder for step1_pred.list and the LOCO files")
     parser.add_argument("--settings", required=True,
-                        help='JSON of the config key gwas (its regenie section is read), e.g. \'{"gwas": {"regenie": '
-                             '{"prune_r2": 0.2}}}\' (absent keys take the schema default)')
+                        help='JSON of the config key gwas.regenie, e.g. \'{"gwas": {"regenie": {"prune_r2": 0.2}}}\' '
+                             '(absent keys take the schema default)')
     parser.add_argument("--extract", help="file of the variant IDs that pass the genotype QC (variants_pass.txt)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
     def run() -> None:
-        step1 = read_settings(args.settings, ("gwas",))["gwas"]["regenie"]
+        step1 = read_settings(args.settings, REGENIE_STEP1_KEYS)["gwas"]["regenie"]
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         variants = step1["step1_variants"] or prune_step1_variants(

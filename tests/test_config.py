@@ -17,10 +17,9 @@ from vitudip.config import (
     SECOND_DEGREE_KINSHIP, ConfigError, check_input_paths, config_warnings, load_config, load_schema, read_settings, section_defaults, stage_config,
     validate_config, validate_table,
 )
-from vitudip.genetics.joint_stage import JointSettings
-from vitudip.genetics.pheno import PhenoSettings
+from vitudip.genetics.settings import JointSettings, PhenoSettings
 from vitudip.imaging.preprocess import PreprocessSettings
-from vitudip.loci.stage import LociSettings
+from vitudip.loci.settings import LociSettings
 from vitudip.perdi.stage import PerdiSettings
 from vitudip.train.trainer import TrainSettings
 

@@ -17,7 +17,8 @@ from vitudip.genetics.genotypes import GenotypeFiles, convert_to_bed, find_genot
 from vitudip.genetics.linear import linear_gwas
 from vitudip.genetics.plink2 import glm_command, plink2_gwas
 from vitudip.genetics.regenie import parse_regenie, prune_step1_variants, step2_command
-from vitudip.genetics.shard import ShardSettings, gwas_shard, phenotype_batch
+from vitudip.genetics.settings import ShardSettings
+from vitudip.genetics.shard import gwas_shard, phenotype_batch
 from vitudip.genetics.sumstats import read_sumstats
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.simulate.genotypes import simulate_genotypes

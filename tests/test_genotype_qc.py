@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from vitudip.config import stage_config
-from vitudip.genetics.genotype_qc import QcSettings, genotype_qc
+from vitudip.genetics.settings import PhenoSettings, QcSettings
+from vitudip.genetics.genotype_qc import genotype_qc
 from vitudip.genetics.genotypes import find_genotypes
 from vitudip.genetics.linear import linear_gwas
-from vitudip.genetics.pheno import PhenoSettings, prepare_phenotypes
+from vitudip.genetics.pheno import prepare_phenotypes
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import step2_command
 from vitudip.genetics.sumstats import read_sumstats_columns

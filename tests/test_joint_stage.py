@@ -13,11 +13,13 @@ import pytest
 from vitudip.config import section_defaults, stage_config
 from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.joint import JOINT_COLUMNS, JointCalibrationError, permute_tables, read_joint
-from vitudip.genetics.joint_stage import JOINT_LAMBDA, JointSettings, joint_stage, null_stage
-from vitudip.genetics.shard import ShardSettings, gwas_shard
+from vitudip.genetics.settings import JointSettings, ShardSettings
+from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage
+from vitudip.genetics.shard import gwas_shard
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import LOCI_MERGED
-from vitudip.loci.stage import LociSettings, find_loci
+from vitudip.loci.settings import LociSettings
+from vitudip.loci.stage import find_loci
 
 N, K, V = 1500, 8, 400
 SPREAD, FOCAL = 100, 300  # variant rows: an effect spread thinly over every dimension, and one on udip_000 alone

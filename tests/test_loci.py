@@ -21,11 +21,12 @@ from vitudip.genetics.sumstats import read_sumstats, write_sumstats
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.loci.annotate import MERGED_COLUMNS, merge_across_dimensions, truth_recovery
 from vitudip.loci.fuma import (
-    IND_SIG_COLUMNS, LEAD_COLUMNS, LOCUS_COLUMNS, FumaSettings, assign_loci, fuma_tables, in_mhc,
+    IND_SIG_COLUMNS, LEAD_COLUMNS, LOCUS_COLUMNS, assign_loci, fuma_tables, in_mhc,
 )
 from vitudip.loci.ld import LDReference, dosage_r2, genotype_tables, haplotype_r2, pair_r2
 from vitudip.loci.scan import aligned_p_values, read_variants, scan_sumstats, sumstats_files
-from vitudip.loci.stage import OUTPUT_FILES, TRUTH_FILES, LociSettings, find_loci, independent_significant_snps
+from vitudip.loci.settings import FumaSettings, LociSettings
+from vitudip.loci.stage import OUTPUT_FILES, TRUTH_FILES, find_loci, independent_significant_snps
 from vitudip.loci.thresholds import Thresholds, dimension_correlation, effective_number_of_tests
 from vitudip.simulate.genotypes import simulate_genotypes
 

@@ -14,7 +14,8 @@ import pytest
 from scipy.stats import norm
 
 from vitudip.config import ConfigError, stage_config
-from vitudip.genetics.pheno import PhenoSettings, inverse_normal, prepare_phenotypes
+from vitudip.genetics.settings import PhenoSettings
+from vitudip.genetics.pheno import inverse_normal, prepare_phenotypes
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import udip_table
 

@@ -21,7 +21,8 @@ from vitudip.genetics.regenie import (
     step1_command,
     step2_command,
 )
-from vitudip.genetics.shard import ShardSettings, gwas_shard
+from vitudip.genetics.settings import ShardSettings
+from vitudip.genetics.shard import gwas_shard
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, read_sumstats
 from vitudip.io.plink import write_bed
 

@@ -11,7 +11,8 @@ from vitudip.config import validate_config
 from vitudip.imaging.grid import mni_grid
 from vitudip.io.plink import read_bed, read_bim, read_fam
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject
-from vitudip.simulate.cohort import COHORT_FILES, parse_effects, simulate_cohort
+from vitudip.simulate.cohort import parse_effects, simulate_cohort
+from vitudip.simulate.settings import COHORT_FILES
 
 N = 160
 H2 = 0.3

@@ -16,7 +16,8 @@ import yaml
 from vitudip.io.genotype_files import genotype_format
 from vitudip.io.tables import Table
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
+# package data, so that an installed library reads them without the checkout
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 #: The schema every config is checked against.
 SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
 #: The schemas of the input tables: one row record each (column -> value).
@@ -86,7 +87,7 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
     Args:
         config: the parsed YAML.
-        schema: the schema (default: ``workflow/schemas/config.schema.yaml``).
+        schema: the schema (default: ``vitudip/schemas/config.schema.yaml``).
 
     Raises:
         ConfigError: the first problem, naming the key (unknown key, wrong type, bad value).
@@ -97,123 +98,41 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(problem)
     filled = copy.deepcopy(config)
     _fill_defaults(schema, filled)
-    _check_consistency(filled)
     return filled
 
 
-#: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
-SECOND_DEGREE_KINSHIP = 0.0884
+def _stage_schema(keys: Sequence[str], schema: dict) -> dict:
+    """The schema of the part of the config a stage reads: whole sections, and single keys of others."""
+    properties: dict[str, dict] = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        whole = schema["properties"][section]
+        if not name:
+            properties[section] = whole
+            continue
+        part = properties.setdefault(section, {"type": "object", "additionalProperties": False, "properties": {}})
+        if part is whole:
+            raise ValueError(f"settings keys list both '{section}' and '{key}'")
+        part["properties"][name] = whole["properties"][name]
+    return {"type": "object", "additionalProperties": False, "required": list(properties), "properties": properties}
 
 
-def config_warnings(config: dict) -> list[str]:
-    """Settings that are valid but that a study of real data most likely did not mean (shown at start).
+def stage_values(config: Mapping[str, Any], keys: Sequence[str]) -> dict:
+    """The part of a validated config a stage reads: what the workflow passes to its script as ``--settings``.
 
     Args:
-        config: a validated config (:func:`validate_config`).
+        config: a validated config.
+        keys: the stage's settings keys (its settings class's ``CONFIG_KEYS``): a top-level key (``loci``) or
+            one key of a section (``pheno.inverse_normal``), so that the stage reruns only for what it reads.
     """
-    warnings = []
-    cutoff = config["genotype_qc"]["king_cutoff"]
-    if not config["simulate"]["enabled"] and cutoff is not None and cutoff > SECOND_DEGREE_KINSHIP:
-        warnings.append(
-            f"config key 'genotype_qc.king_cutoff' is {cutoff:g}: for real data this keeps second- and third-degree "
-            "relatives in the plink2 and torch GWAS (0.0442 drops them; config.yaml's value is for the short "
-            "simulated genome)")
-    return warnings
-
-
-def _check_consistency(config: dict) -> None:
-    """Rules the schema cannot express."""
-    lo, hi = config["simulate"].get("age_range", [0, 1])
-    if lo >= hi:
-        raise ConfigError(f"config key 'simulate.age_range': lower bound {lo} is not below upper bound {hi}")
-    splits = config["preprocess"]["splits"]
-    if splits.get("file") is None:
-        total = splits["train"] + splits["val"] + splits["test"]
-        if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"config key 'preprocess.splits': train + val + test must be 1, got {total:g}")
-    from vitudip.imaging.grid import grid_choices
-
-    try:
-        grid_choices(config["preprocess"]["input_grid"], config["preprocess"]["input_voxel_mm"])
-    except ValueError as err:
-        raise ConfigError(f"config key 'preprocess.input_grid': {err}") from None
-    _check_gwas_chromosomes(config)
-    sim = config["simulate"]
-    if sim["enabled"]:
-        chromosomes = set(sim["genotypes"]["chromosomes"])
-        for i, effect in enumerate(sim["effects"]):
-            if effect["chromosome"] not in chromosomes:
-                raise ConfigError(
-                    f"config key 'simulate.effects[{i}].chromosome': {effect['chromosome']} is not in "
-                    f"simulate.genotypes.chromosomes {sorted(chromosomes)}"
-                )
-
-
-    _check_model_fits_the_cache(config)
-
-
-#: The --par-region codes of each loci.genome_build.
-_PAR_REGIONS = {"GRCh37": ("b37", "hg19"), "GRCh38": ("b38", "hg38")}
-
-
-def _check_gwas_chromosomes(config: dict) -> None:
-    """gwas.chromosomes are codes plink2 reads, each chromosome once; REGENIE's PAR bounds are the study's build."""
-    from vitudip.io.chromosomes import require_chromosome
-
-    seen: dict[str, object] = {}
-    for i, code in enumerate(config["gwas"]["chromosomes"]):
-        try:
-            name = require_chromosome(code, f"config key 'gwas.chromosomes[{i}]'")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if name in seen:
-            raise ConfigError(f"config key 'gwas.chromosomes[{i}]': {code!r} is chromosome {name}, listed already "
-                              f"as {seen[name]!r}")
-        seen[name] = code
-    build, region = config["loci"]["genome_build"], config["gwas"]["regenie"]["par_region"]
-    if region not in _PAR_REGIONS[build] and config["gwas"]["engine"] == "regenie":
-        raise ConfigError(f"config key 'gwas.regenie.par_region': {region} is not loci.genome_build {build} "
-                          f"(use {' or '.join(_PAR_REGIONS[build])})")
-
-
-def _check_model_fits_the_cache(config: dict) -> None:
-    """The model config can be built, the cache grid holds the input images, and the model takes the cache.
-
-    These otherwise fail only when their stage starts: after preprocessing (hours on UK Biobank) and
-    after Snakemake has deleted the previous model.
-    """
-    from vitudip.imaging.grid import mni_grid
-    from vitudip.model.config import configured
-
-    model = config.get("model", {})
-    name = model.get("preset", "demo")
-    try:
-        model_config = configured(name, model.get("overrides", {}))
-    except ValueError as err:
-        raise ConfigError(f"config key 'model.overrides' (preset '{name}'): {err}") from None
-    if model_config.uses_modes and not config.get("train", {}).get("center", True):
-        raise ConfigError(f"config key 'train.center': false, but model preset '{name}' fits the images' principal "
-                          "modes (mode_loss_weight, latent_mode_weight or pool_from_modes), which are those of the "
-                          "centred images: set train.center true, or turn those options off in model.overrides")
-    if model_config.pool_from_modes and model.get("token_selection", "union") != "union":
-        raise ConfigError(f"config key 'model.token_selection': {model['token_selection']!r}, but model preset "
-                          f"'{name}' starts its pool from the modes over the union's fixed tokens: use union, or set "
-                          "model.overrides.pool_from_modes false")
-    pre = config["preprocess"]
-    voxel_mm, factor, pad_to = pre["input_voxel_mm"], pre["downsample"], tuple(pre["pad_to"])
-    shape = tuple(s // factor for s in mni_grid(voxel_mm)[0])
-    if any(p < s for p, s in zip(pad_to, shape)):
-        raise ConfigError(
-            f"config key 'preprocess.pad_to': {list(pad_to)} is smaller than the images it must hold, {list(shape)} "
-            f"(the {voxel_mm} mm MNI grid of preprocess.input_voxel_mm, block-averaged by preprocess.downsample "
-            f"{factor}): raise pad_to or the downsampling")
-    if model_config.image_size != pad_to:
-        hint = ("the reference preset is the published 1 mm model: set preprocess.input_voxel_mm 1, downsample 1 "
-                "and pad_to [182, 224, 182], or use model.preset demo for 2 mm"
-                if name == "reference" else "set model.overrides.image_size to preprocess.pad_to, or the reverse")
-        raise ConfigError(
-            f"config key 'preprocess.pad_to': the cache volumes would be {list(pad_to)} but model preset '{name}' "
-            f"takes {list(model_config.image_size)}; {hint}")
+    values: dict[str, Any] = {}
+    for key in keys:
+        section, _, name = key.partition(".")
+        if name:
+            values.setdefault(section, {})[name] = copy.deepcopy(config[section][name])
+        else:
+            values[section] = copy.deepcopy(config[section])
+    return values
 
 
 def stage_config(values: Mapping[str, Any], keys: Sequence[str], schema: dict | None = None) -> dict:
@@ -225,23 +144,18 @@ def stage_config(values: Mapping[str, Any], keys: Sequence[str], schema: dict | 
     Args:
         values: top-level config keys (``{"seed": 7, "loci": {"r2": 0.5}}``); a section may leave out keys,
             which get their defaults.
-        keys: the top-level keys the stage reads; each must be in ``values``.
-        schema: the config schema (default: ``workflow/schemas/config.schema.yaml``).
+        keys: what the stage reads (its settings class's ``CONFIG_KEYS``): top-level keys, or single keys of
+            a section (``train.device``), of which no other key is accepted or filled in.
+        schema: the config schema (default: ``vitudip/schemas/config.schema.yaml``).
 
     Raises:
         ConfigError: a key the stage does not read, a missing one, or a bad value; named as in config.yaml.
     """
-    schema = schema or load_schema()
-    unknown = sorted(set(values) - set(keys))
+    part = _stage_schema(keys, schema or load_schema())
+    unknown = sorted(set(values) - set(part["properties"]))
     if unknown:
         raise ConfigError(f"unknown settings key(s) {', '.join(map(repr, unknown))}: this stage reads "
                           f"{', '.join(keys)}")
-    part = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(keys),
-        "properties": {key: schema["properties"][key] for key in keys},
-    }
     problem = _first_error(jsonschema.Draft202012Validator(part), values)
     if problem is not None:
         raise ConfigError(problem)
@@ -276,7 +190,7 @@ def section_defaults(section: str, schema: dict | None = None) -> dict:
 
     Args:
         section: a top-level config key whose value is a mapping (``loci``, ``perdi``, ...).
-        schema: the config schema (default: ``workflow/schemas/config.schema.yaml``).
+        schema: the config schema (default: ``vitudip/schemas/config.schema.yaml``).
     """
     return stage_config({section: {}}, [section], schema)[section]
 
@@ -350,7 +264,7 @@ def _describe_cell(column: str, error: jsonschema.ValidationError) -> str:
 
 
 def input_table(name: str, columns: Mapping[str, dict] | None = None) -> Table:
-    """The contract of a user's input table, from its schema (``workflow/schemas/<name>.schema.yaml``).
+    """The contract of a user's input table, from its schema (``vitudip/schemas/<name>.schema.yaml``).
 
     The schema is the one description of the table: its required columns, which are text (IDs keep
     their zeros) and which column must be unique (``x-unique``). The stages read the table through this
@@ -371,7 +285,7 @@ def input_table(name: str, columns: Mapping[str, dict] | None = None) -> Table:
 
 
 def validate_table(path: str | os.PathLike, name: str, columns: Mapping[str, dict] | None = None) -> None:
-    """Check an input table against its schema (``workflow/schemas/<name>.schema.yaml``) before any job reads it.
+    """Check an input table against its schema (``vitudip/schemas/<name>.schema.yaml``) before any job reads it.
 
     The table is read through :func:`input_table`, the reader its stage uses: the header must hold the
     schema's required columns and ``columns``, number columns must hold numbers, the ``x-unique`` column

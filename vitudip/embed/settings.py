@@ -26,7 +26,7 @@ class EmbedSettings:
     device: str
 
     #: The config keys the settings come from (the embed script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("embed", "seed", "train")
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("embed", "seed", "train.device")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EmbedSettings:

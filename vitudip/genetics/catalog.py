@@ -24,6 +24,7 @@ import pysam
 import yaml
 from pysam.libcbgzf import BGZFile
 
+from vitudip.genetics.settings import CATALOG_KEYS
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS
 
 #: What each GWAS engine is, for the metadata's analysis_software.
@@ -56,7 +57,7 @@ class StudyDescription:
     adjusted_covariates: tuple[str, ...]
 
     #: The config keys the description comes from (the gather script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas", "loci")
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = CATALOG_KEYS
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], covar_path: str | os.PathLike) -> StudyDescription:

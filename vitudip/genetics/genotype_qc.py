@@ -19,15 +19,12 @@ an input without INFO skips the INFO filter with a logged note unless ``require_
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +33,7 @@ from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_ge
 from vitudip.genetics.plink2 import Plink2Error
 from vitudip.genetics.plink2 import run_plink2 as run_plink_command
 from vitudip.io.atomic import staged_outputs
+from vitudip.genetics.settings import QcSettings
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
 
 log = logging.getLogger("vitudip.genotype_qc")
@@ -44,43 +42,6 @@ log = logging.getLogger("vitudip.genotype_qc")
 MFI_COLUMNS = ("alternate_id", "rsid", "position", "allele1", "allele2", "maf", "minor_allele", "info")
 #: The INFO-column keys that hold imputation quality: IMPUTE/BGEN INFO, minimac R².
 INFO_KEYS = re.compile(r"(?:^|;)(?:INFO|R2)=([^;]+)")
-
-
-@dataclass
-class QcSettings:
-    """The ``genotype_qc`` section of the config (the schema holds every default and its source).
-
-    Args:
-        max_sample_missing: drop samples with a larger share of missing calls (plink --mind).
-        keep: file of IIDs to analyse (one per line, or FID IID), or None for all.
-        king_cutoff: drop one of each pair with KING kinship >= this; None: no relatedness filter.
-        max_variant_missing: drop variants with a larger share of missing calls (plink --geno).
-        min_maf: minimum minor-allele frequency.
-        min_mac: minimum minor-allele count.
-        min_info: minimum imputation INFO, for inputs that carry INFO.
-        require_info: stop when the input carries no INFO (neither in the .pvar nor from ``ukb_mfi``).
-        ukb_mfi: UK Biobank mfi table path with ``{chromosome}`` for its number, or None.
-        hwe_p: drop variants with a Hardy–Weinberg exact test p below this.
-    """
-
-    max_sample_missing: float
-    keep: str | None
-    king_cutoff: float | None
-    max_variant_missing: float
-    min_maf: float
-    min_mac: float
-    min_info: float
-    require_info: bool
-    ukb_mfi: str | None
-    hwe_p: float
-
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("genotype_qc",)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> QcSettings:
-        """The settings of a validated config's ``genotype_qc`` section (schema defaults filled in)."""
-        section = config["genotype_qc"]
-        return cls(**{f.name: copy.deepcopy(section[f.name]) for f in fields(cls)})
 
 
 # --------------------------------------------------------------------------- plink2

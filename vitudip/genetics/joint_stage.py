@@ -23,10 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -40,7 +37,7 @@ from vitudip.genetics.joint import (
     permute_tables,
     summarise_joint,
 )
-from vitudip.genetics.shard import ShardSettings
+from vitudip.genetics.settings import JointSettings, ShardSettings
 from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.tables import Table
@@ -56,42 +53,6 @@ JOINT_LAMBDA = Table("joint λ table", required=("test", "lambda_gc"), text=("te
 GENOME_WIDE = 5e-8
 _SUFFIX = ".tsv.gz"
 
-
-@dataclass(frozen=True)
-class JointSettings:
-    """The joint tests and their calibration: the config's ``joint`` section and the seed.
-
-    Attributes:
-        method: ``eigen`` (top eigen-directions of R) or ``full`` (Hotelling, regularised when ill-conditioned).
-        k: eigen-directions kept (None: the fewest holding ``variance_share``).
-        variance_share: share of R's variance kept when ``k`` is None.
-        max_condition: largest λ_1 / λ_i of a kept direction.
-        chunk_size: variants per chunk read from the gathered files.
-        null_lambda_limit: largest acceptable λGC of either joint test on the permuted run.
-        seed: seed of min-P's Monte Carlo null and of the permutation.
-    """
-
-    method: str
-    k: int | None
-    variance_share: float
-    max_condition: float
-    chunk_size: int
-    null_lambda_limit: float
-    seed: int
-
-    #: The config keys the settings come from (the joint scripts' ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("joint", "seed")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> JointSettings:
-        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
-
-        Args:
-            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
-        """
-        section = config["joint"]
-        return cls(section["method"], section["k"], float(section["variance_share"]), float(section["max_condition"]),
-                   section["chunk_size"], float(section["null_lambda_limit"]), config["seed"])
 
 
 def build_test(genotypes: str | os.PathLike, pheno: str | os.PathLike, covar: str | os.PathLike,

@@ -15,16 +15,13 @@ then the outlier rule's.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +30,7 @@ from scipy.stats import norm, rankdata
 from vitudip.config import input_table
 from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.stage_tables import (COVAR, ID_COLUMNS, PHENO, SAMPLE_QC, UDIP_PREFIX, read_qc, read_recon_mse,
                                      read_udips)
 
@@ -49,95 +47,6 @@ APPROX_PCA_ABOVE = 5000
 
 #: Significant digits of floats in the output tables.
 FLOAT_FORMAT = "%.8g"
-
-
-@dataclass
-class PhenoSettings:
-    """What goes into the covariate table and how the phenotypes are treated.
-
-    Args:
-        covariates: numeric covariate columns of the covariates file, in output order.
-        categorical: string category columns, one-hot coded with the first
-            (sorted) level dropped as ``<column>_<level>``.
-        derived: any of "age2" (age²), "sex_age" (sex×age), "sex_age2" (sex×age²).
-        inverse_normal: rank-based inverse-normal transform of each UDIP (Blom).
-        min_samples: fewest analysed samples accepted.
-        genetic_pcs: number of genetic PCs to add (0: none beyond ``covariates``).
-        pcs_from: "file" (PC1..PCk columns of the covariates file) or
-            "plink2" (computed with ``plink2 --pca`` on the analysed samples).
-        outlier_sd: drop subjects whose log reconstruction error, or whose UDIP vector's distance from
-            the median (root-mean-square robust z over the dimensions), is more than this many robust
-            SDs (1.4826 x the median absolute deviation) above the median, with the reason in the
-            exclusions; None: keep them.
-        centre_age: form the derived terms from age minus its mean over the
-            analysed samples. With age, sex and the lower-order terms also in
-            the model the fit is the same, but raw age² and sex×age² are so
-            collinear with age and sex (VIF in the thousands) that
-            ``plink2 --glm`` refuses them (its VIF limit is 50).
-
-    The derived terms read age from the ``age`` and sex from the ``sex`` column of the covariates file.
-    """
-
-    covariates: list[str]
-    categorical: list[str]
-    derived: list[str]
-    inverse_normal: bool
-    min_samples: int
-    genetic_pcs: int
-    pcs_from: str
-    centre_age: bool
-    outlier_sd: float | None
-
-    #: Covariates-file columns the derived terms use as age and as sex.
-    age_column: ClassVar[str] = "age"
-    sex_column: ClassVar[str] = "sex"
-    #: The config keys the settings come from (the pheno script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("pheno",)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> PhenoSettings:
-        """The settings of a validated config's ``pheno`` section (see :func:`vitudip.config.stage_config`).
-
-        Args:
-            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
-        """
-        section = config["pheno"]
-        return cls(**{f.name: copy.deepcopy(section[f.name]) for f in fields(cls)})
-
-    def __post_init__(self) -> None:
-        # the config schema checks each value; these are the rules between keys
-        both = sorted(set(self.covariates) & set(self.categorical))
-        if both:
-            raise ValueError(f"column(s) {both} listed as both numeric and categorical covariates")
-        clash = sorted(set(self.covariates) & set(self.computed_pcs()))
-        if clash:
-            raise ValueError(f"covariate(s) {clash} clash with the PCs computed by plink2; "
-                             "drop them from covariates")
-
-    def pc_columns(self) -> list[str]:
-        """PC1..PCk for ``genetic_pcs`` = k."""
-        return [f"PC{i}" for i in range(1, self.genetic_pcs + 1)]
-
-    def file_pcs(self) -> list[str]:
-        """PC columns to take from the covariates file (not already in ``covariates``)."""
-        if self.pcs_from != "file":
-            return []
-        return [pc for pc in self.pc_columns() if pc not in self.covariates]
-
-    def computed_pcs(self) -> list[str]:
-        """PC columns plink2 computes."""
-        return self.pc_columns() if self.pcs_from == "plink2" else []
-
-    def numeric_columns(self) -> list[str]:
-        """Covariates-file columns parsed as numbers: covariates, file PCs, and age/sex for derived terms."""
-        needed = [*self.covariates, *self.file_pcs()]
-        if self.derived:
-            needed += [self.age_column, self.sex_column]
-        return list(dict.fromkeys(needed))
-
-    def used_columns(self) -> list[str]:
-        """Every covariates-file column the stage reads, in the order missing values are reported."""
-        return list(dict.fromkeys([*self.numeric_columns(), *self.categorical]))
 
 
 # --------------------------------------------------------------------------- reading inputs

@@ -7,15 +7,14 @@ puts them back together into one file per dimension.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import regenie_step2
+from vitudip.genetics.settings import ShardSettings
 from vitudip.io.stage_tables import phenotype_names
 
 
@@ -38,43 +37,6 @@ def phenotype_batch(pheno_path: str | os.PathLike, batch: int, n_batches: int) -
                          f"({n_batches})")
     return [str(name) for name in np.array_split(np.array(names, dtype=object), n_batches)[batch]]
 
-
-@dataclass(frozen=True)
-class ShardSettings:
-    """How a shard runs its engine: the config's ``gwas`` section.
-
-    Args:
-        engine: ``plink2``, ``regenie`` or ``torch``.
-        n_batches: number of dimension batches (``gwas.dimension_batches``).
-        block_size: variants per block (``torch``).
-        device: ``auto``, ``cuda`` or ``cpu`` (``torch``).
-        regenie_bsize: step 2 genotype block size (``regenie``).
-        min_mac: step 2 minimum minor allele count (``regenie``).
-        par_region: --par-region, the PAR bounds of chromosome X (``regenie``).
-    """
-
-    engine: str
-    n_batches: int
-    block_size: int
-    device: str
-    regenie_bsize: int
-    min_mac: float
-    par_region: str
-
-    #: The config keys the settings come from (the GWAS script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas",)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> ShardSettings:
-        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
-
-        Args:
-            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
-        """
-        gwas = config["gwas"]
-        return cls(engine=gwas["engine"], n_batches=gwas["dimension_batches"], block_size=gwas["block_size"],
-                   device=gwas["device"], regenie_bsize=gwas["regenie"]["step2_bsize"],
-                   min_mac=gwas["regenie"]["min_mac"], par_region=gwas["regenie"]["par_region"])
 
 
 def gwas_shard(

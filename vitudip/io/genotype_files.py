@@ -45,3 +45,13 @@ def genotype_format(prefix: str | os.PathLike) -> str:
         f"no genotype files for prefix {prefix}: expected {prefix}.bed/.bim/.fam, .pgen/.pvar/.psam "
         "or .bgen/.sample"
     )
+
+
+def genotype_paths(prefix: str | os.PathLike) -> list[str]:
+    """The files of the fileset behind a prefix, in the order of :data:`FORMAT_EXTENSIONS`.
+
+    Raises:
+        FileNotFoundError: no complete fileset (see :func:`genotype_format`).
+    """
+    prefix = os.fspath(prefix)
+    return [prefix + ext for ext in FORMAT_EXTENSIONS[genotype_format(prefix)]]

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.loci.ld import LDBlock
+from vitudip.loci.settings import FumaSettings
 
 #: The MHC region FUMA excludes: chromosome, first and last base pair, per genome build.
 MHC_REGIONS = {"GRCh37": (6, 28_477_797, 33_448_354), "GRCh38": (6, 28_510_120, 33_480_577)}
@@ -43,44 +44,6 @@ LOCUS_COLUMNS = [
     "dimension", "GenomicLocus", "uniqID", "rsID", "chr", "pos", "p", "start", "end", "nSNPs", "nGWASSNPs",
     "nIndSigSNPs", "IndSigSNPs", "nLeadSNPs", "LeadSNPs",
 ]
-
-
-@dataclass(frozen=True)
-class FumaSettings:
-    """Thresholds and options of the FUMA definitions (see the module docstring).
-
-    Built from the config's ``loci`` section (:meth:`vitudip.loci.stage.LociSettings.from_config`), whose
-    schema holds the defaults (FUMA's) and checks each value.
-    """
-
-    p_threshold: float
-    candidate_p: float
-    r2: float
-    lead_r2: float
-    window_kb: float
-    merge_distance_kb: float
-    min_maf: float
-    exclude_mhc: bool
-    genome_build: str
-    ld_method: str
-
-    def __post_init__(self) -> None:
-        # the rules between keys, which the schema cannot express
-        checks = [
-            (self.p_threshold <= self.candidate_p, "need p_threshold <= candidate_p"),
-            (self.lead_r2 <= self.r2, "need lead_r2 <= r2"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"loci settings: {message} ({self})")
-
-    @property
-    def window_bp(self) -> int:
-        return int(round(self.window_kb * 1000))
-
-    @property
-    def merge_distance_bp(self) -> int:
-        return int(round(self.merge_distance_kb * 1000))
 
 
 def in_mhc(chromosome: np.ndarray, position: np.ndarray, genome_build: str) -> np.ndarray:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -26,9 +23,10 @@ from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import LOCI_MERGED, TRUTH_LOCI, TRUTH_RECOVERY
 from vitudip.loci.annotate import (GENES, JOINT_TEST, KNOWN_LOCI, merge_across_dimensions, overlapping,
                                    read_positions, truth_recovery)
-from vitudip.loci.fuma import LOCUS_COLUMNS, FumaSettings, empty_tables, fuma_tables, in_mhc, independent_snps
+from vitudip.loci.fuma import LOCUS_COLUMNS, empty_tables, fuma_tables, in_mhc, independent_snps
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
 from vitudip.loci.scan import SumstatsScan, aligned_joint, aligned_p_values, scan_sumstats, sumstats_files
+from vitudip.loci.settings import FumaSettings, LociSettings
 from vitudip.loci.thresholds import study_thresholds
 from vitudip.plots.loci import plot_manhattan, plot_regional
 
@@ -191,37 +189,6 @@ def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan
         plot_regional(position[rows], p_cache[shown][rows], r2, int(locus.lead_position), title,
                       folder / f"locus_{locus.locus:03d}.png", span=(first, last), genome_wide=settings.p_threshold,
                       genes=nearby)
-
-
-@dataclass(frozen=True)
-class LociSettings:
-    """How the loci stage finds, filters and draws loci: the config's ``loci`` section.
-
-    Its ``ld_reference`` is not here: it says which fileset the stage gets as ``bfile``.
-
-    Attributes:
-        fuma: the FUMA thresholds and options.
-        skip_missing_ld: drop significant SNPs the LD reference lacks instead of failing.
-        regional_flank_kb: regional plots show this much beyond each locus.
-    """
-
-    fuma: FumaSettings
-    skip_missing_ld: bool
-    regional_flank_kb: float
-
-    #: The config keys the settings come from (the loci script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("loci",)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> LociSettings:
-        """The settings of a validated config's ``loci`` section (see :func:`vitudip.config.stage_config`).
-
-        Args:
-            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
-        """
-        section = config["loci"]
-        fuma = FumaSettings(**{f.name: section[f.name] for f in fields(FumaSettings)})
-        return cls(fuma, section["skip_missing_ld"], section["regional_flank_kb"])
 
 
 def find_loci(

@@ -19,23 +19,9 @@ from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import TRUTH_LOCI, TRUTH_MEASURES, TRUTH_REGIONS
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, PlantedEffect, Subject
 from vitudip.simulate.genotypes import Genotypes, simulate_genotypes
+from vitudip.simulate.settings import COHORT_FILES
 
 log = logging.getLogger("vitudip.simulate")
-
-#: Files the simulate stage writes, relative to its output folder.
-COHORT_FILES = {
-    "images": "images",
-    "samples": "samples.tsv",
-    "covariates": "covariates.tsv",
-    "bed": "geno.bed",
-    "bim": "geno.bim",
-    "fam": "geno.fam",
-    "truth_loci": "truth/loci.tsv",
-    "truth_regions": "truth/regions.tsv",
-    "truth_measures": "truth/measures.tsv",
-    "known_loci": "known_loci.tsv",
-    "genes": "genes.tsv",
-}
 
 
 @dataclass(frozen=True)

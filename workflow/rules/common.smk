@@ -1,14 +1,22 @@
 # Shared helpers: config and input-table checking, and the paths and settings every stage reads and writes.
 # Every helper reads only `config` (and the files it names), never a global of a later include.
+# Only the light settings modules are imported here (no stage's engine, model or simulator).
 
 import json
 import shlex
 import os
 
-from vitudip.config import ConfigError, check_input_paths, config_warnings, validate_config, validate_table
-from vitudip.genetics.genotypes import find_genotypes
-from vitudip.genetics.pheno import PhenoSettings
-from vitudip.simulate.cohort import COHORT_FILES
+from vitudip.config import ConfigError, check_input_paths, stage_values, validate_table
+from vitudip.embed.settings import EmbedSettings
+from vitudip.genetics.settings import (CATALOG_KEYS, REGENIE_STEP1_KEYS, JointSettings, PhenoSettings, QcSettings,
+                                       ShardSettings)
+from vitudip.imaging.settings import PreprocessSettings
+from vitudip.io.genotype_files import genotype_paths
+from vitudip.loci.settings import LociSettings
+from vitudip.perdi.settings import PerdiSettings
+from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
+from vitudip.train.settings import TrainSettings
+from vitudip.study import study_warnings, validate_study
 
 
 def input_table_columns():
@@ -20,7 +28,7 @@ def input_table_columns():
 
 
 def check_input_tables():
-    """The samples and covariates tables match workflow/schemas/<table>.schema.yaml, before any job reads them.
+    """The samples and covariates tables match vitudip/schemas/<table>.schema.yaml, before any job reads them.
 
     A table not there yet is the demo's, which simulate_cohort writes (a user's missing one is named by
     check_input_paths).
@@ -31,7 +39,8 @@ def check_input_tables():
 
 
 try:
-    config = validate_config(config)
+    # the schema, then every rule between keys (each stage's settings built once): vitudip/study.py
+    config = validate_study(config)
     # The simulate stage writes the demo cohort's files, so they need not exist yet.
     DEMO = {k: os.path.join(config["simulate"]["outdir"], v) for k, v in COHORT_FILES.items()}
     produced = set(DEMO.values()) | {os.path.join(config["simulate"]["outdir"], "geno")} if config["simulate"]["enabled"] else set()
@@ -39,7 +48,7 @@ try:
     check_input_tables()
 except (ConfigError, ValueError) as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
-for warning in config_warnings(config):
+for warning in study_warnings(config):
     logger.warning(f"WARNING: {warning}")
 
 # Stage scripts import the library from this checkout, whichever environment (or Slurm node) runs them.
@@ -70,7 +79,7 @@ def fileset_prefix(files):
 def genotype_files(prefix):
     """The files of a genotype prefix: the format found on disk (.pgen, .bed, then .bgen); PLINK 1 before it exists."""
     try:
-        return find_genotypes(prefix).files
+        return genotype_paths(prefix)
     except FileNotFoundError:
         return [prefix + ext for ext in (".bed", ".bim", ".fam")]
 
@@ -127,21 +136,15 @@ def all_outputs():
 # Settings and inputs of the stage rules, from the config.
 
 
-def stage_settings(*keys):
+def stage_settings(*key_sets):
     """The config keys a stage reads, as the JSON its script takes with --settings.
 
-    A key is a top-level key (``loci``) or one key of a section (``loci.genome_build``), so a rule does
-    not rerun for settings it does not read: a rule's params are among its rerun triggers, so changing
-    any of these keys reruns the rule.
+    Each argument is a settings class's CONFIG_KEYS (or the keys a script reads): a top-level key (``loci``)
+    or one key of a section (``pheno.inverse_normal``), so a rule does not rerun for settings it does not
+    read: a rule's params are among its rerun triggers, so changing any of these keys reruns the rule.
     """
-    settings = {}
-    for key in keys:
-        section, _, name = key.partition(".")
-        if name:
-            settings.setdefault(section, {})[name] = config[section][name]
-        else:
-            settings[section] = config[section]
-    return json.dumps(settings, sort_keys=True)
+    keys = list(dict.fromkeys(key for key_set in key_sets for key in key_set))
+    return json.dumps(stage_values(config, keys), sort_keys=True)
 
 
 def embed_inputs(method):

@@ -7,7 +7,7 @@ EMBED_PARAMS = dict(
     script=script_path("embed.py"),
     # the model only for vit
     model=lambda wildcards, input: f"--model {shlex.quote(input.model)}" if "model" in input.keys() else "",
-    settings=stage_settings("embed", "seed", "train.device"),
+    settings=stage_settings(EmbedSettings.CONFIG_KEYS),
 )
 EMBED_SHELL = (
     "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "

@@ -15,7 +15,7 @@ rule genotype_qc:
     params:
         script=script_path("genotype_qc.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        settings=stage_settings("genotype_qc"),
+        settings=stage_settings(QcSettings.CONFIG_KEYS),
     log:
         results("logs", "genotype_qc.log"),
     benchmark:

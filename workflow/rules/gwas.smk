@@ -48,7 +48,7 @@ rule regenie_step1:
     params:
         script=script_path("regenie_step1.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        settings=stage_settings("gwas.regenie"),
+        settings=stage_settings(REGENIE_STEP1_KEYS),
     log:
         results("logs", "regenie_step1.log"),
     benchmark:
@@ -73,8 +73,7 @@ rule gwas_shard:
     params:
         script=script_path("gwas.py"),
         prefix=INPUTS["genotypes"],
-        settings=stage_settings("gwas.engine", "gwas.dimension_batches", "gwas.block_size", "gwas.device",
-                                "gwas.regenie"),
+        settings=stage_settings(ShardSettings.CONFIG_KEYS),
         pred=lambda wildcards, input: (
             f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}" if GWAS["engine"] == "regenie" else ""
         ),
@@ -116,7 +115,7 @@ rule gwas_gather:
     params:
         script=script_path("gwas_gather.py"),
         # the metadata's study description and assembly (a function: its "{dimension}" is no wildcard)
-        settings=lambda wildcards: stage_settings("gwas", "loci.genome_build"),
+        settings=lambda wildcards: stage_settings(CATALOG_KEYS),
     log:
         results("logs", "gwas_gather.log"),
     benchmark:

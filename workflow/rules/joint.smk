@@ -20,7 +20,7 @@ if JOINT["enabled"]:
         params:
             script=script_path("joint.py"),
             prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-            settings=stage_settings("joint", "seed"),
+            settings=stage_settings(JointSettings.CONFIG_KEYS),
         log:
             results("logs", "joint_test.log"),
         benchmark:
@@ -52,7 +52,7 @@ if JOINT["enabled"]:
             params:
                 script=script_path("joint_null.py"),
                 prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-                settings=stage_settings("joint", "seed", "gwas.block_size", "gwas.device"),
+                settings=stage_settings(JointSettings.CONFIG_KEYS, ShardSettings.CONFIG_KEYS),
             log:
                 results("logs", "calibrate_joint.log"),
             benchmark:

@@ -52,7 +52,7 @@ rule find_loci:
         # the LD fileset: the GWAS genotypes (as PLINK 1) or loci.ld_reference
         bfile=lambda wildcards, input: fileset_prefix(input.ld),
         out_dir=lambda wildcards, output: os.path.dirname(output.loci_merged),
-        settings=stage_settings("loci"),
+        settings=stage_settings(LociSettings.CONFIG_KEYS),
         tables=lambda wildcards, input: " ".join(
             f"--{name.replace('_', '-')} {shlex.quote(getattr(input, name))}" for name in LOCI_TABLES
         ),

@@ -35,7 +35,7 @@ rule perdi_maps:
         locus_directions=results("perdi", "locus_directions.tsv"),
     params:
         script=script_path("perdi.py"),
-        settings=stage_settings("perdi", "seed", "pheno"),
+        settings=stage_settings(PerdiSettings.CONFIG_KEYS),
         atlas_cache=results("perdi", "atlas"),
     log:
         results("logs", "perdi_maps.log"),

@@ -24,7 +24,7 @@ rule prepare_phenotypes:
     params:
         script=script_path("pheno.py"),
         prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        settings=stage_settings("pheno"),
+        settings=stage_settings(PhenoSettings.CONFIG_KEYS),
         # regenie models relatedness and keeps relatives; the linear engines need unrelated samples
         related="keep" if config["gwas"]["engine"] == "regenie" else "drop",
     log:

@@ -13,7 +13,7 @@ rule preprocess_images:
         splits=results("preprocess", "splits.tsv"),
     params:
         script=script_path("preprocess.py"),
-        settings=stage_settings("preprocess", "seed"),
+        settings=stage_settings(PreprocessSettings.CONFIG_KEYS),
     log:
         results("logs", "preprocess_images.log"),
     benchmark:

@@ -18,7 +18,7 @@ if config["simulate"]["enabled"]:
         params:
             script=script_path("simulate.py"),
             outdir=lambda wildcards, output: os.path.dirname(output.samples),
-            settings=stage_settings("simulate", "seed"),
+            settings=stage_settings(SimulateSettings.CONFIG_KEYS),
         log:
             results("logs", "simulate_cohort.log"),
         benchmark:

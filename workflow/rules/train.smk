@@ -18,7 +18,7 @@ rule train_model:
         ),
     params:
         script=script_path("train.py"),
-        settings=stage_settings("model", "train", "seed"),
+        settings=stage_settings(TrainSettings.CONFIG_KEYS),
         checkpoints=results("train", "checkpoints"),
     log:
         results("logs", "train_model.log"),
