@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 import vitudip.config
-from vitudip.config import (
-    SECOND_DEGREE_KINSHIP, ConfigError, check_input_paths, config_warnings, load_config, load_schema, read_settings, section_defaults, stage_config,
-    validate_config, validate_table,
-)
+from vitudip.config import (ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults,
+                            stage_config, validate_config, validate_table)
+from vitudip.study import SECOND_DEGREE_KINSHIP, load_study, study_warnings, validate_study
 from vitudip.genetics.settings import JointSettings, PhenoSettings
 from vitudip.imaging.preprocess import PreprocessSettings
 from vitudip.loci.settings import LociSettings
@@ -27,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_and_tiny_configs_validate(repo_root, tiny_config):
-    config = load_config(repo_root / "config.yaml")
+    config = load_study(repo_root / "config.yaml")
     assert config["simulate"]["enabled"] is True
-    filled = validate_config(tiny_config)
+    filled = validate_study(tiny_config)
     # defaults come from the schema where the tiny config is silent
     assert filled["preprocess"]["on_bad_image"] == "exclude"
     assert filled["simulate"]["effects"][1]["side"] == "both"
@@ -75,7 +74,7 @@ def test_default_and_tiny_configs_validate(repo_root, tiny_config):
 def test_bad_config_names_the_key(tiny_config, mutate, expected):
     mutate(tiny_config)
     with pytest.raises(ConfigError) as err:
-        validate_config(tiny_config)
+        validate_study(tiny_config)
     assert expected in str(err.value)
 
 
@@ -241,32 +240,32 @@ def test_embed_settings_come_from_the_schema_and_train_device():
 
 
 def test_a_loose_kinship_cutoff_on_real_data_is_warned_and_the_demo_is_not(repo_root):
-    demo = validate_config(load_config(repo_root / "config.yaml"))
-    assert demo["genotype_qc"]["king_cutoff"] > SECOND_DEGREE_KINSHIP and config_warnings(demo) == []
+    demo = load_study(repo_root / "config.yaml")
+    assert demo["genotype_qc"]["king_cutoff"] > SECOND_DEGREE_KINSHIP and study_warnings(demo) == []
     real = copy.deepcopy(demo)
     real["simulate"]["enabled"] = False
-    (warning,) = config_warnings(real)
+    (warning,) = study_warnings(real)
     assert "genotype_qc.king_cutoff" in warning and "0.0442" in warning
     real["genotype_qc"]["king_cutoff"] = 0.0442
-    assert config_warnings(real) == []
+    assert study_warnings(real) == []
 
 
 def test_gwas_chromosomes_take_plink2_codes_once_each(tiny_config: dict) -> None:
     tiny_config["gwas"]["chromosomes"] = [21, 22, "X", "XY"]
-    assert validate_config(tiny_config)["gwas"]["chromosomes"] == [21, 22, "X", "XY"]
+    assert validate_study(tiny_config)["gwas"]["chromosomes"] == [21, 22, "X", "XY"]
     tiny_config["gwas"]["chromosomes"] = [22, "X", 23]
     with pytest.raises(ConfigError, match=r"gwas.chromosomes\[2\]': 23 is chromosome X, listed already as 'X'"):
-        validate_config(tiny_config)
+        validate_study(tiny_config)
     tiny_config["gwas"]["chromosomes"] = [22, "chrUn"]
     with pytest.raises(ConfigError, match=r"gwas.chromosomes\[1\]': chromosome 'chrUn' is not a code plink2 reads"):
-        validate_config(tiny_config)
+        validate_study(tiny_config)
 
 
 def test_regenie_par_region_is_the_studys_build(tiny_config: dict) -> None:
     tiny_config.setdefault("loci", {})["genome_build"] = "GRCh38"
     tiny_config["gwas"].update(engine="regenie", regenie={"par_region": "b37"})
     with pytest.raises(ConfigError, match="par_region': b37 is not loci.genome_build GRCh38 \\(use b38 or hg38\\)"):
-        validate_config(tiny_config)
+        validate_study(tiny_config)
 
 
 def test_every_model_option_can_be_set_in_the_overrides(tiny_config):

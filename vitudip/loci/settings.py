@@ -33,7 +33,7 @@ class FumaSettings:
         for low, high, why in pairs:
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"config keys 'loci.{low}' ({getattr(self, low):g}) and 'loci.{high}' "
-                                 f"({getattr(self, high):g}): need loci.{low} <= loci.{high} ({why})")
+                                 f"({getattr(self, high):g}): need {low} <= {high} ({why})")
 
     @property
     def window_bp(self) -> int:
