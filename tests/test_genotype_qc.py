@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -12,11 +13,12 @@ import pandas as pd
 import pytest
 
 from vitudip.config import stage_config
-from vitudip.genetics.settings import PhenoSettings, QcSettings
+from vitudip.external_tools import ToolError
 from vitudip.genetics.genotype_qc import genotype_qc
 from vitudip.genetics.genotypes import find_genotypes
 from vitudip.genetics.linear import linear_gwas
-from vitudip.genetics.pheno import prepare_phenotypes
+from vitudip.genetics.pheno import plink2_pcs, prepare_phenotypes
+from vitudip.genetics.settings import PhenoSettings, QcSettings
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import step2_command
 from vitudip.genetics.sumstats import read_sumstats_columns
@@ -218,3 +220,28 @@ def test_every_engine_tests_only_the_passing_variants(cohort, result, tmp_path):
     command = step2_command("regenie", find_genotypes(cohort["prefix"]), pheno, covar, "pred.list", "S2", 1,
                             extract=result["passing_path"])
     assert command[command.index("--extract") + 1] == str(result["passing_path"])
+
+
+def test_a_plink2_failure_reads_the_same_in_genotype_qc_gwas_and_pheno(cohort, result, tmp_path):
+    pheno, covar, _ = _pheno(cohort, result, tmp_path, keep_related=False)
+    broken = tmp_path / "broken"
+    for ext in ("bim", "fam"):
+        shutil.copy(f"{cohort['prefix']}.{ext}", f"{broken}.{ext}")
+    bed = Path(f"{cohort['prefix']}.bed").read_bytes()
+    Path(f"{broken}.bed").write_bytes(bed[: len(bed) // 2])  # our checks read the .bim and .fam only
+    samples = pd.DataFrame({"FID": cohort["ids"], "IID": cohort["ids"]})
+    stages = {"genotype QC": lambda: _run(cohort, tmp_path, prefix=broken),
+              "plink2 GWAS": lambda: plink2_gwas(broken, pheno, covar, tmp_path / "gwas"),
+              "pheno PCs": lambda: plink2_pcs(broken, samples, 2)}
+    shape = re.compile(rf"plink2 failed at step '[^']+ on {re.escape(str(broken))}' \(exit code \d+\); "
+                       "end of its log:\n")
+    quoted = {}
+    for stage, run in stages.items():
+        with pytest.raises(ToolError) as caught:
+            run()
+        err = caught.value
+        assert shape.match(str(err)), (stage, str(err))
+        assert err.tool == "plink2" and err.exit_status > 0
+        quoted[stage] = [line for line in err.tail.splitlines() if line.startswith("Error")]
+    # each quotes plink2's own error line about the .bed
+    assert len(set(map(tuple, quoted.values()))) == 1 and ".bed" in quoted["genotype QC"][0]

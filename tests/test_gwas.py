@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ import pytest
 import torch
 from scipy import stats
 
+from vitudip.external_tools import ToolError, run_tool
 from vitudip.genetics.linear import _ieee_float32_matmul, linear_association, linear_gwas
-from vitudip.genetics.plink2 import Plink2Error, glm_to_sumstats, plink2_gwas, run_plink2
+from vitudip.genetics.plink2 import glm_to_sumstats, plink2_gwas
 from vitudip.genetics.sumstats import (
     SMALLEST_P,
     SUMSTATS_COLUMNS,
@@ -412,15 +414,16 @@ def test_missing_plink2_binary_names_the_torch_engine(
     dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"'plink2' is not on PATH.*torch"):
+    with pytest.raises(ToolError, match=r"'plink2' is not on PATH.*torch"):
         plink2_gwas(dataset.prefix, dataset.pheno, dataset.covar, tmp_path / "out")
 
 
 @needs_plink2
 def test_plink2_failure_quotes_its_log(tmp_path: Path) -> None:
     prefix = tmp_path / "failed"
-    with pytest.raises(Plink2Error, match=r"exit code \d+\); end of its log:\n(.|\n)*Error"):
-        run_plink2(["plink2", "--bfile", str(tmp_path / "absent"), "--freq", "--out", str(prefix)], prefix)
+    with pytest.raises(ToolError, match=r"exit code \d+\); end of its log:\n(.|\n)*Error"):
+        run_tool(["plink2", "--bfile", str(tmp_path / "absent"), "--freq", "--out", str(prefix)], "allele frequencies",
+                 logging.getLogger("vitudip.gwas"), Path(f"{prefix}.log"))
 
 
 # --------------------------------------------------------------------------- sumstats files

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from vitudip.config import stage_config
+from vitudip.external_tools import ToolError
 from vitudip.genetics.genotypes import GenotypeFiles
 from vitudip.genetics.regenie import (
-    RegenieError,
     parse_regenie,
     regenie_gwas,
     regenie_step1,
@@ -176,7 +176,7 @@ def test_regenie_gwas_without_binary_says_how_to_install(
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(FileNotFoundError, match=r"envs/regenie\.yaml"):
+    with pytest.raises(ToolError, match=r"envs/regenie\.yaml"):
         regenie_gwas(*cohort, tmp_path / "out", tmp_path / "work")
 
 
@@ -203,7 +203,7 @@ def test_regenie_gwas_failure_quotes_the_log(
 ) -> None:
     _fake_regenie(tmp_path / "bin", fail=True)
     _path_with(monkeypatch, tmp_path / "bin")
-    with pytest.raises(RegenieError, match="bad covariates"):
+    with pytest.raises(ToolError, match="bad covariates"):
         regenie_gwas(*cohort, tmp_path / "out", tmp_path / "work")
 
 

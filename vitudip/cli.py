@@ -1,10 +1,12 @@
-"""What every stage script shares: logging to the rule's log, and one clear line on bad input."""
+"""What every stage script shares: logging to the rule's log, and one clear line on bad input or a failed tool."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Callable
+
+from vitudip.external_tools import ToolError
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -13,14 +15,15 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def run_cli(body: Callable[[], None]) -> None:
-    """Run a stage; a bad-input error ends it with one line and exit status 1, not a traceback.
+    """Run a stage; a bad-input or external-tool error ends it with one line and exit status 1, not a traceback.
 
-    ``ValueError`` (``ConfigError`` is one) and missing files are input problems;
-    anything else is a bug and keeps its traceback.
+    ``ValueError`` (``ConfigError`` is one) and missing files are input problems, and a
+    ``ToolError`` (plink2 or regenie missing or failing) quotes the tool's own log, which
+    says more than our stack; anything else is a bug and keeps its traceback.
     """
     setup_logging()
     try:
         body()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ToolError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes, find_plink2
-from vitudip.genetics.plink2 import Plink2Error
-from vitudip.genetics.plink2 import run_plink2 as run_plink_command
+from vitudip.external_tools import run_tool
+from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes
 from vitudip.io.atomic import staged_outputs
 from vitudip.genetics.settings import QcSettings
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
@@ -47,13 +46,21 @@ INFO_KEYS = re.compile(r"(?:^|;)(?:INFO|R2)=([^;]+)")
 # --------------------------------------------------------------------------- plink2
 
 
-def run_plink2(genotypes: GenotypeFiles, args: list[str], out: Path, threads: int) -> None:
-    """Run plink2 on the fileset with ``args``; raise ValueError naming the fileset, with its log's tail, on failure."""
-    command = [find_plink2(), *genotypes.plink2_args(), *args, "--threads", str(threads), "--out", os.fspath(out)]
-    try:
-        run_plink_command(command, out)
-    except Plink2Error as err:
-        raise ValueError(f"{err} (on {genotypes.prefix})") from None
+def plink2_on(genotypes: GenotypeFiles, step: str, args: list[str], out: Path, threads: int) -> None:
+    """Run plink2 on the fileset with ``args``, writing ``<out>.*``.
+
+    Args:
+        genotypes: the fileset read.
+        step: what the run is for; the error adds the fileset's prefix.
+        args: plink2's flags besides the input, --threads and --out.
+        out: plink2 --out prefix.
+        threads: plink2 --threads.
+
+    Raises:
+        ToolError: plink2 is missing or failed, with its log's tail.
+    """
+    command = ["plink2", *genotypes.plink2_args(), *args, "--threads", str(threads), "--out", os.fspath(out)]
+    run_tool(command, f"{step} on {genotypes.prefix}", log, Path(f"{out}.log"))
 
 
 def _read_plink(path: Path) -> pd.DataFrame:
@@ -101,8 +108,8 @@ def sample_reasons(genotypes: GenotypeFiles, samples: pd.DataFrame, imaged: set[
     candidates = samples[~samples["IID"].isin(reasons)]
     if candidates.empty:
         raise ValueError(f"no genotype sample of {genotypes.sample_file} is in the samples table and keep list")
-    run_plink2(genotypes, ["--keep", os.fspath(_write_ids(candidates, work / "candidates.txt")),
-                           "--missing", "sample-only"], work / "samples", threads)
+    plink2_on(genotypes, "sample call rates", ["--keep", os.fspath(_write_ids(candidates, work / "candidates.txt")),
+                                                "--missing", "sample-only"], work / "samples", threads)
     smiss = _read_plink(work / "samples.smiss")
     limit = 1 - settings.max_sample_missing
     for iid, missing in zip(smiss["IID"], smiss["F_MISS"].astype(float)):
@@ -118,9 +125,9 @@ def related_reasons(genotypes: GenotypeFiles, passing: pd.DataFrame, variants: P
     The relative named is one the sample stays related to among those kept, else its closest one.
     """
     out = work / "king"
-    run_plink2(genotypes, ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")), "--extract",
-                           os.fspath(variants), "--king-cutoff", f"{cutoff:g}", "--make-king-table",
-                           "--king-table-filter", f"{cutoff:g}"], out, threads)
+    plink2_on(genotypes, "KING relatedness", ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")),
+                                              "--extract", os.fspath(variants), "--king-cutoff", f"{cutoff:g}",
+                                              "--make-king-table", "--king-table-filter", f"{cutoff:g}"], out, threads)
     removed = set(_read_plink(Path(f"{out}.king.cutoff.out.id"))["IID"])
     pairs = pd.read_csv(f"{out}.kin0", sep="\t", dtype=str, keep_default_na=False)
     pairs = pairs.rename(columns={"#FID1": "FID1", "#IID1": "IID1"}).astype({"KINSHIP": float})
@@ -207,9 +214,9 @@ def _alt_counts(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def variant_statistics(genotypes: GenotypeFiles, passing: pd.DataFrame, work: Path, threads: int) -> pd.DataFrame:
     """Per variant over the passing samples: CHROM, POS, ID, REF, ALT, missing share, MAF, MAC and HWE p."""
     out = work / "variants"
-    run_plink2(genotypes, ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")),
-                           "--freq", "counts", "cols=chrom,pos,ref,alt,altfreq,nobs", "--hardy",
-                           "--missing", "variant-only"], out, threads)
+    plink2_on(genotypes, "variant QC statistics", ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")),
+                                                   "--freq", "counts", "cols=chrom,pos,ref,alt,altfreq,nobs",
+                                                   "--hardy", "--missing", "variant-only"], out, threads)
     table = _read_plink(Path(f"{out}.acount"))
     if genotypes.format == "bgen":  # its variants are known only from plink2's report
         check_variant_ids(table.rename(columns={"CHROM": "chrom", "ID": "id", "POS": "pos"}), genotypes.variant_file)

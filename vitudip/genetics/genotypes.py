@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vitudip.external_tools import run_tool
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.chromosomes import canonical_chromosomes
 from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
 
 logger = logging.getLogger("vitudip.gwas")
-
-#: Lines of a tool's log quoted in an error.
-LOG_TAIL_LINES = 20
 
 
 def _psam_header_line(path: Path) -> int | None:
@@ -231,23 +226,6 @@ def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
     return GenotypeFiles(prefix, genotype_format(prefix))
 
 
-def log_tail(log_path: Path, fallback: str) -> str:
-    """The last lines of a tool's log file, or of its console output when there is no log."""
-    text = log_path.read_text(errors="replace") if log_path.is_file() else fallback
-    return "\n".join(text.strip().splitlines()[-LOG_TAIL_LINES:])
-
-
-def find_plink2() -> str:
-    """Path of the plink2 binary on PATH, or a FileNotFoundError that says what to do."""
-    path = shutil.which("plink2")
-    if path is None:
-        raise FileNotFoundError(
-            "'plink2' is not on PATH: install PLINK 2 (e.g. apt-get install plink2, or the "
-            "genetics conda env) or use the in-process engine instead (gwas.engine: torch)"
-        )
-    return path
-
-
 def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, threads: int = 1) -> GenotypeFiles:
     """Write a PLINK 1 copy of a fileset with plink2 (for the LD computations, which read .bed only).
 
@@ -261,6 +239,9 @@ def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, thr
 
     Returns:
         The PLINK 1 fileset.
+
+    Raises:
+        ToolError: plink2 is missing or failed (the end of its log is in the message).
     """
     source = find_genotypes(prefix)
     out_prefix = Path(out_prefix)
@@ -268,12 +249,7 @@ def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, thr
     started = time.perf_counter()
     with staged_outputs(targets) as staged:
         work = staged["bed"].with_suffix("")
-        command = [find_plink2(), *source.plink2_args(), "--make-bed", "--threads", str(threads),
-                   "--out", os.fspath(work)]
-        logger.info("converting %s (%s) to PLINK 1: %s", source.prefix, source.format, shlex.join(command))
-        finished = subprocess.run(command, capture_output=True, text=True, check=False)
-        if finished.returncode != 0:
-            tail = log_tail(Path(f"{work}.log"), finished.stdout + finished.stderr)
-            raise ValueError(f"plink2 could not convert {source.prefix} ({source.format}) to .bed:\n{tail}")
+        command = ["plink2", *source.plink2_args(), "--make-bed", "--threads", str(threads), "--out", os.fspath(work)]
+        run_tool(command, f"converting {source.prefix} ({source.format}) to PLINK 1", logger, Path(f"{work}.log"))
     logger.info("wrote %s.bed/.bim/.fam in %.1f s", out_prefix, time.perf_counter() - started)
     return GenotypeFiles(os.fspath(out_prefix), "bed")

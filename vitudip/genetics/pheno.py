@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,8 @@ import pandas as pd
 from scipy.stats import norm, rankdata
 
 from vitudip.config import input_table
-from vitudip.genetics.genotypes import check_variant_ids, find_genotypes, find_plink2
+from vitudip.external_tools import run_tool
+from vitudip.genetics.genotypes import check_variant_ids, find_genotypes
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.stage_tables import (COVAR, ID_COLUMNS, PHENO, SAMPLE_QC, UDIP_PREFIX, read_qc, read_recon_mse,
@@ -383,16 +382,6 @@ def _read_eigenvec(path: Path) -> pd.DataFrame:
     return table[[c for c in table.columns if c.startswith("PC")]].astype(float)
 
 
-def _run_plink2(command: list[str], what: str) -> None:
-    """Run plink2, raising RuntimeError with its error lines."""
-    log.info("%s: %s", what, shlex.join(command))
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        text = result.stdout + result.stderr
-        detail = text[text.find("Error"):] if "Error" in text else text[-2000:]
-        raise RuntimeError(f"plink2 failed {what} (exit {result.returncode}): {' '.join(detail.split())}")
-
-
 def _read_sscore(path: Path, k: int) -> pd.DataFrame:
     """plink2's .sscore of the PC allele weights as PC1..PCk indexed by IID."""
     table = pd.read_csv(path, sep="\t", dtype={"#FID": str, "FID": str, "#IID": str, "IID": str})
@@ -418,7 +407,8 @@ def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads
         PC1..PCk indexed by IID, in the order of ``project`` if given, else of ``samples``.
 
     Raises:
-        RuntimeError: plink2 failed (its error lines are in the message).
+        ToolError: plink2 is missing or failed (the end of its log is in the message).
+        RuntimeError: plink2 returned no PCs for a sample.
     """
     files = find_genotypes(prefix)
     variants = ["--extract", os.fspath(extract)] if extract is not None else []
@@ -429,9 +419,9 @@ def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads
         approx = ["approx"] if len(samples) > APPROX_PCA_ABOVE else []
         weights = ["allele-wts"] if project is not None else []
         freq = ["--freq"] if project is not None else []
-        command = [find_plink2(), *files.plink2_args(), "--keep", str(keep), *variants, *freq,
+        command = ["plink2", *files.plink2_args(), "--keep", str(keep), *variants, *freq,
                    "--pca", str(k), *approx, *weights, "--threads", str(threads), "--out", str(out)]
-        _run_plink2(command, f"computing {k} genetic PCs on {len(samples)} samples")
+        run_tool(command, f"{k} genetic PCs of {len(samples)} samples on {files.prefix}", log, Path(f"{out}.log"))
         if project is None:
             pcs = _read_eigenvec(Path(f"{out}.eigenvec"))
         else:
@@ -439,11 +429,12 @@ def plink2_pcs(prefix: str | os.PathLike, samples: pd.DataFrame, k: int, threads
             project[["FID", "IID"]].rename(columns={"FID": "#FID"}).to_csv(scored, sep="\t", index=False)
             # plink2's recipe (score#pca_project): the .eigenvec.allele columns are
             # CHROM ID REF ALT A1 PC1..PCk, so IDs in 2, alleles in 5, weights from 6
-            command = [find_plink2(), *files.plink2_args(), "--keep", str(scored), *variants,
+            command = ["plink2", *files.plink2_args(), "--keep", str(scored), *variants,
                        "--read-freq", f"{out}.afreq", "--score", f"{out}.eigenvec.allele", "2", "5",
                        "header-read", "no-mean-imputation", "variance-standardize",
                        "--score-col-nums", f"6-{5 + k}", "--threads", str(threads), "--out", f"{out}_projected"]
-            _run_plink2(command, f"projecting the PCs onto {len(project)} samples")
+            run_tool(command, f"projecting the PCs onto {len(project)} samples of {files.prefix}", log,
+                     Path(f"{out}_projected.log"))
             pcs = _read_sscore(Path(f"{out}_projected.sscore"), k)
             samples = project
     lacking = [iid for iid in samples["IID"] if iid not in pcs.index]

@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
+from vitudip.external_tools import find_tool, run_tool
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
 from vitudip.genetics.gwas_inputs import GwasInputs, load_gwas_inputs, select_variants, sex_covariate_on_x
 from vitudip.genetics.sumstats import STATISTIC_COLUMNS, SumstatsWriter, VariantTexts, variant_texts
 from vitudip.io.tables import Table
@@ -60,10 +58,6 @@ GLM_REPORT = Table("plink2 --glm report", required=("#CHROM", "POS", "ID", "REF"
                                                      "BETA", "SE", "P"),
                    text=("#CHROM", "ID", "REF", "ALT", "A1", "ERRCODE"),
                    numbers=("A1_FREQ", "BETA", "SE", "T_STAT", "P"), integers=("POS", "OBS_CT"), strip=False)
-
-
-class Plink2Error(RuntimeError):
-    """plink2 exited with an error."""
 
 
 def write_plink2_phenotypes(inputs: GwasInputs, path: Path) -> None:
@@ -134,18 +128,6 @@ def glm_command(
     if extract is not None:
         command[-2:-2] = ["--extract", os.fspath(extract)]
     return command
-
-
-def run_plink2(command: list[str], out_prefix: Path) -> None:
-    """Run plink2, log the command and its log, and raise Plink2Error (with the log's tail) on failure."""
-    logger.info("running: %s", shlex.join(command))
-    started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
-    log_path = Path(f"{out_prefix}.log")
-    if finished.returncode != 0:
-        tail = log_tail(log_path, finished.stdout + finished.stderr)
-        raise Plink2Error(f"plink2 failed (exit code {finished.returncode}); end of its log:\n{tail}")
-    logger.info("plink2 finished in %.1f s; its log:\n%s", time.perf_counter() - started, log_path.read_text())
 
 
 def glm_to_sumstats(glm_path: Path) -> pd.DataFrame:
@@ -240,7 +222,7 @@ def plink2_gwas(
     Returns:
         The written files, in phenotype order.
     """
-    binary = find_plink2()
+    binary = find_tool("plink2", instead="use the in-process engine instead (gwas.engine: torch)")
     genotypes = find_genotypes(genotype_prefix)
     inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
     require_quantitative(inputs, pheno_path)
@@ -255,8 +237,8 @@ def plink2_gwas(
         out_prefix = Path(work) / "gwas"
         command = glm_command(binary, genotypes, pheno_file, covar_path, out_prefix, threads, chromosomes, memory_mb,
                                extract, x_sex=sex_covariate_on_x(inputs))
-        run_plink2(command, out_prefix)
         names = list(inputs.phenotypes.columns)
+        run_tool(command, f"GWAS of {len(names)} phenotypes on {genotypes.prefix}", logger, Path(f"{out_prefix}.log"))
         reports = [Path(f"{out_prefix}.{name}.glm.linear") for name in names]
         written = convert_reports(reports, [out_dir / f"{name}.tsv.gz" for name in names])
     logger.info("converted %d plink2 reports to GWAS-SSF in %s", len(written), out_dir)

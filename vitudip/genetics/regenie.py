@@ -22,26 +22,24 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
-import shutil
-import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, find_plink2, log_tail
+from vitudip.external_tools import ToolError, find_tool, run_tool
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
 from vitudip.genetics.gwas_inputs import load_gwas_inputs, select_phenotypes
-from vitudip.genetics.plink2 import Plink2Error, run_plink2, write_plink2_phenotypes
+from vitudip.genetics.plink2 import write_plink2_phenotypes
 from vitudip.genetics.sumstats import SMALLEST_P, SUMSTATS_COLUMNS, write_sumstats
 from vitudip.io.tables import Table
 
 logger = logging.getLogger("vitudip.gwas")
 
-REGENIE_BINARY = "regenie"
+#: What to do without regenie, added to the error that says how to install it.
+REGENIE_INSTEAD = "use gwas.engine: plink2 or torch"
 
 #: Step 2 columns this module needs (INFO, CHISQ and EXTRA are optional or unused).
 REGENIE_COLUMNS = ["CHROM", "GENPOS", "ID", "ALLELE0", "ALLELE1", "A1FREQ", "N", "TEST", "BETA", "SE", "LOG10P"]
@@ -49,28 +47,6 @@ REGENIE_COLUMNS = ["CHROM", "GENPOS", "ID", "ALLELE0", "ALLELE1", "A1FREQ", "N",
 REGENIE_REPORT = Table("regenie file", required=tuple(REGENIE_COLUMNS), sep=" ",
                        text=("CHROM", "ID", "ALLELE0", "ALLELE1", "TEST"),
                        numbers=("A1FREQ", "BETA", "SE", "LOG10P"), integers=("GENPOS",), strip=False)
-
-
-class RegenieError(RuntimeError):
-    """regenie exited with an error."""
-
-
-def find_regenie() -> str:
-    """Path of the regenie binary on PATH.
-
-    Returns:
-        The executable's path.
-
-    Raises:
-        FileNotFoundError: regenie is not installed, with what to do about it.
-    """
-    path = shutil.which(REGENIE_BINARY)
-    if path is None:
-        raise FileNotFoundError(
-            "regenie is not on PATH: install it from bioconda (the workflow's envs/regenie.yaml does) "
-            "or use gwas.engine: plink2 or torch"
-        )
-    return path
 
 
 def step1_command(
@@ -261,22 +237,6 @@ def parse_regenie(path: str | os.PathLike, variants: pd.DataFrame | None) -> pd.
     return frame[SUMSTATS_COLUMNS]
 
 
-def run_regenie(command: list[str], out_prefix: Path) -> None:
-    """Run one regenie step, logging the command; raise RegenieError with the log's tail on failure.
-
-    Args:
-        command: the argument list.
-        out_prefix: its --out prefix (regenie writes ``<out_prefix>.log``).
-    """
-    logger.info("running: %s", shlex.join(command))
-    started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
-    if finished.returncode != 0:
-        tail = log_tail(Path(f"{out_prefix}.log"), finished.stdout + finished.stderr)
-        raise RegenieError(f"regenie failed (exit code {finished.returncode}); end of its log:\n{tail}")
-    logger.info("regenie step finished in %.1f s", time.perf_counter() - started)
-
-
 def prune_step1_variants(
     genotype_prefix: str | os.PathLike,
     out_prefix: str | os.PathLike,
@@ -305,15 +265,15 @@ def prune_step1_variants(
         The ``.prune.in`` file (one variant id per line).
     """
     genotypes = find_genotypes(genotype_prefix)
-    command = [find_plink2(), *genotypes.plink2_args(), "--maf", str(maf),
+    command = ["plink2", *genotypes.plink2_args(), "--maf", str(maf),
                "--indep-pairwise", f"{window_kb}kb", "1", str(r2), "--threads", str(threads),
                "--out", os.fspath(out_prefix)]
     if extract is not None:
         command[-2:-2] = ["--extract", os.fspath(extract)]
     try:
-        run_plink2(command, Path(out_prefix))
-    except Plink2Error as err:
-        if "No variants remaining" in str(err):
+        run_tool(command, f"LD pruning for regenie step 1 on {genotypes.prefix}", logger, Path(f"{out_prefix}.log"))
+    except ToolError as err:
+        if "No variants remaining" in err.tail:
             raise ValueError(f"no variant of {genotypes.prefix} passes maf {maf} for regenie step 1") from None
         raise
     kept = Path(f"{out_prefix}.prune.in")
@@ -353,7 +313,7 @@ def regenie_step1(
     """
     genotypes = find_genotypes(genotype_prefix)
     inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path)
-    regenie = find_regenie()
+    regenie = find_tool("regenie", instead=REGENIE_INSTEAD)
     # absolute, because step 2 reads the LOCO paths written into the pred list
     work = Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -361,8 +321,9 @@ def regenie_step1(
     pheno_file = work / "pheno.tsv"
     write_plink2_phenotypes(inputs, pheno_file)
     s1 = work / "step1"
-    run_regenie(step1_command(regenie, genotypes, pheno_file, covar_path, s1, work / "step1_tmp", threads,
-                              bsize=bsize, extract=extract, par_region=par_region), s1)
+    run_tool(step1_command(regenie, genotypes, pheno_file, covar_path, s1, work / "step1_tmp", threads,
+                           bsize=bsize, extract=extract, par_region=par_region),
+             f"regenie step 1 on {genotypes.prefix}", logger, Path(f"{s1}.log"))
     return Path(f"{s1}_pred.list")
 
 
@@ -404,7 +365,7 @@ def regenie_step2(
     genotypes = find_genotypes(genotype_prefix)
     inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path)
     names = select_phenotypes(list(inputs.phenotypes.columns), phenotypes, pheno_path)
-    regenie = find_regenie()
+    regenie = find_tool("regenie", instead=REGENIE_INSTEAD)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     variants = genotypes.variants()
@@ -413,10 +374,11 @@ def regenie_step2(
         pheno_file = Path(work) / "pheno.tsv"
         write_plink2_phenotypes(inputs, pheno_file)
         s2 = Path(work) / "step2"
-        run_regenie(step2_command(regenie, genotypes, pheno_file, covar_path, pred_list, s2, threads, bsize=bsize,
-                                  min_mac=min_mac, chromosomes=chromosomes,
-                                  phenotypes=names if phenotypes is not None else None, extract=extract,
-                                  par_region=par_region), s2)
+        run_tool(step2_command(regenie, genotypes, pheno_file, covar_path, pred_list, s2, threads, bsize=bsize,
+                               min_mac=min_mac, chromosomes=chromosomes,
+                               phenotypes=names if phenotypes is not None else None, extract=extract,
+                               par_region=par_region),
+                 f"regenie step 2 on {genotypes.prefix}", logger, Path(f"{s2}.log"))
         written = [write_sumstats(parse_regenie(Path(f"{s2}_{name}.regenie.gz"), variants), out / f"{name}.tsv.gz")
                    for name in names]
     logger.info("converted %d regenie reports to GWAS-SSF in %s", len(written), out)
