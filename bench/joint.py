@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from vitudip.genetics.joint import JointResult, JointTest, JointWriter, chi2_p_values
+from vitudip.genetics.joint_stats import JointResult, JointTest, chi2_p_values
+from vitudip.genetics.joint_table import JointWriter
 from vitudip.genetics.linear import linear_association
 from vitudip.genetics.sumstats import SumstatsWriter, genomic_inflation, variant_texts
 

@@ -49,7 +49,8 @@ from vitudip.embed.pca import embed_pca
 from vitudip.embed.spectrum import Spectrum
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
-from vitudip.genetics.joint import JointTest, phenotype_correlation
+from vitudip.genetics.joint_correlation import phenotype_correlation
+from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.linear import linear_association
 from vitudip.genetics.settings import PhenoSettings
 from vitudip.genetics.pheno import covariate_matrix, parse_numeric, read_covariates

@@ -10,21 +10,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vitudip.genetics.joint import (
-    JOINT_COLUMNS,
-    JointCalibrationError,
-    JointTest,
-    MinPNull,
-    correlation_from_tables,
-    fit_null,
-    joint_from_sumstats,
-    null_calibration,
-    permute_tables,
-    phenotype_correlation,
-    read_joint,
-    summarise_joint,
-    z_scores,
-)
+from vitudip.genetics.joint_correlation import phenotype_correlation
+from vitudip.genetics.joint_null import JointCalibrationError, fit_null, null_calibration
+from vitudip.genetics.joint_stage import correlation_from_tables, permute_tables, summarise_joint
+from vitudip.genetics.joint_stats import JointTest, MinPNull, z_scores
+from vitudip.genetics.joint_sumstats import joint_from_sumstats
+from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
 from vitudip.genetics.linear import linear_association, linear_gwas
 from vitudip.genetics.sumstats import genomic_inflation, read_sumstats, write_sumstats
 from vitudip.io.plink import write_bed

@@ -12,9 +12,10 @@ import pytest
 
 from vitudip.config import section_defaults, stage_config
 from vitudip.genetics.gather import gather_sumstats
-from vitudip.genetics.joint import JOINT_COLUMNS, JointCalibrationError, permute_tables, read_joint
+from vitudip.genetics.joint_null import JointCalibrationError
+from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage, permute_tables
+from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
 from vitudip.genetics.settings import JointSettings, ShardSettings
-from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage
 from vitudip.genetics.shard import gwas_shard
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import LOCI_MERGED

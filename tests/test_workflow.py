@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tiny_study import snakemake
-from vitudip.genetics.joint import JOINT_COLUMNS
+from vitudip.genetics.joint_table import JOINT_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 

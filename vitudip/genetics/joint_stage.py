@@ -9,13 +9,18 @@
   ``gwas.dimension_batches``; the read costs about 1.6 % of the GWAS (bench/joint.py).
 * :func:`null_stage` is MOSTest's check of the null: the subjects' phenotypes and
   covariates are permuted together against the genotypes
-  (:func:`~vitudip.genetics.joint.permute_tables`), the in-process engine runs the GWAS of
+  (:func:`permute_tables`), the in-process engine runs the GWAS of
   every dimension on all chromosomes and computes the same test (R of the real tables) from
   each block's products (``linear_gwas(joint=...)``), with no per-dimension files: the
   null checks the joint statistic, which the engines compute alike (the torch engine equals
   ``plink2 --glm``; REGENIE's step 1 models the real phenotypes, so it could not run a null),
   and λGC of both joint tests must stay below ``null_lambda_limit``; otherwise the
-  stage logs the reason and fails (:func:`~vitudip.genetics.joint.null_calibration`).
+  stage logs the reason and fails (:func:`~vitudip.genetics.joint_null.null_calibration`).
+
+The statistics are :mod:`~vitudip.genetics.joint_stats` (the test) and
+:mod:`~vitudip.genetics.joint_correlation` (its R), the streaming of the gathered files
+:mod:`~vitudip.genetics.joint_sumstats`; this module reads the study's tables for them,
+writes the stage's outputs and has their QQ plot drawn (:func:`vitudip.plots.gwas.plot_qq`).
 """
 
 from __future__ import annotations
@@ -23,23 +28,22 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vitudip.genetics.joint import (
-    JOINT,
-    JointTest,
-    correlation_from_tables,
-    joint_from_sumstats,
-    null_calibration,
-    permute_tables,
-    summarise_joint,
-)
+from vitudip.genetics.gwas_inputs import load_gwas_inputs
+from vitudip.genetics.joint_correlation import phenotype_correlation
+from vitudip.genetics.joint_null import null_calibration
+from vitudip.genetics.joint_stats import JointTest
+from vitudip.genetics.joint_sumstats import joint_from_sumstats
+from vitudip.genetics.joint_table import JOINT, JointSummary
 from vitudip.genetics.settings import JointSettings, ShardSettings
 from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO
 from vitudip.io.tables import Table
 
 logger = logging.getLogger("vitudip.gwas")
@@ -69,6 +73,33 @@ def build_test(genotypes: str | os.PathLike, pheno: str | os.PathLike, covar: st
     return JointTest.from_correlation(correlation, dimensions=names, method=settings.method, k=settings.k,
                                       variance_share=settings.variance_share,
                                       max_condition=settings.max_condition, seed=settings.seed)
+
+
+def correlation_from_tables(genotype_prefix: str | os.PathLike, pheno_path: str | os.PathLike,
+                            covar_path: str | os.PathLike,
+                            phenotypes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """R from a ``pheno.tsv`` / ``covar.tsv`` pair over the samples every GWAS engine analyses.
+
+    The samples are those in the genotype fileset and both tables (as
+    :func:`load_gwas_inputs` matches them); only the genotype fileset's sample
+    file is read.
+
+    Args:
+        genotype_prefix: the GWAS's genotype fileset prefix (for its samples).
+        pheno_path: PHENO table (FID, IID, one column per dimension).
+        covar_path: COVAR table (FID, IID, covariates).
+        phenotypes: dimensions to keep (None = all), in file order.
+
+    Returns:
+        The dimension names and their (K, K) correlation matrix.
+    """
+    inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
+    names = list(inputs.phenotypes.columns)
+    correlation = phenotype_correlation(inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(),
+                                        list(inputs.covariates.columns))
+    logger.info("phenotype correlation of %d dimensions over %d samples (%s, %s)", len(names),
+                len(inputs.samples), pheno_path, covar_path)
+    return names, correlation
 
 
 def _dimension_files(folder: str | os.PathLike) -> dict[str, Path]:
@@ -104,6 +135,32 @@ def lambda_table(path: str | os.PathLike, test: JointTest, limit: float | None =
     return pd.DataFrame(rows, columns=JOINT_LAMBDA_COLUMNS)
 
 
+def summarise_joint(path: str | os.PathLike, qq_path: str | os.PathLike | None = None,
+                    genome_wide: float = GENOME_WIDE) -> JointSummary:
+    """λGC of a joint file's two tests, its genome-wide count, and optionally their QQ plot.
+
+    Args:
+        path: a joint file.
+        qq_path: PNG for the QQ plot of the joint statistic and min-P (None: no plot).
+        genome_wide: the threshold counted.
+
+    Returns:
+        The summary.
+    """
+    table = JOINT.read(path, columns=["p_value", "min_p_familywise"])
+    p, familywise = table["p_value"].to_numpy(float), table["min_p_familywise"].to_numpy(float)
+    summary = JointSummary(Path(path), int(np.isfinite(p).sum()), genomic_inflation(p), genomic_inflation(familywise),
+                           int((p < genome_wide).sum()))
+    if qq_path is not None:
+        from vitudip.plots.gwas import plot_qq  # matplotlib only when a plot is asked for
+
+        plot_qq({"joint": p, "min-P": familywise},
+                {"joint": summary.lambda_gc, "min-P": summary.lambda_min_p}, qq_path)
+    logger.info("%s: %d variants, λGC joint %.3f, min-P %.3f, %d below %.0e", path, summary.n_variants,
+                summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide, genome_wide)
+    return summary
+
+
 def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno: str | os.PathLike,
                 covar: str | os.PathLike, settings: JointSettings, joint_path: str | os.PathLike,
                 lambda_path: str | os.PathLike, qq_path: str | os.PathLike, progress: bool = True) -> dict[str, Path]:
@@ -131,6 +188,39 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
         summarise_joint(staged["joint"], staged["qq"])
         write_tsv(lambda_table(staged["joint"], test), staged["lambda"])
     return targets
+
+
+def permute_tables(pheno_path: str | os.PathLike, covar_path: str | os.PathLike, out_pheno: str | os.PathLike,
+                   out_covar: str | os.PathLike, seed: int) -> None:
+    """Write a permuted copy of a phenotype/covariate pair, for the joint test's null run.
+
+    The sample IDs stay where they are and each sample gets another sample's
+    phenotypes *and* covariates (one permutation for both), so against the
+    genotypes this is MOSTest's permutation of genotype rows against phenotype
+    rows, with the covariate adjustment intact. Only samples in both tables are written.
+
+    Args:
+        pheno_path: PHENO table.
+        covar_path: COVAR table.
+        out_pheno: permuted phenotype table (written atomically).
+        out_covar: permuted covariate table (written atomically).
+        seed: seed of the permutation.
+
+    Raises:
+        ValueError: no sample is in both tables.
+    """
+    pheno = PHENO.read(pheno_path, text_only=True)
+    covar = COVAR.read(covar_path, text_only=True)
+    keys = list(ID_COLUMNS)
+    merged = pheno.merge(covar[keys], on=keys, how="inner")[keys]
+    if merged.empty:
+        raise ValueError(f"no sample is in both {pheno_path} and {covar_path} (matched on FID and IID)")
+    order = np.random.default_rng(seed).permutation(len(merged))
+    for table, path, contract in ((pheno, out_pheno, PHENO), (covar, out_covar, COVAR)):
+        values = merged.merge(table, on=keys, how="left").drop(columns=keys)
+        permuted = pd.concat([merged.reset_index(drop=True), values.iloc[order].reset_index(drop=True)], axis=1)
+        contract.write(permuted, path)
+    logger.info("%d samples of %s and %s permuted (seed %d)", len(merged), pheno_path, covar_path, seed)
 
 
 def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,

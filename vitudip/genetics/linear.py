@@ -61,7 +61,8 @@ from vitudip.genetics.gwas_inputs import (
     select_variants,
     sex_covariate_on_x,
 )
-from vitudip.genetics.joint import JointTest, JointWriter
+from vitudip.genetics.joint_stats import JointTest
+from vitudip.genetics.joint_table import JointWriter
 from vitudip.genetics.sumstats import SumstatsWriter, VariantTexts, variant_texts
 from vitudip.model.device import pick_device
 

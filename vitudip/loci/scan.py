@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from vitudip.genetics.joint import JOINT
+from vitudip.genetics.joint_table import JOINT
 from vitudip.genetics.sumstats import read_sumstats_columns, ssf_chromosome
 
 logger = logging.getLogger("vitudip.loci")
