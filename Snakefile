@@ -1,6 +1,6 @@
 # ViT-UDIP: ViT autoencoder endophenotypes of T1 brain MRI and their genetics.
 # Stages live in workflow/rules/<stage>.smk; the config is checked against
-# workflow/schemas/config.schema.yaml before any rule runs (workflow/rules/common.smk).
+# vitudip/schemas/config.schema.yaml before any rule runs (workflow/rules/common.smk).
 
 from snakemake.utils import min_version
 
