@@ -18,8 +18,12 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,3 +201,16 @@ def test_plink2_has_allowed_flag(flag):
     # plink2 prints the help entry of each flag it knows and "No help entry" otherwise
     shown = subprocess.run(["plink2", "--help", flag.removeprefix("--")], capture_output=True, text=True).stdout
     assert re.search(rf"^\s*{re.escape(flag)}\b", shown, re.MULTILINE), shown[-500:]
+
+
+def test_missing_ld_message_names_the_config_key():
+    """The loci stage's way around a panel that lacks a significant SNP is a config key, and the schema has it."""
+    from vitudip.loci.stage import _check_lacking
+
+    scan = SimpleNamespace(
+        variants=pd.DataFrame({"variant_id": ["2:5000000:A:G"], "chromosome": [2], "base_pair_location": [5_000_000]}),
+        min_p=np.array([1e-9]), dimensions=["udip_000"], min_dimension=np.array([0]))
+    with pytest.raises(ValueError, match=r"skip them with loci\.skip_missing_ld: true in the config$"):
+        _check_lacking(SimpleNamespace(prefix="panel"), scan, np.array([0]), skip=False)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["loci"]["properties"]["skip_missing_ld"]["type"] == "boolean"
