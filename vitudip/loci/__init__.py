@@ -1,4 +1,7 @@
-"""FUMA-style genomic risk loci of many GWAS dimensions (REFERENCE.md §5), computed offline.
+"""FUMA-style genomic risk loci of many GWAS dimensions, computed offline.
+
+FUMA: Watanabe, Taskesen, van Bochoven, Posthuma, "Functional mapping and annotation of genetic
+associations with FUMA", Nat Commun 8:1826 (2017), doi:10.1038/s41467-017-01261-5.
 
 * :mod:`vitudip.loci.ld`: r² between variants of a PLINK 1 LD reference, as plink 1.9 ``--clump`` computes it.
 * :mod:`vitudip.loci.scan`: one streaming pass over every dimension's summary statistics.

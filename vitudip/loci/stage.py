@@ -100,7 +100,8 @@ def _check_lacking(reference: LDReference, scan: SumstatsScan, lacking: np.ndarr
                f"(chromosome {snp['chromosome']}, position {snp['base_pair_location']}, "
                f"p {scan.min_p[row]:.3g} in {scan.dimensions[scan.min_dimension[row]]})")
     if not skip:
-        raise ValueError(message + "; use the GWAS genotypes, or skip them with --skip-missing-ld")
+        raise ValueError(message + "; use the GWAS genotypes, or skip them with loci.skip_missing_ld: true "
+                                   "in the config")
     logger.warning("%s: skipped", message)
 
 

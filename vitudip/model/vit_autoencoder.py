@@ -1,9 +1,19 @@
 """The ViT-UDIP autoencoder: a 3-D ViT encoder pooled to one latent vector, and a ViT decoder.
 
-The encoder sees only the patches that hold brain (``token_index``); the mean of
-its output tokens (published), or learned queries attending to them, is the
-subject's UDIP vector (one value per encoder channel).
-The decoder receives that single latent token followed by one content-free
+The encoder sees only the patches that hold brain (``token_index``), and one of three
+poolings (``ModelConfig.pooling``) turns its output tokens into the subject's UDIP
+vector (one value per encoder channel):
+
+* ``mean`` (published, the ``reference`` preset): the mean of the tokens.
+* ``attentive``: ``pool_queries`` learned queries cross-attend to the tokens and each
+  writes its own ``encoder_dim // pool_queries`` channels (:class:`~vitudip.model.blocks.AttentivePool`).
+* ``per_patch`` (the ``demo`` and ``informative`` presets): each token through a linear
+  map of its patch's own, summed over the tokens, divided by the square root of their
+  number, plus a bias (:class:`~vitudip.model.blocks.PatchLinearPool`);
+  ``pool_from_modes`` starts those maps in closed form so that latent dimension ``j``
+  is the whitened score of the images' principal mode ``j``.
+
+The decoder receives the latent as a single token followed by one content-free
 token per kept patch, made of the decoder's fixed position embedding, and
 predicts every kept patch's voxels from the latent alone. Two options, off in
 the published model and on in the CPU demo, make the latent easier for the
@@ -30,7 +40,7 @@ INIT_STD = 0.02
 
 
 class ViTAutoEncoder(nn.Module):
-    """3-D ViT autoencoder whose bottleneck is the mean of the encoder tokens.
+    """3-D ViT autoencoder whose bottleneck is the encoder tokens pooled by ``config.pooling`` (see the module).
 
     Args:
         config: model sizes.
