@@ -19,7 +19,7 @@ from vitudip.config import (
 )
 from vitudip.genetics.joint_stage import JointSettings
 from vitudip.genetics.pheno import PhenoSettings
-from vitudip.imaging.preprocess import PreprocessSettings
+from vitudip.imaging.settings import PreprocessSettings
 from vitudip.loci.stage import LociSettings
 from vitudip.perdi.stage import PerdiSettings
 from vitudip.train.trainer import TrainSettings

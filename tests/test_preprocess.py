@@ -21,18 +21,14 @@ import pandas as pd
 import pytest
 
 from vitudip.config import section_defaults
+from vitudip.imaging.cache_grid import GRID_FILE, CacheGrid
+from vitudip.imaging.cohort import preprocess_cohort
 from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
+from vitudip.imaging.image import preprocess_image
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
-from vitudip.imaging.preprocess import (
-    GRID_FILE,
-    CacheGrid,
-    PreprocessSettings,
-    preprocess_cohort,
-    preprocess_image,
-    random_splits,
-    read_samples,
-    split_counts,
-)
+from vitudip.imaging.samples import read_samples
+from vitudip.imaging.settings import PreprocessSettings
+from vitudip.imaging.splits import random_splits, split_counts
 from vitudip.imaging.ukb import ukb_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -466,7 +462,7 @@ def test_split_counts_always_add_up():
 @pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (1.2, -0.1, -0.1), (0.5, 0.5)])
 def test_bad_split_fractions_are_refused(tmp_path, fractions):
     samples = make_cohort(tmp_path, 1)
-    with pytest.raises(ValueError, match=r"preprocess\.split_fractions"):
+    with pytest.raises(ValueError, match=r"config key 'preprocess\.splits'"):
         run_cohort(samples, tmp_path / "out", split_fractions=fractions)
 
 
