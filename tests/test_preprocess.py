@@ -440,6 +440,28 @@ def test_missing_samples_table_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Settings
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"threads": 0}, "preprocess.threads must be a positive integer, got 0"),
+    ({"split_fractions": (0.5, 0.3, 0.1)}, "config key 'preprocess.splits': train + val + test must be 1, got 0.9"),
+    ({"input_grid": "mni152_1mm"}, "preprocess.input_grid mni152_1mm has 182x218x182 voxels"),
+])
+def test_settings_that_cannot_work_are_refused_when_made(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        demo_settings(**overrides)
+
+
+def test_the_settings_module_imports_no_image_or_worker_library():
+    heavy = ["torch", "nibabel", "tqdm", "multiprocessing", "numpy", "scipy", "pandas"]
+    code = f"import sys, vitudip.imaging.settings; print([m for m in {heavy!r} if m in sys.modules])"
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
 # Splits
 
 
