@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from vitudip.config import stage_config
-from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
+from vitudip.imaging.cohort import preprocess_cohort
+from vitudip.imaging.settings import PreprocessSettings
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject
 
 PAD_1MM = (182, 224, 182)

@@ -30,8 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.config import stage_config
+from vitudip.imaging.cohort import preprocess_cohort
 from vitudip.imaging.grid import pad_to
-from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
+from vitudip.imaging.settings import PreprocessSettings
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, preset
 from vitudip.simulate.brains import Ageing, BrainSimulator, Nuisance, Subject

@@ -6,7 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.imaging.preprocess import PreprocessSettings, preprocess_cohort
+from vitudip.imaging.cohort import preprocess_cohort
+from vitudip.imaging.settings import PreprocessSettings
 
 
 def main(argv=None) -> None:

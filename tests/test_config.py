@@ -15,10 +15,10 @@ import pytest
 import vitudip.config
 from vitudip.config import (ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults,
                             stage_config, validate_config, validate_table)
-from vitudip.study import SECOND_DEGREE_KINSHIP, load_study, study_warnings, validate_study
 from vitudip.genetics.settings import JointSettings, PhenoSettings
-from vitudip.imaging.preprocess import PreprocessSettings
+from vitudip.imaging.settings import PreprocessSettings
 from vitudip.loci.settings import LociSettings
+from vitudip.study import SECOND_DEGREE_KINSHIP, load_study, study_warnings, validate_study
 from vitudip.perdi.stage import PerdiSettings
 from vitudip.train.trainer import TrainSettings
 

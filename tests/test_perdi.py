@@ -16,7 +16,7 @@ from scipy import ndimage, stats
 
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import Atlas, harvard_oxford, harvard_oxford_on, load_mni_template
-from vitudip.imaging.preprocess import CacheGrid, cache_grid
+from vitudip.imaging.cache_grid import CacheGrid, cache_grid
 from vitudip.io.stage_tables import udip_table
 from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify

@@ -21,18 +21,14 @@ import pandas as pd
 import pytest
 
 from vitudip.config import section_defaults
+from vitudip.imaging.cache_grid import GRID_FILE, CacheGrid
+from vitudip.imaging.cohort import preprocess_cohort
 from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
+from vitudip.imaging.image import preprocess_image
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
-from vitudip.imaging.preprocess import (
-    GRID_FILE,
-    CacheGrid,
-    PreprocessSettings,
-    preprocess_cohort,
-    preprocess_image,
-    random_splits,
-    read_samples,
-    split_counts,
-)
+from vitudip.imaging.samples import read_samples
+from vitudip.imaging.settings import PreprocessSettings
+from vitudip.imaging.splits import random_splits, split_counts
 from vitudip.imaging.ukb import ukb_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -444,6 +440,28 @@ def test_missing_samples_table_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Settings
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"threads": 0}, "preprocess.threads must be a positive integer, got 0"),
+    ({"split_fractions": (0.5, 0.3, 0.1)}, "config key 'preprocess.splits': train + val + test must be 1, got 0.9"),
+    ({"input_grid": "mni152_1mm"}, "preprocess.input_grid mni152_1mm has 182x218x182 voxels"),
+])
+def test_settings_that_cannot_work_are_refused_when_made(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        demo_settings(**overrides)
+
+
+def test_the_settings_module_imports_no_image_or_worker_library():
+    heavy = ["torch", "nibabel", "tqdm", "multiprocessing", "numpy", "scipy", "pandas"]
+    code = f"import sys, vitudip.imaging.settings; print([m for m in {heavy!r} if m in sys.modules])"
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------
 # Splits
 
 
@@ -466,7 +484,7 @@ def test_split_counts_always_add_up():
 @pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (1.2, -0.1, -0.1), (0.5, 0.5)])
 def test_bad_split_fractions_are_refused(tmp_path, fractions):
     samples = make_cohort(tmp_path, 1)
-    with pytest.raises(ValueError, match=r"preprocess\.split_fractions"):
+    with pytest.raises(ValueError, match=r"config key 'preprocess\.splits'"):
         run_cohort(samples, tmp_path / "out", split_fractions=fractions)
 
 

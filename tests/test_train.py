@@ -13,8 +13,8 @@ from vitudip.config import stage_config
 from vitudip.embed.pca import embed_pca
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
+from vitudip.imaging.cache_grid import GRID_FILE, cache_grid
 from vitudip.imaging.grid import FSL_2MM
-from vitudip.imaging.preprocess import GRID_FILE, cache_grid
 from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps

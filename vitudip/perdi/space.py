@@ -1,7 +1,7 @@
 """From the model's padded (possibly downsampled) grid back to the input images' grid, and what lives there.
 
 The preprocessing cache records how its volumes were made from the inputs
-(``grid.json``, read by :meth:`~vitudip.imaging.preprocess.CacheGrid.read`:
+(``grid.json``, read by :meth:`~vitudip.imaging.cache_grid.CacheGrid.read`:
 block-downsampled by an integer factor, then zero-padded, and the inputs' own
 affine). A PerDI map is brought back by cropping the padding and repeating each
 coarse voxel over its block, so that it overlays the input T1s voxel for voxel.
@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import harvard_oxford_names, harvard_oxford_on, load_mni_template
-from vitudip.imaging.preprocess import CacheGrid
+from vitudip.imaging.cache_grid import CacheGrid
 from vitudip.io.atomic import staged_outputs
 
 log = logging.getLogger("vitudip.perdi")

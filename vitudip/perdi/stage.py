@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from vitudip.imaging.preprocess import CacheGrid
+from vitudip.imaging.cache_grid import CacheGrid
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import LOCUS_DIRECTIONS, LOCUS_REGIONS, REGIONS, udip_columns
 from vitudip.model.checkpoint import load_model

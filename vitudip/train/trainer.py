@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from vitudip.data.volumes import BatchSource, CachedVolumes, epoch_order
 from vitudip.embed.spectrum import LOW_PARTICIPATION_RATIO, Spectrum
-from vitudip.imaging.preprocess import CacheGrid
+from vitudip.imaging.cache_grid import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
