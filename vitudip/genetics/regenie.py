@@ -1,7 +1,8 @@
 """The REGENIE GWAS engine: step 1 (whole-genome ridge regression) then step 2 (association tests).
 
 REGENIE is not in Debian or PyPI; the workflow's ``envs/regenie.yaml`` installs
-it from bioconda. Facts that shape this module (REFERENCE §4):
+it from bioconda. Facts that shape this module (REGENIE's documentation, Mbatchou et al. 2021,
+Nat Genet 53:1097):
 
 * Step 1 reads one genotype fileset covering all chromosomes (ideally a pruned
   set of < 1 M SNPs, given with ``--extract``) and writes ``S1_pred.list``.

@@ -66,15 +66,18 @@ class PreprocessSettings:
         # Imported here, not at the top: the grids pull in scipy, which this module stays free of.
         from vitudip.imaging.grid import grid_choices
 
-        grid_choices(self.input_grid, self.input_voxel_mm)
+        try:
+            grid_choices(self.input_grid, self.input_voxel_mm)
+        except ValueError as err:
+            raise ValueError(f"config key 'preprocess.input_grid': {err}") from None
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], threads: int) -> PreprocessSettings:
+    def from_config(cls, config: Mapping[str, Any], threads: int = 1) -> PreprocessSettings:
         """The settings of a validated config (see :func:`vitudip.config.stage_config`).
 
         Args:
             config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
-            threads: worker processes converting images.
+            threads: worker processes converting images (the job's ``threads``).
         """
         section, splits = config["preprocess"], config["preprocess"]["splits"]
         return cls(
