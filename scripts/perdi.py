@@ -7,7 +7,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.perdi.stage import PerdiSettings, run_perdi
+from vitudip.perdi.settings import PerdiSettings
+from vitudip.perdi.stage import run_perdi
 
 
 def main(argv=None) -> None:

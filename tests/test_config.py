@@ -21,8 +21,8 @@ from vitudip.genetics.joint_stage import JointSettings
 from vitudip.genetics.pheno import PhenoSettings
 from vitudip.imaging.preprocess import PreprocessSettings
 from vitudip.loci.stage import LociSettings
-from vitudip.perdi.stage import PerdiSettings
-from vitudip.train.trainer import TrainSettings
+from vitudip.perdi.settings import PerdiSettings
+from vitudip.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
