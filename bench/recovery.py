@@ -57,7 +57,8 @@ from vitudip.genetics.pheno import covariate_matrix, parse_numeric, read_covaria
 from vitudip.io.plink import read_bed, read_bim, read_fam
 from vitudip.model.config import configured
 from vitudip.simulate.settings import COHORT_FILES
-from vitudip.train.trainer import TrainSettings, train_model
+from vitudip.train.settings import TrainSettings
+from vitudip.train.trainer import train_model
 
 #: Every variant sets all the options it compares, so the table does not change with the preset's defaults.
 _PLAIN = {"pooling": "mean", "nested_dropout": False, "latent_variance_weight": 0.0, "latent_covariance_weight": 0.0,

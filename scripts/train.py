@@ -7,7 +7,8 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
 from vitudip.model.config import configured
-from vitudip.train.trainer import TrainSettings, train_model
+from vitudip.train.settings import TrainSettings
+from vitudip.train.trainer import train_model
 
 
 def main(argv=None) -> None:

@@ -18,9 +18,9 @@ from vitudip.config import (ConfigError, check_input_paths, load_config, load_sc
 from vitudip.genetics.settings import JointSettings, PhenoSettings
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.loci.settings import LociSettings
+from vitudip.perdi.settings import PerdiSettings
 from vitudip.study import SECOND_DEGREE_KINSHIP, load_study, study_warnings, validate_study
-from vitudip.perdi.stage import PerdiSettings
-from vitudip.train.trainer import TrainSettings
+from vitudip.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

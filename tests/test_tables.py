@@ -133,6 +133,16 @@ def test_stages_do_not_import_each_others_internals(module, forbidden):
     assert not imported_packages(module) & forbidden
 
 
+@pytest.mark.parametrize("module", ["vitudip.train.settings", "vitudip.perdi.settings"])
+def test_stage_settings_load_without_heavy_packages(module):
+    # a stage's settings are read where its heavy dependencies are not needed
+    code = (f"import sys, {module}\n"
+            "print(' '.join(n for n in ('torch', 'nibabel', 'matplotlib') if n in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == []
+
+
 def test_a_gzipped_sumstats_file_with_a_bad_cell_names_its_line(tmp_path):
     import gzip
 

@@ -19,7 +19,8 @@ from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_mode
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps
 from vitudip.train.schedule import Schedule
-from vitudip.train.trainer import TrainSettings, train_model
+from vitudip.train.settings import TrainSettings
+from vitudip.train.trainer import train_model
 
 SHAPE = (32, 32, 32)
 N = 20

@@ -8,6 +8,6 @@ Harvard-Oxford atlas.
 Modules: :mod:`~vitudip.perdi.stats` (streaming paired t), :mod:`~vitudip.perdi.decode`
 (perturbation and the batched decoder loop), :mod:`~vitudip.perdi.space` (cache grid →
 input grid, NIfTI, atlas and template on the input grid), :mod:`~vitudip.perdi.regions`
-(region ranking), :mod:`~vitudip.perdi.inputs` (subjects, latents, dimensions) and
-:mod:`~vitudip.perdi.stage` (the stage as one call).
+(region ranking), :mod:`~vitudip.perdi.inputs` (subjects, latents, dimensions),
+:mod:`~vitudip.perdi.settings` (the stage's settings) and :mod:`~vitudip.perdi.stage` (the stage as one call).
 """
