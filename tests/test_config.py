@@ -163,12 +163,13 @@ def test_a_stage_script_names_the_unknown_settings_key_in_one_line(tmp_path):
 ])
 def test_the_settings_classes_take_their_defaults_from_the_schema(cls, build):
     """Every setting a stage receives from a config that leaves its keys out is the schema's default."""
-    values = {key: 0 if key == "seed" else section_defaults(key) for key in cls.CONFIG_KEYS}
+    sections = {key.partition(".")[0] for key in cls.CONFIG_KEYS}
+    values = stage_config({section: 0 if section == "seed" else {} for section in sections}, cls.CONFIG_KEYS)
     settings = build(values)
     received = dataclasses.asdict(settings)
     flat = {**received, **received.pop("fuma", {})}
     schema = load_schema()["properties"]
-    for section in (key for key in cls.CONFIG_KEYS if key != "seed"):
+    for section in sections - {"seed"}:
         for key, sub in schema[section]["properties"].items():
             if key in flat:
                 assert flat[key] == (tuple(sub["default"]) if isinstance(flat[key], tuple) else sub["default"]), key

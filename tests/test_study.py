@@ -48,7 +48,8 @@ def test_the_dry_run_refuses_lead_r2_above_r2_naming_both_keys(tmp_path):
     bad.write_text(yaml.safe_dump(config))
     run = snakemake(tmp_path, "-n", configfile=bad)
     assert run.returncode != 0
-    assert "'loci.lead_r2' (0.9)" in run.stderr and "'loci.r2' (0.6)" in run.stderr, run.stderr[-2000:]
+    out = run.stdout + run.stderr
+    assert "invalid configuration: config keys 'loci.lead_r2' (0.9) and 'loci.r2' (0.6)" in out, out[-2000:]
 
 
 def test_every_stage_settings_object_is_built_from_the_default_config(default_config):

@@ -91,9 +91,9 @@ def _check_model_fits_the_cache(config: Mapping[str, Any]) -> None:
     """
     model, name = model_config(config), config["model"]["preset"]
     try:
-        check_training(model, TrainSettings.from_config(config))
+        check_training(model, TrainSettings.from_config(config), name)
     except ValueError as err:
-        raise ConfigError(f"{err} (model preset '{name}')") from None
+        raise ConfigError(str(err)) from None
     pre = config["preprocess"]
     voxel_mm, factor, pad_to = pre["input_voxel_mm"], pre["downsample"], tuple(pre["pad_to"])
     shape = tuple(s // factor for s in mni_grid(voxel_mm)[0])

@@ -49,7 +49,7 @@ class PerdiSettings:
     inverse_normal: bool
 
     #: The config keys the settings come from (the perdi script's ``--settings``).
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("perdi", "seed", "pheno")
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("perdi", "seed", "pheno.inverse_normal")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PerdiSettings:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from vitudip.model.config import ModelConfig
 from vitudip.train.schedule import Schedule
 
 
@@ -63,7 +64,7 @@ class TrainSettings:
     CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("model", "train", "seed")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], threads: int | None) -> TrainSettings:
+    def from_config(cls, config: Mapping[str, Any], threads: int | None = None) -> TrainSettings:
         """The settings of a validated config (see :func:`vitudip.config.stage_config`).
 
         Args:
@@ -83,3 +84,28 @@ class TrainSettings:
         for name in ("epochs", "checkpoint_every", "workers", "resident", "device", "threads"):
             key.pop(name)
         return key
+
+
+def check_training(model: ModelConfig, settings: TrainSettings, preset: str = "") -> None:
+    """The rules between the model's options and the training settings, checked at workflow start and by the trainer.
+
+    Args:
+        model: the model to train.
+        settings: how to train it.
+        preset: the model's ``model.preset``, named in the message when given.
+
+    Raises:
+        ValueError: a mode option without ``train.center`` (the modes are those of the centred images), or
+            ``pool_from_modes`` with ``model.token_selection`` other than ``union`` (the pool's maps are fitted
+            on the union's fixed tokens; a batch's own token set would change every sum).
+    """
+    which = f"model preset {preset!r}" if preset else "the model"
+    if model.uses_modes and not settings.center:
+        raise ValueError(f"config key 'train.center': false, but {which} fits the images' principal modes "
+                         "(mode_loss_weight, latent_mode_weight or pool_from_modes), which are those of the centred "
+                         "images: set train.center true, or turn those options off in model.overrides")
+    if model.pool_from_modes and settings.token_selection != "union":
+        raise ValueError(f"config key 'model.token_selection': {settings.token_selection!r}, but {which} starts its "
+                         "pool from the modes over the union's fixed tokens (pool_from_modes needs "
+                         f"model.token_selection: union, got {settings.token_selection!r}): use union, or set "
+                         "model.overrides.pool_from_modes false")

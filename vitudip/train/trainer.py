@@ -30,7 +30,7 @@ from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
 from vitudip.train.schedule import Schedule
-from vitudip.train.settings import TrainSettings
+from vitudip.train.settings import TrainSettings, check_training
 
 log = logging.getLogger("vitudip.train")
 
@@ -106,14 +106,8 @@ def mode_fit_order(n_train: int, seed: int) -> torch.Tensor:
 
 def principal_modes(step: Step, train: BatchSource, brain_tokens: torch.Tensor, config: ModelConfig,
                     settings: TrainSettings) -> PrincipalModes:
-    """The leading modes of the training split as ``step`` prepares it, for the mode options of ``config``.
-
-    Raises:
-        ValueError: ``train.center`` is off (the modes are those of the centred images).
-    """
-    if not settings.center:
-        raise ValueError("model mode_loss_weight > 0, latent_mode_weight > 0 or pool_from_modes needs train.center: "
-                         "true (the modes are those of the centred images)")
+    """The leading modes of the training split as ``step`` prepares it, for the mode options of ``config``
+    (the centred images', :func:`~vitudip.train.settings.check_training`)."""
     order = mode_fit_order(len(train.volumes), settings.seed)
 
     def patches() -> Iterator[torch.Tensor]:
@@ -545,10 +539,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
     Returns:
         The metrics table.
     """
-    if config.pool_from_modes and settings.token_selection != "union":
-        # the maps are fitted on the union's tokens; a batch's own token set would change every sum
-        raise ValueError("model pool_from_modes needs model.token_selection: union, got "
-                         f"{settings.token_selection!r}")
+    check_training(config, settings)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = pick_device(settings.device, "train.device")
