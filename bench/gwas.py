@@ -55,7 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tiles", type=int, default=1, help="copies of the simulated chromosome (chromosomes 1..T)")
     parser.add_argument("--workdir", help="folder for the job (default: a temporary one, removed after)")
     parser.add_argument("--job", help="an existing job folder (one a stopped run left under --workdir): its geno.*, "
-                                      "pheno.tsv and covar.tsv are used as they are and nothing is simulated or removed")
+                                      "pheno.tsv and covar.tsv are used as they are and nothing is simulated or "
+                                      "removed")
     parser.add_argument("--engines", nargs="+", choices=["plink2", "torch"], default=["plink2", "torch"],
                         help="engines to run (the ratio needs both)")
     return parser.parse_args(argv)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """PerDI decoding and testing: this project's streaming loop against the published approach, one run, one device.
 
-Published approach (UDIP, Patel et al., Commun Biol 2024; ViT-UDIP, Islam et al., medRxiv 2025): for every dimension separately, decode the original and
+Published approach (UDIP, Patel et al., Commun Biol 2024; ViT-UDIP, Islam et al., medRxiv 2025): for
+every dimension separately, decode the original and
 the +1 SD latents of all subjects, store both sets of full volumes on the host, then
 `scipy.stats.ttest_rel` over the subjects. This project: one decoder pass for the original
 latents per subject batch, reused for every dimension, only the brain voxels, and a

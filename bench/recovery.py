@@ -52,8 +52,8 @@ from vitudip.embed.vit import embed_vit
 from vitudip.genetics.joint_correlation import phenotype_correlation
 from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.linear import linear_association
-from vitudip.genetics.settings import PhenoSettings
 from vitudip.genetics.pheno import covariate_matrix, parse_numeric, read_covariates
+from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.plink import read_bed, read_bim, read_fam
 from vitudip.model.config import configured
 from vitudip.simulate.settings import COHORT_FILES

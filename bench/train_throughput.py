@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Training throughput: the published setup against this project's fast path, same data, same device, one run.
 
-Published setup (ViT-UDIP, Islam et al., medRxiv 2025, doi:10.1101/2025.03.24.25324549): the `reference` model in fp32, batch 2, per-batch token
+Published setup (ViT-UDIP, Islam et al., medRxiv 2025, doi:10.1101/2025.03.24.25324549): the `reference`
+model in fp32, batch 2, per-batch token
 selection, plain AdamW, fed by a per-item loader that opens each gzip NIfTI, reads it as
 float64 (`get_fdata`), pads and z-scores it.
 Fast path: the same model with bf16 autocast (CUDA), the cohort's fixed token set (`union`),
@@ -28,8 +29,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.config import stage_config
+from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.imaging.cohort import preprocess_cohort
 from vitudip.imaging.grid import pad_to
 from vitudip.imaging.settings import PreprocessSettings

@@ -6,14 +6,15 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import input_table, read_settings
-from vitudip.genetics.settings import QcSettings
 from vitudip.genetics.genotype_qc import genotype_qc
+from vitudip.genetics.settings import QcSettings
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--genotypes", required=True, help="genotype prefix (PLINK 1, PLINK 2 or BGEN)")
-    parser.add_argument("--samples", required=True, help="the samples table (subject_id, path): QC runs on its subjects")
+    parser.add_argument("--samples", required=True,
+                        help="the samples table (subject_id, path): QC runs on its subjects")
     parser.add_argument("--settings", required=True,
                         help='JSON of the config key genotype_qc, e.g. \'{"genotype_qc": {"min_maf": 0.05}}\' '
                              "(absent keys take the schema default)")

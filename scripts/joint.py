@@ -6,8 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.genetics.settings import JointSettings
 from vitudip.genetics.joint_stage import joint_stage
+from vitudip.genetics.settings import JointSettings
 
 
 def main(argv=None) -> None:

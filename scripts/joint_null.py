@@ -6,8 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.genetics.settings import JointSettings, ShardSettings
 from vitudip.genetics.joint_stage import null_stage
+from vitudip.genetics.settings import JointSettings, ShardSettings
 
 
 def main(argv=None) -> None:

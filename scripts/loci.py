@@ -32,8 +32,8 @@ def main(argv=None) -> None:
     def run() -> None:
         settings = LociSettings.from_config(read_settings(args.settings, LociSettings.CONFIG_KEYS))
         find_loci(args.sumstats, args.bfile, args.out_dir, settings, ld_reference=args.ld_reference,
-                  phenotypes=args.phenotypes, known_loci=args.known_loci, genes=args.genes, truth=args.truth, joint=args.joint,
-                  threads=args.threads)
+                  phenotypes=args.phenotypes, known_loci=args.known_loci, genes=args.genes, truth=args.truth,
+                  joint=args.joint, threads=args.threads)
 
     run_cli(run)
 

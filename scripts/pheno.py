@@ -6,8 +6,8 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.genetics.settings import PhenoSettings
 from vitudip.genetics.pheno import prepare_phenotypes
+from vitudip.genetics.settings import PhenoSettings
 
 
 def main(argv=None) -> None:

@@ -176,7 +176,7 @@ def one_node_slurm(base: Path) -> Iterator[Path]:
                  [base / "slurmctld.out", base / "slurmd.out", base / "slurmctld.log", base / "slurmd.log"])
         yield base
     finally:
-        for name, proc in reversed(daemons):
+        for _, proc in reversed(daemons):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
                 try:

@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 import vitudip.config
-from vitudip.config import (ConfigError, check_input_paths, load_config, load_schema, read_settings, section_defaults,
-                            stage_config, validate_config, validate_table)
+from vitudip.config import (
+    ConfigError,
+    check_input_paths,
+    load_config,
+    load_schema,
+    read_settings,
+    section_defaults,
+    stage_config,
+    validate_config,
+    validate_table,
+)
 from vitudip.genetics.settings import JointSettings, PhenoSettings
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.loci.settings import LociSettings

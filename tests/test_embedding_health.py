@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from vitudip.embed.spectrum import (Spectrum, correlation_eigenvalues, dims_for_share, participation_ratio,
-                                    read_health, read_spectrum, write_spectrum)
+from vitudip.embed.spectrum import (
+    Spectrum,
+    correlation_eigenvalues,
+    dims_for_share,
+    participation_ratio,
+    read_health,
+    read_spectrum,
+    write_spectrum,
+)
 from vitudip.embed.vit import embed_vit
 from vitudip.model.blocks import AttentivePool, PatchLinearPool
 from vitudip.model.latent_penalty import LatentSpreadPenalty

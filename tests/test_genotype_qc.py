@@ -18,9 +18,9 @@ from vitudip.genetics.genotype_qc import genotype_qc
 from vitudip.genetics.genotypes import find_genotypes
 from vitudip.genetics.linear import linear_gwas
 from vitudip.genetics.pheno import plink2_pcs, prepare_phenotypes
-from vitudip.genetics.settings import PhenoSettings, QcSettings
 from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.regenie import step2_command
+from vitudip.genetics.settings import PhenoSettings, QcSettings
 from vitudip.genetics.sumstats import read_sumstats_columns
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC, udip_table
@@ -193,7 +193,8 @@ def _pheno(cohort: dict, result: dict, folder: Path, keep_related: bool, **pheno
     settings = PhenoSettings.from_config(stage_config({"pheno": {"outlier_sd": None, **pheno}}, ["pheno"]))
     out = {name: folder / f"out_{name}.tsv" for name in ("pheno", "covar", "samples", "exclusions")}
     prepare_phenotypes(paths["udips"], paths["covariates"], cohort["prefix"], paths["qc"], settings, out,
-                       sample_qc_path=result["samples_path"], keep_related=keep_related, variants_path=result["passing_path"])
+                       sample_qc_path=result["samples_path"], keep_related=keep_related,
+                       variants_path=result["passing_path"])
     return out["pheno"], out["covar"], pd.read_csv(out["exclusions"], sep="\t", dtype=str)
 
 

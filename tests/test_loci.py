@@ -21,7 +21,12 @@ from vitudip.genetics.sumstats import read_sumstats, write_sumstats
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.loci.annotate import MERGED_COLUMNS, merge_across_dimensions, truth_recovery
 from vitudip.loci.fuma import (
-    IND_SIG_COLUMNS, LEAD_COLUMNS, LOCUS_COLUMNS, assign_loci, fuma_tables, in_mhc,
+    IND_SIG_COLUMNS,
+    LEAD_COLUMNS,
+    LOCUS_COLUMNS,
+    assign_loci,
+    fuma_tables,
+    in_mhc,
 )
 from vitudip.loci.ld import LDReference, dosage_r2, genotype_tables, haplotype_r2, pair_r2
 from vitudip.loci.scan import aligned_p_values, read_variants, scan_sumstats, sumstats_files

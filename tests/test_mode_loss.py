@@ -9,8 +9,8 @@ import torch
 
 from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
-from vitudip.model.config import ModelConfig
 from vitudip.model.blocks import PatchLinearPool
+from vitudip.model.config import ModelConfig
 from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, fit_principal_modes, ridge_patch_maps
 
 from test_train import run_training, small_config, write_cohort

@@ -14,6 +14,8 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
+from vitudip.genetics.catalog import index_sumstats, write_bgzip
+from vitudip.genetics.sumstats import FILE_COLUMNS, SUMSTATS_COLUMNS, sumstats_text
 from vitudip.imaging import grid
 from vitudip.imaging.atlas import Atlas, harvard_oxford, harvard_oxford_on, load_mni_template
 from vitudip.imaging.cache_grid import CacheGrid, cache_grid
@@ -21,10 +23,7 @@ from vitudip.io.stage_tables import udip_table
 from vitudip.model.checkpoint import save_checkpoint
 from vitudip.model.patches import nonempty_patches, patchify
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder
-from vitudip.genetics.catalog import index_sumstats, write_bgzip
-from vitudip.genetics.sumstats import FILE_COLUMNS, SUMSTATS_COLUMNS, sumstats_text
-from vitudip.perdi.decode import (BrainDecoder, dimension_directions, latent_sd, perturbation_maps,
-                                  perturbed_latents)
+from vitudip.perdi.decode import BrainDecoder, dimension_directions, latent_sd, perturbation_maps, perturbed_latents
 from vitudip.perdi.inputs import loci_dimensions, mapped_dimensions, subject_latents
 from vitudip.perdi.locus import LeadEffects, LocusLead, lead_effects, locus_direction, locus_leads
 from vitudip.perdi.regions import REGION_COLUMNS, RegionSets, ks_enrichment, rank_regions

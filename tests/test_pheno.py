@@ -14,8 +14,8 @@ import pytest
 from scipy.stats import norm
 
 from vitudip.config import ConfigError, stage_config
-from vitudip.genetics.settings import PhenoSettings
 from vitudip.genetics.pheno import inverse_normal, prepare_phenotypes
+from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import udip_table
 
@@ -373,7 +373,8 @@ def test_requested_pc_absent(inputs, tmp_path):
 
 def test_bad_settings():
     # the schema names the allowed terms
-    with pytest.raises(ConfigError, match=r"'pheno.derived\[0\]': 'age3' is not one of \['age2', 'sex_age', 'sex_age2'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"'pheno.derived\[0\]': 'age3' is not one of \['age2', 'sex_age', 'sex_age2'\]"):
         _settings(derived=["age3"])
     with pytest.raises(ValueError, match="clash with the PCs computed by plink2"):
         _settings(covariates=["PC1"], genetic_pcs=2, pcs_from="plink2")

@@ -74,7 +74,8 @@ def test_planted_measure_tracks_its_causal_snp_at_the_configured_strength(cohort
     measures = _read(outdir, "truth_measures")
     covariates = _read(outdir, "covariates")
     bim = read_bim(outdir / "geno")
-    design = np.column_stack([np.ones(N), covariates["age"], covariates["sex"], pd.get_dummies(covariates["centre"]).to_numpy(float)[:, 1:]])
+    centres = pd.get_dummies(covariates["centre"]).to_numpy(float)[:, 1:]
+    design = np.column_stack([np.ones(N), covariates["age"], covariates["sex"], centres])
     for row in truth.itertuples():
         dosage = read_bed(outdir / "geno", int(np.flatnonzero(bim["id"] == row.variant_id)[0]))[:, 0].astype(float)
         factor = measures[f"factor_{row.effect}"].to_numpy()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tiny_study import snakemake
 from vitudip.config import ConfigError, read_settings, stage_config, stage_values, validate_config
 from vitudip.study import STAGE_SETTINGS, stage_settings, validate_study
+
+from tiny_study import snakemake
 
 ROOT = Path(__file__).resolve().parent.parent
 

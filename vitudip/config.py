@@ -78,7 +78,8 @@ def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
 
 def _first_error(validator: jsonschema.protocols.Validator, instance: Any) -> str | None:
     """The description of the shallowest schema violation, or None when ``instance`` is valid."""
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(validator.iter_errors(instance),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     return _describe(errors[0]) if errors else None
 
 

@@ -55,7 +55,8 @@ class CachedVolumes(Dataset):
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled subject order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same order."""
+    """The shuffled subject order of one epoch: a function of (seed, epoch) only, so a resumed run sees the same
+    order."""
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     return torch.randperm(n, generator=generator)
 

@@ -103,7 +103,7 @@ class GenotypeReader(ABC):
     def _read(self, index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         """The block of checked variant indices and sample rows (see :meth:`read_block`)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a reader without open files need not override it)
         """Release the open files (nothing to release by default)."""
 
     def __enter__(self) -> GenotypeReader:

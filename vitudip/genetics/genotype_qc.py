@@ -31,8 +31,8 @@ import pandas as pd
 
 from vitudip.external_tools import run_tool
 from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes
-from vitudip.io.atomic import staged_outputs
 from vitudip.genetics.settings import QcSettings
+from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
 
 log = logging.getLogger("vitudip.genotype_qc")
@@ -176,7 +176,8 @@ def _mfi_info(pattern: str, variants: pd.DataFrame) -> pd.Series:
     found = []
     for chrom, group in keys.groupby("CHROM", sort=False):
         path = pattern.format(chromosome=chrom)
-        mfi = pd.read_csv(path, sep=r"\s+", header=None, names=list(MFI_COLUMNS), dtype={"allele1": str, "allele2": str})
+        mfi = pd.read_csv(path, sep=r"\s+", header=None, names=list(MFI_COLUMNS),
+                          dtype={"allele1": str, "allele2": str})
         if not pd.api.types.is_numeric_dtype(mfi["info"]) or not pd.api.types.is_integer_dtype(mfi["position"]):
             raise ValueError(f"ukb_mfi table {path} is not a headerless mfi table ({' '.join(MFI_COLUMNS)}): "
                              "its position or info column is not numeric")

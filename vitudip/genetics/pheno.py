@@ -28,10 +28,18 @@ from scipy.stats import norm, rankdata
 from vitudip.config import input_table
 from vitudip.external_tools import run_tool
 from vitudip.genetics.genotypes import check_variant_ids, find_genotypes
-from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.genetics.settings import PhenoSettings
-from vitudip.io.stage_tables import (COVAR, ID_COLUMNS, PHENO, SAMPLE_QC, UDIP_PREFIX, read_qc, read_recon_mse,
-                                     read_udips)
+from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.stage_tables import (
+    COVAR,
+    ID_COLUMNS,
+    PHENO,
+    SAMPLE_QC,
+    UDIP_PREFIX,
+    read_qc,
+    read_recon_mse,
+    read_udips,
+)
 
 log = logging.getLogger("vitudip.pheno")
 
@@ -66,13 +74,10 @@ def _check_unique(ids: pd.Series, what: str) -> None:
         raise ValueError(f"{what} has duplicate id '{duplicated.iloc[0]}'")
 
 
-#: The user's covariates file: IID (FID optional), then covariates as text until parsed.
-COVARIATES = input_table("covariates")
-
-
 def read_covariates(path: str | os.PathLike) -> pd.DataFrame:
-    """The covariates file as text cells (``NA`` and empty cells NaN), checked by :data:`COVARIATES`."""
-    return COVARIATES.read(path)
+    """The user's covariates file (IID, FID optional, then covariates) as text cells until parsed (``NA`` and
+    empty cells NaN), checked by its schema's contract (:func:`vitudip.config.input_table`)."""
+    return input_table("covariates").read(path)
 
 
 def parse_numeric(covariates: pd.DataFrame, columns: list[str], path: str | os.PathLike) -> pd.DataFrame:

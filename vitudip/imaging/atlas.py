@@ -103,7 +103,8 @@ class Atlas:
             bare = sorted({re.sub(r"^(left|right)_", "", _canonical(n)) for n in self.names})
             close = difflib.get_close_matches(key, bare, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"'{region}' is not a Harvard-Oxford region{hint} (names as in labels_harvard_oxford.csv, without Left_/Right_)")
+            raise ValueError(f"'{region}' is not a Harvard-Oxford region{hint} (names as in "
+                             "labels_harvard_oxford.csv, without Left_/Right_)")
         return found
 
     def mask(self, region: str, side: str = "both") -> np.ndarray:

@@ -13,8 +13,8 @@ Conventions:
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np

@@ -21,8 +21,15 @@ from tqdm.auto import tqdm
 
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import LOCI_MERGED, TRUTH_LOCI, TRUTH_RECOVERY
-from vitudip.loci.annotate import (GENES, JOINT_TEST, KNOWN_LOCI, merge_across_dimensions, overlapping,
-                                   read_positions, truth_recovery)
+from vitudip.loci.annotate import (
+    GENES,
+    JOINT_TEST,
+    KNOWN_LOCI,
+    merge_across_dimensions,
+    overlapping,
+    read_positions,
+    truth_recovery,
+)
 from vitudip.loci.fuma import LOCUS_COLUMNS, empty_tables, fuma_tables, in_mhc, independent_snps
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
 from vitudip.loci.scan import SumstatsScan, aligned_joint, aligned_p_values, scan_sumstats, sumstats_files

@@ -255,7 +255,8 @@ class PatchLinearPool(nn.Module):
 
     @torch.no_grad()
     def set_maps(self, token_index: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Make the first ``k`` output channels ``sum_p token_p @ weight[p] + bias`` over the patches of ``token_index``.
+        """Make the first ``k`` output channels ``sum_p token_p @ weight[p] + bias`` over the patches of
+        ``token_index``.
 
         Args:
             token_index: int64 ``(K,)``: the patches the maps belong to (all of a forward pass's tokens).

@@ -10,7 +10,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-
 #: Ways the latent reaches the decoder's patch queries (see :class:`ModelConfig`).
 LATENT_TO_QUERIES = ("none", "shared", "per_patch")
 

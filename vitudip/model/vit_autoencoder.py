@@ -28,7 +28,13 @@ import math
 import torch
 from torch import nn
 
-from vitudip.model.blocks import AttentivePool, PatchLinearPool, RunningStandardize, TransformerBlock, sincos_position_embedding_3d
+from vitudip.model.blocks import (
+    AttentivePool,
+    PatchLinearPool,
+    RunningStandardize,
+    TransformerBlock,
+    sincos_position_embedding_3d,
+)
 from vitudip.model.config import PRESETS, ModelConfig, configured, preset
 from vitudip.model.patches import patchify, unpatchify
 

@@ -23,7 +23,7 @@ def plot_qq(p_values: dict[str, np.ndarray], lambdas: dict[str, float], path: st
     """
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     top = 0.0
-    for name, p in p_values.items():
+    for p in p_values.values():
         p = np.sort(p[np.isfinite(p) & (p > 0)])
         if p.size == 0:
             continue

@@ -74,7 +74,8 @@ def pick_causal_snps(genotypes: Genotypes, specs: list[CausalSpec], rng: np.rand
     for i, spec in enumerate(specs):
         on_chrom = v.index[v["chrom"] == spec.chromosome].to_numpy()
         if on_chrom.size == 0:
-            raise ValueError(f"simulate.effects[{i}]: chromosome {spec.chromosome} is not among simulate.genotypes.chromosomes")
+            raise ValueError(f"simulate.effects[{i}]: chromosome {spec.chromosome} is not among "
+                             "simulate.genotypes.chromosomes")
         pos = v.loc[on_chrom, "pos"].to_numpy()
         lo, hi = np.quantile(pos, [0.2, 0.8])
         ok = (pos >= lo) & (pos <= hi)
@@ -177,7 +178,8 @@ def simulate_cohort(settings: dict, outdir: str | os.PathLike, seed: int, thread
     nuisance = _dataclass_from(Nuisance, settings["nuisance"])
     site_gain = np.exp(nuisance.site_gain * rng.standard_normal(n_centres))
 
-    log.info("simulating genotypes: %d subjects, chromosomes %s, %.1f Mb each", n, gset["chromosomes"], gset["length_mb"])
+    log.info("simulating genotypes: %d subjects, chromosomes %s, %.1f Mb each", n, gset["chromosomes"],
+             gset["length_mb"])
     geno = simulate_genotypes(
         n_individuals=n, chromosomes=list(gset["chromosomes"]), length_bp=int(gset["length_mb"] * 1e6), seed=seed,
         ne=gset["ne"], recombination_rate=gset["recombination_rate"], mutation_rate=gset["mutation_rate"],

@@ -76,7 +76,8 @@ class TrainSettings:
         return cls(**{f.name: section[f.name] for f in fields(cls) if f.name not in given}, **given)
 
     def schedule_fn(self) -> Schedule:
-        return Schedule(self.schedule, self.lr, self.epochs, self.step_epochs, self.gamma, self.warmup_epochs, self.min_lr)
+        return Schedule(self.schedule, self.lr, self.epochs, self.step_epochs, self.gamma, self.warmup_epochs,
+                        self.min_lr)
 
     def resume_key(self) -> dict:
         """Settings that must match for a checkpoint to be resumed (all but run-time resources)."""
