@@ -19,13 +19,18 @@ SSF_TOOLS := gwas-sumstats-tools==1.0.25 'numpy<2' six 'click<8.2'
 CORES ?= all
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test dryrun tools test-tools setup clean
+.PHONY: run test lint dryrun tools test-tools setup clean
 
 run: setup tools
 	snakemake --cores $(CORES)
 
-test: setup tools test-tools $(SSF_VENV)/.installed
+test: lint tools test-tools $(SSF_VENV)/.installed
 	pytest -q
+
+# the library, scripts, tests and benchmarks (ruff, pyproject.toml's rules) and the rules (snakefmt)
+lint: setup
+	ruff check .
+	snakefmt --check Snakefile workflow/rules
 
 dryrun: setup
 	snakemake -n

@@ -8,8 +8,14 @@ import os
 
 from vitudip.config import ConfigError, check_input_paths, stage_values, validate_table
 from vitudip.embed.settings import EmbedSettings
-from vitudip.genetics.settings import (CATALOG_KEYS, REGENIE_STEP1_KEYS, JointSettings, PhenoSettings, QcSettings,
-                                       ShardSettings)
+from vitudip.genetics.settings import (
+    CATALOG_KEYS,
+    REGENIE_STEP1_KEYS,
+    JointSettings,
+    PhenoSettings,
+    QcSettings,
+    ShardSettings,
+)
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.io.genotype_files import genotype_paths
 from vitudip.loci.settings import LociSettings
@@ -43,7 +49,11 @@ try:
     config = validate_study(config)
     # The simulate stage writes the demo cohort's files, so they need not exist yet.
     DEMO = {k: os.path.join(config["simulate"]["outdir"], v) for k, v in COHORT_FILES.items()}
-    produced = set(DEMO.values()) | {os.path.join(config["simulate"]["outdir"], "geno")} if config["simulate"]["enabled"] else set()
+    produced = (
+        set(DEMO.values()) | {os.path.join(config["simulate"]["outdir"], "geno")}
+        if config["simulate"]["enabled"]
+        else set()
+    )
     check_input_paths(config, produced)
     check_input_tables()
 except (ConfigError, ValueError) as err:
@@ -97,10 +107,15 @@ def joint_outputs():
     joint = config["joint"]
     if not joint["enabled"]:
         return {}
-    outputs = {"joint": results("gwas", "joint", "joint.tsv.gz"), "joint_lambda": results("gwas", "joint", "lambda.tsv"),
-               "joint_qq": results("gwas", "joint", "qq.png")}
+    outputs = {
+        "joint": results("gwas", "joint", "joint.tsv.gz"),
+        "joint_lambda": results("gwas", "joint", "lambda.tsv"),
+        "joint_qq": results("gwas", "joint", "qq.png"),
+    }
     if joint["calibrate"]:
-        outputs.update(joint_null=results("gwas", "joint", "null.tsv"), joint_null_qq=results("gwas", "joint", "null_qq.png"))
+        outputs.update(
+            joint_null=results("gwas", "joint", "null.tsv"), joint_null_qq=results("gwas", "joint", "null_qq.png")
+        )
     return outputs
 
 
@@ -122,8 +137,13 @@ def all_outputs():
         results("loci", "manhattan.png"),
     ]
     if config["embed"]["method"] == "vit":
-        outputs += [results("train", "loss.png"), results("train", "reconstruction.png"),
-                    results("perdi", "regions.tsv"), results("perdi", "overview.png"), results("report", "summary.tsv")]
+        outputs += [
+            results("train", "loss.png"),
+            results("train", "reconstruction.png"),
+            results("perdi", "regions.tsv"),
+            results("perdi", "overview.png"),
+            results("report", "summary.tsv"),
+        ]
         if config["embed"]["pca_baseline"]:
             outputs.append(results("embed", "pca", "udips.tsv"))
     if config["simulate"]["enabled"]:

@@ -6,7 +6,8 @@ GWAS = config["gwas"]
 REGENIE = GWAS["regenie"]
 # the simulated cohort has its own chromosomes; real data uses gwas.chromosomes
 GWAS_CHROMOSOMES = [
-    str(c) for c in (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"] else GWAS["chromosomes"])
+    str(c)
+    for c in (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"] else GWAS["chromosomes"])
 ]
 GWAS_BATCHES = [str(b) for b in range(GWAS["dimension_batches"])]
 GWAS_ENV = "../../envs/regenie.yaml" if GWAS["engine"] == "regenie" else "../../envs/genetics.yaml"
@@ -75,7 +76,9 @@ rule gwas_shard:
         prefix=INPUTS["genotypes"],
         settings=stage_settings(ShardSettings.CONFIG_KEYS),
         pred=lambda wildcards, input: (
-            f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}" if GWAS["engine"] == "regenie" else ""
+            f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}"
+            if GWAS["engine"] == "regenie"
+            else ""
         ),
     wildcard_constraints:
         chromosome=r"[^/]+",
@@ -88,9 +91,8 @@ rule gwas_shard:
     resources:
         # by shard size: a chromosome's share of the genotype files decoded to a byte per genotype
         # (4x PLINK 1's 2 bits), at least 4 GB; memory and time grow with each retry (x attempt)
-        mem_mb=lambda wildcards, input, attempt: attempt * max(
-            4000, 1000 + int(4 * input.size_mb / len(GWAS_CHROMOSOMES))
-        ),
+        mem_mb=lambda wildcards, input, attempt: attempt
+        * max(4000, 1000 + int(4 * input.size_mb / len(GWAS_CHROMOSOMES))),
         runtime=lambda wildcards, attempt: 240 * attempt,
         # the torch engine asks for a GPU only when told to use one (auto takes what the node has)
         gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,
@@ -105,8 +107,11 @@ rule gwas_shard:
 
 rule gwas_gather:
     input:
-        shards=expand(results("gwas", "shards", "chr{chromosome}", "batch{batch}"), chromosome=GWAS_CHROMOSOMES,
-                      batch=GWAS_BATCHES),
+        shards=expand(
+            results("gwas", "shards", "chr{chromosome}", "batch{batch}"),
+            chromosome=GWAS_CHROMOSOMES,
+            batch=GWAS_BATCHES,
+        ),
         covar=results("pheno", "covar.tsv"),
     output:
         sumstats=directory(results("gwas", "sumstats")),

@@ -47,8 +47,7 @@ if JOINT["enabled"]:
                 variants=results("genotypes", "variants_pass.txt"),
             output:
                 null=results("gwas", "joint", "null.tsv"),
-                qq=report(results("gwas", "joint", "null_qq.png"), caption="../report/joint_null.rst",
-                          category="GWAS"),
+                qq=report(results("gwas", "joint", "null_qq.png"), caption="../report/joint_null.rst", category="GWAS"),
             params:
                 script=script_path("joint_null.py"),
                 prefix=lambda wildcards, input: fileset_prefix(input.genotypes),

@@ -27,12 +27,13 @@ LOCI_TRUTH = (
 
 rule find_loci:
     input:
+        **LOCI_TABLES,
+        **LOCI_JOINT,
         sumstats=results("gwas", "sumstats"),
         pheno=results("pheno", "pheno.tsv"),
         ld=multiext(LD_PREFIX, ".bed", ".bim", ".fam"),
-        **LOCI_TABLES,
-        **LOCI_JOINT,
     output:
+        **LOCI_TRUTH,
         ind_sig_snps=results("loci", "IndSigSNPs.tsv"),
         lead_snps=results("loci", "leadSNPs.tsv"),
         genomic_risk_loci=results("loci", "GenomicRiskLoci.tsv"),
@@ -46,7 +47,6 @@ rule find_loci:
             category="Loci",
             subcategory="Regional plots",
         ),
-        **LOCI_TRUTH,
     params:
         script=script_path("loci.py"),
         # the LD fileset: the GWAS genotypes (as PLINK 1) or loci.ld_reference

@@ -17,7 +17,9 @@ if EMBED["method"] == "vit":
     )
     REPORT_TRUTH_OUTPUTS = (
         {
-            "truth": report(results("report", "truth.tsv"), caption="../report/truth.rst", category="Simulated truth"),
+            "truth": report(
+                results("report", "truth.tsv"), caption="../report/truth.rst", category="Simulated truth"
+            ),
             "truth_summary": report(
                 results("report", "truth_summary.tsv"),
                 caption="../report/truth_summary.rst",
@@ -30,20 +32,21 @@ if EMBED["method"] == "vit":
 
     rule summarise_study:
         input:
+            **REPORT_TRUTH_INPUTS,
             loci=results("loci", "loci_merged.tsv"),
             regions=results("perdi", "regions.tsv"),
             locus_regions=results("perdi", "locus_regions.tsv"),
-            **REPORT_TRUTH_INPUTS,
         output:
-            summary=report(results("report", "summary.tsv"), caption="../report/summary.rst", category="Summary"),
             **REPORT_TRUTH_OUTPUTS,
+            summary=report(results("report", "summary.tsv"), caption="../report/summary.rst", category="Summary"),
         params:
             script=script_path("report.py"),
             truth=lambda wildcards, input, output: (
                 f"--truth-recovery {shlex.quote(input.truth_recovery)} "
                 f"--truth-regions {shlex.quote(input.truth_regions)} --truth {shlex.quote(output.truth)} "
                 f"--truth-summary {shlex.quote(output.truth_summary)}"
-                if DEMO_TRUTH else ""
+                if DEMO_TRUTH
+                else ""
             ),
         log:
             results("logs", "summarise_study.log"),
