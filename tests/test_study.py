@@ -121,3 +121,18 @@ def test_the_installed_library_reads_its_schemas_without_the_checkout(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(target))
+
+
+def test_the_workflow_finds_a_filesets_files_without_the_genetics_stage(tmp_path):
+    from vitudip.io.genotype_files import genotype_paths
+
+    prefix = tmp_path / "geno"
+    for ext in (".bed", ".bim", ".fam", ".pgen", ".pvar"):
+        (tmp_path / f"geno{ext}").write_text("")
+    # a PLINK 2 set lacking its .psam is not taken: the complete PLINK 1 set is
+    assert genotype_paths(prefix) == [f"{prefix}{ext}" for ext in (".bed", ".bim", ".fam")]
+    (tmp_path / "geno.psam").write_text("")
+    assert genotype_paths(prefix) == [f"{prefix}{ext}" for ext in (".pgen", ".pvar", ".psam")]
+    (tmp_path / "other.bgen").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"other\.sample"):
+        genotype_paths(tmp_path / "other")
