@@ -8,7 +8,7 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
 from vitudip.perdi.settings import PerdiSettings
-from vitudip.perdi.stage import run_perdi
+from vitudip.perdi.stage import PerdiInputs, PerdiOutputs, run_perdi
 
 
 def main(argv=None) -> None:
@@ -39,10 +39,11 @@ def main(argv=None) -> None:
 
     def run() -> None:
         settings = PerdiSettings.from_config(read_settings(args.settings, PerdiSettings.CONFIG_KEYS))
-        run_perdi(args.model, args.udips, args.cache, args.qc, args.brain_mask, args.maps, args.regions,
-                  args.panels, args.overview, settings, loci_path=args.loci, atlas_cache=args.atlas_cache,
-                  sumstats_dir=args.sumstats, locus_regions_path=args.locus_regions,
-                  locus_directions_path=args.locus_directions)
+        inputs = PerdiInputs(args.model, args.udips, args.cache, args.qc, args.brain_mask, loci=args.loci,
+                             sumstats=args.sumstats, atlas_cache=args.atlas_cache)
+        outputs = PerdiOutputs(args.maps, args.regions, args.panels, args.overview,
+                               locus_regions=args.locus_regions, locus_directions=args.locus_directions)
+        run_perdi(inputs, outputs, settings)
 
     run_cli(run)
 

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import LOCUS_DIRECTIONS, LOCUS_REGIONS, REGIONS, udip_columns
 from vitudip.model.checkpoint import load_model
 from vitudip.model.device import pick_device
-from vitudip.perdi.decode import BrainDecoder, dimension_directions, latent_sd, perturbation_maps
+from vitudip.perdi.decode import BrainDecoder, PerturbationMaps, dimension_directions, latent_sd, perturbation_maps
 from vitudip.perdi.inputs import LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents, udip_sd
 from vitudip.perdi.locus import LocusDirection, direction_table, lead_effects, locus_direction, locus_leads
 from vitudip.perdi.regions import REGION_COLUMNS, rank_regions
@@ -105,11 +105,13 @@ class MapTarget:
         name: file stem of its maps and panel (``udip_007``, ``locus_002``).
         title: what moved it and over how many subjects, for its panel and map headers (after its name).
         key: the leading columns of its rows in the region table (``{"dimension": "udip_007"}``).
+        stream: its region ranking's permutations are seeded ``[seed, stream]``.
     """
 
     name: str
     title: str
     key: dict[str, Any]
+    stream: int
 
 
 def _locus_directions(loci_path: str | os.PathLike, sumstats_dir: str | os.PathLike | None,
@@ -134,147 +136,332 @@ def _locus_size(settings: PerdiSettings) -> str:
             "sd_multiple": f"{settings.sd_multiple:g} SD long"}[settings.locus_shift]
 
 
-def run_perdi(model_path: str | os.PathLike, udips_path: str | os.PathLike, cache_dir: str | os.PathLike,
-              qc_path: str | os.PathLike, brain_mask_path: str | os.PathLike, maps_dir: str | os.PathLike,
-              regions_path: str | os.PathLike, panels_dir: str | os.PathLike, overview_path: str | os.PathLike,
-              settings: PerdiSettings, loci_path: str | os.PathLike | None = None,
-              atlas_cache: str | os.PathLike | None = None, sumstats_dir: str | os.PathLike | None = None,
-              locus_regions_path: str | os.PathLike | None = None,
-              locus_directions_path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Map, rank and draw every chosen dimension and every locus; all outputs appear together or not at all.
+@dataclass(frozen=True)
+class PerdiInputs:
+    """What the PerDI stage reads.
 
-    Writes, brain-masked and smoothed on the input grid, ``maps_dir/udip_NNN.nii.gz`` (signed t),
-    ``udip_NNN_abs.nii.gz`` (|t|, the published map), ``udip_NNN_change.nii.gz`` (signed mean change
-    of the decoded image, in the preprocessed images' z units) and ``udip_NNN_change_abs.nii.gz``
-    (|change|); the ``settings.rank_by`` magnitude map ranks the regions. Also
-    ``panels_dir/udip_NNN.png``, ``regions_path`` (dimension + :data:`REGION_COLUMNS`) and
-    ``overview_path`` (the loci table's dimensions with ``dimensions`` loci or leads, else the
-    ``overview_dimensions`` with the largest peak of the ranked map; then every locus).
+    Attributes:
+        model: ``train/model.pt``.
+        udips: ``embed/udips.tsv``.
+        cache: ``preprocess/cache`` (its ``grid.json``).
+        qc: ``preprocess/qc.tsv``.
+        brain_mask: ``preprocess/brain_mask.npy`` (the union brain mask).
+        loci: ``loci/loci_merged.tsv``; required when ``settings.dimensions`` is ``loci`` or ``leads``.
+        sumstats: ``gwas/sumstats`` (tabix-indexed); required when the loci table has loci.
+        atlas_cache: folder caching the atlas on the input grid (None: rebuild every run).
+    """
 
-    With a loci table, every locus's latent direction (its lead variant's betas, sized by
-    ``settings.locus_shift``) gets the same maps and panel as ``locus_NNN``, its ranking in
-    ``locus_regions_path`` (locus, lead_snp + :data:`REGION_COLUMNS`) and its shift in
-    ``locus_directions_path`` (both header-only without loci).
+    model: str | os.PathLike
+    udips: str | os.PathLike
+    cache: str | os.PathLike
+    qc: str | os.PathLike
+    brain_mask: str | os.PathLike
+    loci: str | os.PathLike | None = None
+    sumstats: str | os.PathLike | None = None
+    atlas_cache: str | os.PathLike | None = None
+
+
+@dataclass(frozen=True)
+class PerdiOutputs:
+    """What the PerDI stage writes (:func:`run_perdi` says what each holds).
+
+    Attributes:
+        maps: folder of the NIfTI maps.
+        regions: the dimensions' region table.
+        panels: folder of the panels.
+        overview: the overview figure.
+        locus_regions: the locus directions' region table; required with a loci table.
+        locus_directions: the locus directions' shifts; required with a loci table.
+    """
+
+    maps: str | os.PathLike
+    regions: str | os.PathLike
+    panels: str | os.PathLike
+    overview: str | os.PathLike
+    locus_regions: str | os.PathLike | None = None
+    locus_directions: str | os.PathLike | None = None
+
+    def staged(self, with_loci: bool) -> dict[str, str | os.PathLike]:
+        """The paths to write together, by name; the locus tables only with a loci table.
+
+        Args:
+            with_loci: a loci table was read.
+        """
+        paths = {"maps": self.maps, "panels": self.panels, "regions": self.regions, "overview": self.overview}
+        if with_loci:
+            paths.update(locus_regions=self.locus_regions, locus_directions=self.locus_directions)
+        return paths
+
+
+@dataclass(frozen=True)
+class PerdiPlan:
+    """What the stage maps, read from its inputs.
+
+    Attributes:
+        decoder: the trained model's decoder over the union brain's voxels, on the stage's device.
+        input_scale: the training images' scale; the decoder predicts centred images divided by it.
+        n_dims: the latent's width.
+        space: the input grid with its brain mask, atlas labels and template.
+        subjects: the perturbed subjects' ids.
+        latents: their latents ``(n, n_dims)``.
+        loci: the dimensions the loci table names, when ``settings.dimensions`` reads them from one; else None.
+        dims: the mapped dimensions.
+        directions: every locus's direction (none without loci).
+        with_loci: a loci table was read, so the locus tables are written.
+    """
+
+    decoder: BrainDecoder
+    input_scale: float
+    n_dims: int
+    space: InputSpace
+    subjects: list[str]
+    latents: np.ndarray
+    loci: list[int] | None
+    dims: list[int]
+    directions: list[LocusDirection]
+    with_loci: bool
+
+
+def plan_perdi(inputs: PerdiInputs, settings: PerdiSettings, device: torch.device) -> PerdiPlan:
+    """Read the model, the subjects' latents and the loci; place the atlas on the input grid.
 
     Args:
-        model_path: ``train/model.pt``.
-        udips_path: ``embed/udips.tsv``.
-        cache_dir: ``preprocess/cache`` (its ``grid.json``).
-        qc_path: ``preprocess/qc.tsv``.
-        brain_mask_path: ``preprocess/brain_mask.npy`` (the union brain mask).
-        maps_dir, regions_path, panels_dir, overview_path: outputs.
-        settings: see :class:`PerdiSettings` (:meth:`PerdiSettings.from_config`).
-        loci_path: ``loci/loci_merged.tsv``; required when ``settings.dimensions`` is ``loci`` or ``leads``.
-        atlas_cache: folder caching the atlas on the input grid (None: rebuild every run).
-        sumstats_dir: ``gwas/sumstats`` (tabix-indexed); required when the loci table has loci.
-        locus_regions_path, locus_directions_path: outputs, required with ``loci_path``.
+        inputs: the stage's input paths.
+        settings: see :class:`PerdiSettings`.
+        device: where the model goes.
 
-    Returns:
-        The region table of the dimensions.
+    Raises:
+        ValueError: the cache grid is not the model's image size (and what the readers raise on bad input).
     """
-    if loci_path is not None and (locus_regions_path is None or locus_directions_path is None):
-        raise ValueError("with a loci table the locus regions and locus directions tables must be given too")
-    device = pick_device(settings.device, "perdi.device")
-    model, state = load_model(model_path, device)
+    model, state = load_model(inputs.model, device)
     n_dims = model.config.encoder_dim
-    layout = CacheGrid.read(cache_dir)
+    layout = CacheGrid.read(inputs.cache)
     if tuple(layout.pad_to) != model.config.image_size:
         raise ValueError(f"the cache grid {tuple(layout.pad_to)} is not the model's image size "
                          f"{model.config.image_size}: the model was trained on another cache")
-    brain = np.load(brain_mask_path).astype(bool)
-    subjects, latents = subject_latents(udips_path, qc_path, settings.n_subjects, n_dims)
+    brain = np.load(inputs.brain_mask).astype(bool)
+    subjects, latents = subject_latents(inputs.udips, inputs.qc, settings.n_subjects, n_dims)
     by_loci = settings.dimensions in LOCI_COLUMNS
-    loci = (loci_dimensions(loci_path, n_dims, LOCI_COLUMNS[settings.dimensions])
-            if by_loci and loci_path is not None else None)
+    loci = (loci_dimensions(inputs.loci, n_dims, LOCI_COLUMNS[settings.dimensions])
+            if by_loci and inputs.loci is not None else None)
     dims = mapped_dimensions(settings.dimensions, n_dims, loci)
-    directions = (_locus_directions(loci_path, sumstats_dir, udips_path, n_dims, settings)
-                  if loci_path is not None else [])
-    names = udip_columns(n_dims)
-    space = InputSpace.build(layout, brain, settings.atlas_threshold, atlas_cache)
+    directions = (_locus_directions(inputs.loci, inputs.sumstats, inputs.udips, n_dims, settings)
+                  if inputs.loci is not None else [])
+    space = InputSpace.build(layout, brain, settings.atlas_threshold, inputs.atlas_cache)
+    return PerdiPlan(BrainDecoder(model, state["brain_tokens"], brain), float(state.get("input_scale", 1.0)), n_dims,
+                     space, subjects, latents, loci, dims, directions, inputs.loci is not None)
 
-    decoder = BrainDecoder(model, state["brain_tokens"], brain)
-    z = torch.from_numpy(latents).to(device)
-    shifts = settings.sd_multiple * latent_sd(z)[dims]
-    flat = [names[d] for d, s in zip(dims, shifts.tolist()) if s == 0]
+
+def decode_perturbations(plan: PerdiPlan, settings: PerdiSettings, device: torch.device) -> PerturbationMaps | None:
+    """Decode every subject moved along each mapped dimension and locus direction, and test the change.
+
+    Args:
+        plan: what to map.
+        settings: see :class:`PerdiSettings`.
+        device: where the latents go (the decoder's device).
+
+    Returns:
+        per direction (the dimensions, then the loci) and brain voxel, the paired t and mean change in the
+        decoder's units; None when there is no direction.
+    """
+    names = udip_columns(plan.n_dims)
+    z = torch.from_numpy(plan.latents).to(device)
+    shifts = settings.sd_multiple * latent_sd(z)[plan.dims]
+    flat = [names[d] for d, s in zip(plan.dims, shifts.tolist()) if s == 0]
     if flat:
         log.warning("dimension(s) %s do not vary over the subjects: their maps are 0", ", ".join(flat))
     locus_size = _locus_size(settings)
-    for direction in directions:
+    for direction in plan.directions:
         lead = direction.effects.lead
         log.info("locus %d (%s, effect allele %s): shift of %s = %.3g x the per-allele effect, %.3g SD long",
                  lead.locus, lead.variant_id, direction.effects.effect_allele, locus_size, direction.multiplier,
                  direction.sd_length)
-    shift_rows = [dimension_directions(dims, shifts, n_dims)]
-    if directions:
-        shift_rows.append(torch.from_numpy(np.stack([d.shift for d in directions])).to(shifts))
+    shift_rows = [dimension_directions(plan.dims, shifts, plan.n_dims)]
+    if plan.directions:
+        shift_rows.append(torch.from_numpy(np.stack([d.shift for d in plan.directions])).to(shifts))
     all_directions = torch.cat(shift_rows)
     log.info("PerDI of %d dimension(s) (+%g SD) and %d locus direction(s) (%s) over %d subjects on %s; "
-             "%d brain voxels decoded", len(dims), settings.sd_multiple, len(directions), locus_size,
-             len(subjects), device, decoder.n_voxels)
+             "%d brain voxels decoded", len(plan.dims), settings.sd_multiple, len(plan.directions), locus_size,
+             len(plan.subjects), device, plan.decoder.n_voxels)
     started = time.perf_counter()
-    maps = (perturbation_maps(decoder, z, all_directions, decoder.n_voxels, settings.batch_size)
+    maps = (perturbation_maps(plan.decoder, z, all_directions, plan.decoder.n_voxels, settings.batch_size)
             if len(all_directions) else None)
-    # the decoder predicts centred images divided by input_scale: undo the division
-    change_unit = float(state.get("input_scale", 1.0))
     log.info("decoded and tested in %.1f s", time.perf_counter() - started)
+    return maps
 
-    what = f"+{settings.sd_multiple:g} SD, {len(subjects)} subjects"
-    targets = [MapTarget(names[d], what, {"dimension": names[d]}) for d in dims]
-    targets += [MapTarget(d.effects.lead.name, f"{locus_size} of {d.effects.lead.variant_id}, {len(subjects)} subjects",
-                          {"locus": d.effects.lead.locus, "lead_snp": d.effects.lead.variant_id})
-                for d in directions]
-    outputs = {"maps": maps_dir, "panels": panels_dir, "regions": regions_path, "overview": overview_path}
-    if loci_path is not None:
-        outputs.update(locus_regions=locus_regions_path, locus_directions=locus_directions_path)
-    tables, views, peaks = [], {}, {}
-    with staged_outputs(outputs) as out, ThreadPoolExecutor(max_workers=1) as writer:
-        out["maps"].mkdir()
-        out["panels"].mkdir()
+
+def map_targets(plan: PerdiPlan, settings: PerdiSettings) -> list[MapTarget]:
+    """The mapped dimensions' targets, then the locus directions', in the order :func:`decode_perturbations` decodes.
+
+    Args:
+        plan: what to map.
+        settings: see :class:`PerdiSettings`.
+    """
+    names = udip_columns(plan.n_dims)
+    subjects = f"{len(plan.subjects)} subjects"
+    locus_size = _locus_size(settings)
+    # dimension d's permutations are seeded [seed, d]; a locus's [seed, n_dims + locus] never collides
+    targets = [MapTarget(names[d], f"+{settings.sd_multiple:g} SD, {subjects}", {"dimension": names[d]}, d)
+               for d in plan.dims]
+    for direction in plan.directions:
+        lead = direction.effects.lead
+        targets.append(MapTarget(lead.name, f"{locus_size} of {lead.variant_id}, {subjects}",
+                                 {"locus": lead.locus, "lead_snp": lead.variant_id}, plan.n_dims + lead.locus))
+    return targets
+
+
+class RankedMap(NamedTuple):
+    """One target's region ranking and what its panel shows.
+
+    Attributes:
+        table: its region rows, led by the target's key columns.
+        view: the slices through the peak of its smoothed ranked map.
+        peak: the largest value of its smoothed magnitude map.
+    """
+
+    table: pd.DataFrame
+    view: PeakSlices
+    peak: float
+
+
+def rank_and_draw(target: MapTarget, smoothed: dict[str, np.ndarray], space: InputSpace, settings: PerdiSettings,
+                  panels_dir: Path) -> RankedMap:
+    """Rank the regions on one target's smoothed ``settings.rank_by`` magnitude and draw its panel.
+
+    Args:
+        target: the direction mapped.
+        smoothed: its maps (:func:`smoothed_maps`).
+        space: the input grid's brain, atlas labels and template.
+        settings: see :class:`PerdiSettings`.
+        panels_dir: where its panel goes.
+    """
+    ranked = smoothed[f"{settings.rank_by}_abs"]
+    table = rank_regions(ranked, space.labels, space.region_names, space.brain, settings.top_fraction,
+                         settings.permutations, np.random.default_rng([settings.seed, target.stream]))
+    for position, (column, value) in enumerate(target.key.items()):
+        table.insert(position, column, value)
+    view = peak_slices(canonical(smoothed[settings.rank_by], space.layout.input_affine)[0], space.template,
+                       space.template_affine)
+    plot_perdi_panel(view, panels_dir / f"{target.name}.png", f"PerDI {target.name}: {target.title}",
+                     _panel_lines(table), RANKED_MAPS[settings.rank_by])
+    return RankedMap(table, view, float(ranked.max()))
+
+
+def map_every_target(plan: PerdiPlan, maps: PerturbationMaps | None, targets: list[MapTarget],
+                     settings: PerdiSettings, maps_dir: Path, panels_dir: Path) -> list[RankedMap]:
+    """Smooth, write, rank and draw each target's maps on the input grid.
+
+    Args:
+        plan: what was mapped.
+        maps: the decoded tests, one row per target (None only without targets).
+        targets: from :func:`map_targets`.
+        settings: see :class:`PerdiSettings`.
+        maps_dir: where the NIfTI maps go.
+        panels_dir: where the panels go.
+    """
+    layout = plan.space.layout
+    ranked = []
+    with ThreadPoolExecutor(max_workers=1) as writer:
         writing = []
         for j, target in enumerate(tqdm(targets, desc="perdi maps", unit="map", mininterval=10)):
-            smoothed = smoothed_maps(to_input_grid(decoder.volume(maps.t[j]), layout),
-                                     to_input_grid(decoder.volume(maps.change[j] * change_unit), layout),
-                                     space.brain, settings.smoothing_sigma)
+            # the decoder predicts centred images divided by input_scale: undo the division
+            smoothed = smoothed_maps(to_input_grid(plan.decoder.volume(maps.t[j]), layout),
+                                     to_input_grid(plan.decoder.volume(maps.change[j] * plan.input_scale), layout),
+                                     plan.space.brain, settings.smoothing_sigma)
             # gzip runs outside the GIL: one direction's maps are written while the next is computed
             for job in writing:
                 job.result()
-            writing = [writer.submit(save_map, smoothed[kind], layout.input_affine,
-                                     out["maps"] / f"{target.name}{suffix}",
+            writing = [writer.submit(save_map, smoothed[kind], layout.input_affine, maps_dir / f"{target.name}{suffix}",
                                      f"PerDI {target.name} {label}, {target.title}, sigma {settings.smoothing_sigma:g}")
                        for kind, (suffix, label) in MAP_FILES.items()]
-            ranked = smoothed[f"{settings.rank_by}_abs"]
-            # dimension d's permutations are seeded [seed, d]; a locus's [seed, n_dims + locus] never collides
-            stream = target.key["locus"] + n_dims if "locus" in target.key else dims[j]
-            table = rank_regions(ranked, space.labels, space.region_names, space.brain, settings.top_fraction,
-                                 settings.permutations, np.random.default_rng([settings.seed, stream]))
-            for position, (column, value) in enumerate(target.key.items()):
-                table.insert(position, column, value)
-            tables.append(table)
-            views[target.name] = peak_slices(canonical(smoothed[settings.rank_by], layout.input_affine)[0],
-                                             space.template, space.template_affine)
-            peaks[target.name] = float(ranked.max())
-            plot_perdi_panel(views[target.name], out["panels"] / f"{target.name}.png",
-                             f"PerDI {target.name}: {target.title}",
-                             _panel_lines(table), RANKED_MAPS[settings.rank_by])
+            ranked.append(rank_and_draw(target, smoothed, plan.space, settings, panels_dir))
         for job in writing:
             job.result()
-        regions = _region_table(tables[:len(dims)], ["dimension"])
+    return ranked
+
+
+def _overview_rows(plan: PerdiPlan, settings: PerdiSettings, targets: list[MapTarget],
+                   ranked: list[RankedMap]) -> tuple[list[str], str]:
+    """The overview's rows and title: the loci table's dimensions (else the ``overview_dimensions`` with the largest
+    peak), then every locus direction."""
+    names = udip_columns(plan.n_dims)
+    peaks = {target.name: result.peak for target, result in zip(targets, ranked)}
+    chosen = (plan.loci if plan.loci is not None
+              else sorted(plan.dims, key=lambda d: -peaks[names[d]])[:settings.overview_dimensions])
+    shown = [names[d] for d in chosen if names[d] in peaks]
+    title = (f"PerDI of the {len(shown)} dimension(s) with genomic risk loci" if plan.loci is not None
+             else f"PerDI: the {len(shown)} dimension(s) with the largest peak")
+    if plan.directions:
+        title += f" and the {len(plan.directions)} locus direction(s)"
+    return [*shown, *(t.name for t in targets[len(plan.dims):])], title
+
+
+def write_perdi(plan: PerdiPlan, maps: PerturbationMaps | None, settings: PerdiSettings,
+                outputs: PerdiOutputs) -> pd.DataFrame:
+    """Write every target's maps and panel, the region tables and the overview; together or not at all.
+
+    Args:
+        plan: what was mapped.
+        maps: from :func:`decode_perturbations`.
+        settings: see :class:`PerdiSettings`.
+        outputs: the stage's output paths.
+
+    Returns:
+        The region table of the dimensions.
+    """
+    targets = map_targets(plan, settings)
+    with staged_outputs(outputs.staged(plan.with_loci)) as out:
+        out["maps"].mkdir()
+        out["panels"].mkdir()
+        ranked = map_every_target(plan, maps, targets, settings, out["maps"], out["panels"])
+        tables = [result.table for result in ranked]
+        regions = _region_table(tables[:len(plan.dims)], ["dimension"])
         REGIONS.write(regions, out["regions"])
-        if loci_path is not None:
-            locus_regions = _region_table(tables[len(dims):], ["locus", "lead_snp"])
+        if plan.with_loci:
+            locus_regions = _region_table(tables[len(plan.dims):], ["locus", "lead_snp"])
             LOCUS_REGIONS.write(locus_regions, out["locus_regions"])
-            LOCUS_DIRECTIONS.write(direction_table(directions, settings.locus_shift, n_dims), out["locus_directions"])
-            log.info("locus directions: %d map(s), %d region rows to %s", len(directions), len(locus_regions),
-                     locus_regions_path)
-        shown = [names[d] for d in (loci if loci is not None else sorted(dims, key=lambda d: -peaks[names[d]])
-                                    [:settings.overview_dimensions]) if names[d] in views]
-        title = (f"PerDI of the {len(shown)} dimension(s) with genomic risk loci" if loci is not None
-                 else f"PerDI: the {len(shown)} dimension(s) with the largest peak")
-        if directions:
-            title += f" and the {len(directions)} locus direction(s)"
-        _overview(views, [*shown, *(t.name for t in targets[len(dims):])], tables, targets, title, out["overview"])
-    log.info("wrote %d map(s) to %s and %d region rows to %s", len(targets), maps_dir, len(regions), regions_path)
+            LOCUS_DIRECTIONS.write(direction_table(plan.directions, settings.locus_shift, plan.n_dims),
+                                   out["locus_directions"])
+            log.info("locus directions: %d map(s), %d region rows to %s", len(plan.directions), len(locus_regions),
+                     outputs.locus_regions)
+        shown, title = _overview_rows(plan, settings, targets, ranked)
+        views = {target.name: result.view for target, result in zip(targets, ranked)}
+        _overview(views, shown, tables, targets, title, out["overview"])
+    log.info("wrote %d map(s) to %s and %d region rows to %s", len(targets), outputs.maps, len(regions),
+             outputs.regions)
     return regions
+
+
+def run_perdi(inputs: PerdiInputs, outputs: PerdiOutputs, settings: PerdiSettings) -> pd.DataFrame:
+    """Map, rank and draw every chosen dimension and every locus; all outputs appear together or not at all.
+
+    Writes, brain-masked and smoothed on the input grid, ``outputs.maps/udip_NNN.nii.gz`` (signed t),
+    ``udip_NNN_abs.nii.gz`` (|t|, the published map), ``udip_NNN_change.nii.gz`` (signed mean change
+    of the decoded image, in the preprocessed images' z units) and ``udip_NNN_change_abs.nii.gz``
+    (|change|); the ``settings.rank_by`` magnitude map ranks the regions. Also
+    ``outputs.panels/udip_NNN.png``, ``outputs.regions`` (dimension + :data:`REGION_COLUMNS`) and
+    ``outputs.overview`` (the loci table's dimensions with ``dimensions`` loci or leads, else the
+    ``overview_dimensions`` with the largest peak of the ranked map; then every locus).
+
+    With a loci table, every locus's latent direction (its lead variant's betas, sized by
+    ``settings.locus_shift``) gets the same maps and panel as ``locus_NNN``, its ranking in
+    ``outputs.locus_regions`` (locus, lead_snp + :data:`REGION_COLUMNS`) and its shift in
+    ``outputs.locus_directions`` (both header-only without loci).
+
+    Args:
+        inputs: the stage's input paths.
+        outputs: the stage's output paths.
+        settings: see :class:`PerdiSettings` (:meth:`PerdiSettings.from_config`).
+
+    Returns:
+        The region table of the dimensions.
+    """
+    if inputs.loci is not None and (outputs.locus_regions is None or outputs.locus_directions is None):
+        raise ValueError("with a loci table the locus regions and locus directions tables must be given too")
+    device = pick_device(settings.device, "perdi.device")
+    plan = plan_perdi(inputs, settings, device)
+    maps = decode_perturbations(plan, settings, device)
+    return write_perdi(plan, maps, settings, outputs)
 
 
 def _region_table(tables: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:

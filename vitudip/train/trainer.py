@@ -7,7 +7,9 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
+from vitudip.train.schedule import Schedule
 from vitudip.train.settings import TrainSettings
 
 log = logging.getLogger("vitudip.train")
@@ -251,6 +254,282 @@ def keep_later_snapshots(checkpoint_dir: Path, start_epoch: int) -> None:
     log.warning("moved %d snapshot(s) of later epochs to %s instead of overwriting them", len(later), keep)
 
 
+@dataclass(frozen=True)
+class SplitVolumes:
+    """The cache's training and validation subjects, before any of them is read onto a device.
+
+    Attributes:
+        layout: the cache's grid, written into the model.
+        subjects: the QC-passed subjects with their split and cache row.
+        val_rows: cache rows of the validation subjects (empty when there are none).
+        train: the training subjects' volumes.
+        val: the validation subjects' volumes; the first training subject's when there are none (for the figure).
+    """
+
+    layout: CacheGrid
+    subjects: pd.DataFrame
+    val_rows: np.ndarray
+    train: CachedVolumes
+    val: CachedVolumes
+
+
+def load_split_volumes(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
+                       config: ModelConfig) -> SplitVolumes:
+    """The QC-passed training and validation subjects of the cache.
+
+    Args:
+        cache_dir, qc_path, splits_path: the preprocess stage's outputs.
+        config: model sizes (``image_size`` must equal the cache's volume shape).
+
+    Raises:
+        ValueError: no QC-passed subject is in the train split, or the cache's volumes are not the model's size.
+    """
+    # Read before training, so that a bad grid.json fails now and not after the last epoch.
+    layout = CacheGrid.read(cache_dir)
+    subjects = passed_subjects(qc_path, splits_path)
+    train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
+    val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
+    if len(train_rows) == 0:
+        raise ValueError(f"no QC-passed subject is in the train split ({splits_path})")
+    train_volumes = CachedVolumes(cache_dir, train_rows)
+    if train_volumes.volume_shape != config.image_size:
+        raise ValueError(f"cache volumes are {train_volumes.volume_shape} but model.image_size is {config.image_size}: "
+                         f"they must be equal (preprocess.pad_to)")
+    val_volumes = CachedVolumes(cache_dir, val_rows if len(val_rows) else train_rows[:1])
+    return SplitVolumes(layout, subjects, val_rows, train_volumes, val_volumes)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """The model and what trains it.
+
+    Attributes:
+        device: where the model and the batches are.
+        model: the autoencoder.
+        step: one forward pass with its input preparation, brain tokens and mode losses.
+        optimizer: AdamW over the model's parameters.
+        penalty: the latent spread penalty (off when both its weights are 0).
+        schedule: the learning rate per (fractional) epoch.
+        train: batches of the training subjects.
+        val: batches of the validation subjects.
+        mean_image: the mean training image ``(X, Y, Z)`` (subtracted from the inputs with ``train.center``).
+        modes: the training split's principal modes, when the model's mode options use them.
+    """
+
+    device: torch.device
+    model: ViTAutoEncoder
+    step: Step
+    optimizer: torch.optim.Optimizer
+    penalty: LatentSpreadPenalty
+    schedule: Schedule
+    train: BatchSource
+    val: BatchSource
+    mean_image: torch.Tensor
+    modes: PrincipalModes | None
+
+
+def prepare_training(config: ModelConfig, settings: TrainSettings, volumes: SplitVolumes,
+                     brain_mask_path: str | os.PathLike, device: torch.device) -> TrainingRun:
+    """The seeded model, its optimizer and the training step with its centring, scaling and modes.
+
+    Args:
+        config: model sizes.
+        settings: training settings.
+        volumes: the subjects to train and validate on.
+        brain_mask_path: the preprocess stage's union brain mask.
+        device: where the model and the batches go.
+    """
+    torch.manual_seed(settings.seed)
+    model = ViTAutoEncoder(config).to(device)
+    brain_tokens = load_brain_tokens(brain_mask_path, config).to(device)
+    log.info("model: %s parameters, %d of %d patches hold brain, token selection %s",
+             f"{sum(p.numel() for p in model.parameters()):,}", len(brain_tokens), config.n_tokens,
+             settings.token_selection)
+    penalty = LatentSpreadPenalty(config.encoder_dim, config.latent_variance_weight, config.latent_covariance_weight)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                  fused=device.type == "cuda")
+    # after the model: whether the subjects stay on a GPU depends on the memory the model left free
+    train = BatchSource(volumes.train, settings.batch_size, device, settings.resident, settings.workers)
+    val = BatchSource(volumes.val, settings.batch_size, device, settings.resident, settings.workers)
+    mean_image = mean_training_image(train)
+    # one pass: the scaling and the mode loss's unit both need it
+    sd = residual_sd(train, mean_image) if settings.center else 1.0
+    scale = sd if settings.scale else 1.0
+    step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
+    if scale != 1.0:
+        log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
+    modes = principal_modes(step, train, brain_tokens, config, settings) if config.uses_modes else None
+    if modes is not None:
+        # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
+        if config.mode_loss_weight > 0:
+            step.mode_loss = ModeLoss(modes, config.mode_loss_weight, sd**2)
+        if config.latent_mode_weight > 0:
+            step.latent_anchor = LatentModeAnchor(modes, config.latent_mode_weight, sd**2)
+    log.info("%d training and %d validation subjects, %s", len(volumes.train), len(volumes.val_rows),
+             "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
+    return TrainingRun(device, model, step, optimizer, penalty, settings.schedule_fn(), train, val, mean_image, modes)
+
+
+def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings,
+                    run: TrainingRun) -> tuple[list[dict], int]:
+    """Continue from the newest usable checkpoint, else start afresh (from the modes with ``pool_from_modes``).
+
+    Args:
+        checkpoint_dir: where ``last.pt`` and the ``epoch_NNN.pt`` snapshots are; made when missing.
+        config: model sizes, which a checkpoint must match.
+        settings: training settings, whose resume key a checkpoint must match.
+        run: the prepared model and optimizer, into which a checkpoint's state is loaded.
+
+    Returns:
+        the metrics rows of the epochs already trained, and their number.
+    """
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(checkpoint_dir)
+    history: list[dict] = []
+    start_epoch = 0
+    state = resume_state(checkpoint_dir, config, settings, run.device)
+    if state is not None:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        start_epoch = state["epoch"]
+        snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
+        if start_epoch % settings.checkpoint_every == 0 and not snapshot.exists():
+            # the run that reached this epoch was killed before (or while) writing its snapshot
+            save_checkpoint(snapshot, state)
+            log.info("wrote the missing snapshot %s", snapshot)
+    elif config.pool_from_modes:
+        start_pool_from_modes(run.step, run.train, run.val, run.modes, settings.seed)
+    keep_later_snapshots(checkpoint_dir, start_epoch)
+    return history, start_epoch
+
+
+class EpochFit(NamedTuple):
+    """One pass over the training subjects.
+
+    Attributes:
+        lr: the learning rate of its last batch.
+        loss, penalty, mode_loss: the reconstruction loss, latent spread penalty and mode loss per subject.
+        subjects: subjects seen.
+        seconds: how long it took.
+    """
+
+    lr: float
+    loss: float
+    penalty: float
+    mode_loss: float
+    subjects: int
+    seconds: float
+
+
+def train_epoch(run: TrainingRun, settings: TrainSettings, epoch: int) -> EpochFit:
+    """Train one epoch over the training subjects in the epoch's seeded order.
+
+    Args:
+        run: the model and what trains it.
+        settings: training settings.
+        epoch: 0-based; sets the order and, with the batch, the learning rate.
+    """
+    run.model.train()
+    started = time.perf_counter()
+    total, penalty_total, modes_total, seen = 0.0, 0.0, 0.0, 0
+    order = epoch_order(len(run.train.volumes), settings.seed, epoch)
+    bar = tqdm(run.train.batches(order), total=len(run.train), desc=f"epoch {epoch + 1}/{settings.epochs}",
+               unit="batch", mininterval=10)
+    for i, batch in enumerate(bar):
+        lr = run.schedule.at(epoch + i / len(run.train))
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        loss, _, latent, modes = run.step(batch)
+        spread = run.penalty(latent) if run.penalty.enabled else torch.zeros((), device=run.device)
+        run.optimizer.zero_grad(set_to_none=True)
+        (loss + spread + modes).backward()
+        run.optimizer.step()
+        total += float(loss.detach()) * len(batch)
+        penalty_total += float(spread.detach()) * len(batch)
+        modes_total += float(modes.detach()) * len(batch)
+        seen += len(batch)
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+    return EpochFit(lr, total / seen, penalty_total / seen, modes_total / seen, seen, time.perf_counter() - started)
+
+
+def train_epochs(run: TrainingRun, volumes: SplitVolumes, config: ModelConfig, settings: TrainSettings,
+                 checkpoint_dir: Path, history: list[dict], start_epoch: int) -> None:
+    """Train the epochs after ``start_epoch``; after each, validate, log and write ``last.pt`` (and a snapshot).
+
+    Args:
+        run: the model and what trains it.
+        volumes: the subjects (``val_rows`` says whether any are validated on).
+        config: model sizes, stored in the checkpoints.
+        settings: training settings (``epochs``, ``checkpoint_every``; the resume key is stored).
+        checkpoint_dir: where ``last.pt`` and ``epoch_NNN.pt`` go.
+        history: the metrics rows so far; each epoch's row is appended.
+        start_epoch: epochs already trained.
+    """
+    for epoch in range(start_epoch, settings.epochs):
+        fit = train_epoch(run, settings, epoch)
+        val_loss, spectrum = evaluate(run.step, run.val) if len(volumes.val_rows) else (float("nan"), None)
+        row = {"epoch": epoch + 1, "lr": fit.lr, "train_loss": fit.loss, "train_penalty": fit.penalty,
+               "train_mode_loss": fit.mode_loss, "val_loss": val_loss,
+               "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
+               "seconds": fit.seconds, "subjects_per_s": fit.subjects / fit.seconds}
+        history.append(row)
+        log.info("epoch %d: train %.4f (latent penalty %.4f, mode loss %.4f), validation %.4f, latent participation "
+                 "ratio %.1f of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
+                 row["train_mode_loss"], row["val_loss"], row["val_participation_ratio"], config.encoder_dim,
+                 fit.seconds, row["subjects_per_s"])
+        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch + 1,
+                 "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}
+        save_checkpoint(checkpoint_dir / "last.pt", state)
+        if (epoch + 1) % settings.checkpoint_every == 0:
+            save_checkpoint(checkpoint_dir / f"epoch_{epoch + 1:03d}.pt", state)
+
+
+def warn_about_health(metrics: pd.DataFrame, baseline: float, encoder_dim: int) -> None:
+    """Warn when the final epoch's validation loss is hardly below the mean image's, or its latents span few traits.
+
+    Args:
+        metrics: the metrics table.
+        baseline: the mean training image's validation loss.
+        encoder_dim: the latent's size.
+    """
+    final_ratio = metrics["val_participation_ratio"].iloc[-1]
+    final_loss = metrics["val_loss"].iloc[-1]
+    if final_loss >= UNLEARNED_LOSS_FRACTION * baseline:
+        log.warning("the validation loss is %.4f, %.0f %% of the mean training image's %.4f: the decoder has not "
+                    "learned how subjects differ, so PerDI has little to decode and the UDIPs are close to the "
+                    "untrained encoder's features (train longer, or see README, \"Embedding health\")",
+                    final_loss, 100 * final_loss / baseline, baseline)
+    if final_ratio < min(LOW_PARTICIPATION_RATIO, encoder_dim):
+        log.warning("the validation latents' participation ratio is %.1f of %d: the UDIPs are a few traits in "
+                    "disguise (embed/health.tsv; README, \"Embedding health\")", final_ratio, encoder_dim)
+
+
+def write_training_outputs(run: TrainingRun, volumes: SplitVolumes, config: ModelConfig, settings: TrainSettings,
+                           metrics: pd.DataFrame, baseline: float, outputs: dict[str, str | os.PathLike]) -> None:
+    """Write the model, the metrics and the figures; all appear together or not at all.
+
+    Args:
+        run: the trained model and its training step.
+        volumes: the subjects (the first validation subject is drawn).
+        config: model sizes, stored with the model.
+        settings: training settings (the epochs, token selection and centring are stored with the model).
+        metrics: the metrics table.
+        baseline: the mean training image's validation loss, drawn beside the losses.
+        outputs: paths for ``model``, ``metrics``, ``loss_plot``, ``reconstruction_plot``.
+    """
+    with staged_outputs(outputs) as out:
+        save_checkpoint(out["model"], {
+            "model": run.model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
+            "token_selection": settings.token_selection, "brain_tokens": run.step.brain_tokens.cpu(),
+            "mean_image": run.mean_image.cpu() if settings.center else None, "input_scale": run.step.scale,
+            "grid": volumes.layout.to_json(),
+        })
+        write_tsv(metrics, out["metrics"])
+        plot_loss(metrics, baseline, out["loss_plot"])
+        _reconstruction_figure(run.step, volumes.val, volumes.subjects, volumes.val_rows, out["reconstruction_plot"])
+
+
 def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
                 brain_mask_path: str | os.PathLike, config: ModelConfig, settings: TrainSettings,
                 outputs: dict[str, str | os.PathLike], checkpoint_dir: str | os.PathLike) -> pd.DataFrame:
@@ -274,131 +553,17 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         torch.set_num_threads(settings.threads)
     device = pick_device(settings.device, "train.device")
     log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    # Read before training, so that a bad grid.json fails now and not after the last epoch.
-    layout = CacheGrid.read(cache_dir)
-    subjects = passed_subjects(qc_path, splits_path)
-    train_rows = subjects.loc[subjects["split"] == "train", "row"].to_numpy()
-    val_rows = subjects.loc[subjects["split"] == "val", "row"].to_numpy()
-    if len(train_rows) == 0:
-        raise ValueError(f"no QC-passed subject is in the train split ({splits_path})")
-    train_volumes = CachedVolumes(cache_dir, train_rows)
-    if train_volumes.volume_shape != config.image_size:
-        raise ValueError(f"cache volumes are {train_volumes.volume_shape} but model.image_size is {config.image_size}: "
-                         f"they must be equal (preprocess.pad_to)")
-    val_volumes = CachedVolumes(cache_dir, val_rows if len(val_rows) else train_rows[:1])
-
-    torch.manual_seed(settings.seed)
-    model = ViTAutoEncoder(config).to(device)
-    brain_tokens = load_brain_tokens(brain_mask_path, config).to(device)
-    log.info("model: %s parameters, %d of %d patches hold brain, token selection %s",
-             f"{sum(p.numel() for p in model.parameters()):,}", len(brain_tokens), config.n_tokens,
-             settings.token_selection)
-    penalty = LatentSpreadPenalty(config.encoder_dim, config.latent_variance_weight, config.latent_covariance_weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                                  fused=device.type == "cuda")
-    schedule = settings.schedule_fn()
-    train = BatchSource(train_volumes, settings.batch_size, device, settings.resident, settings.workers)
-    val = BatchSource(val_volumes, settings.batch_size, device, settings.resident, settings.workers)
-    mean_image = mean_training_image(train)
-    # one pass: the scaling and the mode loss's unit both need it
-    sd = residual_sd(train, mean_image) if settings.center else 1.0
-    scale = sd if settings.scale else 1.0
-    step = Step(model, brain_tokens, settings.token_selection, mean_image if settings.center else None, scale)
-    if scale != 1.0:
-        log.info("centred images are divided by their SD over training brain voxels, %.4f", scale)
-    modes = principal_modes(step, train, brain_tokens, config, settings) if config.uses_modes else None
-    if modes is not None:
-        # a weight of 1: leaving every mode unexplained costs what the mean image's plain error does
-        if config.mode_loss_weight > 0:
-            step.mode_loss = ModeLoss(modes, config.mode_loss_weight, sd**2)
-        if config.latent_mode_weight > 0:
-            step.latent_anchor = LatentModeAnchor(modes, config.latent_mode_weight, sd**2)
-    log.info("%d training and %d validation subjects, %s", len(train_volumes), len(val_rows),
-             "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
-
+    volumes = load_split_volumes(cache_dir, qc_path, splits_path, config)
+    run = prepare_training(config, settings, volumes, brain_mask_path, device)
     checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    last = checkpoint_dir / "last.pt"
-    remove_stale_temporaries(checkpoint_dir)
-    history: list[dict] = []
-    start_epoch = 0
-    state = resume_state(checkpoint_dir, config, settings, device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        start_epoch = state["epoch"]
-        snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
-        if start_epoch % settings.checkpoint_every == 0 and not snapshot.exists():
-            # the run that reached this epoch was killed before (or while) writing its snapshot
-            save_checkpoint(snapshot, state)
-            log.info("wrote the missing snapshot %s", snapshot)
-    elif config.pool_from_modes:
-        start_pool_from_modes(step, train, val, modes, settings.seed)
-    keep_later_snapshots(checkpoint_dir, start_epoch)
-    baseline = mean_image_loss(mean_image, val, step)
+    history, start_epoch = resume_training(checkpoint_dir, config, settings, run)
+    baseline = mean_image_loss(run.mean_image, run.val, run.step)
     log.info("validation loss of the mean training image: %.4f", baseline)
-
-    for epoch in range(start_epoch, settings.epochs):
-        model.train()
-        started = time.perf_counter()
-        total, penalty_total, modes_total, seen = 0.0, 0.0, 0.0, 0
-        order = epoch_order(len(train_volumes), settings.seed, epoch)
-        bar = tqdm(train.batches(order), total=len(train), desc=f"epoch {epoch + 1}/{settings.epochs}",
-                   unit="batch", mininterval=10)
-        for i, batch in enumerate(bar):
-            lr = schedule.at(epoch + i / len(train))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, _, latent, modes = step(batch)
-            spread = penalty(latent) if penalty.enabled else torch.zeros((), device=device)
-            optimizer.zero_grad(set_to_none=True)
-            (loss + spread + modes).backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch)
-            penalty_total += float(spread.detach()) * len(batch)
-            modes_total += float(modes.detach()) * len(batch)
-            seen += len(batch)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
-        seconds = time.perf_counter() - started
-        val_loss, spectrum = evaluate(step, val) if len(val_rows) else (float("nan"), None)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / seen, "train_penalty": penalty_total / seen,
-               "train_mode_loss": modes_total / seen, "val_loss": val_loss,
-               "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
-               "seconds": seconds, "subjects_per_s": seen / seconds}
-        history.append(row)
-        log.info("epoch %d: train %.4f (latent penalty %.4f, mode loss %.4f), validation %.4f, latent participation "
-                 "ratio %.1f of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
-                 row["train_mode_loss"], row["val_loss"], row["val_participation_ratio"], config.encoder_dim, seconds,
-                 row["subjects_per_s"])
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                 "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}
-        save_checkpoint(last, state)
-        if (epoch + 1) % settings.checkpoint_every == 0:
-            save_checkpoint(checkpoint_dir / f"epoch_{epoch + 1:03d}.pt", state)
-
+    train_epochs(run, volumes, config, settings, checkpoint_dir, history, start_epoch)
     metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)
     metrics["mean_image_val_loss"] = baseline
-    final_ratio = metrics["val_participation_ratio"].iloc[-1]
-    final_loss = metrics["val_loss"].iloc[-1]
-    if final_loss >= UNLEARNED_LOSS_FRACTION * baseline:
-        log.warning("the validation loss is %.4f, %.0f %% of the mean training image's %.4f: the decoder has not "
-                    "learned how subjects differ, so PerDI has little to decode and the UDIPs are close to the "
-                    "untrained encoder's features (train longer, or see README, \"Embedding health\")",
-                    final_loss, 100 * final_loss / baseline, baseline)
-    if final_ratio < min(LOW_PARTICIPATION_RATIO, config.encoder_dim):
-        log.warning("the validation latents' participation ratio is %.1f of %d: the UDIPs are a few traits in "
-                    "disguise (embed/health.tsv; README, \"Embedding health\")", final_ratio, config.encoder_dim)
-    with staged_outputs(outputs) as out:
-        save_checkpoint(out["model"], {
-            "model": model.state_dict(), "model_config": config.to_dict(), "epoch": settings.epochs,
-            "token_selection": settings.token_selection, "brain_tokens": brain_tokens.cpu(),
-            "mean_image": mean_image.cpu() if settings.center else None, "input_scale": scale,
-            "grid": layout.to_json(),
-        })
-        write_tsv(metrics, out["metrics"])
-        plot_loss(metrics, baseline, out["loss_plot"])
-        _reconstruction_figure(step, val_volumes, subjects, val_rows, out["reconstruction_plot"])
+    warn_about_health(metrics, baseline, config.encoder_dim)
+    write_training_outputs(run, volumes, config, settings, metrics, baseline, outputs)
     return metrics
 
 
