@@ -13,7 +13,7 @@ EMBED_SHELL = (
     "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "
     "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} --settings {params.settings:q} "
     "--udips {output.udips:q} --recon-mse {output.recon_mse:q} "
-    "--spectrum {output.spectrum:q} --health {output.health:q} > {log:q} 2>&1"
+    "--spectrum {output.spectrum:q} --health {output.health:q} --threads {threads} > {log:q} 2>&1"
 )
 
 
