@@ -29,6 +29,8 @@ def main(argv=None) -> None:
     parser.add_argument("--recon-mse", required=True, help="recon_mse.tsv to write")
     parser.add_argument("--spectrum", required=True, help="spectrum.tsv to write (correlation eigenvalues)")
     parser.add_argument("--health", required=True, help="health.tsv to write (participation ratio, warning)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch when encoding (vit; the rule's threads:; "
+                                                    "default: torch's); the PCA baseline does not use torch")
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -37,7 +39,7 @@ def main(argv=None) -> None:
             if not args.model:
                 parser.error("--model is required with --method vit")
             ids, values, errors = embed_vit(args.model, args.cache, args.qc, args.splits, settings.splits,
-                                            settings.batch_size, settings.device)
+                                            settings.batch_size, settings.device, args.threads)
         else:
             if not args.brain_mask:
                 parser.error("--brain-mask is required with --method pca")

@@ -33,6 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--overview", required=True, help="overview PNG to write")
     parser.add_argument("--locus-regions", help="locus_regions.tsv to write (needed with --loci)")
     parser.add_argument("--locus-directions", help="locus_directions.tsv to write (needed with --loci)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (the rule's threads:; default: torch's)")
     args = parser.parse_args(argv)
     if args.loci is not None and (args.locus_regions is None or args.locus_directions is None):
         parser.error("--loci needs --locus-regions and --locus-directions")
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
                              sumstats=args.sumstats, atlas_cache=args.atlas_cache)
         outputs = PerdiOutputs(args.maps, args.regions, args.panels, args.overview,
                                locus_regions=args.locus_regions, locus_directions=args.locus_directions)
-        run_perdi(inputs, outputs, settings)
+        run_perdi(inputs, outputs, settings, args.threads)
 
     run_cli(run)
 

@@ -26,12 +26,13 @@ def main(argv=None) -> None:
     parser.add_argument("--loss-plot", required=True)
     parser.add_argument("--reconstruction-plot", required=True)
     parser.add_argument("--checkpoints", required=True, help="folder for last.pt (resumed from) and epoch_NNN.pt")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (the rule's threads:; default: torch's)")
     args = parser.parse_args(argv)
 
     def run() -> None:
         config = read_settings(args.settings, TrainSettings.CONFIG_KEYS)
         model_config = configured(config["model"]["preset"], config["model"]["overrides"])
-        settings = TrainSettings.from_config(config, threads=None)
+        settings = TrainSettings.from_config(config, threads=args.threads)
         outputs = {"model": args.model, "metrics": args.metrics, "loss_plot": args.loss_plot,
                    "reconstruction_plot": args.reconstruction_plot}
         train_model(args.cache, args.qc, args.splits, args.brain_mask, model_config, settings, outputs,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,12 +18,14 @@ from vitudip.embed.vit import embed_vit
 from vitudip.imaging.cache_grid import GRID_FILE, cache_grid
 from vitudip.imaging.grid import FSL_2MM
 from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from vitudip.model.device import set_cpu_threads
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps
 from vitudip.train.schedule import Schedule
 from vitudip.train.settings import TrainSettings
 from vitudip.train.trainer import train_model
 
+ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (32, 32, 32)
 N = 20
 
@@ -53,8 +57,9 @@ def write_cohort(root, boxes, n: int = N, amplitudes=None) -> np.ndarray:
     # FSL's 2 mm grid block-averaged by 4 (22 x 27 x 22) fits the 32-cubed volumes
     cache_grid(FSL_2MM, 4, SHAPE).write(cache, n)
     ids = [f"{i:04d}" for i in range(n)]
-    pd.DataFrame({"subject_id": ids, "path": "x", "status": "ok", "reason": "", "row": range(n),
-                  "brain_voxels": int(brain.sum()), "mean": 1.0, "sd": 1.0}).to_csv(root / "qc.tsv", sep="\t", index=False)
+    qc = pd.DataFrame({"subject_id": ids, "path": "x", "status": "ok", "reason": "", "row": range(n),
+                       "brain_voxels": int(brain.sum()), "mean": 1.0, "sd": 1.0})
+    qc.to_csv(root / "qc.tsv", sep="\t", index=False)
     split = np.array(["train", "val", "test"])[np.searchsorted([0.7 * n, 0.85 * n], np.arange(n), side="right")]
     pd.DataFrame({"subject_id": ids, "split": split}).to_csv(root / "splits.tsv", sep="\t", index=False)
     np.save(root / "brain_mask.npy", brain)
@@ -73,14 +78,14 @@ def small_config(**changes) -> ModelConfig:
     return ModelConfig(**{**values, **changes})
 
 
-def run_training(root, out, config=None, **settings):
+def run_training(root, out, config=None, threads=None, **settings):
     outputs = {name: out / f"{name}.{ext}" for name, ext in
                (("model", "pt"), ("metrics", "tsv"), ("loss_plot", "png"), ("reconstruction_plot", "png"))}
     train = {"epochs": 2, "batch_size": 4, "schedule": "step", "step_epochs": 1, "checkpoint_every": 1, **settings}
     model = {"token_selection": train.pop("token_selection")} if "token_selection" in train else {}
     values = stage_config({"model": model, "train": train, "seed": 3}, TrainSettings.CONFIG_KEYS)
     metrics = train_model(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy",
-                          config or small_config(), TrainSettings.from_config(values, threads=None), outputs,
+                          config or small_config(), TrainSettings.from_config(values, threads=threads), outputs,
                           out / "checkpoints")
     return metrics, outputs
 
@@ -109,6 +114,50 @@ def test_a_cache_without_its_grid_fails_before_training(cohort, tmp_path):
     with pytest.raises(ValueError, match=r"grid\.json lacks the field 'input_shape': rerun the preprocess stage"):
         run_training(root, tmp_path / "run", epochs=1)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_set_cpu_threads_sets_torch_s_thread_count_and_refuses_fewer_than_one():
+    # the module's one_torch_thread fixture restores the count afterwards
+    set_cpu_threads(2)
+    assert torch.get_num_threads() == 2
+    set_cpu_threads(None)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match=r"threads \(torch's CPU threads\) must be at least 1, got 0"):
+        set_cpu_threads(0)
+    assert torch.get_num_threads() == 2
+
+
+def test_training_runs_on_the_threads_it_is_given(cohort, tmp_path):
+    root, _ = cohort
+    run_training(root, tmp_path / "run", epochs=1, threads=2)
+    assert torch.get_num_threads() == 2
+
+
+def test_the_torch_stage_scripts_hand_threads_to_their_stage(monkeypatch, tmp_path):
+    """What the train, embed and perdi scripts receive as --threads (their rule's threads:) reaches the library."""
+    received = {}
+    monkeypatch.setattr("vitudip.train.trainer.train_model", lambda *args: received.update(train=args[5].threads))
+    monkeypatch.setattr("vitudip.perdi.stage.run_perdi", lambda *args: received.update(perdi=args[3]))
+
+    def embed(*args):
+        received.update(embed=args[7])
+        return ["a", "b", "c"], np.random.default_rng(0).standard_normal((3, 2)), np.ones(3)
+
+    monkeypatch.setattr("vitudip.embed.vit.embed_vit", embed)
+    x = str(tmp_path / "x")
+    runpy.run_path(str(ROOT / "scripts" / "train.py"))["main"]([
+        "--cache", x, "--qc", x, "--splits", x, "--brain-mask", x, "--model", x, "--metrics", x, "--loss-plot", x,
+        "--reconstruction-plot", x, "--checkpoints", x, "--threads", "3",
+        "--settings", '{"seed": 0, "model": {"preset": "demo"}, "train": {}}'])
+    runpy.run_path(str(ROOT / "scripts" / "embed.py"))["main"]([
+        "--method", "vit", "--model", x, "--cache", x, "--qc", x, "--splits", x, "--threads", "4",
+        "--udips", str(tmp_path / "udips.tsv"), "--recon-mse", str(tmp_path / "recon.tsv"),
+        "--spectrum", str(tmp_path / "spectrum.tsv"), "--health", str(tmp_path / "health.tsv"),
+        "--settings", '{"seed": 0, "embed": {}, "train": {}}'])
+    runpy.run_path(str(ROOT / "scripts" / "perdi.py"))["main"]([
+        "--model", x, "--udips", x, "--cache", x, "--qc", x, "--brain-mask", x, "--maps", x, "--regions", x,
+        "--panels", x, "--overview", x, "--threads", "5", "--settings", '{"seed": 0, "perdi": {}, "pheno": {}}'])
+    assert received == {"train": 3, "embed": 4, "perdi": 5}
 
 
 def test_a_centred_model_learns_how_subjects_differ(cohort, tmp_path, caplog):

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tiny_study import snakemake
 from vitudip.genetics.joint_table import JOINT_COLUMNS
+
+from tiny_study import snakemake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,16 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
                   "embedding_vs_truth", "genotype_qc", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test",
                   "calibrate_joint", "find_loci", "perdi_maps", "summarise_study"):
         assert built in out
+
+
+def test_the_torch_rules_hand_their_threads_to_their_scripts(tmp_path):
+    # --cores 2 caps every rule's threads: at 2; the scripts pass them on to torch
+    run = snakemake(tmp_path, "-n", "--printshellcmds")
+    assert run.returncode == 0, run.stderr
+    lines = (run.stdout + run.stderr).splitlines()
+    for rule in ("train_model", "embed_udips", "embed_pca_baseline", "perdi_maps"):
+        command = next(line for line in lines if f"logs/{rule}.log" in line and "--settings" in line)
+        assert "--threads 2 " in command, command
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_key(tmp_path):

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import load_model
-from vitudip.model.device import pick_device
+from vitudip.model.device import pick_device, set_cpu_threads
 from vitudip.model.step import Step
 from vitudip.model.vit_autoencoder import ViTAutoEncoder
 
@@ -23,7 +23,7 @@ log = logging.getLogger("vitudip.embed")
 @torch.no_grad()
 def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_path: str | os.PathLike,
               splits_path: str | os.PathLike, splits: Sequence[str], batch_size: int = 16,
-              device: str = "auto") -> tuple[list[str], np.ndarray, np.ndarray]:
+              device: str = "auto", threads: int | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Encode every QC-passed subject of the chosen splits.
 
     Args:
@@ -32,10 +32,12 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
         splits: which splits to embed.
         batch_size: subjects per forward pass.
         device: ``auto``, ``cuda`` or ``cpu``.
+        threads: CPU threads for torch (None: torch's default).
 
     Returns:
         subject ids, latents ``(n, encoder_dim)`` and per-subject reconstruction MSE over brain voxels.
     """
+    set_cpu_threads(threads)
     dev = pick_device(device, "train.device")
     model, state = load_model(model_path, dev)
     subjects = passed_subjects(qc_path, splits_path, splits)
@@ -43,7 +45,8 @@ def embed_vit(model_path: str | os.PathLike, cache_dir: str | os.PathLike, qc_pa
         raise ValueError(f"no QC-passed subject in splits {list(splits)}")
     volumes = CachedVolumes(cache_dir, subjects["row"].to_numpy())
     if volumes.volume_shape != model.config.image_size:
-        raise ValueError(f"cache volumes are {volumes.volume_shape} but the model was trained on {model.config.image_size}")
+        raise ValueError(f"cache volumes are {volumes.volume_shape} but the model was trained on "
+                         f"{model.config.image_size}")
     source = BatchSource(volumes, batch_size, dev, resident=False)
     union = state["token_selection"] == "union"
     brain_tokens = state["brain_tokens"].to(dev)

@@ -19,7 +19,7 @@ from vitudip.imaging.cache_grid import CacheGrid
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.stage_tables import LOCUS_DIRECTIONS, LOCUS_REGIONS, REGIONS, udip_columns
 from vitudip.model.checkpoint import load_model
-from vitudip.model.device import pick_device
+from vitudip.model.device import pick_device, set_cpu_threads
 from vitudip.perdi.decode import BrainDecoder, PerturbationMaps, dimension_directions, latent_sd, perturbation_maps
 from vitudip.perdi.inputs import LOCI_COLUMNS, loci_dimensions, mapped_dimensions, subject_latents, udip_sd
 from vitudip.perdi.locus import LocusDirection, direction_table, lead_effects, locus_direction, locus_leads
@@ -298,14 +298,15 @@ def map_targets(plan: PerdiPlan, settings: PerdiSettings) -> list[MapTarget]:
         settings: see :class:`PerdiSettings`.
     """
     names = udip_columns(plan.n_dims)
-    what = f"+{settings.sd_multiple:g} SD, {len(plan.subjects)} subjects"
+    subjects = f"{len(plan.subjects)} subjects"
     locus_size = _locus_size(settings)
     # dimension d's permutations are seeded [seed, d]; a locus's [seed, n_dims + locus] never collides
-    targets = [MapTarget(names[d], what, {"dimension": names[d]}, d) for d in plan.dims]
-    targets += [MapTarget(d.effects.lead.name, f"{locus_size} of {d.effects.lead.variant_id}, {len(plan.subjects)} "
-                          "subjects", {"locus": d.effects.lead.locus, "lead_snp": d.effects.lead.variant_id},
-                          plan.n_dims + d.effects.lead.locus)
-                for d in plan.directions]
+    targets = [MapTarget(names[d], f"+{settings.sd_multiple:g} SD, {subjects}", {"dimension": names[d]}, d)
+               for d in plan.dims]
+    for direction in plan.directions:
+        lead = direction.effects.lead
+        targets.append(MapTarget(lead.name, f"{locus_size} of {lead.variant_id}, {subjects}",
+                                 {"locus": lead.locus, "lead_snp": lead.variant_id}, plan.n_dims + lead.locus))
     return targets
 
 
@@ -431,7 +432,8 @@ def write_perdi(plan: PerdiPlan, maps: PerturbationMaps | None, settings: PerdiS
     return regions
 
 
-def run_perdi(inputs: PerdiInputs, outputs: PerdiOutputs, settings: PerdiSettings) -> pd.DataFrame:
+def run_perdi(inputs: PerdiInputs, outputs: PerdiOutputs, settings: PerdiSettings,
+              threads: int | None = None) -> pd.DataFrame:
     """Map, rank and draw every chosen dimension and every locus; all outputs appear together or not at all.
 
     Writes, brain-masked and smoothed on the input grid, ``outputs.maps/udip_NNN.nii.gz`` (signed t),
@@ -451,12 +453,14 @@ def run_perdi(inputs: PerdiInputs, outputs: PerdiOutputs, settings: PerdiSetting
         inputs: the stage's input paths.
         outputs: the stage's output paths.
         settings: see :class:`PerdiSettings` (:meth:`PerdiSettings.from_config`).
+        threads: CPU threads for torch (None: torch's default).
 
     Returns:
         The region table of the dimensions.
     """
     if inputs.loci is not None and (outputs.locus_regions is None or outputs.locus_directions is None):
         raise ValueError("with a loci table the locus regions and locus directions tables must be given too")
+    set_cpu_threads(threads)
     device = pick_device(settings.device, "perdi.device")
     plan = plan_perdi(inputs, settings, device)
     maps = decode_perturbations(plan, settings, device)

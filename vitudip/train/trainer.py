@@ -22,7 +22,7 @@ from vitudip.imaging.cache_grid import CacheGrid
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, config_differences, load_checkpoint, save_checkpoint
-from vitudip.model.device import pick_device
+from vitudip.model.device import pick_device, set_cpu_threads
 from vitudip.model.latent_penalty import LatentSpreadPenalty
 from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss, PrincipalModes, fit_principal_modes, ridge_patch_maps
 from vitudip.model.patches import patchify
@@ -540,8 +540,7 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         The metrics table.
     """
     check_training(config, settings)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    set_cpu_threads(settings.threads)
     device = pick_device(settings.device, "train.device")
     log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     volumes = load_split_volumes(cache_dir, qc_path, splits_path, config)

@@ -13,7 +13,7 @@ EMBED_SHELL = (
     "python {params.script:q} --method {params.method} {params.model} --cache {input.cache:q} "
     "--qc {input.qc:q} --splits {input.splits:q} --brain-mask {input.brain_mask:q} --settings {params.settings:q} "
     "--udips {output.udips:q} --recon-mse {output.recon_mse:q} "
-    "--spectrum {output.spectrum:q} --health {output.health:q} > {log:q} 2>&1"
+    "--spectrum {output.spectrum:q} --health {output.health:q} --threads {threads} > {log:q} 2>&1"
 )
 
 
@@ -26,8 +26,8 @@ rule embed_udips:
         spectrum=results("embed", "spectrum.tsv"),
         health=results("embed", "health.tsv"),
     params:
-        method=EMBED["method"],
         **EMBED_PARAMS,
+        method=EMBED["method"],
     log:
         results("logs", "embed_udips.log"),
     benchmark:
@@ -55,8 +55,8 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
             spectrum=results("embed", "pca", "spectrum.tsv"),
             health=results("embed", "pca", "health.tsv"),
         params:
-            method="pca",
             **EMBED_PARAMS,
+            method="pca",
         log:
             results("logs", "embed_pca_baseline.log"),
         benchmark:
@@ -83,8 +83,11 @@ if config["simulate"]["enabled"]:
             truth_loci=DEMO["truth_loci"],
             udips=list(compared_embeddings().values()),
         output:
-            report(results("embed", "embedding_vs_truth.tsv"), caption="../report/embedding_vs_truth.rst",
-                   category="Embedding"),
+            report(
+                results("embed", "embedding_vs_truth.tsv"),
+                caption="../report/embedding_vs_truth.rst",
+                category="Embedding",
+            ),
         params:
             script=script_path("embedding_vs_truth.py"),
             embeddings=" ".join(f"--embedding {m} {shlex.quote(p)}" for m, p in compared_embeddings().items()),

@@ -53,4 +53,5 @@ rule perdi_maps:
         "--qc {input.qc:q} --brain-mask {input.brain_mask:q} --loci {input.loci:q} --sumstats {input.sumstats:q} "
         "--settings {params.settings:q} --atlas-cache {params.atlas_cache:q} --maps {output.maps:q} "
         "--regions {output.regions:q} --panels {output.panels:q} --overview {output.overview:q} "
-        "--locus-regions {output.locus_regions:q} --locus-directions {output.locus_directions:q} > {log:q} 2>&1"
+        "--locus-regions {output.locus_regions:q} --locus-directions {output.locus_directions:q} --threads {threads} "
+        "> {log:q} 2>&1"

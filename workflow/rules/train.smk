@@ -36,4 +36,4 @@ rule train_model:
         "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
         "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
-        "--reconstruction-plot {output.reconstruction_plot:q} > {log:q} 2>&1"
+        "--reconstruction-plot {output.reconstruction_plot:q} --threads {threads} > {log:q} 2>&1"
