@@ -5,11 +5,10 @@ import argparse
 import sys
 
 from vitudip.cli import run_cli
-from vitudip.config import load_config, read_settings
+from vitudip.config import read_settings
 from vitudip.simulate.cohort import simulate_cohort
-
-#: The config keys the simulate stage reads.
-CONFIG_KEYS = ("simulate", "seed")
+from vitudip.simulate.settings import SimulateSettings
+from vitudip.study import load_study
 
 
 def main(argv=None) -> None:
@@ -24,9 +23,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = load_config(args.configfile) if args.configfile else read_settings(args.settings, CONFIG_KEYS)
-        settings = config["simulate"]
-        simulate_cohort(settings, args.outdir or settings["outdir"], seed=config["seed"], threads=args.threads)
+        keys = SimulateSettings.CONFIG_KEYS
+        config = load_study(args.configfile) if args.configfile else read_settings(args.settings, keys)
+        settings = SimulateSettings.from_config(config)
+        simulate_cohort(settings.section, args.outdir or settings.section["outdir"], seed=settings.seed,
+                        threads=args.threads)
 
     run_cli(run)
 
