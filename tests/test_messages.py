@@ -23,7 +23,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+
+from vitudip.config import load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,5 +213,5 @@ def test_missing_ld_message_names_the_config_key():
         min_p=np.array([1e-9]), dimensions=["udip_000"], min_dimension=np.array([0]))
     with pytest.raises(ValueError, match=r"skip them with loci\.skip_missing_ld: true in the config$"):
         _check_lacking(SimpleNamespace(prefix="panel"), scan, np.array([0]), skip=False)
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = load_schema()
     assert schema["properties"]["loci"]["properties"]["skip_missing_ld"]["type"] == "boolean"
