@@ -51,7 +51,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from vitudip.genetics.dosages import hardcall_dosages, open_genotypes
+from vitudip.genetics.dosages import GenotypeReader, hardcall_dosages, open_genotypes
 from vitudip.genetics.gwas_inputs import (
     X_SEX,
     GwasInputs,
@@ -307,6 +307,20 @@ def linear_association(
 # --------------------------------------------------------------------------- whole genome
 
 
+def autosomal_groups(inputs: GwasInputs, device: torch.device, dtype: torch.dtype) -> list[PhenotypeGroup]:
+    """The phenotype groups of every tested chromosome but non-PAR X: the autosomes and X's pseudo-autosomal region.
+
+    Args:
+        inputs: the phenotypes and covariates aligned to the genotype samples.
+        device: where the per-block products run.
+        dtype: their floating type.
+    """
+    return phenotype_groups(
+        inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(), list(inputs.phenotypes.columns),
+        list(inputs.covariates.columns), device, dtype,
+    )
+
+
 def chromosome_x_groups(inputs: GwasInputs, device: torch.device, dtype: torch.dtype) -> list[PhenotypeGroup]:
     """The phenotype groups of non-PAR X: with sex as one more covariate, and without samples of unknown sex,
     where plink2 adds it (:func:`~vitudip.genetics.gwas_inputs.sex_covariate_on_x`); else those of the autosomes."""
@@ -317,6 +331,19 @@ def chromosome_x_groups(inputs: GwasInputs, device: torch.device, dtype: torch.d
         covariates = np.column_stack([covariates, inputs.sex.astype(np.float64)])
         names.append(X_SEX)
     return phenotype_groups(phenotypes, covariates, list(inputs.phenotypes.columns), names, device, dtype)
+
+
+@dataclass
+class VariantBlock:
+    """One block of the tested variants and the regressions it goes through.
+
+    Attributes:
+        index: positions of its variants in the genotype files.
+        groups: the phenotype groups of its chromosome (non-PAR X has its own).
+    """
+
+    index: np.ndarray
+    groups: list[PhenotypeGroup]
 
 
 def _blocks(chromosomes: pd.Series, block_size: int) -> Iterator[tuple[int, int, bool]]:
@@ -338,6 +365,10 @@ def _refuse_haploid(chromosomes: pd.Series, variant_file: str) -> None:
                          "and MT out of gwas.chromosomes or use gwas.engine: plink2")
 
 
+#: The joint test of a GWAS, the writer of its file and the phenotype names, in the order of the statistics.
+JointOutput = tuple[JointTest, JointWriter, list[str]]
+
+
 def _block_variants(variants: pd.DataFrame, index: np.ndarray) -> VariantTexts:
     """The GWAS-SSF variant columns of one block, effect allele = ALT."""
     block = variants.iloc[index]
@@ -352,7 +383,7 @@ def _block_variants(variants: pd.DataFrame, index: np.ndarray) -> VariantTexts:
 
 
 def _write_block(writers: list[SumstatsWriter], variants: VariantTexts, result: AssociationResult,
-                 joint: tuple[JointTest, JointWriter, list[str]] | None = None) -> None:
+                 joint: JointOutput | None = None) -> None:
     """Append one block's statistics to every phenotype's file (writer i holds phenotype i), and its joint
     statistics to the joint file when ``joint`` (test, writer, phenotype names) is given."""
     for column, writer in enumerate(writers):
@@ -373,6 +404,172 @@ def _log_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         message += f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
     logger.info(message)
+
+
+@dataclass
+class BlockSeconds:
+    """Seconds spent on each part of a GWAS's block loop: where the time goes.
+
+    Attributes:
+        read: reading genotype blocks.
+        compute: the association statistics.
+        write: writing the statistics, in the background thread.
+        wait: the compute waiting for that thread.
+    """
+
+    read: float = 0.0
+    compute: float = 0.0
+    write: float = 0.0
+    wait: float = 0.0
+
+
+def _check_gwas_arguments(block_size: int, out_dir: str | os.PathLike | None, joint: JointTest | None,
+                          joint_path: str | os.PathLike | None) -> None:
+    """Raise ValueError for a block size below 1, a joint test without its file or the reverse, or nothing to write.
+
+    Args:
+        block_size: variants per block.
+        out_dir: folder of the per-phenotype files, or None.
+        joint: the joint test, or None.
+        joint_path: its output file, or None.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if (joint is None) != (joint_path is None):
+        raise ValueError("the joint test needs both joint (the test) and joint_path (its output file)")
+    if out_dir is None and joint is None:
+        raise ValueError("a GWAS without out_dir writes only the joint file: give joint and joint_path")
+
+
+def _variant_blocks(genotypes: GenotypeReader, inputs: GwasInputs, groups: list[PhenotypeGroup],
+                    device: torch.device, chromosomes: Sequence[str | int] | None,
+                    extract: str | os.PathLike | None, block_size: int) -> list[VariantBlock]:
+    """The blocks of the variants to test, each with its phenotype groups; logs what the GWAS will compute.
+
+    Args:
+        genotypes: the open genotype files.
+        inputs: the phenotypes and covariates aligned to their samples.
+        groups: the phenotype groups of the autosomes (:func:`autosomal_groups`).
+        device: where the per-block products run.
+        chromosomes: only these chromosomes (None = all).
+        extract: file of the variant IDs to test, one per line; None = all.
+        block_size: variants per block.
+
+    Raises:
+        ValueError: a variant to test is on Y or MT.
+    """
+    variant_index = select_variants(genotypes.variants, chromosomes, genotypes.variant_file)
+    if extract is not None:
+        variant_index = extract_variants(genotypes.variants, variant_index, extract)
+    selected = genotypes.variants["chrom"].iloc[variant_index]
+    _refuse_haploid(selected, genotypes.variant_file)
+    x_groups = chromosome_x_groups(inputs, device, compute_dtype(device)) if (selected == "X").any() else None
+    logger.info(
+        "%d variants (%s) x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
+        variant_index.size, genotypes.files.format, inputs.phenotypes.shape[1], len(groups), device,
+        compute_dtype(device), block_size,
+    )
+    return [VariantBlock(variant_index[start:stop], x_groups if on_x else groups)
+            for start, stop, on_x in _blocks(selected, block_size)]
+
+
+def _open_outputs(stack: ExitStack, out_dir: str | os.PathLike | None, names: list[str], joint: JointTest | None,
+                  joint_path: str | os.PathLike | None,
+                  pheno_path: str | os.PathLike) -> tuple[list[SumstatsWriter], JointOutput | None]:
+    """Open the per-phenotype files and the joint file on ``stack``, which closes them.
+
+    Args:
+        stack: the GWAS's exit stack.
+        out_dir: folder of the ``<phenotype>.tsv.gz`` files; None: none.
+        names: the phenotypes, in the order of the statistics.
+        joint: the joint test, or None.
+        joint_path: its output file (given with ``joint``).
+        pheno_path: the phenotype file, for messages.
+
+    Returns:
+        (one writer per phenotype, in order; the joint output, None without ``joint``).
+
+    Raises:
+        ValueError: the joint test's dimensions are not the phenotypes (before the first block).
+    """
+    writers = ([] if out_dir is None else
+               [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names])
+    if joint is None:
+        return writers, None
+    joint.column_order(names, f"the GWAS of {pheno_path}")  # refuse before the first block
+    return writers, (joint, stack.enter_context(JointWriter(joint_path, joint.dimensions)), names)
+
+
+def _timed_write_block(seconds: BlockSeconds, writers: list[SumstatsWriter], variants: VariantTexts,
+                       result: AssociationResult, joint: JointOutput | None) -> None:
+    """:func:`_write_block`, adding its time to ``seconds.write``.
+
+    Args:
+        seconds: the loop's time record.
+        writers: one per phenotype, in order.
+        variants: the block's variant columns.
+        result: the block's statistics.
+        joint: the joint output, or None.
+    """
+    begun = time.perf_counter()
+    _write_block(writers, variants, result, joint)
+    seconds.write += time.perf_counter() - begun
+
+
+def _test_blocks(genotypes: GenotypeReader, blocks: list[VariantBlock], sample_rows: np.ndarray,
+                 n_phenotypes: int, device: torch.device, writers: list[SumstatsWriter],
+                 joint: JointOutput | None, progress: bool) -> BlockSeconds:
+    """Read, test and write every block, writing each in a background thread while the next is computed.
+
+    At most one block of results waits for the writer, so memory stays bounded.
+
+    Args:
+        genotypes: the open genotype files.
+        blocks: the blocks to test, in order.
+        sample_rows: positions of the analysed samples in the genotype files.
+        n_phenotypes: the phenotypes tested.
+        device: where the per-block products run.
+        writers: one per phenotype, in order.
+        joint: the joint output, or None.
+        progress: show a progress bar over blocks.
+
+    Returns:
+        Where the time went.
+    """
+    seconds = BlockSeconds()
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        for block in tqdm(blocks, desc="GWAS blocks", unit="block", disable=not progress):
+            begun = time.perf_counter()
+            dosages = torch.from_numpy(genotypes.read_block(block.index, sample_rows)).to(device)
+            read = time.perf_counter()
+            result = _block_association(block.groups, dosages, n_phenotypes)
+            computed = time.perf_counter()
+            seconds.read += read - begun
+            seconds.compute += computed - read
+            if pending is not None:
+                pending.result()  # re-raises a failed write here
+            seconds.wait += time.perf_counter() - computed
+            variants = _block_variants(genotypes.variants, block.index)
+            pending = background.submit(_timed_write_block, seconds, writers, variants, result, joint)
+        if pending is not None:
+            begun = time.perf_counter()
+            pending.result()
+            seconds.wait += time.perf_counter() - begun
+    return seconds
+
+
+def _log_time_spent(n_phenotypes: int, total: float, seconds: BlockSeconds) -> None:
+    """Log how long the GWAS took and where the time went.
+
+    Args:
+        n_phenotypes: the phenotypes tested.
+        total: seconds from start to end.
+        seconds: the block loop's parts.
+    """
+    logger.info("GWAS of %d phenotypes done in %.1f s: reading genotypes %.1f s, association %.1f s, writing "
+                "output %.1f s in a background thread (the compute waited %.1f s for it)", n_phenotypes,
+                total, seconds.read, seconds.compute, seconds.write, seconds.wait)
 
 
 def linear_gwas(
@@ -417,73 +614,18 @@ def linear_gwas(
     Returns:
         The written files, in phenotype order.
     """
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
-    if (joint is None) != (joint_path is None):
-        raise ValueError("the joint test needs both joint (the test) and joint_path (its output file)")
-    if out_dir is None and joint is None:
-        raise ValueError("a GWAS without out_dir writes only the joint file: give joint and joint_path")
+    _check_gwas_arguments(block_size, out_dir, joint, joint_path)
     started = time.perf_counter()
     inputs = load_gwas_inputs(genotype_prefix, pheno_path, covar_path, phenotypes)
     resolved = pick_device(device, "gwas.device")
     names = list(inputs.phenotypes.columns)
-    groups = phenotype_groups(
-        inputs.phenotypes.to_numpy(), inputs.covariates.to_numpy(), names,
-        list(inputs.covariates.columns), resolved, compute_dtype(resolved),
-    )
-    x_groups: list[PhenotypeGroup] | None = None
-    # One background thread writes block i while block i + 1 is computed; at
-    # most one block of results waits, so memory stays bounded.
+    groups = autosomal_groups(inputs, resolved, compute_dtype(resolved))
     with ExitStack() as stack, _ieee_float32_matmul(resolved):
         genotypes = stack.enter_context(open_genotypes(genotype_prefix))
-        variant_index = select_variants(genotypes.variants, chromosomes, genotypes.variant_file)
-        if extract is not None:
-            variant_index = extract_variants(genotypes.variants, variant_index, extract)
-        selected = genotypes.variants["chrom"].iloc[variant_index]
-        _refuse_haploid(selected, genotypes.variant_file)
-        if (selected == "X").any():
-            x_groups = chromosome_x_groups(inputs, resolved, compute_dtype(resolved))
-        logger.info(
-            "%d variants (%s) x %d phenotypes in %d missingness group(s) on %s (%s), blocks of %d",
-            variant_index.size, genotypes.files.format, len(names), len(groups), resolved,
-            compute_dtype(resolved), block_size,
-        )
-        blocks = list(_blocks(selected, block_size))
-        writers = ([] if out_dir is None else
-                   [stack.enter_context(SumstatsWriter(Path(out_dir) / f"{name}.tsv.gz")) for name in names])
-        joint_args = None
-        if joint is not None:
-            joint.column_order(names, f"the GWAS of {pheno_path}")  # refuse before the first block
-            joint_args = (joint, stack.enter_context(JointWriter(joint_path, joint.dimensions)), names)
-        background = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        pending: Future | None = None
-        # seconds reading, computing, writing (background thread) and waiting for the writer: where the time goes
-        spent = dict.fromkeys(("read", "compute", "write", "wait"), 0.0)
-
-        def write(*block) -> None:
-            begun = time.perf_counter()
-            _write_block(*block)
-            spent["write"] += time.perf_counter() - begun
-
-        for start, stop, on_x in tqdm(blocks, desc="GWAS blocks", unit="block", disable=not progress):
-            index = variant_index[start:stop]
-            begun = time.perf_counter()
-            dosages = torch.from_numpy(genotypes.read_block(index, inputs.fam_rows)).to(resolved)
-            read = time.perf_counter()
-            result = _block_association(x_groups if on_x else groups, dosages, len(names))
-            computed = time.perf_counter()
-            spent["read"] += read - begun
-            spent["compute"] += computed - read
-            if pending is not None:
-                pending.result()  # re-raises a failed write here
-            spent["wait"] += time.perf_counter() - computed
-            pending = background.submit(write, writers, _block_variants(genotypes.variants, index), result, joint_args)
-        if pending is not None:
-            begun = time.perf_counter()
-            pending.result()
-            spent["wait"] += time.perf_counter() - begun
-    logger.info("GWAS of %d phenotypes done in %.1f s: reading genotypes %.1f s, association %.1f s, writing "
-                "output %.1f s in a background thread (the compute waited %.1f s for it)", len(names),
-                time.perf_counter() - started, spent["read"], spent["compute"], spent["write"], spent["wait"])
+        blocks = _variant_blocks(genotypes, inputs, groups, resolved, chromosomes, extract, block_size)
+        writers, joint_output = _open_outputs(stack, out_dir, names, joint, joint_path, pheno_path)
+        seconds = _test_blocks(genotypes, blocks, inputs.fam_rows, len(names), resolved, writers, joint_output,
+                               progress)
+    _log_time_spent(len(names), time.perf_counter() - started, seconds)
     _log_peak_memory(resolved)
     return [writer.path for writer in writers]

@@ -487,6 +487,133 @@ def _with_ids(table: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([analysed[["FID", "IID"]].reset_index(drop=True), table.reset_index(drop=True)], axis=1)
 
 
+def _check_genotype_variant_ids(genotype_prefix: str | os.PathLike) -> None:
+    """Refuse missing or repeated variant IDs in the genotype files (BGEN's are left to the GWAS engine).
+
+    Args:
+        genotype_prefix: PLINK 2, PLINK 1 or BGEN prefix.
+
+    Raises:
+        ValueError: from :func:`~vitudip.genetics.genotypes.check_variant_ids`.
+    """
+    genotypes = find_genotypes(genotype_prefix)
+    variants = genotypes.variants()
+    if variants is None:
+        log.info("BGEN input: variant IDs are checked by the GWAS engine, not here")
+    else:
+        check_variant_ids(variants, genotypes.variant_file)
+
+
+def _remaining_samples(inputs: Inputs, reasons: dict[str, str]) -> pd.DataFrame:
+    """The genotype samples with UDIPs and no exclusion reason (yet), in genotype-file order.
+
+    Args:
+        inputs: the read inputs.
+        reasons: IID -> exclusion reason so far.
+
+    Returns:
+        Their rows of ``inputs.genotypes``, indexed from 0.
+    """
+    iids = inputs.genotypes["IID"]
+    return inputs.genotypes[iids.isin(inputs.udips.index) & ~iids.isin(reasons)].reset_index(drop=True)
+
+
+def _outlier_exclusions(inputs: Inputs, reasons: dict[str, str], recon_mse_path: str | os.PathLike | None,
+                        limit: float) -> dict[str, str]:
+    """The outliers among the samples still kept, each logged as a warning.
+
+    Args:
+        inputs: the read inputs.
+        reasons: IID -> exclusion reason so far.
+        recon_mse_path: embed/recon_mse.tsv; None: judge the UDIPs only.
+        limit: robust SDs from the median that make an outlier (``settings.outlier_sd``).
+
+    Returns:
+        IID -> reason, as :func:`outlier_reasons`.
+    """
+    kept = _remaining_samples(inputs, reasons)["IID"].tolist()
+    recon = read_recon_mse(recon_mse_path) if recon_mse_path is not None else None
+    outliers = outlier_reasons(inputs.udips.loc[kept], recon, limit)
+    for iid, reason in outliers.items():
+        log.warning("subject %s dropped from the GWAS: %s", iid, reason)
+    return outliers
+
+
+def _exclusions(inputs: Inputs, settings: PhenoSettings, counts: dict[str, int],
+                sample_qc_path: str | os.PathLike | None, keep_related: bool,
+                recon_mse_path: str | os.PathLike | None) -> tuple[dict[str, str], set[str]]:
+    """Why each subject is not analysed: the join's reasons, then the genotype QC's, then the outlier rule's.
+
+    Args:
+        inputs: the read inputs.
+        settings: the used covariate columns, ``min_samples`` and ``outlier_sd`` (None: no outlier rule).
+        counts: samples per join step; with a genotype QC it gains "passing genotype QC", which is logged
+            and checked against ``min_samples``.
+        sample_qc_path: genotypes/sample_qc.tsv of the genotype QC; None: no genotype QC.
+        keep_related: keep the samples it marks related.
+        recon_mse_path: embed/recon_mse.tsv, for the outlier rule; None: judge the UDIPs only.
+
+    Returns:
+        (IID -> reason for every subject of any input not analysed, IIDs the genotype QC marks related).
+    """
+    reasons = exclusion_reasons(inputs, settings.used_columns())
+    related: set[str] = set()
+    if sample_qc_path is not None:
+        related, dropped = genotype_qc_reasons(sample_qc_path, inputs.genotypes, keep_related)
+        reasons.update({iid: reason for iid, reason in dropped.items()
+                        if iid not in reasons and iid in inputs.udips.index})
+        counts["passing genotype QC"] = len(_remaining_samples(inputs, reasons))
+        log.info("samples per join step: %s", _describe_counts(counts))
+        _check_min_samples(counts, settings.min_samples)
+    if settings.outlier_sd is not None:
+        reasons.update(_outlier_exclusions(inputs, reasons, recon_mse_path, settings.outlier_sd))
+    return reasons, related
+
+
+def _analysed_covariates(inputs: Inputs, analysed: pd.DataFrame, related: set[str], settings: PhenoSettings,
+                         genotype_prefix: str | os.PathLike, threads: int,
+                         variants_path: str | os.PathLike | None) -> pd.DataFrame:
+    """The covariate matrix of the analysed samples, with the genetic PCs plink2 computes when asked.
+
+    The PCs are computed on the unrelated analysed samples and, when relatives are among them,
+    projected onto all, so that all share one scale.
+
+    Args:
+        inputs: the read inputs.
+        analysed: FID and IID of the analysed samples, in output order.
+        related: IIDs the genotype QC marks related.
+        settings: covariates, terms and ``genetic_pcs``.
+        genotype_prefix: the genotype files.
+        threads: threads for plink2.
+        variants_path: the variants the PCs use; None: all.
+    """
+    pcs = None
+    if settings.computed_pcs():
+        unrelated = analysed[~analysed["IID"].isin(related)]
+        project = analysed if len(unrelated) < len(analysed) else None
+        pcs = plink2_pcs(genotype_prefix, unrelated, settings.genetic_pcs, threads, extract=variants_path,
+                         project=project)
+    return covariate_matrix(inputs.covariates.loc[analysed["IID"]], settings, pcs)
+
+
+def _write_tables(out: dict[str, str | os.PathLike], analysed: pd.DataFrame, pheno: pd.DataFrame,
+                  covar: pd.DataFrame, exclusions: pd.DataFrame) -> None:
+    """Write the stage's four tables together, atomically.
+
+    Args:
+        out: paths for "pheno", "covar", "samples" and "exclusions".
+        analysed: FID and IID of the analysed samples, in the order of ``pheno`` and ``covar``.
+        pheno: their phenotypes.
+        covar: their covariates.
+        exclusions: FID, IID and reason of the others.
+    """
+    with staged_outputs(out) as staged:
+        PHENO.write(_with_ids(pheno, analysed), staged["pheno"], na_rep="NA", float_format=FLOAT_FORMAT)
+        COVAR.write(_with_ids(covar, analysed), staged["covar"], na_rep="NA", float_format=FLOAT_FORMAT)
+        write_tsv(analysed[list(ID_COLUMNS)], staged["samples"])
+        write_tsv(exclusions, staged["exclusions"])
+
+
 def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.PathLike,
                        genotype_prefix: str | os.PathLike, qc_path: str | os.PathLike,
                        settings: PhenoSettings, out: dict[str, str | os.PathLike],
@@ -514,53 +641,17 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
         per step, n_excluded and the number of exclusions per reason.
     """
     _check_outputs(out)
-    # before any GWAS: later stages key variants by ID
-    genotypes = find_genotypes(genotype_prefix)
-    variants = genotypes.variants()
-    if variants is None:
-        log.info("BGEN input: variant IDs are checked by the GWAS engine, not here")
-    else:
-        check_variant_ids(variants, genotypes.variant_file)
+    _check_genotype_variant_ids(genotype_prefix)  # before any GWAS: later stages key variants by ID
     inputs = _read_inputs(udips_path, covariates_path, genotype_prefix, qc_path, settings)
-    used = settings.used_columns()
-    counts = join_counts(inputs, used)
+    counts = join_counts(inputs, settings.used_columns())
     log.info("samples per join step: %s", _describe_counts(counts))
     _check_min_samples(counts, settings.min_samples)
-
-    reasons = exclusion_reasons(inputs, used)
-    related: set[str] = set()
-    if sample_qc_path is not None:
-        related, dropped = genotype_qc_reasons(sample_qc_path, inputs.genotypes, keep_related)
-        reasons.update({iid: reason for iid, reason in dropped.items()
-                        if iid not in reasons and iid in inputs.udips.index})
-        counts["passing genotype QC"] = int((inputs.genotypes["IID"].isin(inputs.udips.index)
-                                             & ~inputs.genotypes["IID"].isin(reasons)).sum())
-        log.info("samples per join step: %s", _describe_counts(counts))
-        _check_min_samples(counts, settings.min_samples)
-    if settings.outlier_sd is not None:
-        kept = [iid for iid in inputs.genotypes["IID"] if iid in inputs.udips.index and iid not in reasons]
-        recon = read_recon_mse(recon_mse_path) if recon_mse_path is not None else None
-        outliers = outlier_reasons(inputs.udips.loc[kept], recon, settings.outlier_sd)
-        for iid, reason in outliers.items():
-            log.warning("subject %s dropped from the GWAS: %s", iid, reason)
-        reasons.update(outliers)
-    analysed = inputs.genotypes[inputs.genotypes["IID"].isin(inputs.udips.index)
-                                & ~inputs.genotypes["IID"].isin(reasons)].reset_index(drop=True)
-    pcs = None
-    if settings.computed_pcs():
-        unrelated = analysed[~analysed["IID"].isin(related)]
-        project = analysed if len(unrelated) < len(analysed) else None
-        pcs = plink2_pcs(genotype_prefix, unrelated, settings.genetic_pcs, threads, extract=variants_path,
-                         project=project)
-    covar = covariate_matrix(inputs.covariates.loc[analysed["IID"]], settings, pcs)
+    reasons, related = _exclusions(inputs, settings, counts, sample_qc_path, keep_related, recon_mse_path)
+    analysed = _remaining_samples(inputs, reasons)
+    covar = _analysed_covariates(inputs, analysed, related, settings, genotype_prefix, threads, variants_path)
     pheno = phenotype_table(inputs.udips.loc[analysed["IID"]], settings.inverse_normal)
     exclusions = _exclusion_table(reasons, inputs)
-
-    with staged_outputs(out) as staged:
-        PHENO.write(_with_ids(pheno, analysed), staged["pheno"], na_rep="NA", float_format=FLOAT_FORMAT)
-        COVAR.write(_with_ids(covar, analysed), staged["covar"], na_rep="NA", float_format=FLOAT_FORMAT)
-        write_tsv(analysed[list(ID_COLUMNS)], staged["samples"])
-        write_tsv(exclusions, staged["exclusions"])
+    _write_tables(out, analysed, pheno, covar, exclusions)
     by_reason = exclusions["reason"].value_counts().to_dict()
     log.info("%d samples analysed with %d phenotypes and covariates %s; %d excluded: %s",
              len(analysed), pheno.shape[1], list(covar.columns), len(exclusions), by_reason)
