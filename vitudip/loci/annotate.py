@@ -85,6 +85,109 @@ def _joint_at_leads(merged: pd.DataFrame, joint: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _merge_groups(loci: pd.DataFrame, merge_distance_bp: int) -> np.ndarray:
+    """The merged locus each locus falls in, numbered from 1.
+
+    A locus joins the merged locus before it when both are on one chromosome and it starts less
+    than ``merge_distance_bp`` after the furthest end so far of that merged locus (so overlapping
+    loci merge too).
+
+    Args:
+        loci: GenomicRiskLoci rows (chr, start, end), sorted by chr, start and end, indexed 0 .. n - 1.
+        merge_distance_bp: see :func:`merge_across_dimensions`.
+
+    Returns:
+        (n_loci,) merged locus numbers, non-decreasing.
+    """
+    group = np.zeros(len(loci), dtype=np.int64)
+    reach = -np.inf
+    for i in range(len(loci)):
+        same = i > 0 and loci.at[i, "chr"] == loci.at[i - 1, "chr"]
+        if same and loci.at[i, "start"] - reach < merge_distance_bp:
+            group[i] = group[i - 1]
+            reach = max(reach, loci.at[i, "end"])
+        else:
+            group[i] = group[i - 1] + 1 if i > 0 else 1
+            reach = loci.at[i, "end"]
+    return group
+
+
+def _annotations(
+    chromosome: int, start: int, end: int, lead_position: int, genes: pd.DataFrame | None,
+    known: pd.DataFrame | None,
+) -> dict[str, object]:
+    """A merged locus' genes and known loci, and whether it is novel.
+
+    Args:
+        chromosome: the merged locus' chromosome (GWAS-SSF number).
+        start: its first base pair.
+        end: its last base pair.
+        lead_position: its lead SNP's base pair.
+        genes: see :func:`merge_across_dimensions` (None: no gene named).
+        known: see :func:`merge_across_dimensions` (None: every locus is novel).
+
+    Returns:
+        nearest_gene, genes (those overlapping the locus, by start), known_loci (``chromosome:start-end`` of
+        those overlapping it) and novel.
+    """
+    fields: dict[str, object] = {"nearest_gene": "", "genes": "", "known_loci": "", "novel": True}
+    if genes is not None:
+        inside = overlapping(chromosome, start, end, genes).sort_values("start")
+        fields["genes"] = ";".join(map(str, inside["gene"]))
+        fields["nearest_gene"] = nearest_gene(chromosome, lead_position, genes)
+    if known is not None:
+        hits = overlapping(chromosome, start, end, known)
+        fields["known_loci"] = ";".join(f"{c}:{s}-{e}" for c, s, e in zip(hits["chromosome"], hits["start"],
+                                                                          hits["end"]))
+        fields["novel"] = hits.empty
+    return fields
+
+
+def _merged_locus(
+    number: int, members: pd.DataFrame, genes: pd.DataFrame | None, known: pd.DataFrame | None
+) -> dict[str, object]:
+    """One merged locus from the loci it merges (see :func:`merge_across_dimensions`).
+
+    Args:
+        number: the merged locus' number.
+        members: the GenomicRiskLoci rows it merges, of single dimensions and the joint test.
+        genes: see :func:`merge_across_dimensions`.
+        known: see :func:`merge_across_dimensions`.
+
+    Returns:
+        MERGED_COLUMNS but the thresholds' columns; joint_p is NaN and a locus only the joint test reaches
+        has the joint test as ``lead_dimension`` (:func:`_fill_joint_p` sets both from the joint table).
+    """
+    by_joint = members["dimension"] == JOINT_TEST
+    single = members[~by_joint]
+    leading = single if len(single) else members
+    top = leading.loc[leading["p"].idxmin()]
+    chromosome, start, end = int(top["chr"]), int(members["start"].min()), int(members["end"].max())
+    dimensions = sorted(set(single["dimension"]))
+    row = {
+        "locus": number, "chromosome": chromosome, "start": start, "end": end, "lead_snp": top["rsID"],
+        "lead_uniqID": top["uniqID"], "lead_position": int(top["pos"]), "lead_p": float(top["p"]),
+        "lead_dimension": top["dimension"], "dimensions": ";".join(dimensions), "n_dimensions": len(dimensions),
+        "tests": "both" if by_joint.any() and len(single) else ("joint" if by_joint.any() else "single"),
+        "joint_p": np.nan,
+    }
+    row.update(_annotations(chromosome, start, end, row["lead_position"], genes, known))
+    return row
+
+
+def _fill_joint_p(merged: pd.DataFrame, joint: pd.DataFrame) -> None:
+    """Set, in place, each merged locus' ``joint_p``, and the ``lead_dimension`` of those only the joint test reaches.
+
+    Args:
+        merged: merged loci (from :func:`_merged_locus`).
+        joint: see :func:`merge_across_dimensions`.
+    """
+    at_leads = _joint_at_leads(merged, joint)
+    merged["joint_p"] = at_leads["p_value"].to_numpy()
+    joint_only = (merged["tests"] == "joint").to_numpy()
+    merged.loc[joint_only, "lead_dimension"] = at_leads["min_p_dimension"].to_numpy()[joint_only]
+
+
 def merge_across_dimensions(
     loci: pd.DataFrame,
     merge_distance_bp: int,
@@ -121,47 +224,10 @@ def merge_across_dimensions(
     if loci.empty:
         return pd.DataFrame(columns=MERGED_COLUMNS)
     loci = loci.sort_values(["chr", "start", "end"], kind="stable").reset_index(drop=True)
-    group = np.zeros(len(loci), dtype=np.int64)
-    reach = -np.inf
-    for i in range(len(loci)):
-        same = i > 0 and loci.at[i, "chr"] == loci.at[i - 1, "chr"]
-        if same and loci.at[i, "start"] - reach < merge_distance_bp:
-            group[i] = group[i - 1]
-            reach = max(reach, loci.at[i, "end"])
-        else:
-            group[i] = group[i - 1] + 1 if i > 0 else 1
-            reach = loci.at[i, "end"]
-    rows = []
-    for number, members in loci.groupby(group, sort=True):
-        by_joint = members["dimension"] == JOINT_TEST
-        single = members[~by_joint]
-        leading = single if len(single) else members
-        top = leading.loc[leading["p"].idxmin()]
-        chromosome, start, end = int(top["chr"]), int(members["start"].min()), int(members["end"].max())
-        dimensions = sorted(set(single["dimension"]))
-        row = {
-            "locus": number, "chromosome": chromosome, "start": start, "end": end, "lead_snp": top["rsID"],
-            "lead_uniqID": top["uniqID"], "lead_position": int(top["pos"]), "lead_p": float(top["p"]),
-            "lead_dimension": top["dimension"], "dimensions": ";".join(dimensions), "n_dimensions": len(dimensions),
-            "tests": "both" if by_joint.any() and len(single) else ("joint" if by_joint.any() else "single"),
-            "joint_p": np.nan, "nearest_gene": "", "genes": "", "known_loci": "", "novel": True,
-        }
-        if genes is not None:
-            inside = overlapping(chromosome, start, end, genes).sort_values("start")
-            row["genes"] = ";".join(map(str, inside["gene"]))
-            row["nearest_gene"] = nearest_gene(chromosome, row["lead_position"], genes)
-        if known is not None:
-            hits = overlapping(chromosome, start, end, known)
-            row["known_loci"] = ";".join(f"{c}:{s}-{e}" for c, s, e in zip(hits["chromosome"], hits["start"],
-                                                                           hits["end"]))
-            row["novel"] = hits.empty
-        rows.append(row)
-    merged = pd.DataFrame(rows)
+    groups = loci.groupby(_merge_groups(loci, merge_distance_bp), sort=True)
+    merged = pd.DataFrame([_merged_locus(number, members, genes, known) for number, members in groups])
     if joint is not None:
-        at_leads = _joint_at_leads(merged, joint)
-        merged["joint_p"] = at_leads["p_value"].to_numpy()
-        joint_only = (merged["tests"] == "joint").to_numpy()
-        merged.loc[joint_only, "lead_dimension"] = at_leads["min_p_dimension"].to_numpy()[joint_only]
+        _fill_joint_p(merged, joint)
     for column, passed in thresholds.passes(merged["lead_p"]).items():
         merged[column] = passed
     return merged[MERGED_COLUMNS]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from vitudip.loci.fuma import LOCUS_COLUMNS, empty_tables, fuma_tables, in_mhc, 
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
 from vitudip.loci.scan import SumstatsScan, aligned_joint, aligned_p_values, scan_sumstats, sumstats_files
 from vitudip.loci.settings import FumaSettings, LociSettings
-from vitudip.loci.thresholds import study_thresholds
+from vitudip.loci.thresholds import Thresholds, study_thresholds
 from vitudip.plots.loci import plot_manhattan, plot_regional
 
 logger = logging.getLogger("vitudip.loci")
@@ -199,6 +200,194 @@ def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan
                       genes=nearby)
 
 
+@dataclass(frozen=True)
+class _PositionTables:
+    """The optional small tables of positions the stage annotates and scores its loci with.
+
+    Attributes:
+        genes: chromosome, start, end, gene (names loci); None without a genes table.
+        known: chromosome, start, end (merged loci overlapping none are novel); None without known loci.
+        truth: the simulated demo's planted SNPs (effect, variant_id, chromosome, base_pair_location); None
+            without a truth table.
+    """
+
+    genes: pd.DataFrame | None
+    known: pd.DataFrame | None
+    truth: pd.DataFrame | None
+
+
+def _read_position_tables(
+    genes: str | os.PathLike | None, known_loci: str | os.PathLike | None, truth: str | os.PathLike | None
+) -> _PositionTables:
+    """Read the optional tables of positions, chromosomes as GWAS-SSF numbers.
+
+    Args:
+        genes: the genes table's file, or None.
+        known_loci: the known loci table's file, or None.
+        truth: the simulated demo's truth/loci.tsv, or None.
+    """
+    return _PositionTables(
+        genes=read_positions(genes, GENES) if genes else None,
+        known=read_positions(known_loci, KNOWN_LOCI) if known_loci else None,
+        truth=(read_positions(truth, TRUTH_LOCI, ["effect", "variant_id", "chromosome", "base_pair_location"])
+               if truth else None),
+    )
+
+
+@dataclass(frozen=True)
+class _ScannedTests:
+    """The summary statistics of every test the stage clumps.
+
+    Attributes:
+        scan: every dimension, and the joint test as one more test when it is given.
+        single_min_p: (n_variants,) the smallest p over the single dimensions (the Manhattan plot's points).
+        joint: the joint table in the order of ``scan.variants`` (:func:`aligned_joint`); None without one.
+    """
+
+    scan: SumstatsScan
+    single_min_p: np.ndarray
+    joint: pd.DataFrame | None
+
+
+def _scan_tests(
+    files: dict[str, Path], candidate_p: float, joint: str | os.PathLike | None, threads: int, progress: bool
+) -> _ScannedTests:
+    """Read every dimension's summary statistics once, and the joint test's p when given.
+
+    Args:
+        files: dimension name -> GWAS-SSF file (see :func:`sumstats_files`).
+        candidate_p: rows below this p are kept per test.
+        joint: the joint test's ``joint.tsv.gz``, or None.
+        threads: processes that read summary statistics.
+        progress: show a progress bar.
+    """
+    single = scan_sumstats(files, candidate_p, threads, progress)
+    if joint is None:
+        return _ScannedTests(single, single.min_p, None)
+    joint_table = aligned_joint(joint, single.variants)
+    scan = single.with_test(JOINT_TEST, joint, joint_table["p_value"].to_numpy())
+    return _ScannedTests(scan, single.min_p, joint_table)
+
+
+@dataclass(frozen=True)
+class _LociTables:
+    """The stage's tables of SNPs and loci.
+
+    Attributes:
+        ind_sig: independent significant SNPs of every test (IndSigSNPs.tsv).
+        lead_snps: their lead SNPs (leadSNPs.tsv).
+        loci: genomic risk loci of every test, with the thresholds their p passes (GenomicRiskLoci.tsv).
+        merged: the loci merged across tests (loci_merged.tsv).
+    """
+
+    ind_sig: pd.DataFrame
+    lead_snps: pd.DataFrame
+    loci: pd.DataFrame
+    merged: pd.DataFrame
+
+
+def _loci_tables(
+    tests: _ScannedTests, found: dict[int, pd.DataFrame], merge_distance_bp: int, thresholds: Thresholds,
+    positions: _PositionTables,
+) -> _LociTables:
+    """The FUMA tables of every test, stacked, and their loci merged across tests.
+
+    Args:
+        tests: the scanned summary statistics.
+        found: test index -> its independent significant SNPs (:func:`independent_significant_snps`).
+        merge_distance_bp: loci closer than this merge, within a test and across tests.
+        thresholds: the study's thresholds, marked on every locus and merged locus.
+        positions: genes name the merged loci and known loci decide which are novel.
+    """
+    ind_tables, lead_tables, locus_tables = [], [], []
+    for d, snps in found.items():
+        ind, lead, loci = fuma_tables(tests.scan.dimensions[d], snps, tests.scan.variants, merge_distance_bp)
+        ind_tables.append(ind)
+        lead_tables.append(lead)
+        locus_tables.append(loci)
+    empty_ind, empty_lead, empty_loci = empty_tables()
+    loci = _stack(locus_tables, empty_loci)
+    for column, passed in thresholds.passes(loci["p"]).items():
+        loci[column] = passed
+    merged = merge_across_dimensions(loci[LOCUS_COLUMNS], merge_distance_bp, thresholds, positions.genes,
+                                     positions.known, tests.joint)
+    return _LociTables(_stack(ind_tables, empty_ind), _stack(lead_tables, empty_lead), loci, merged)
+
+
+def _log_loci(tables: _LociTables, n_tests_with_loci: int, joint: bool) -> None:
+    """Log how many SNPs and loci were found, and (with the joint test) which tests reach the merged loci.
+
+    Args:
+        tables: the stage's tables.
+        n_tests_with_loci: tests (dimensions and the joint test) with at least one locus.
+        joint: whether the joint test was clumped.
+    """
+    merged = tables.merged
+    logger.info("%d independent significant SNPs, %d lead SNPs, %d loci in %d dimensions; %d merged loci (%d novel)",
+                len(tables.ind_sig), len(tables.lead_snps), len(tables.loci), n_tests_with_loci, len(merged),
+                int(merged["novel"].sum()) if len(merged) else 0)
+    if joint:
+        tests = merged["tests"].value_counts()
+        logger.info("merged loci by test: %d joint only, %d single dimensions only, %d both",
+                    tests.get("joint", 0), tests.get("single", 0), tests.get("both", 0))
+
+
+def _write_truth_recovery(truth: pd.DataFrame, merged: pd.DataFrame, staged: dict[str, Path]) -> None:
+    """Write (and log) how the merged loci recover the simulated demo's planted SNPs.
+
+    Args:
+        truth: the planted SNPs.
+        merged: the loci merged across tests.
+        staged: output name -> staged path (TRUTH_FILES among them).
+    """
+    recovery, summary = truth_recovery(truth, merged)
+    TRUTH_RECOVERY.write(recovery, staged["truth_recovery"])
+    write_tsv(summary, staged["truth_summary"])
+    logger.info("planted SNPs recovered: %d of %d (single dimensions %d, joint test %d, joint only %d); "
+                "false loci: %d (single dimensions %d, joint test %d)", int(summary.at[0, "recovered"]),
+                int(summary.at[0, "planted"]), int(summary.at[0, "recovered_single"]),
+                int(summary.at[0, "recovered_joint"]), int(summary.at[0, "recovered_joint_only"]),
+                int(summary.at[0, "false_loci"]), int(summary.at[0, "false_loci_single"]),
+                int(summary.at[0, "false_loci_joint"]))
+
+
+def _write_outputs(
+    out_dir: str | os.PathLike, tables: _LociTables, thresholds: Thresholds, tests: _ScannedTests,
+    reference: LDReference, settings: LociSettings, positions: _PositionTables,
+) -> dict[str, Path]:
+    """Write every output of the stage, staged and moved into place together.
+
+    Args:
+        out_dir: output folder (OUTPUT_FILES, and TRUTH_FILES with a truth table).
+        tables: the stage's tables.
+        thresholds: the study's thresholds (thresholds.tsv, and lines on the Manhattan plot).
+        tests: the scanned summary statistics, for the figures.
+        reference: LD reference genotypes, for the regional plots' r².
+        settings: the stage's settings.
+        positions: genes drawn in the regional plots; the truth table scored.
+
+    Returns:
+        Output name -> path.
+    """
+    names = dict(OUTPUT_FILES, **(TRUTH_FILES if positions.truth is not None else {}))
+    targets = {name: Path(out_dir) / file for name, file in names.items()}
+    variants = tests.scan.variants
+    with staged_outputs(targets) as staged:
+        write_tsv(tables.ind_sig, staged["ind_sig_snps"])
+        write_tsv(tables.lead_snps, staged["lead_snps"])
+        write_tsv(tables.loci, staged["genomic_risk_loci"])
+        LOCI_MERGED.write(tables.merged, staged["loci_merged"])
+        write_tsv(thresholds.table(), staged["thresholds"])
+        plot_manhattan(variants["chromosome"].to_numpy(), variants["base_pair_location"].to_numpy(),
+                       tests.single_min_p, tables.merged, thresholds.values, staged["manhattan"],
+                       joint_p=None if tests.joint is None else tests.joint["p_value"].to_numpy())
+        _write_regional_plots(staged["regional"], tables.merged, tests.scan, reference, settings.fuma,
+                              int(round(settings.regional_flank_kb * 1000)), positions.genes)
+        if positions.truth is not None:
+            _write_truth_recovery(positions.truth, tables.merged, staged)
+    return targets
+
+
 def find_loci(
     sumstats: str | os.PathLike,
     bfile: str | os.PathLike,
@@ -236,62 +425,11 @@ def find_loci(
     files = sumstats_files(sumstats)
     reference = LDReference(ld_reference if ld_reference is not None else bfile)
     # small tables first, so a bad one fails before the long read
-    gene_table = read_positions(genes, GENES) if genes else None
-    known_table = read_positions(known_loci, KNOWN_LOCI) if known_loci else None
-    truth_table = (read_positions(truth, TRUTH_LOCI, ["effect", "variant_id", "chromosome", "base_pair_location"])
-                   if truth else None)
+    positions = _read_position_tables(genes, known_loci, truth)
     fuma = settings.fuma
     thresholds = study_thresholds(fuma.p_threshold, list(files), phenotypes)
-    scan = scan_sumstats(files, fuma.candidate_p, threads, progress)
-    single_min_p = scan.min_p  # the Manhattan plot's points: the smallest p over the single dimensions
-    joint_table = None
-    if joint is not None:
-        joint_table = aligned_joint(joint, scan.variants)
-        scan = scan.with_test(JOINT_TEST, joint, joint_table["p_value"].to_numpy())
-    found = independent_significant_snps(scan, reference, fuma, settings.skip_missing_ld, progress)
-
-    ind_tables, lead_tables, locus_tables = [], [], []
-    for d, snps in found.items():
-        ind, lead, loci = fuma_tables(scan.dimensions[d], snps, scan.variants, fuma.merge_distance_bp)
-        ind_tables.append(ind)
-        lead_tables.append(lead)
-        locus_tables.append(loci)
-    empty_ind, empty_lead, empty_loci = empty_tables()
-    ind_sig, lead_snps = _stack(ind_tables, empty_ind), _stack(lead_tables, empty_lead)
-    loci = _stack(locus_tables, empty_loci)
-    for column, passed in thresholds.passes(loci["p"]).items():
-        loci[column] = passed
-    merged = merge_across_dimensions(loci[LOCUS_COLUMNS], fuma.merge_distance_bp, thresholds, gene_table,
-                                     known_table, joint_table)
-    logger.info("%d independent significant SNPs, %d lead SNPs, %d loci in %d dimensions; %d merged loci (%d novel)",
-                len(ind_sig), len(lead_snps), len(loci), len(found), len(merged),
-                int(merged["novel"].sum()) if len(merged) else 0)
-    if joint is not None:
-        tests = merged["tests"].value_counts()
-        logger.info("merged loci by test: %d joint only, %d single dimensions only, %d both",
-                    tests.get("joint", 0), tests.get("single", 0), tests.get("both", 0))
-
-    names = dict(OUTPUT_FILES, **(TRUTH_FILES if truth_table is not None else {}))
-    targets = {name: Path(out_dir) / file for name, file in names.items()}
-    with staged_outputs(targets) as staged:
-        write_tsv(ind_sig, staged["ind_sig_snps"])
-        write_tsv(lead_snps, staged["lead_snps"])
-        write_tsv(loci, staged["genomic_risk_loci"])
-        LOCI_MERGED.write(merged, staged["loci_merged"])
-        write_tsv(thresholds.table(), staged["thresholds"])
-        plot_manhattan(scan.variants["chromosome"].to_numpy(), scan.variants["base_pair_location"].to_numpy(),
-                       single_min_p, merged, thresholds.values, staged["manhattan"],
-                       joint_p=None if joint_table is None else joint_table["p_value"].to_numpy())
-        _write_regional_plots(staged["regional"], merged, scan, reference, fuma,
-                              int(round(settings.regional_flank_kb * 1000)), gene_table)
-        if truth_table is not None:
-            recovery, summary = truth_recovery(truth_table, merged)
-            TRUTH_RECOVERY.write(recovery, staged["truth_recovery"])
-            write_tsv(summary, staged["truth_summary"])
-            logger.info("planted SNPs recovered: %d of %d (single dimensions %d, joint test %d, joint only %d); "
-                        "false loci: %d (single dimensions %d, joint test %d)", int(summary.at[0, "recovered"]),
-                        int(summary.at[0, "planted"]), int(summary.at[0, "recovered_single"]),
-                        int(summary.at[0, "recovered_joint"]), int(summary.at[0, "recovered_joint_only"]),
-                        int(summary.at[0, "false_loci"]), int(summary.at[0, "false_loci_single"]),
-                        int(summary.at[0, "false_loci_joint"]))
-    return targets
+    tests = _scan_tests(files, fuma.candidate_p, joint, threads, progress)
+    found = independent_significant_snps(tests.scan, reference, fuma, settings.skip_missing_ld, progress)
+    tables = _loci_tables(tests, found, fuma.merge_distance_bp, thresholds, positions)
+    _log_loci(tables, len(found), joint is not None)
+    return _write_outputs(out_dir, tables, thresholds, tests, reference, settings, positions)
