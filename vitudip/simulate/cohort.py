@@ -136,6 +136,73 @@ def known_loci_table(truth: pd.DataFrame, variants: pd.DataFrame, n_decoys: int,
     return table.sort_values(["chromosome", "start"]).reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class Participants:
+    """Who is in the cohort: identities and covariates, drawn before anything genetic.
+
+    Args:
+        ids: subject ids, also the PLINK FID and IID.
+        male: one sex per subject.
+        age: one age per subject, years to one decimal.
+        centre: one assessment-centre index per subject, from 0.
+        centre_gain: one multiplicative image-intensity gain per centre.
+    """
+
+    ids: list[str]
+    male: np.ndarray
+    age: np.ndarray
+    centre: np.ndarray
+    centre_gain: np.ndarray
+
+    def subject(self, index: int, factors: np.ndarray) -> Subject:
+        """What the image of subject ``index`` depends on.
+
+        Args:
+            index: the subject's row.
+            factors: its planted latent factors, one per effect.
+        """
+        return Subject(factors, float(self.age[index]), bool(self.male[index]),
+                       float(self.centre_gain[self.centre[index]]))
+
+
+def _draw_participants(settings: dict, nuisance: Nuisance, rng: np.random.Generator) -> Participants:
+    """Ids, sex, age, centre and the centres' intensity gains.
+
+    Args:
+        settings: the config's ``simulate`` section.
+        nuisance: the image nuisance settings (its ``site_gain`` spreads the centres' gains).
+        rng: the cohort's generator; the draws come in a fixed order, so a seed gives the same cohort.
+    """
+    n = int(settings["n_subjects"])
+    ids = [str(1_000_001 + i) for i in range(n)]
+    male = rng.random(n) < 0.5
+    age_lo, age_hi = settings["age_range"]
+    age = np.round(rng.uniform(age_lo, age_hi, n), 1)
+    n_centres = int(settings["centres"])
+    centre = rng.integers(0, n_centres, n)
+    centre_gain = np.exp(nuisance.site_gain * rng.standard_normal(n_centres))
+    return Participants(ids, male, age, centre, centre_gain)
+
+
+def _cohort_genotypes(genotype_settings: dict, n_subjects: int, seed: int) -> Genotypes:
+    """The cohort's genotypes, logged as they are made.
+
+    Args:
+        genotype_settings: the config's ``simulate.genotypes`` section.
+        n_subjects: individuals to simulate.
+        seed: the study seed.
+    """
+    chromosomes, length_mb = genotype_settings["chromosomes"], genotype_settings["length_mb"]
+    log.info("simulating genotypes: %d subjects, chromosomes %s, %.1f Mb each", n_subjects, chromosomes, length_mb)
+    geno = simulate_genotypes(
+        n_individuals=n_subjects, chromosomes=list(chromosomes), length_bp=int(length_mb * 1e6), seed=seed,
+        ne=genotype_settings["ne"], recombination_rate=genotype_settings["recombination_rate"],
+        mutation_rate=genotype_settings["mutation_rate"], min_maf=genotype_settings["min_maf"],
+    )
+    log.info("%d variants with MAF >= %s", geno.dosages.shape[1], genotype_settings["min_maf"])
+    return geno
+
+
 _WORKER: dict = {}
 
 
@@ -147,6 +214,36 @@ def _synthesize_one(job: tuple[int, str, Subject, str]) -> tuple[int, dict[str, 
     image, measures = sim.synthesize(subject, rng)
     nib.save(nib.Nifti1Image(image, sim.affine), path)
     return index, measures
+
+
+def _synthesize_images(sim: BrainSimulator, participants: Participants, factors: np.ndarray,
+                       images_dir: Path, seed: int, threads: int) -> list[dict[str, float]]:
+    """Write every subject's image as ``<id>.nii.gz`` into ``images_dir``, in worker processes.
+
+    Args:
+        sim: the brain simulator.
+        participants: the cohort.
+        factors: (n_subjects, n_effects) planted latent factors.
+        images_dir: an existing, empty folder.
+        seed: the study seed; each image has its own generator from it and the subject's row, so the images
+            do not depend on which worker makes them.
+        threads: worker processes.
+
+    Returns:
+        Each subject's realised measures, in subject order.
+    """
+    # the forked workers inherit the simulator rather than receiving a pickled copy per job
+    _WORKER.update(simulator=sim, seed=seed)
+    ids = participants.ids
+    jobs = [(i, ids[i], participants.subject(i, factors[i]), str(images_dir / f"{ids[i]}.nii.gz"))
+            for i in range(len(ids))]
+    measures: list[dict] = [{}] * len(ids)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(max(1, threads)) as pool:
+        for i, m in tqdm(pool.imap_unordered(_synthesize_one, jobs, chunksize=4), total=len(ids),
+                         desc="images", unit="subject", mininterval=5):
+            measures[i] = m
+    return measures
 
 
 def _dataclass_from(cls, values: dict):
@@ -166,61 +263,62 @@ def simulate_cohort(settings: dict, outdir: str | os.PathLike, seed: int, thread
     start = time.time()
     outdir = Path(outdir)
     effects, specs = parse_effects(settings["effects"])
-    n = int(settings["n_subjects"])
-    gset = settings["genotypes"]
+    # every cohort-level draw comes from this one generator, in this order (participants, causal SNPs, factors,
+    # known loci, genes): reordering the steps would change the cohort a seed gives
     rng = np.random.default_rng([seed, 1])
-    ids = [str(1_000_001 + i) for i in range(n)]
-    male = rng.random(n) < 0.5
-    age_lo, age_hi = settings["age_range"]
-    age = np.round(rng.uniform(age_lo, age_hi, n), 1)
-    n_centres = int(settings["centres"])
-    centre = rng.integers(0, n_centres, n)
     nuisance = _dataclass_from(Nuisance, settings["nuisance"])
-    site_gain = np.exp(nuisance.site_gain * rng.standard_normal(n_centres))
-
-    log.info("simulating genotypes: %d subjects, chromosomes %s, %.1f Mb each", n, gset["chromosomes"],
-             gset["length_mb"])
-    geno = simulate_genotypes(
-        n_individuals=n, chromosomes=list(gset["chromosomes"]), length_bp=int(gset["length_mb"] * 1e6), seed=seed,
-        ne=gset["ne"], recombination_rate=gset["recombination_rate"], mutation_rate=gset["mutation_rate"],
-        min_maf=gset["min_maf"],
-    )
-    log.info("%d variants with MAF >= %s", geno.dosages.shape[1], gset["min_maf"])
+    participants = _draw_participants(settings, nuisance, rng)
+    geno = _cohort_genotypes(settings["genotypes"], len(participants.ids), seed)
     causal = pick_causal_snps(geno, specs, rng)
     factors = planted_factors(geno.dosages[:, causal], specs, rng)
 
     log.info("building the brain simulator on the %d mm grid", settings["voxel_mm"])
     sim = BrainSimulator(settings["voxel_mm"], effects, _dataclass_from(Ageing, settings["ageing"]), nuisance)
-    _WORKER.update(simulator=sim, seed=seed)
 
     with staged_outputs({k: outdir / v for k, v in COHORT_FILES.items()}) as out:
         out["images"].mkdir()
-        jobs = [(i, ids[i], Subject(factors[i], float(age[i]), bool(male[i]), float(site_gain[centre[i]])),
-                 str(out["images"] / f"{ids[i]}.nii.gz")) for i in range(n)]
-        measures: list[dict] = [{}] * n
-        ctx = mp.get_context("fork")
-        with ctx.Pool(max(1, threads)) as pool:
-            for i, m in tqdm(pool.imap_unordered(_synthesize_one, jobs, chunksize=4), total=n,
-                             desc="images", unit="subject", mininterval=5):
-                measures[i] = m
-        write_tsv(pd.DataFrame({"subject_id": ids, "path": [f"images/{s}.nii.gz" for s in ids]}), out["samples"])
-        write_tsv(pd.DataFrame({"FID": ids, "IID": ids, "age": age, "sex": male.astype(int),
-                                "centre": [f"centre{c + 1}" for c in centre]}), out["covariates"])
-
-        write_bed(out["bed"].with_suffix(""), geno.dosages, geno.variants, ids, sex=np.where(male, 1, 2))
-
+        measures = _synthesize_images(sim, participants, factors, out["images"], seed, threads)
+        _write_participant_files(participants, geno, out)
         truth = _truth_loci(geno, causal, effects, specs, factors)
         TRUTH_LOCI.write(truth, out["truth_loci"])
         TRUTH_REGIONS.write(_truth_regions(sim, effects), out["truth_regions"])
-        table = pd.DataFrame(measures)
-        table.insert(0, "subject_id", ids)
-        for j, e in enumerate(effects):
-            table[f"factor_{e.name}"] = factors[:, j]
-        TRUTH_MEASURES.write(table, out["truth_measures"])
+        TRUTH_MEASURES.write(_truth_measures(participants.ids, measures, effects, factors), out["truth_measures"])
         write_tsv(known_loci_table(truth, geno.variants, int(settings["known_decoys"]),
                                    int(settings["known_window_kb"] * 1000), rng), out["known_loci"])
         write_tsv(synthetic_genes(geno.variants, int(settings["gene_spacing_kb"] * 1000), rng), out["genes"])
     log.info("simulated cohort written to %s in %.0f s", outdir, time.time() - start)
+
+
+def _write_participant_files(participants: Participants, geno: Genotypes, out: dict[str, Path]) -> None:
+    """The samples table, the covariates and the PLINK fileset.
+
+    Args:
+        participants: the cohort.
+        geno: its genotypes.
+        out: ``COHORT_FILES`` key -> staged path.
+    """
+    ids, male = participants.ids, participants.male
+    write_tsv(pd.DataFrame({"subject_id": ids, "path": [f"images/{s}.nii.gz" for s in ids]}), out["samples"])
+    write_tsv(pd.DataFrame({"FID": ids, "IID": ids, "age": participants.age, "sex": male.astype(int),
+                            "centre": [f"centre{c + 1}" for c in participants.centre]}), out["covariates"])
+    write_bed(out["bed"].with_suffix(""), geno.dosages, geno.variants, ids, sex=np.where(male, 1, 2))
+
+
+def _truth_measures(ids: list[str], measures: list[dict[str, float]], effects: list[PlantedEffect],
+                    factors: np.ndarray) -> pd.DataFrame:
+    """Each subject's realised image measures and planted factors.
+
+    Args:
+        ids: subject ids, in subject order.
+        measures: each subject's realised measures, in the same order.
+        effects: the planted effects, in factor order.
+        factors: (n_subjects, n_effects) planted latent factors.
+    """
+    table = pd.DataFrame(measures)
+    table.insert(0, "subject_id", ids)
+    for j, e in enumerate(effects):
+        table[f"factor_{e.name}"] = factors[:, j]
+    return table
 
 
 def _truth_loci(geno: Genotypes, causal: list[int], effects: list[PlantedEffect], specs: list[CausalSpec],
