@@ -45,7 +45,7 @@ def check_input_tables():
 
 
 try:
-    # the schema, then every rule between keys (each stage's settings built once): vitudip/study.py
+    # the schema, then each stage's settings built once with the checks between keys (vitudip/study.py)
     config = validate_study(config)
     # The simulate stage writes the demo cohort's files, so they need not exist yet.
     DEMO = {k: os.path.join(config["simulate"]["outdir"], v) for k, v in COHORT_FILES.items()}
