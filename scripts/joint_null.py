@@ -7,7 +7,7 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
 from vitudip.genetics.joint_stage import null_stage
-from vitudip.genetics.settings import JointSettings, ShardSettings
+from vitudip.genetics.settings import InProcessGwasSettings, JointSettings
 
 
 def main(argv=None) -> None:
@@ -24,8 +24,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        config = read_settings(args.settings, JointSettings.CONFIG_KEYS + ShardSettings.CONFIG_KEYS)
-        null_stage(ShardSettings.from_config(config), args.genotypes, args.pheno, args.covar,
+        config = read_settings(args.settings, JointSettings.CONFIG_KEYS + InProcessGwasSettings.CONFIG_KEYS)
+        null_stage(InProcessGwasSettings.from_config(config), args.genotypes, args.pheno, args.covar,
                    JointSettings.from_config(config), args.null, args.qq, threads=args.threads,
                    extract=args.extract)
 

@@ -15,7 +15,7 @@ from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.joint_null import JointCalibrationError
 from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage, permute_tables
 from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
-from vitudip.genetics.settings import JointSettings, ShardSettings
+from vitudip.genetics.settings import InProcessGwasSettings, JointSettings, ShardSettings
 from vitudip.genetics.shard import gwas_shard
 from vitudip.io.plink import write_bed
 from vitudip.io.stage_tables import LOCI_MERGED
@@ -28,6 +28,12 @@ SPREAD, FOCAL = 100, 300  # variant rows: an effect spread thinly over every dim
 
 def _settings(**joint) -> JointSettings:
     return JointSettings.from_config(stage_config({"joint": joint, "seed": 3}, JointSettings.CONFIG_KEYS))
+
+
+def _null_gwas() -> InProcessGwasSettings:
+    """The permuted null's in-process GWAS on the CPU."""
+    return InProcessGwasSettings.from_config(stage_config({"gwas": {"device": "cpu"}},
+                                                          InProcessGwasSettings.CONFIG_KEYS))
 
 
 def _gwas(engine: str) -> ShardSettings:
@@ -108,7 +114,7 @@ def test_the_permuted_null_is_calibrated_and_matches_plink2_files(study: dict, t
     """The null runs in process with no per-dimension files; plink2's files of the same permutation, read
     back as the joint stage reads a study's, give the same joint tests (and the study's engine does not matter)."""
     folder = study["folder"]
-    out = null_stage(_gwas("plink2"), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv", _settings(),
+    out = null_stage(_null_gwas(), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv", _settings(),
                      tmp_path / "null.tsv", tmp_path / "null_qq.png", progress=False)
     null = JOINT_LAMBDA.read(out["null"])
     assert list(null["test"]) == ["statistic", "min_p"] and (null["status"] == "ok").all()
@@ -129,13 +135,13 @@ def test_the_permuted_null_is_calibrated_and_matches_plink2_files(study: dict, t
 def test_an_inflated_null_stops_the_stage_with_the_reason_logged(study: dict, tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     folder = study["folder"]
-    first = JOINT_LAMBDA.read(null_stage(_gwas("torch"), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv",
+    first = JOINT_LAMBDA.read(null_stage(_null_gwas(), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv",
                                          _settings(), tmp_path / "ok.tsv", tmp_path / "ok.png",
                                          progress=False)["null"])
     # the same permuted run judged against a limit just below its λ: the library's check, without faking inflation
     strict = dataclasses.replace(_settings(), null_lambda_limit=float(first["lambda_gc"].min()) - 0.01)
     with caplog.at_level(logging.ERROR), pytest.raises(JointCalibrationError, match="the null is inflated"):
-        null_stage(_gwas("torch"), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv", strict,
+        null_stage(_null_gwas(), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv", strict,
                    tmp_path / "null.tsv", tmp_path / "null_qq.png", progress=False)
     assert "permuted subjects" in caplog.text and "the null is inflated" in caplog.text
     assert not (tmp_path / "null.tsv").exists() and not (tmp_path / "null_qq.png").exists()

@@ -88,14 +88,17 @@ def test_a_stage_gets_exactly_the_keys_it_declares(default_config):
     assert stage_config({"embed": {}, "seed": 1, "train": {}}, keys)["train"] == {"device": "auto"}
 
 
-def test_the_joint_null_gets_the_users_engine_settings(default_config):
-    from vitudip.genetics.settings import JointSettings, ShardSettings
+def test_the_joint_null_reads_only_the_gwas_keys_it_uses(default_config):
+    from vitudip.genetics.settings import InProcessGwasSettings, JointSettings
 
-    config = dict(default_config, gwas=dict(default_config["gwas"], engine="regenie",
-                                            regenie=dict(default_config["gwas"]["regenie"], par_region="hg19")))
-    keys = JointSettings.CONFIG_KEYS + ShardSettings.CONFIG_KEYS
-    shard = ShardSettings.from_config(read_settings(json.dumps(stage_values(config, keys)), keys))
-    assert (shard.engine, shard.par_region) == ("regenie", "hg19")
+    config = dict(default_config, gwas=dict(default_config["gwas"], engine="regenie", block_size=777))
+    keys = JointSettings.CONFIG_KEYS + InProcessGwasSettings.CONFIG_KEYS
+    values = read_settings(json.dumps(stage_values(config, keys)), keys)
+    assert InProcessGwasSettings.from_config(values).block_size == 777
+    # the engine it does not use is neither passed nor filled in from the schema
+    assert set(values["gwas"]) == {"block_size", "device"}
+    with pytest.raises(ConfigError, match="unknown config key 'engine' under 'gwas'"):
+        read_settings(json.dumps({**values, "gwas": {**values["gwas"], "engine": "plink2"}}), keys)
 
 
 def test_the_start_check_imports_no_engine_model_or_simulator():

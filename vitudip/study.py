@@ -14,7 +14,7 @@ from typing import Any
 
 from vitudip.config import ConfigError, load_config, validate_config
 from vitudip.embed.settings import EmbedSettings
-from vitudip.genetics.settings import JointSettings, PhenoSettings, QcSettings, ShardSettings
+from vitudip.genetics.settings import InProcessGwasSettings, JointSettings, PhenoSettings, QcSettings, ShardSettings
 from vitudip.imaging.grid import mni_grid
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.io.chromosomes import require_chromosome
@@ -26,7 +26,8 @@ from vitudip.train.settings import TrainSettings, check_training
 
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
-                                    PhenoSettings, ShardSettings, JointSettings, LociSettings, PerdiSettings)
+                                    PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
+                                    PerdiSettings)
 
 #: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
 SECOND_DEGREE_KINSHIP = 0.0884

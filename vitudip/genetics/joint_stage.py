@@ -40,7 +40,7 @@ from vitudip.genetics.joint_null import null_calibration
 from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
 from vitudip.genetics.joint_table import JOINT, JointSummary
-from vitudip.genetics.settings import JointSettings, ShardSettings
+from vitudip.genetics.settings import InProcessGwasSettings, JointSettings
 from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO
@@ -223,14 +223,14 @@ def permute_tables(pheno_path: str | os.PathLike, covar_path: str | os.PathLike,
     logger.info("%d samples of %s and %s permuted (seed %d)", len(merged), pheno_path, covar_path, seed)
 
 
-def null_stage(gwas: ShardSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
+def null_stage(gwas: InProcessGwasSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
                covar: str | os.PathLike, settings: JointSettings, null_path: str | os.PathLike,
                qq_path: str | os.PathLike, threads: int = 1,
                progress: bool = True, extract: str | os.PathLike | None = None) -> dict[str, Path]:
     """MOSTest's check of the joint tests' null: one GWAS of permuted subjects, then λGC of both tests on it.
 
     Args:
-        gwas: the study's GWAS settings (its ``block_size`` and ``device``: the null runs in process).
+        gwas: the in-process engine's block size and device (the null runs in process whatever the engine).
         genotypes: the genotype prefix.
         pheno: ``pheno/pheno.tsv``.
         covar: ``pheno/covar.tsv``.

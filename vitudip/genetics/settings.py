@@ -185,6 +185,31 @@ class ShardSettings:
 
 
 @dataclass(frozen=True)
+class InProcessGwasSettings:
+    """How the in-process engine runs where the study's engine is not used (the joint test's permuted null).
+
+    Args:
+        block_size: variants per block (``gwas.block_size``).
+        device: ``auto``, ``cuda`` or ``cpu`` (``gwas.device``).
+    """
+
+    block_size: int
+    device: str
+
+    #: The config keys the settings come from: not ``gwas.engine``, which this GWAS does not use.
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("gwas.block_size", "gwas.device")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InProcessGwasSettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        return cls(block_size=config["gwas"]["block_size"], device=config["gwas"]["device"])
+
+
+@dataclass(frozen=True)
 class JointSettings:
     """The joint tests and their calibration: the config's ``joint`` section and the seed.
 

@@ -11,6 +11,7 @@ from vitudip.embed.settings import EmbedSettings
 from vitudip.genetics.settings import (
     CATALOG_KEYS,
     REGENIE_STEP1_KEYS,
+    InProcessGwasSettings,
     JointSettings,
     PhenoSettings,
     QcSettings,

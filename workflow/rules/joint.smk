@@ -51,7 +51,7 @@ if JOINT["enabled"]:
             params:
                 script=script_path("joint_null.py"),
                 prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-                settings=stage_settings(JointSettings.CONFIG_KEYS, ShardSettings.CONFIG_KEYS),
+                settings=stage_settings(JointSettings.CONFIG_KEYS, InProcessGwasSettings.CONFIG_KEYS),
             log:
                 results("logs", "calibrate_joint.log"),
             benchmark:
