@@ -6,7 +6,7 @@ import sys
 
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
-from vitudip.model.config import configured
+from vitudip.model.config import model_from_config
 from vitudip.train.settings import TrainSettings
 from vitudip.train.trainer import train_model
 
@@ -31,7 +31,7 @@ def main(argv=None) -> None:
 
     def run() -> None:
         config = read_settings(args.settings, TrainSettings.CONFIG_KEYS)
-        model_config = configured(config["model"]["preset"], config["model"]["overrides"])
+        model_config = model_from_config(config)
         settings = TrainSettings.from_config(config, threads=args.threads)
         outputs = {"model": args.model, "metrics": args.metrics, "loss_plot": args.loss_plot,
                    "reconstruction_plot": args.reconstruction_plot}

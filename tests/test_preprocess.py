@@ -506,7 +506,8 @@ def test_user_splits_file_is_used(tmp_path):
         [("0003", "val"), ("0001", "test"), ("0002", "train"), ("9999", "train")],
     )
     out = tmp_path / "out"
-    run_cohort(samples, out, splits_file=split_file)
+    # the fractions are not used with a splits file, so fractions that do not sum to 1 are not refused
+    run_cohort(samples, out, splits_file=split_file, split_fractions=(0.5, 0.1, 0.1))
     splits = read_tsv(out / "splits.tsv")
     assert splits.to_dict("list") == {"subject_id": ["0001", "0002", "0003"], "split": ["test", "train", "val"]}
 

@@ -19,7 +19,7 @@ from vitudip.imaging.grid import mni_grid
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.io.chromosomes import require_chromosome
 from vitudip.loci.settings import LociSettings
-from vitudip.model.config import ModelConfig, configured
+from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import SimulateSettings
 from vitudip.train.settings import TrainSettings, check_training
@@ -34,19 +34,6 @@ SECOND_DEGREE_KINSHIP = 0.0884
 
 #: The --par-region codes of each loci.genome_build.
 PAR_REGIONS = {"GRCh37": ("b37", "hg19"), "GRCh38": ("b38", "hg38")}
-
-
-def model_config(config: Mapping[str, Any]) -> ModelConfig:
-    """The model a validated config trains: ``model.preset`` with ``model.overrides``.
-
-    Raises:
-        ConfigError: an override the model refuses, naming the preset.
-    """
-    name = config["model"]["preset"]
-    try:
-        return configured(name, config["model"]["overrides"])
-    except ValueError as err:
-        raise ConfigError(f"config key 'model.overrides' (preset '{name}'): {err}") from None
 
 
 def stage_settings(config: Mapping[str, Any]) -> dict[type, Any]:
@@ -66,7 +53,7 @@ def stage_settings(config: Mapping[str, Any]) -> dict[type, Any]:
     return built
 
 
-def _check_gwas_chromosomes(config: Mapping[str, Any]) -> None:
+def _check_gwas_chromosomes(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
     """gwas.chromosomes are codes plink2 reads, each chromosome once; REGENIE's PAR bounds are the study's build."""
     seen: dict[str, object] = {}
     for i, code in enumerate(config["gwas"]["chromosomes"]):
@@ -84,15 +71,16 @@ def _check_gwas_chromosomes(config: Mapping[str, Any]) -> None:
                           f"(use {' or '.join(PAR_REGIONS[build])})")
 
 
-def _check_model_fits_the_cache(config: Mapping[str, Any]) -> None:
+def _check_model_fits_the_cache(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
     """The cache grid holds the input images, the model takes the cache, and trains as its options need.
 
     These otherwise fail only when their stage starts: after preprocessing (hours on UK Biobank) and
     after Snakemake has deleted the previous model.
     """
-    model, name = model_config(config), config["model"]["preset"]
+    name = config["model"]["preset"]
     try:
-        check_training(model, TrainSettings.from_config(config), name)
+        model = model_from_config(config)
+        check_training(model, built[TrainSettings], name)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     pre = config["preprocess"]
@@ -112,8 +100,9 @@ def _check_model_fits_the_cache(config: Mapping[str, Any]) -> None:
             f"takes {list(model.image_size)}; {hint}")
 
 
-#: The rules between two stages' keys, in the order they are checked.
-STUDY_RULES: tuple[Callable[[Mapping[str, Any]], None], ...] = (_check_gwas_chromosomes, _check_model_fits_the_cache)
+#: The rules between two stages' keys, in the order they are checked; each gets the config and the built settings.
+STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (_check_gwas_chromosomes,
+                                                                                   _check_model_fits_the_cache)
 
 
 def check_study(config: Mapping[str, Any]) -> None:
@@ -125,9 +114,9 @@ def check_study(config: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: the first problem, naming the keys.
     """
-    stage_settings(config)
+    built = stage_settings(config)
     for rule in STUDY_RULES:
-        rule(config)
+        rule(config, built)
 
 
 def validate_study(config: dict) -> dict:

@@ -58,11 +58,13 @@ class PreprocessSettings:
 
         Raises:
             ValueError: threads not a positive integer, split fractions that are not three
-                non-negative numbers summing to 1, or an input grid of another voxel size.
+                non-negative numbers summing to 1 (when they are used: no splits file), or an input
+                grid of another voxel size.
         """
         if int(self.threads) != self.threads or self.threads < 1:
             raise ValueError(f"preprocess.threads must be a positive integer, got {self.threads}")
-        _check_split_fractions(tuple(self.split_fractions))
+        if self.splits_file is None:
+            _check_split_fractions(tuple(self.split_fractions))
         # Imported here, not at the top: the grids pull in scipy, which this module stays free of.
         from vitudip.imaging.grid import grid_choices
 

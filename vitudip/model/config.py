@@ -7,6 +7,7 @@ need not have torch; the network itself is :mod:`vitudip.model.vit_autoencoder`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -242,3 +243,16 @@ def configured(name: str, overrides: dict[str, Any] | None = None) -> ModelConfi
     if unknown:
         raise ValueError(f"model.overrides: unknown model field(s) {sorted(unknown)}; known: {sorted(values)}")
     return ModelConfig.from_dict({**values, **(overrides or {})})
+
+
+def model_from_config(config: Mapping[str, Any]) -> ModelConfig:
+    """The model a validated config trains: :func:`configured` with ``model.preset`` and ``model.overrides``.
+
+    Raises:
+        ValueError: an override the model refuses, naming the key and the preset.
+    """
+    name = config["model"]["preset"]
+    try:
+        return configured(name, config["model"]["overrides"])
+    except ValueError as err:
+        raise ValueError(f"config key 'model.overrides' (preset '{name}'): {err}") from None
