@@ -13,14 +13,14 @@ import pytest
 
 from vitudip.config import stage_config
 from vitudip.genetics.gather import gather_sumstats
-from vitudip.genetics.genotypes import GenotypeFiles, convert_to_bed, find_genotypes
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
 from vitudip.genetics.linear import linear_gwas
 from vitudip.genetics.plink2 import glm_command, plink2_gwas
 from vitudip.genetics.regenie import parse_regenie, prune_step1_variants, step2_command
 from vitudip.genetics.settings import ShardSettings
 from vitudip.genetics.shard import gwas_shard, phenotype_batch
 from vitudip.genetics.sumstats import read_sumstats
-from vitudip.io.plink import read_bed, write_bed
+from vitudip.io.plink import write_bed
 from vitudip.simulate.genotypes import simulate_genotypes
 
 needs_plink2 = pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not on PATH")
@@ -101,15 +101,6 @@ def test_plink2_engine_reads_every_format_alike(
         pd.testing.assert_series_equal(ours[name]["variant_id"], expected["variant_id"])
         pd.testing.assert_series_equal(ours[name]["effect_allele"], expected["effect_allele"])
         np.testing.assert_allclose(ours[name]["beta"], expected["beta"], rtol=1e-4)
-
-
-@needs_plink2
-@pytest.mark.parametrize("fmt", ["pgen", "bgen"])
-def test_conversion_to_bed_keeps_the_genotypes(cohort: dict, fmt: str, tmp_path: Path) -> None:
-    converted = convert_to_bed(cohort[fmt], tmp_path / "converted")
-    assert converted == GenotypeFiles(str(tmp_path / "converted"), "bed")
-    np.testing.assert_array_equal(read_bed(tmp_path / "converted"), cohort["dosages"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted.bed", "converted.bim", "converted.fam"]
 
 
 @needs_plink2

@@ -13,7 +13,8 @@ import jsonschema
 import numpy as np
 import yaml
 
-from vitudip.io.genotype_files import genotype_format
+from vitudip.io.bgen import BgenError, check_bgen
+from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.tables import Table
 
 # package data, so that an installed library reads them without the checkout
@@ -196,13 +197,38 @@ def section_defaults(section: str, schema: dict | None = None) -> dict:
     return stage_config({section: {}}, [section], schema)[section]
 
 
-def _missing_genotype_files(prefix: str) -> str | None:
-    """None when a complete fileset is there, else what is missing (the files of a partial set by name)."""
-    try:
-        genotype_format(prefix)
-    except FileNotFoundError as err:
-        return str(err)
-    return None
+def analysed_chromosomes(config: dict) -> list[str]:
+    """The chromosomes the study analyses, as text: the simulated ones for the demo, else ``gwas.chromosomes``."""
+    chromosomes = (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"]
+                   else config["gwas"]["chromosomes"])
+    return [str(chromosome) for chromosome in chromosomes]
+
+
+def _count_sample_rows(path: str) -> int:
+    """Samples of an Oxford .sample: its lines but the header and the column-type line."""
+    with open(path, "rb") as handle:
+        return max(sum(1 for line in handle if line.strip()) - 2, 0)
+
+
+def genotype_input_problems(config: dict) -> list[str]:
+    """What is wrong with the genotype input: missing files (per chromosome), and for BGEN a layout or bit
+    depth the reader does not take or a .sample of another sample count (read from headers only)."""
+    genotypes = GenotypeInput.from_config(config)
+    chromosomes = analysed_chromosomes(config)
+    problems = genotypes.missing(chromosomes)
+    wanted = chromosomes if genotypes.per_chromosome else chromosomes[:1]
+    counts: dict[str, int] = {}
+    for chromosome in [] if problems else wanted:
+        if genotypes.format(chromosome) != "bgen":
+            continue
+        bgen, sample_file = genotypes.files(chromosome)
+        if sample_file not in counts:
+            counts[sample_file] = _count_sample_rows(sample_file)
+        try:
+            check_bgen(bgen, counts[sample_file], sample_file)
+        except BgenError as err:
+            problems.append(str(err))
+    return [f"config key 'inputs.genotypes': {problem}" for problem in problems]
 
 
 def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
@@ -221,9 +247,7 @@ def check_input_paths(config: dict, produced: set[str] = frozenset()) -> None:
         if path is None or os.path.normpath(path) in produced:
             continue
         if key == "genotypes":
-            problem = _missing_genotype_files(path)
-            if problem is not None:
-                missing.append(f"config key 'inputs.{key}': {problem}")
+            missing += genotype_input_problems(config)
         elif not Path(path).exists():
             missing.append(f"config key 'inputs.{key}': file '{path}' not found")
     step1_variants = config["gwas"]["regenie"]["step1_variants"]

@@ -1,20 +1,28 @@
 """Genotype QC before any GWAS: which samples and variants every engine analyses.
 
-plink2 computes the statistics (``--missing``, ``--freq counts``, ``--hardy``,
-``--king-cutoff``); this module applies the thresholds and counts what each
-removes, so the counts are exact and stated in one order.
+It reads the per-chromosome filesets of the selected samples (:mod:`vitudip.genetics.prepare`).
+plink2 computes the statistics (``--freq counts``, ``--hardy``, ``--missing``, ``--indep-pairwise``,
+``--king-cutoff``); this module applies the thresholds and counts what each removes, so the counts are
+exact and stated in one order.
 
-Samples (``sample_qc.tsv``, one row per genotype sample, the first reason that applies):
-not in the samples table ("no image"), not in the keep list, genotype call rate below
-``1 - max_sample_missing``; then, among the rest, one of each pair with KING kinship
->= ``king_cutoff`` (``plink2 --king-cutoff``), status ``related``: the pheno stage drops
-them for the linear engines and keeps them for REGENIE, which models relatedness.
+Variants first (``variant_qc.tsv``, ``variants_pass.txt``), over the selected samples, each filter
+counting only the variants it newly removes, in this order: call rate, MAF, minor-allele count,
+imputation INFO, Hardy–Weinberg p. INFO comes from the .pvar's INFO column (``INFO=``, or minimac's
+``R2=``) or from UK Biobank ``ukb_mfi`` tables; an input without INFO skips the INFO filter with a
+logged note unless ``require_info``.
 
-Variants (``variant_qc.tsv``, ``variants_pass.txt``), over the samples that pass, each
-filter counting only the variants it newly removes, in this order: call rate, MAF,
-minor-allele count, imputation INFO, Hardy–Weinberg p. INFO comes from the .pvar's
-INFO column (``INFO=``, or minimac's ``R2=``) or from UK Biobank ``ukb_mfi`` tables;
-an input without INFO skips the INFO filter with a logged note unless ``require_info``.
+Samples then (``sample_qc.tsv``, one row per genotype sample, the first reason that applies): not
+selected (withdrawn, no image, keep list: ``sample_selection.tsv``); call rate below
+``1 - max_sample_missing`` over the passing variants, a genotype counting as called when it has a
+dosage (plink2's ``fmissdosage``: for imputed data, a missing hard call at plink2's 0.1 threshold
+measures imputation certainty, not the sample); then, among the rest, one of each pair with KING
+kinship >= ``king_cutoff``, status ``related``: the pheno stage drops them for the linear engines and
+keeps them for REGENIE, which models relatedness.
+
+Relatedness, the genetic PCs and REGENIE's step 1 read ``pruned``: the passing autosomal variants with
+MAF >= ``pruning.min_maf`` and INFO >= ``pruning.min_info`` (where INFO is known), LD-pruned with
+``plink2 --indep-pairwise <window_kb>kb 1 <r2>``: common, well-imputed, nearly independent variants,
+as UK Biobank's own kinship and PCA used (Bycroft et al., Nature 562:203, 2018).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from vitudip.external_tools import run_tool
 from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids, find_genotypes
 from vitudip.genetics.settings import QcSettings
 from vitudip.io.atomic import staged_outputs
-from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
+from vitudip.io.stage_tables import SAMPLE_QC, SAMPLE_SELECTION, VARIANT_QC
 
 log = logging.getLogger("vitudip.genotype_qc")
 
@@ -78,56 +86,54 @@ def _write_ids(samples: pd.DataFrame, path: Path) -> Path:
 # --------------------------------------------------------------------------- samples
 
 
-def read_keep_list(path: str | os.PathLike, genotyped: pd.Series) -> set[str]:
-    """The IIDs of a keep list (one per line, or FID IID: the last field is read), checked against the samples.
+def sample_call_rates(chromosomes: list[GenotypeFiles], passing: Path, work: Path, threads: int) -> pd.Series:
+    """Each sample's share of the passing variants with a dosage, over every chromosome (IID -> rate)."""
+    missing, observed = None, None
+    for number, files in enumerate(chromosomes):
+        out = work / f"smiss{number}"
+        plink2_on(files, "sample call rates", ["--extract", os.fspath(passing), "--missing", "sample-only",
+                                               "scols=maybefid,nmissdosage,nobs"], out, threads)
+        table = _read_plink(Path(f"{out}.smiss")).set_index("IID")
+        missing = table["MISSING_DOSAGE_CT"] if missing is None else missing + table["MISSING_DOSAGE_CT"]
+        observed = table["OBS_CT"] if observed is None else observed + table["OBS_CT"]
+    return 1 - missing.astype(float) / observed.astype(float).clip(lower=1)
+
+
+def call_rate_reasons(rates: pd.Series, settings: QcSettings, sample_file: str) -> dict[str, str]:
+    """IID -> reason for the samples whose call rate is below ``1 - max_sample_missing``.
 
     Raises:
-        ValueError: no IID of the list is a genotype sample (a wrong file or ID type).
+        ValueError: the filter would drop more than half the samples (a threshold wrong for the data, not
+            half a cohort of bad samples), naming the key.
     """
-    with open(path) as handle:
-        ids = {line.split()[-1] for line in handle if line.strip() and not line.startswith("#")}
-    known = set(genotyped)
-    unmatched = sorted(ids - known)
-    if ids and len(unmatched) == len(ids):
-        raise ValueError(f"keep list {path}: none of its {len(ids)} IIDs is a genotype sample "
-                         f"(e.g. '{unmatched[0]}'); it must hold the genotype files' IIDs")
-    if unmatched:
-        log.warning("keep list %s: %d of its %d IIDs match no genotype sample (e.g. '%s'); they are ignored",
-                    path, len(unmatched), len(ids), unmatched[0])
-    return ids & known
-
-
-def sample_reasons(genotypes: GenotypeFiles, samples: pd.DataFrame, imaged: set[str], settings: QcSettings,
-                   work: Path, threads: int) -> dict[str, str]:
-    """IID -> reason for samples dropped before the variant QC: no image, keep list, call rate."""
-    reasons = {iid: "no image" for iid in samples["IID"] if iid not in imaged}
-    if settings.keep is not None:
-        keep = read_keep_list(settings.keep, samples["IID"])
-        reasons.update({iid: f"not in keep list {settings.keep}" for iid in samples["IID"]
-                        if iid not in keep and iid not in reasons})
-    candidates = samples[~samples["IID"].isin(reasons)]
-    if candidates.empty:
-        raise ValueError(f"no genotype sample of {genotypes.sample_file} is in the samples table and keep list")
-    plink2_on(genotypes, "sample call rates", ["--keep", os.fspath(_write_ids(candidates, work / "candidates.txt")),
-                                                "--missing", "sample-only"], work / "samples", threads)
-    smiss = _read_plink(work / "samples.smiss")
     limit = 1 - settings.max_sample_missing
-    for iid, missing in zip(smiss["IID"], smiss["F_MISS"].astype(float)):
-        if missing > settings.max_sample_missing:
-            reasons[iid] = f"genotype call rate {1 - missing:.3g} < {limit:g}"
-    return reasons
+    failing = rates[rates < limit]
+    if len(failing) > len(rates) / 2:
+        raise ValueError(
+            f"genotype_qc.max_sample_missing {settings.max_sample_missing:g} would drop {len(failing)} of the "
+            f"{len(rates)} selected samples of {sample_file} (median call rate {rates.median():.3g} over the "
+            "passing variants, a genotype counting as called when it has a dosage): check the genotypes, or raise "
+            "the threshold")
+    return {iid: f"genotype call rate {rate:.3g} < {limit:g}" for iid, rate in failing.items()}
 
 
-def related_reasons(genotypes: GenotypeFiles, passing: pd.DataFrame, variants: Path, cutoff: float,
-                    work: Path, threads: int) -> dict[str, str]:
+def related_reasons(genotypes: GenotypeFiles, passing: pd.DataFrame, cutoff: float, work: Path,
+                    threads: int) -> dict[str, str]:
     """IID -> "related ... to <IID>" for the samples ``plink2 --king-cutoff`` removes from ``passing``.
+
+    Args:
+        genotypes: the pruned variants (:func:`pruned_variants`).
+        passing: FID and IID of the samples that passed the call-rate filter.
+        cutoff: the kinship from which a pair counts as related.
+        work: a scratch folder.
+        threads: plink2 --threads.
 
     The relative named is one the sample stays related to among those kept, else its closest one.
     """
     out = work / "king"
     plink2_on(genotypes, "KING relatedness", ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")),
-                                              "--extract", os.fspath(variants), "--king-cutoff", f"{cutoff:g}",
-                                              "--make-king-table", "--king-table-filter", f"{cutoff:g}"], out, threads)
+                                              "--king-cutoff", f"{cutoff:g}", "--make-king-table",
+                                              "--king-table-filter", f"{cutoff:g}"], out, threads)
     removed = set(_read_plink(Path(f"{out}.king.cutoff.out.id"))["IID"])
     pairs = pd.read_csv(f"{out}.kin0", sep="\t", dtype=str, keep_default_na=False)
     pairs = pairs.rename(columns={"#FID1": "FID1", "#IID1": "IID1"}).astype({"KINSHIP": float})
@@ -212,15 +218,12 @@ def _alt_counts(cells: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return parts.sum(axis=1).to_numpy(float), parts.max(axis=1).to_numpy(float)
 
 
-def variant_statistics(genotypes: GenotypeFiles, passing: pd.DataFrame, work: Path, threads: int) -> pd.DataFrame:
-    """Per variant over the passing samples: CHROM, POS, ID, REF, ALT, missing share, MAF, MAC and HWE p."""
+def variant_statistics(genotypes: GenotypeFiles, work: Path, threads: int) -> pd.DataFrame:
+    """Per variant over the fileset's samples: CHROM, POS, ID, REF, ALT, missing share, MAF, MAC and HWE p."""
     out = work / "variants"
-    plink2_on(genotypes, "variant QC statistics", ["--keep", os.fspath(_write_ids(passing, work / "passing.txt")),
-                                                   "--freq", "counts", "cols=chrom,pos,ref,alt,altfreq,nobs",
+    plink2_on(genotypes, "variant QC statistics", ["--freq", "counts", "cols=chrom,pos,ref,alt,altfreq,nobs",
                                                    "--hardy", "--missing", "variant-only"], out, threads)
     table = _read_plink(Path(f"{out}.acount"))
-    if genotypes.format == "bgen":  # its variants are known only from plink2's report
-        check_variant_ids(table.rename(columns={"CHROM": "chrom", "ID": "id", "POS": "pos"}), genotypes.variant_file)
     observed = table["OBS_CT"].to_numpy(float)
     alt_total, alt_largest = _alt_counts(table["ALT_CTS"])
     # the minor allele is every allele but the most common one
@@ -267,60 +270,128 @@ def apply_variant_filters(stats: pd.DataFrame, info: pd.Series | None,
     return remaining, pd.DataFrame(rows, columns=list(VARIANT_QC.required))
 
 
+# --------------------------------------------------------------------------- the pruned variants
+
+
+def _prune_candidates(stats: pd.DataFrame, info: pd.Series | None, kept: np.ndarray, settings: QcSettings,
+                      path: Path) -> int:
+    """Write the IDs of the passing autosomal variants common and well-imputed enough to prune from."""
+    pruning = settings.pruning
+    wanted = kept & (stats["MAF"].to_numpy(float) >= pruning["min_maf"])
+    wanted &= stats["CHROM"].astype(str).str.fullmatch(r"\d+").to_numpy()
+    if info is not None:
+        # a variant without INFO (a typed one) counts as well measured
+        wanted &= ~(info.reindex(stats["ID"]).to_numpy(float) < pruning["min_info"])
+    stats.loc[wanted, ["ID"]].to_csv(path, header=False, index=False)
+    return int(wanted.sum())
+
+
+def pruned_variants(chromosomes: list[GenotypeFiles], candidates: Path, samples: pd.DataFrame, settings: QcSettings,
+                    out_prefix: Path, work: Path, threads: int) -> GenotypeFiles:
+    """The pruned variants of ``samples`` as one PLINK 2 fileset: each chromosome pruned, then merged.
+
+    Raises:
+        ValueError: no variant is left to prune from (no autosome, or none common enough).
+    """
+    keep = _write_ids(samples, work / "pruning_samples.txt")
+    pruning = settings.pruning
+    parts = []
+    for number, files in enumerate(chromosomes):
+        out = work / f"prune{number}"
+        plink2_on(files, "LD pruning", ["--keep", os.fspath(keep), "--extract", os.fspath(candidates),
+                                        "--indep-pairwise", f"{pruning['window_kb']}kb", "1", f"{pruning['r2']:g}"],
+                  out, threads)
+        kept = Path(f"{out}.prune.in")
+        if kept.is_file() and kept.stat().st_size:
+            plink2_on(files, "pruned variants", ["--keep", os.fspath(keep), "--extract", os.fspath(kept),
+                                                 "--make-pgen"], work / f"pruned{number}", threads)
+            parts.append(work / f"pruned{number}")
+    if not parts:
+        raise ValueError("no variant is left for relatedness and PCs: none of the passing autosomal variants has "
+                         f"MAF >= {pruning['min_maf']:g} and INFO >= {pruning['min_info']:g} (genotype_qc.pruning)")
+    first, *others = parts
+    if not others:
+        for ext in ("pgen", "pvar", "psam"):
+            os.replace(f"{first}.{ext}", f"{out_prefix}.{ext}")
+    else:
+        merge_list = work / "merge_list.txt"
+        merge_list.write_text("".join(f"{part}\n" for part in others))
+        plink2_on(GenotypeFiles(os.fspath(first), "pgen"), "merging the pruned variants",
+                  ["--pmerge-list", os.fspath(merge_list), "--make-pgen"], out_prefix, threads)
+    return GenotypeFiles(os.fspath(out_prefix), "pgen")
+
+
 # --------------------------------------------------------------------------- the stage
 
 
-def genotype_qc(genotype_prefix: str | os.PathLike, imaged: set[str], settings: QcSettings,
-                out: dict[str, str | os.PathLike], threads: int = 1) -> dict[str, Any]:
-    """Write ``sample_qc.tsv``, ``variant_qc.tsv`` and ``variants_pass.txt`` (atomically, together).
+def variant_qc(chromosomes: list[GenotypeFiles], settings: QcSettings, work: Path,
+               threads: int) -> tuple[pd.DataFrame, pd.Series | None, np.ndarray, pd.DataFrame]:
+    """Statistics, INFO and the filters of every chromosome's variants: (stats, info, passing mask, table)."""
+    stats, infos = [], []
+    for files in chromosomes:
+        table = variant_statistics(files, work, threads)
+        stats.append(table)
+        infos.append(variant_info(files, table, settings))
+    stats = pd.concat(stats, ignore_index=True)
+    # every engine's --extract and every later stage key variants by ID, across chromosomes too
+    check_variant_ids(stats.rename(columns={"CHROM": "chrom", "ID": "id", "POS": "pos"}),
+                      ", ".join(files.variant_file for files in chromosomes))
+    known = [info for info in infos if info is not None]
+    info = pd.concat(known) if known else None
+    kept, table = apply_variant_filters(stats, info, settings)
+    if not kept.any():
+        raise ValueError(f"no variant of {', '.join(files.prefix for files in chromosomes)} passes the variant QC:\n"
+                         f"{table.to_string(index=False)}")
+    return stats, info, kept, table
+
+
+def genotype_qc(chromosome_prefixes: list[str | os.PathLike], selection_path: str | os.PathLike,
+                settings: QcSettings, out: dict[str, str | os.PathLike], threads: int = 1) -> dict[str, Any]:
+    """Write ``sample_qc.tsv``, ``variant_qc.tsv``, ``variants_pass.txt`` and the pruned fileset (together).
 
     Args:
-        genotype_prefix: PLINK 1, PLINK 2 or BGEN fileset.
-        imaged: subject IDs of the samples table (QC runs on the genotyped subjects with an image).
+        chromosome_prefixes: the per-chromosome filesets of the selected samples (``genotypes/chr<c>``).
+        selection_path: ``genotypes/sample_selection.tsv``, every genotype sample and why it is not selected.
         settings: thresholds.
-        out: paths for "samples", "variants" and "passing".
+        out: paths for "samples", "variants", "passing" and "pruned" (a prefix: .pgen/.pvar/.psam).
         threads: plink2 --threads.
 
     Returns:
-        Summary: samples by status, variants in and passing.
+        Summary: samples by status, variants in and passing, pruned variants.
     """
-    genotypes = find_genotypes(genotype_prefix)
-    # every engine's --extract and every later stage key variants by ID (BGEN's: variant_statistics)
-    variants = genotypes.variants()
-    if variants is not None:
-        check_variant_ids(variants, genotypes.variant_file)
-    samples = genotypes.samples()
-    with tempfile.TemporaryDirectory(prefix="vitudip-qc-") as tmp:
+    chromosomes = [find_genotypes(prefix) for prefix in chromosome_prefixes]
+    selection = SAMPLE_SELECTION.read(selection_path)
+    reasons = {iid: reason for iid, reason in zip(selection["IID"], selection["reason"]) if reason}
+    targets = {"samples": out["samples"], "variants": out["variants"], "passing": out["passing"],
+               **{ext: f"{out['pruned']}.{ext}" for ext in ("pgen", "pvar", "psam")}}
+    with tempfile.TemporaryDirectory(prefix="vitudip-qc-") as tmp, staged_outputs(targets) as staged:
         work = Path(tmp)
-        reasons = sample_reasons(genotypes, samples, imaged, settings, work, threads)
-        passing = samples[~samples["IID"].isin(reasons)]
-        if passing.empty:
-            raise ValueError(f"no sample of {genotypes.sample_file} passes the sample QC: {_counts(reasons)}")
-        stats = variant_statistics(genotypes, passing, work, threads)
-        info = variant_info(genotypes, stats, settings)
-        kept, table = apply_variant_filters(stats, info, settings)
-        if not kept.any():
-            raise ValueError(f"no variant of {genotypes.variant_file} passes the variant QC:\n"
-                             f"{table.to_string(index=False)}")
-        ids = work / "variants_pass.txt"
-        stats.loc[kept, ["ID"]].to_csv(ids, header=False, index=False)
+        stats, info, kept, table = variant_qc(chromosomes, settings, work, threads)
+        stats.loc[kept, ["ID"]].to_csv(staged["passing"], header=False, index=False)
+        reasons.update(call_rate_reasons(sample_call_rates(chromosomes, staged["passing"], work, threads), settings,
+                                         selection_path))
+        passing = selection[~selection["IID"].isin(reasons)]
+        n_candidates = _prune_candidates(stats, info, kept, settings, work / "candidates.txt")
+        pruned = pruned_variants(chromosomes, work / "candidates.txt", passing, settings,
+                                 staged["pgen"].with_suffix(""), work, threads)
         related = {}
         if settings.king_cutoff is not None:
-            related = related_reasons(genotypes, passing, ids, settings.king_cutoff, work, threads)
-        status = ["excluded" if iid in reasons else "related" if iid in related else "ok" for iid in samples["IID"]]
-        sample_table = samples.assign(status=status,
-                                      reason=[reasons.get(iid, related.get(iid, "")) for iid in samples["IID"]])
-        with staged_outputs(out) as staged:
-            SAMPLE_QC.write(sample_table, staged["samples"])
-            VARIANT_QC.write(table, staged["variants"])
-            stats.loc[kept, ["ID"]].to_csv(staged["passing"], header=False, index=False)
+            related = related_reasons(pruned, passing, settings.king_cutoff, work, threads)
+        status = ["excluded" if iid in reasons else "related" if iid in related else "ok" for iid in selection["IID"]]
+        sample_table = selection[["FID", "IID"]].assign(
+            status=status, reason=[reasons.get(iid, related.get(iid, "")) for iid in selection["IID"]])
+        SAMPLE_QC.write(sample_table, staged["samples"])
+        VARIANT_QC.write(table, staged["variants"])
+        n_pruned = len(pruned.variants())
     for iid, reason in related.items():
         log.info("sample %s: %s", iid, reason)
     log.info("samples: %s; related: %d (king_cutoff %s)", _counts(reasons) or "none dropped", len(related),
              settings.king_cutoff)
     log.info("variants removed per filter, in order:\n%s", table.to_string(index=False))
+    log.info("relatedness, PCs and REGENIE step 1 read %d pruned variants of the %d common, well-imputed passing "
+             "ones (%s.pgen)", n_pruned, n_candidates, out["pruned"])
     return {"samples": pd.Series(status).value_counts().to_dict(), "variants": int(len(stats)),
-            "passing": int(kept.sum())}
+            "passing": int(kept.sum()), "pruned": n_pruned}
 
 
 def _counts(reasons: dict[str, str]) -> str:

@@ -2,9 +2,9 @@
 
 A fileset is named by its prefix, as plink2 and REGENIE name it. plink2,
 REGENIE and the in-process engine (:mod:`vitudip.genetics.dosages`) read all
-three formats natively (an imputed BGEN keeps its dosages); the LD
-computations read PLINK 1 only, and get a .bed converted once by plink2
-(:func:`convert_to_bed`).
+three formats natively (an imputed BGEN keeps its dosages). The workflow
+reads them once, in :mod:`vitudip.genetics.prepare`, and every later stage
+reads the PLINK 2 filesets written there.
 
 BGEN files are read with the first allele as REF (``ref-first``), the UK
 Biobank convention; the ALT allele is then the effect allele, as for every
@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vitudip.external_tools import run_tool
-from vitudip.io.atomic import staged_outputs
 from vitudip.io.chromosomes import canonical_chromosomes
 from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
@@ -80,8 +77,8 @@ def read_psam_sex(path: str | os.PathLike) -> np.ndarray:
     return _sex_codes(table["SEX"]) if "SEX" in table.columns else np.zeros(len(table), dtype=np.int64)
 
 
-def _read_sample(path: Path) -> pd.DataFrame:
-    """FID (ID_1) and IID (ID_2) of an Oxford .sample file (header line, then a column-type line)."""
+def read_sample_file(path: str | os.PathLike) -> pd.DataFrame:
+    """FID (ID_1), IID (ID_2) and SEX (PLINK codes) of an Oxford .sample file (header line, then a column-type line)."""
     table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, skiprows=[1])
     if list(table.columns[:2]) != ["ID_1", "ID_2"]:
         raise ValueError(f"{path} is not an Oxford .sample file: its header starts {list(table.columns[:2])}, "
@@ -93,7 +90,7 @@ def _read_sample(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_pvar(path: Path) -> pd.DataFrame:
+def read_pvar(path: Path) -> pd.DataFrame:
     """A .pvar as the columns of :func:`~vitudip.io.plink.read_bim` (chrom in plink2's names, id, pos, alt, ref)."""
     with open(path) as handle:
         skip = 0
@@ -154,26 +151,30 @@ class GenotypeFiles:
     Args:
         prefix: path without extension.
         format: ``bed`` (PLINK 1), ``pgen`` (PLINK 2) or ``bgen`` (BGEN 1.2 with an Oxford .sample).
+        bgen_samples: a BGEN's Oxford .sample when it is not ``<prefix>.sample``.
     """
 
     prefix: str
     format: str
+    bgen_samples: str | None = None
 
     @property
     def files(self) -> list[str]:
         """Every file of the fileset."""
+        if self.format == "bgen":
+            return [f"{self.prefix}.bgen", self.sample_file]
         return [self.prefix + ext for ext in FORMAT_EXTENSIONS[self.format]]
 
     def plink2_args(self) -> list[str]:
         """plink2's input flags for the fileset."""
         if self.format == "bgen":
-            return ["--bgen", f"{self.prefix}.bgen", "ref-first", "--sample", f"{self.prefix}.sample"]
+            return ["--bgen", f"{self.prefix}.bgen", "ref-first", "--sample", self.sample_file]
         return ["--pfile" if self.format == "pgen" else "--bfile", self.prefix]
 
     def regenie_args(self) -> list[str]:
         """REGENIE's input flags for the fileset."""
         if self.format == "bgen":
-            return ["--bgen", f"{self.prefix}.bgen", "--sample", f"{self.prefix}.sample", "--ref-first"]
+            return ["--bgen", f"{self.prefix}.bgen", "--sample", self.sample_file, "--ref-first"]
         return [f"--{self.format}", self.prefix]
 
     def samples(self) -> pd.DataFrame:
@@ -183,7 +184,7 @@ class GenotypeFiles:
             return pd.DataFrame({"FID": fam["fid"].to_numpy(), "IID": fam["iid"].to_numpy()})
         if self.format == "pgen":
             return read_psam(f"{self.prefix}.psam")
-        return _read_sample(Path(f"{self.prefix}.sample"))[["FID", "IID"]]
+        return read_sample_file(self.sample_file)[["FID", "IID"]]
 
     def sexes(self) -> np.ndarray:
         """Sex of every sample in file order, as plink2 reads it (1 male, 2 female, 0 unknown): the .fam's 5th
@@ -192,11 +193,13 @@ class GenotypeFiles:
             return read_fam(self.prefix)["sex"].to_numpy(dtype=np.int64)
         if self.format == "pgen":
             return read_psam_sex(f"{self.prefix}.psam")
-        return _read_sample(Path(f"{self.prefix}.sample"))["SEX"].to_numpy(dtype=np.int64)
+        return read_sample_file(self.sample_file)["SEX"].to_numpy(dtype=np.int64)
 
     @property
     def sample_file(self) -> str:
         """The file that lists the samples (for error messages)."""
+        if self.format == "bgen" and self.bgen_samples is not None:
+            return self.bgen_samples
         return self.prefix + {"bed": ".fam", "pgen": ".psam", "bgen": ".sample"}[self.format]
 
     @property
@@ -209,47 +212,21 @@ class GenotypeFiles:
         if self.format == "bed":
             return read_bim(self.prefix)
         if self.format == "pgen":
-            return _read_pvar(Path(f"{self.prefix}.pvar"))
+            return read_pvar(Path(f"{self.prefix}.pvar"))
         return None
 
 
-def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
+def find_genotypes(prefix: str | os.PathLike, bgen_samples: str | os.PathLike | None = None) -> GenotypeFiles:
     """The fileset behind a prefix: the first format whose files all exist (.pgen, then .bed, then .bgen).
 
     Args:
         prefix: genotype path without extension.
+        bgen_samples: a BGEN's Oxford .sample when it is not ``<prefix>.sample``.
 
     Raises:
         FileNotFoundError: no complete fileset; names the files that are missing.
     """
     prefix = os.fspath(prefix)
-    return GenotypeFiles(prefix, genotype_format(prefix))
-
-
-def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, threads: int = 1) -> GenotypeFiles:
-    """Write a PLINK 1 copy of a fileset with plink2 (for the LD computations, which read .bed only).
-
-    A BGEN's dosages become hard calls (plink2's default: a call when within 0.1 of
-    an integer, else missing), so prefer plink2 or REGENIE on imputed data.
-
-    Args:
-        prefix: the source fileset (any format).
-        out_prefix: prefix of the .bed/.bim/.fam written (atomically, all three together).
-        threads: plink2 --threads.
-
-    Returns:
-        The PLINK 1 fileset.
-
-    Raises:
-        ToolError: plink2 is missing or failed (the end of its log is in the message).
-    """
-    source = find_genotypes(prefix)
-    out_prefix = Path(out_prefix)
-    targets = {ext: f"{out_prefix}.{ext}" for ext in ("bed", "bim", "fam")}
-    started = time.perf_counter()
-    with staged_outputs(targets) as staged:
-        work = staged["bed"].with_suffix("")
-        command = ["plink2", *source.plink2_args(), "--make-bed", "--threads", str(threads), "--out", os.fspath(work)]
-        run_tool(command, f"converting {source.prefix} ({source.format}) to PLINK 1", logger, Path(f"{work}.log"))
-    logger.info("wrote %s.bed/.bim/.fam in %.1f s", out_prefix, time.perf_counter() - started)
-    return GenotypeFiles(os.fspath(out_prefix), "bed")
+    bgen_samples = None if bgen_samples is None else os.fspath(bgen_samples)
+    form = genotype_format(prefix, bgen_samples)
+    return GenotypeFiles(prefix, form, bgen_samples if form == "bgen" else None)

@@ -22,7 +22,6 @@ class QcSettings:
 
     Args:
         max_sample_missing: drop samples with a larger share of missing calls (plink --mind).
-        keep: file of IIDs to analyse (one per line, or FID IID), or None for all.
         king_cutoff: drop one of each pair with KING kinship >= this; None: no relatedness filter.
         max_variant_missing: drop variants with a larger share of missing calls (plink --geno).
         min_maf: minimum minor-allele frequency.
@@ -31,10 +30,11 @@ class QcSettings:
         require_info: stop when the input carries no INFO (neither in the .pvar nor from ``ukb_mfi``).
         ukb_mfi: UK Biobank mfi table path with ``{chromosome}`` for its number, or None.
         hwe_p: drop variants with a Hardy–Weinberg exact test p below this.
+        pruning: the variants of relatedness, PCs and REGENIE step 1: the passing autosomal ones with MAF >=
+            ``min_maf`` and INFO >= ``min_info``, pruned with plink2 ``--indep-pairwise <window_kb>kb 1 <r2>``.
     """
 
     max_sample_missing: float
-    keep: str | None
     king_cutoff: float | None
     max_variant_missing: float
     min_maf: float
@@ -43,8 +43,13 @@ class QcSettings:
     require_info: bool
     ukb_mfi: str | None
     hwe_p: float
+    pruning: dict[str, float]
 
-    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("genotype_qc",)
+    #: Every key of the section but ``keep``, which the sample selection reads (a keep list changes which samples
+    #: the per-chromosome genotypes hold, and so reruns the QC through them).
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = tuple(
+        f"genotype_qc.{key}" for key in ("max_sample_missing", "king_cutoff", "max_variant_missing", "min_maf",
+                                         "min_mac", "min_info", "require_info", "ukb_mfi", "hwe_p", "pruning"))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> QcSettings:

@@ -35,6 +35,11 @@ RECON = Table("reconstruction-error table", required=(*ID_COLUMNS, RECON_COLUMN)
 #: ``pheno/pheno.tsv`` and ``pheno/covar.tsv``: FID, IID, then the GWAS's phenotypes or covariates.
 PHENO = Table("phenotype table", required=ID_COLUMNS, text=ID_COLUMNS, writer="the pheno stage")
 COVAR = Table("covariate table", required=ID_COLUMNS, text=ID_COLUMNS, writer="the pheno stage")
+#: ``genotypes/sample_selection.tsv``: every sample of the genotype files, in file order, with its sex (PLINK codes)
+#: and why it is not analysed (``reason`` empty: selected; the per-chromosome genotypes hold the selected ones).
+SAMPLE_SELECTION = Table("sample selection table", required=(*ID_COLUMNS, "SEX", "reason"),
+                         text=(*ID_COLUMNS, "reason"), integers=("SEX",), unique="IID",
+                         writer="the select_samples rule")
 #: ``genotypes/sample_qc.tsv``: every genotype sample, ``ok``, ``excluded`` (reason) or ``related`` (to whom).
 SAMPLE_QC = Table("sample QC table", required=(*ID_COLUMNS, "status", "reason"), text=(*ID_COLUMNS, "status", "reason"),
                   unique="IID", writer="the genotype_qc stage")

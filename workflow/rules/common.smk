@@ -6,7 +6,7 @@ import json
 import shlex
 import os
 
-from vitudip.config import ConfigError, check_input_paths, stage_values, validate_table
+from vitudip.config import ConfigError, analysed_chromosomes, check_input_paths, stage_values, validate_table
 from vitudip.embed.settings import EmbedSettings
 from vitudip.genetics.settings import (
     CATALOG_KEYS,
@@ -18,7 +18,7 @@ from vitudip.genetics.settings import (
     ShardSettings,
 )
 from vitudip.imaging.settings import PreprocessSettings
-from vitudip.io.genotype_files import genotype_paths
+from vitudip.io.genotype_files import GenotypeInput
 from vitudip.loci.settings import LociSettings
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
@@ -87,20 +87,42 @@ def fileset_prefix(files):
     return os.path.splitext(files[0])[0]
 
 
-def genotype_files(prefix):
-    """The files of a genotype prefix: the format found on disk (.pgen, .bed, then .bgen); PLINK 1 before it exists."""
+# The study's genotypes: one fileset, or one per chromosome (inputs.genotypes with {chromosome}).
+GENOTYPES = GenotypeInput.from_config(config)
+# the simulated cohort has its own chromosomes; real data uses gwas.chromosomes
+GWAS_CHROMOSOMES = analysed_chromosomes(config)
+# the pruned common variants of relatedness, genetic PCs and REGENIE step 1 (genotype_qc)
+PRUNED = results("genotypes", "pruned")
+
+
+def source_genotype_files(chromosome):
+    """The input files holding one chromosome, its sample file included (the demo's PLINK 1 set before
+    simulate_cohort writes it)."""
     try:
-        return genotype_paths(prefix)
+        return GENOTYPES.files(chromosome)
     except FileNotFoundError:
-        return [prefix + ext for ext in (".bed", ".bim", ".fam")]
+        return [GENOTYPES.prefix(chromosome) + ext for ext in (".bed", ".bim", ".fam")]
 
 
-def plink1_prefix(prefix):
-    """A PLINK 1 fileset with the genotypes of ``prefix`` (for the LD of find_loci): itself, or the copy rule
-    convert_genotypes makes."""
-    if genotype_files(prefix)[0].endswith(".bed"):
-        return prefix
-    return results("genotypes", "plink1")
+def genotype_samples_flag():
+    """The --genotype-samples flag of the scripts that read the input genotypes ("" without one)."""
+    sample_file = config["inputs"]["genotype_samples"]
+    return f"--genotype-samples {shlex.quote(sample_file)}" if sample_file else ""
+
+
+def chromosome_prefix(chromosome):
+    """The analysed samples' genotypes of one chromosome (prepare_genotypes), which every later stage reads."""
+    return results("genotypes", f"chr{chromosome}")
+
+
+def chromosome_files(chromosome):
+    return [chromosome_prefix(chromosome) + ext for ext in (".pgen", ".pvar", ".psam")]
+
+
+def ukb_mfi_files():
+    """The UK Biobank INFO tables of the analysed chromosomes (none without genotype_qc.ukb_mfi)."""
+    pattern = config["genotype_qc"]["ukb_mfi"]
+    return [pattern.replace("{chromosome}", c) for c in GWAS_CHROMOSOMES] if pattern else []
 
 
 def joint_outputs():
@@ -203,8 +225,8 @@ def gwas_shard_inputs(wildcards):
     inputs = {
         "pheno": results("pheno", "pheno.tsv"),
         "covar": results("pheno", "covar.tsv"),
-        # every engine reads PLINK 1, PLINK 2 and BGEN as they are
-        "genotypes": genotype_files(config["inputs"]["genotypes"]),
+        # the analysed samples of this chromosome (prepare_genotypes)
+        "genotypes": chromosome_files(wildcards.chromosome),
         # the variants that pass the genotype QC, the only ones tested
         "variants": results("genotypes", "variants_pass.txt"),
     }

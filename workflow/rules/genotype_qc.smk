@@ -1,21 +1,85 @@
-# Genotype QC before every GWAS: the samples (keep list, call rate, KING relatedness) and the variants (call
-# rate, MAF, MAC, INFO, HWE) every engine, the genetic PCs and calibrate_joint use. plink2 computes the
-# statistics; the stage applies the thresholds and counts what each removes.
+# The genotypes every genetics stage reads, then their QC.
+# select_samples reads the genotype sample file once: which samples are analysed (not withdrawn, with an
+# image, in the keep list). prepare_genotypes writes each chromosome's analysed samples as a PLINK 2
+# fileset (dosages kept, variant IDs unique), decoding only those samples. genotype_qc then filters
+# samples (call rate, KING relatedness) and variants (call rate, MAF, MAC, INFO, HWE), and writes the
+# pruned common variants that relatedness, the genetic PCs and REGENIE step 1 read.
+
+
+localrules:
+    select_samples,
+
+
+rule select_samples:
+    input:
+        genotypes=source_genotype_files(GWAS_CHROMOSOMES[0]),
+        samples=INPUTS["samples"],
+        keep=config["genotype_qc"]["keep"] or [],
+    output:
+        results("genotypes", "sample_selection.tsv"),
+    params:
+        script=script_path("select_samples.py"),
+        # functions, so that the pattern's {chromosome} is not taken for a wildcard
+        genotypes=lambda wildcards: GENOTYPES.pattern,
+        sample_file=lambda wildcards: genotype_samples_flag(),
+        keep=lambda wildcards, input: f"--keep {shlex.quote(input.keep)}" if input.keep else "",
+        chromosome=GWAS_CHROMOSOMES[0],
+    log:
+        results("logs", "select_samples.log"),
+    benchmark:
+        results("benchmarks", "select_samples.tsv")
+    conda:
+        "../../envs/genetics.yaml"
+    shell:
+        "python {params.script:q} --genotypes {params.genotypes:q} {params.sample_file} "
+        "--chromosome {params.chromosome:q} --samples {input.samples:q} {params.keep} --out {output:q} > {log:q} 2>&1"
+
+
+rule prepare_genotypes:
+    input:
+        genotypes=lambda wildcards: source_genotype_files(wildcards.chromosome),
+        selection=results("genotypes", "sample_selection.tsv"),
+    output:
+        multiext(results("genotypes", "chr{chromosome}"), ".pgen", ".pvar", ".psam"),
+    params:
+        script=script_path("prepare_genotypes.py"),
+        genotypes=lambda wildcards: GENOTYPES.pattern,
+        sample_file=lambda wildcards: genotype_samples_flag(),
+        out_prefix=lambda wildcards, output: fileset_prefix(output),
+    wildcard_constraints:
+        chromosome=r"[^/.]+",
+    log:
+        results("logs", "prepare_genotypes", "chr{chromosome}.log"),
+    benchmark:
+        results("benchmarks", "prepare_genotypes", "chr{chromosome}.tsv")
+    threads: 4
+    resources:
+        mem_mb=lambda wildcards, attempt: attempt * 8000,
+        runtime=lambda wildcards, attempt: attempt * 720,
+    conda:
+        "../../envs/genetics.yaml"
+    shell:
+        "python {params.script:q} --genotypes {params.genotypes:q} {params.sample_file} "
+        "--chromosome {wildcards.chromosome:q} --selection {input.selection:q} --out-prefix {params.out_prefix:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule genotype_qc:
     input:
-        genotypes=genotype_files(INPUTS["genotypes"]),
-        samples=INPUTS["samples"],
-        keep=config["genotype_qc"]["keep"] or [],
+        chromosomes=[chromosome_files(chromosome) for chromosome in GWAS_CHROMOSOMES],
+        selection=results("genotypes", "sample_selection.tsv"),
+        mfi=ukb_mfi_files(),
     output:
         samples=results("genotypes", "sample_qc.tsv"),
         variants=results("genotypes", "variant_qc.tsv"),
         passing=results("genotypes", "variants_pass.txt"),
+        pruned=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
     params:
         script=script_path("genotype_qc.py"),
-        prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
-        settings=stage_settings(QcSettings.CONFIG_KEYS),
+        chromosomes=[chromosome_prefix(chromosome) for chromosome in GWAS_CHROMOSOMES],
+        pruned=PRUNED,
+        # a function: the ukb_mfi pattern's {chromosome} is no wildcard
+        settings=lambda wildcards: stage_settings(QcSettings.CONFIG_KEYS),
     log:
         results("logs", "genotype_qc.log"),
     benchmark:
@@ -28,6 +92,6 @@ rule genotype_qc:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {params.script:q} --genotypes {params.prefix:q} --samples {input.samples:q} "
+        "python {params.script:q} --chromosomes {params.chromosomes:q} --selection {input.selection:q} "
         "--settings {params.settings:q} --threads {threads} --sample-qc {output.samples:q} "
-        "--variant-qc {output.variants:q} --variants-pass {output.passing:q} > {log:q} 2>&1"
+        "--variant-qc {output.variants:q} --variants-pass {output.passing:q} --pruned {params.pruned:q} > {log:q} 2>&1"

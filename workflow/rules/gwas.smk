@@ -1,47 +1,18 @@
 # GWAS of every UDIP: one job per shard (chromosome x dimension batch), then one gather.
-# regenie runs its step 1 once, before the shards. Every engine reads PLINK 1, PLINK 2 and BGEN
-# input as it is; the PLINK 1 copy of PLINK 2 / BGEN input (convert_genotypes) is for the LD of find_loci.
+# Each shard reads its chromosome's analysed samples (prepare_genotypes); regenie runs its step 1 once,
+# on the pruned common variants (genotype_qc), before the shards.
 
 GWAS = config["gwas"]
 REGENIE = GWAS["regenie"]
-# the simulated cohort has its own chromosomes; real data uses gwas.chromosomes
-GWAS_CHROMOSOMES = [
-    str(c)
-    for c in (config["simulate"]["genotypes"]["chromosomes"] if config["simulate"]["enabled"] else GWAS["chromosomes"])
-]
 GWAS_BATCHES = [str(b) for b in range(GWAS["dimension_batches"])]
 GWAS_ENV = "../../envs/regenie.yaml" if GWAS["engine"] == "regenie" else "../../envs/genetics.yaml"
-
-
-rule convert_genotypes:
-    input:
-        genotype_files(INPUTS["genotypes"]),
-    output:
-        multiext(results("genotypes", "plink1"), ".bed", ".bim", ".fam"),
-    params:
-        script=script_path("convert_genotypes.py"),
-        prefix=lambda wildcards, input: fileset_prefix(input),
-        out_prefix=lambda wildcards, output: fileset_prefix(output),
-    log:
-        results("logs", "convert_genotypes.log"),
-    benchmark:
-        results("benchmarks", "convert_genotypes.tsv")
-    threads: 4
-    resources:
-        mem_mb=16000,
-        runtime=240,
-    conda:
-        "../../envs/genetics.yaml"
-    shell:
-        "python {params.script:q} --genotypes {params.prefix:q} --out-prefix {params.out_prefix:q} "
-        "--threads {threads} > {log:q} 2>&1"
 
 
 rule regenie_step1:
     input:
         pheno=results("pheno", "pheno.tsv"),
         covar=results("pheno", "covar.tsv"),
-        genotypes=genotype_files(INPUTS["genotypes"]),
+        genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         variants=REGENIE["step1_variants"] or [],
         passing=results("genotypes", "variants_pass.txt"),
     output:
@@ -73,7 +44,7 @@ rule gwas_shard:
         directory(results("gwas", "shards", "chr{chromosome}", "batch{batch}")),
     params:
         script=script_path("gwas.py"),
-        prefix=INPUTS["genotypes"],
+        prefix=lambda wildcards, input: fileset_prefix(input.genotypes),
         settings=stage_settings(ShardSettings.CONFIG_KEYS),
         pred=lambda wildcards, input: (
             f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}"
@@ -89,10 +60,9 @@ rule gwas_shard:
         results("benchmarks", "gwas_shard", "chr{chromosome}_batch{batch}.tsv")
     threads: GWAS["threads"]
     resources:
-        # by shard size: a chromosome's share of the genotype files decoded to a byte per genotype
-        # (4x PLINK 1's 2 bits), at least 4 GB; memory and time grow with each retry (x attempt)
-        mem_mb=lambda wildcards, input, attempt: attempt
-        * max(4000, 1000 + int(4 * input.size_mb / len(GWAS_CHROMOSOMES))),
+        # by shard size: the chromosome's analysed genotypes decoded to a byte per genotype (4x PGEN's
+        # 2 bits), at least 4 GB; memory and time grow with each retry (x attempt)
+        mem_mb=lambda wildcards, input, attempt: attempt * max(4000, 1000 + int(4 * input.size_mb)),
         runtime=lambda wildcards, attempt: 240 * attempt,
         # the torch engine asks for a GPU only when told to use one (auto takes what the node has)
         gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,

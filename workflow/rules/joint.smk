@@ -2,6 +2,8 @@
 # whatever the engine, and its calibration (calibrate_joint): one GWAS of the subjects permuted against
 # their genotypes by the in-process engine, which computes the joint tests block by block (no files),
 # failing with the reason in its log when λGC of either joint test is above joint.null_lambda_limit.
+# The permuted GWAS runs on the pruned common variants (genotype_qc): λGC needs nearly independent
+# variants, not all of them, and the check then costs a small share of the GWAS.
 
 JOINT = config["joint"]
 
@@ -12,7 +14,8 @@ if JOINT["enabled"]:
             sumstats=results("gwas", "sumstats"),
             pheno=results("pheno", "pheno.tsv"),
             covar=results("pheno", "covar.tsv"),
-            genotypes=genotype_files(INPUTS["genotypes"]),
+            # the analysed samples (any fileset of them: the pruned one is the smallest)
+            genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         output:
             joint=results("gwas", "joint", "joint.tsv.gz"),
             lambdas=results("gwas", "joint", "lambda.tsv"),
@@ -43,7 +46,8 @@ if JOINT["enabled"]:
             input:
                 pheno=results("pheno", "pheno.tsv"),
                 covar=results("pheno", "covar.tsv"),
-                genotypes=genotype_files(INPUTS["genotypes"]),
+                # λGC wants nearly independent variants: the pruned common ones, not every passing one
+                genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
                 variants=results("genotypes", "variants_pass.txt"),
             output:
                 null=results("gwas", "joint", "null.tsv"),

@@ -1,11 +1,15 @@
 # FUMA-style genomic risk loci of every UDIP dimension, merged across dimensions, named by genes and
 # marked novel against known loci; the Manhattan plot and one regional plot per merged locus.
 # With joint.enabled the joint test's p is clumped as one more test, `joint`, and every merged locus says
-# which tests reached it. LD comes from the GWAS genotypes (their PLINK 1 copy for PLINK 2 / BGEN input)
-# unless loci.ld_reference is set.
+# which tests reached it. LD comes from the analysed samples' genotypes, per chromosome, unless
+# loci.ld_reference names a PLINK 1 reference panel.
 
 LOCI = config["loci"]
-LD_PREFIX = LOCI["ld_reference"] or plink1_prefix(INPUTS["genotypes"])
+LD_FILES = (
+    multiext(LOCI["ld_reference"], ".bed", ".bim", ".fam")
+    if LOCI["ld_reference"]
+    else [path for chromosome in GWAS_CHROMOSOMES for path in chromosome_files(chromosome)]
+)
 # optional tables, with the script flag each one goes to
 LOCI_TABLES = {
     name: path
@@ -31,7 +35,7 @@ rule find_loci:
         **LOCI_JOINT,
         sumstats=results("gwas", "sumstats"),
         pheno=results("pheno", "pheno.tsv"),
-        ld=multiext(LD_PREFIX, ".bed", ".bim", ".fam"),
+        ld=LD_FILES,
     output:
         **LOCI_TRUTH,
         ind_sig_snps=results("loci", "IndSigSNPs.tsv"),
@@ -49,8 +53,8 @@ rule find_loci:
         ),
     params:
         script=script_path("loci.py"),
-        # the LD fileset: the GWAS genotypes (as PLINK 1) or loci.ld_reference
-        bfile=lambda wildcards, input: fileset_prefix(input.ld),
+        # the LD filesets: the analysed samples' chromosomes, or loci.ld_reference
+        ld=lambda wildcards, input: sorted({os.path.splitext(path)[0] for path in input.ld}),
         out_dir=lambda wildcards, output: os.path.dirname(output.loci_merged),
         settings=stage_settings(LociSettings.CONFIG_KEYS),
         tables=lambda wildcards, input: " ".join(
@@ -68,5 +72,5 @@ rule find_loci:
     conda:
         "../../envs/genetics.yaml"
     shell:
-        "python {params.script:q} --sumstats {input.sumstats:q} --bfile {params.bfile:q} --pheno {input.pheno:q} "
+        "python {params.script:q} --sumstats {input.sumstats:q} --ld-genotypes {params.ld:q} --pheno {input.pheno:q} "
         "{params.tables} {params.joint} --settings {params.settings:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

@@ -12,7 +12,8 @@ rule prepare_phenotypes:
         udips=results("embed", "udips.tsv"),
         recon_mse=results("embed", "recon_mse.tsv"),
         covariates=INPUTS["covariates"],
-        genotypes=genotype_files(INPUTS["genotypes"]),
+        # the analysed samples and the pruned common variants the genetic PCs are computed on
+        genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         qc=results("preprocess", "qc.tsv"),
         sample_qc=results("genotypes", "sample_qc.tsv"),
         variants=results("genotypes", "variants_pass.txt"),

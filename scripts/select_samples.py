@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Which genotype samples are analysed: not withdrawn, with an image, in the keep list (genotypes stage)."""
+
+import argparse
+import sys
+
+from vitudip.cli import run_cli
+from vitudip.config import input_table
+from vitudip.genetics.prepare import select_samples
+from vitudip.io.genotype_files import GenotypeInput
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--genotypes", required=True, help="inputs.genotypes: a prefix, or one with {chromosome}")
+    parser.add_argument("--genotype-samples", help="inputs.genotype_samples: a BGEN's .sample named apart")
+    parser.add_argument("--chromosome", required=True, help="a chromosome whose fileset lists the samples")
+    parser.add_argument("--samples", required=True, help="the samples table (subject_id, path)")
+    parser.add_argument("--keep", help="genotype_qc.keep: file of the IIDs to analyse")
+    parser.add_argument("--out", required=True, help="sample_selection.tsv to write")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        imaged = set(input_table("samples").read(args.samples)["subject_id"])
+        select_samples(GenotypeInput(args.genotypes, args.genotype_samples), args.chromosome, imaged, args.keep,
+                       args.out)
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The analysed samples' genotypes, one PLINK 2 fileset per chromosome, which every later stage reads.
+
+UK Biobank's imputed BGENs hold all ~487,000 genotyped participants; ~40,000 have a T1. Two steps
+keep every later read to the analysed samples:
+
+* :func:`select_samples` reads the genotype sample file once and says, for every sample, whether it is
+  analysed: not withdrawn (UK Biobank writes withdrawn participants as negative IDs), in the samples
+  table (has an image), in the keep list.
+* :func:`prepare_chromosome` writes one chromosome's selected samples as ``chr<c>.pgen/.pvar/.psam``,
+  dosages kept. A BGEN is decoded by :class:`vitudip.io.bgen.BgenFile`, which turns only the selected
+  rows into dosages (plink2 would first import every sample into a temporary PGEN); PLINK 1 and 2
+  input is subset by plink2 ``--keep``, which reads only what it keeps. Variant IDs are made unique
+  there: UK Biobank splits multi-allelic sites into records sharing one rsID, and every later stage
+  keys variants by ID.
+
+Hard calls of the written dosages are pgenlib's and plink2's default: a call when the dosage is within
+0.1 of an integer, else missing (HWE, KING and the LD of the loci read hard calls; every GWAS engine
+reads the dosages).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vitudip.external_tools import run_tool
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, read_pvar
+from vitudip.io.atomic import staged_outputs
+from vitudip.io.chromosomes import canonical_chromosome, require_chromosome
+from vitudip.io.genotype_files import GenotypeInput
+from vitudip.io.stage_tables import SAMPLE_SELECTION
+
+log = logging.getLogger("vitudip.prepare")
+
+#: Variants decoded and written per step (a block of samples x this many float32 dosages in memory).
+PREPARE_BLOCK = 1024
+#: pgenlib's code for a missing dosage.
+PGEN_MISSING = -9.0
+
+
+def read_keep_list(path: str | os.PathLike, genotyped: pd.Series) -> set[str]:
+    """The IIDs of a keep list (one per line, or FID IID: the last field is read), checked against the samples.
+
+    Raises:
+        ValueError: no IID of the list is a genotype sample (a wrong file or ID type).
+    """
+    with open(path) as handle:
+        ids = {line.split()[-1] for line in handle if line.strip() and not line.startswith("#")}
+    known = set(genotyped)
+    unmatched = sorted(ids - known)
+    if ids and len(unmatched) == len(ids):
+        raise ValueError(f"keep list {path}: none of its {len(ids)} IIDs is a genotype sample "
+                         f"(e.g. '{unmatched[0]}'); it must hold the genotype files' IIDs")
+    if unmatched:
+        log.warning("keep list %s: %d of its %d IIDs match no genotype sample (e.g. '%s'); they are ignored",
+                    path, len(unmatched), len(ids), unmatched[0])
+    return ids & known
+
+
+def selection_reasons(samples: pd.DataFrame, imaged: set[str], keep: set[str] | None,
+                      keep_path: str | None) -> list[str]:
+    """Why each genotype sample is not analysed ("" when it is), the first reason that applies."""
+    reasons = []
+    for iid in samples["IID"]:
+        if iid.startswith("-"):
+            reasons.append("withdrawn (negative ID)")
+        elif iid not in imaged:
+            reasons.append("no image")
+        elif keep is not None and iid not in keep:
+            reasons.append(f"not in keep list {keep_path}")
+        else:
+            reasons.append("")
+    return reasons
+
+
+def select_samples(genotypes: GenotypeInput, chromosome: str, imaged: set[str], keep_path: str | None,
+                   out: str | os.PathLike) -> pd.DataFrame:
+    """Write ``sample_selection.tsv``: every genotype sample, its sex and why it is not analysed.
+
+    Args:
+        genotypes: the study's genotype input.
+        chromosome: a chromosome whose fileset lists the samples (every chromosome's must list the same).
+        imaged: subject IDs of the samples table.
+        keep_path: file of the IIDs to analyse, or None for all.
+        out: the table to write.
+
+    Raises:
+        ValueError: no sample is selected, naming the sample file and the counts.
+    """
+    files = find_genotypes(genotypes.prefix(chromosome), genotypes.sample_file)
+    samples = files.samples().assign(SEX=files.sexes())
+    keep = None if keep_path is None else read_keep_list(keep_path, samples["IID"])
+    table = samples.assign(reason=selection_reasons(samples, imaged, keep, keep_path))
+    selected = int((table["reason"] == "").sum())
+    counts = table.loc[table["reason"] != "", "reason"].str.replace(r" \S+$", "", regex=True).value_counts()
+    summary = ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
+    if selected == 0:
+        raise ValueError(f"no sample of {files.sample_file} is analysed ({len(table)} samples; not analysed: "
+                         f"{summary}): the samples table's subject_id must be the genotype files' IIDs")
+    SAMPLE_SELECTION.write(table, out)
+    log.info("%d of the %d samples of %s selected; not analysed: %s", selected, len(table), files.sample_file,
+             summary)
+    return table
+
+
+def unique_variant_ids(variants: pd.DataFrame) -> tuple[pd.Series, int]:
+    """Variant IDs made unique: a missing (``.``) or repeated ID becomes ``<chrom>:<pos>_<ref>_<alt>``.
+
+    UK Biobank names a variant without rsID that way, and splits a multi-allelic site into records that
+    share one rsID; each then gets its own key and is filtered by the usual rules.
+
+    Args:
+        variants: chrom, id, pos, ref, alt, in file order.
+
+    Returns:
+        (the new IDs, how many were replaced).
+    """
+    ids = variants["id"].astype(str)
+    bad = ids.isin([".", ""]) | ids.duplicated(keep=False)
+    keys = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str) + "_" + variants["ref"].astype(str)
+            + "_" + variants["alt"].astype(str))
+    ids = ids.where(~bad, keys)
+    # identical records (same position and alleles twice) still collide: number them
+    repeat = ids.groupby(ids).cumcount()
+    ids = ids.where(repeat == 0, ids + "_" + (repeat + 1).astype(str))
+    return ids, int(bad.sum())
+
+
+def _selected(selection_path: str | os.PathLike, files: GenotypeFiles) -> pd.DataFrame:
+    """The selection table, checked against this chromosome's sample file (same samples, same order)."""
+    selection = SAMPLE_SELECTION.read(selection_path)
+    samples = files.samples()
+    same = len(samples) == len(selection) and (samples["IID"].to_numpy() == selection["IID"].to_numpy()).all()
+    if not same:
+        raise ValueError(f"{files.sample_file} lists {len(samples)} samples, not the {len(selection)} samples of "
+                         f"{selection_path} in the same order: every chromosome's genotypes must list the same "
+                         "samples (set inputs.genotype_samples for one .sample shared by every chromosome's BGEN)")
+    return selection.assign(row=np.arange(len(selection)))[selection["reason"] == ""]
+
+
+def _write_sample_table(selected: pd.DataFrame, path: Path) -> None:
+    selected[["FID", "IID", "SEX"]].rename(columns={"FID": "#FID"}).to_csv(path, sep="\t", index=False)
+
+
+def _write_variant_table(variants: pd.DataFrame, path: Path) -> None:
+    table = variants.rename(columns={"chrom": "#CHROM", "pos": "POS", "id": "ID", "ref": "REF", "alt": "ALT"})
+    table[["#CHROM", "POS", "ID", "REF", "ALT"]].to_csv(path, sep="\t", index=False)
+
+
+def _chromosome_variants(variants: pd.DataFrame, chromosome: str, per_chromosome: bool,
+                         path: str) -> np.ndarray:
+    """Rows of the variant table on ``chromosome`` (all of a per-chromosome file, which must hold only it)."""
+    wanted = require_chromosome(chromosome, "config key 'gwas.chromosomes'")
+    on = (variants["chrom"] == wanted).to_numpy()
+    if per_chromosome and not on.all():
+        other = variants.loc[~on, "chrom"].iloc[0]
+        raise ValueError(f"{path} is chromosome {chromosome}'s file but holds variants of chromosome {other}")
+    if not on.any():
+        raise ValueError(f"{path} has no variant on chromosome {chromosome} (config key 'gwas.chromosomes')")
+    return np.flatnonzero(on)
+
+
+def _prepare_bgen(files: GenotypeFiles, chromosome: str, per_chromosome: bool, selected: pd.DataFrame,
+                  staged: dict[str, Path], threads: int) -> dict[str, int]:
+    """Decode the selected rows of one chromosome's BGEN into a dosage PGEN, a block of variants at a time."""
+    import pgenlib
+
+    from vitudip.io.bgen import BgenFile
+
+    rows = selected["row"].to_numpy(np.int64)
+    with BgenFile(f"{files.prefix}.bgen", threads=threads) as bgen:
+        if bgen.header.n_samples != len(files.samples()):
+            raise ValueError(f"{files.prefix}.bgen holds {bgen.header.n_samples} samples but {files.sample_file} "
+                             f"lists {len(files.samples())}: the .sample does not belong to this .bgen")
+        variants = bgen.variants.assign(chrom=[canonical_chromosome(c) for c in bgen.variants["chrom"]])
+        index = _chromosome_variants(variants, chromosome, per_chromosome, f"{files.prefix}.bgen")
+        table = variants.iloc[index].reset_index(drop=True)
+        table["id"], renamed = unique_variant_ids(table)
+        started = time.perf_counter()
+        with pgenlib.PgenWriter(bytes(staged["pgen"]), len(rows), len(index), False, dosage_present=True) as writer:
+            for done, start in enumerate(range(0, len(index), PREPARE_BLOCK)):
+                block = bgen.read_dosages(index[start:start + PREPARE_BLOCK], rows)
+                block[np.isnan(block)] = PGEN_MISSING
+                writer.append_dosages_batch(np.ascontiguousarray(block.T))
+                if done % 100 == 0:
+                    log.info("chromosome %s: %d of %d variants written", chromosome, start + block.shape[1],
+                             len(index))
+        seconds = time.perf_counter() - started
+    _write_variant_table(table, staged["pvar"])
+    _write_sample_table(selected, staged["psam"])
+    log.info("decoded %d of the %d samples of %s.bgen at %.3f ms per variant", len(rows), bgen.header.n_samples,
+             files.prefix, 1000 * seconds / max(len(index), 1))
+    return {"variants": len(index), "renamed": renamed}
+
+
+def _prepare_plink(files: GenotypeFiles, chromosome: str, per_chromosome: bool, selected: pd.DataFrame,
+                   staged: dict[str, Path], threads: int) -> dict[str, int]:
+    """Subset a PLINK 1 or 2 fileset with plink2 --keep (samples in selection order), then make IDs unique."""
+    work = staged["pgen"].with_suffix("")
+    keep = work.parent / "keep.txt"
+    selected[["FID", "IID"]].to_csv(keep, sep="\t", index=False, header=False)
+    only = [] if per_chromosome else ["--chr", str(chromosome)]
+    command = ["plink2", *files.plink2_args(), "--keep", os.fspath(keep), "--indiv-sort", "f", os.fspath(keep),
+               *only, "--make-pgen", "--threads", str(threads), "--out", os.fspath(work)]
+    run_tool(command, f"analysed samples of chromosome {chromosome} on {files.prefix}", log, Path(f"{work}.log"))
+    header, body = _split_pvar(staged["pvar"])
+    variants = read_pvar(staged["pvar"])
+    body["ID"], renamed = unique_variant_ids(variants)
+    with open(staged["pvar"], "w") as handle:
+        handle.writelines(header)
+        body.to_csv(handle, sep="\t", index=False)
+    return {"variants": len(body), "renamed": renamed}
+
+
+def _split_pvar(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """A .pvar's ``##`` lines and its table (every column as text)."""
+    with open(path) as handle:
+        header = []
+        for line in handle:
+            if not line.startswith("##"):
+                break
+            header.append(line)
+    body = pd.read_csv(path, sep="\t", skiprows=len(header), dtype=str, keep_default_na=False)
+    return header, body
+
+
+def prepare_chromosome(genotypes: GenotypeInput, chromosome: str, selection_path: str | os.PathLike,
+                       out_prefix: str | os.PathLike, threads: int = 1) -> dict[str, int]:
+    """Write one chromosome's selected samples as ``<out_prefix>.pgen/.pvar/.psam`` (atomically, together).
+
+    Args:
+        genotypes: the study's genotype input (one fileset, or one per chromosome).
+        chromosome: the chromosome, as ``gwas.chromosomes`` writes it.
+        selection_path: ``genotypes/sample_selection.tsv`` (:func:`select_samples`).
+        out_prefix: the prefix to write.
+        threads: threads decoding BGEN blocks, or plink2's.
+
+    Returns:
+        Counts: samples, variants, and IDs made unique.
+
+    Raises:
+        FileNotFoundError: the chromosome's files are missing (named).
+        ValueError: the sample file does not list the selection's samples, or the chromosome has no variant.
+    """
+    files = find_genotypes(genotypes.prefix(chromosome), genotypes.sample_file)
+    selected = _selected(selection_path, files)
+    targets = {ext: f"{out_prefix}.{ext}" for ext in ("pgen", "pvar", "psam")}
+    prepare = _prepare_bgen if files.format == "bgen" else _prepare_plink
+    with staged_outputs(targets) as staged:
+        counts = prepare(files, chromosome, genotypes.per_chromosome, selected, staged, threads)
+    log.info("chromosome %s: %d variants of %d samples written to %s.pgen; %d variant IDs were missing or repeated "
+             "and became <chrom>:<pos>_<ref>_<alt>", chromosome, counts["variants"], len(selected), out_prefix,
+             counts["renamed"])
+    return {"samples": len(selected), **counts}
