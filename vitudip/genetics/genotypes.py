@@ -3,8 +3,9 @@
 A fileset is named by its prefix, as plink2 and REGENIE name it. plink2,
 REGENIE and the in-process engine (:mod:`vitudip.genetics.dosages`) read all
 three formats natively (an imputed BGEN keeps its dosages); the LD
-computations read PLINK 1 only, and get a .bed converted once by plink2
-(:func:`convert_to_bed`).
+computations (:class:`vitudip.loci.ld.LDReference`) read the hard calls of
+PLINK 1 and PLINK 2 filesets, not BGEN (:func:`convert_to_bed` makes a PLINK 1
+copy of any fileset).
 
 BGEN files are read with the first allele as REF (``ref-first``), the UK
 Biobank convention; the ALT allele is then the effect allele, as for every
@@ -227,7 +228,7 @@ def find_genotypes(prefix: str | os.PathLike) -> GenotypeFiles:
 
 
 def convert_to_bed(prefix: str | os.PathLike, out_prefix: str | os.PathLike, threads: int = 1) -> GenotypeFiles:
-    """Write a PLINK 1 copy of a fileset with plink2 (for the LD computations, which read .bed only).
+    """Write a PLINK 1 copy of a fileset with plink2.
 
     A BGEN's dosages become hard calls (plink2's default: a call when within 0.1 of
     an integer, else missing), so prefer plink2 or REGENIE on imputed data.
