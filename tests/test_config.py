@@ -155,7 +155,7 @@ def test_settings_json_with_an_unknown_or_missing_key_is_a_clear_error():
 
 
 def test_a_stage_script_names_the_unknown_settings_key_in_one_line(tmp_path):
-    command = [sys.executable, str(ROOT / "scripts" / "loci.py"), "--sumstats", str(tmp_path), "--bfile",
+    command = [sys.executable, str(ROOT / "scripts" / "loci.py"), "--sumstats", str(tmp_path), "--ld-genotypes",
                str(tmp_path / "geno"), "--out-dir", str(tmp_path / "out"), "--settings", '{"loci": {"r3": 0.5}}']
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -198,7 +198,7 @@ def test_a_default_changed_only_in_the_schema_reaches_the_stage(monkeypatch, tmp
     received = {}
     monkeypatch.setattr("vitudip.loci.stage.find_loci", lambda *args, **kwargs: received.update(settings=args[3]))
     main = runpy.run_path(str(ROOT / "scripts" / "loci.py"))["main"]
-    main(["--sumstats", str(tmp_path), "--bfile", str(tmp_path / "geno"), "--out-dir", str(tmp_path / "out"),
+    main(["--sumstats", str(tmp_path), "--ld-genotypes", str(tmp_path / "geno"), "--out-dir", str(tmp_path / "out"),
           "--settings", json.dumps({"loci": {"exclude_mhc": True}})])
     assert received["settings"].regional_flank_kb == 75 and received["settings"].fuma.exclude_mhc is True
 

@@ -143,6 +143,100 @@ def test_haplotype_r2_matches_plink_ld(tmp_path: Path) -> None:
         assert ours[j] == pytest.approx(plink_r2, abs=2e-6), (a, b)
 
 
+# --------------------------------------------------------------------------- LD from several filesets
+
+
+def _split_by_chromosome(prefix: Path, chromosomes: list[int], folder: Path, make: str = "--make-pgen") -> list[Path]:
+    """One fileset per chromosome of a PLINK 1 fileset, written by plink2 (``--make-pgen`` or ``--make-bed``)."""
+    out = []
+    for chromosome in chromosomes:
+        target = folder / f"chr{chromosome}"
+        subprocess.run(["plink2", "--bfile", str(prefix), "--chr", str(chromosome), make, "--out", str(target)],
+                       check=True, capture_output=True)
+        out.append(target)
+    return out
+
+
+def _write_dosage_pgen(prefix: Path, dosages: np.ndarray, ids: list[str]) -> None:
+    """A .pgen of (samples x variants) dosages (-9 = missing) with pgenlib, with its .pvar and .psam."""
+    pgenlib = pytest.importorskip("pgenlib")
+    n, m = dosages.shape
+    with pgenlib.PgenWriter(bytes(f"{prefix}.pgen", "utf-8"), n, m, False, dosage_present=True) as writer:
+        writer.append_dosages_batch(np.ascontiguousarray(dosages.T, dtype=np.float32))
+    variants = _variants([1] * m, [1000 * (k + 1) for k in range(m)])
+    pd.DataFrame({"#CHROM": variants["chrom"], "POS": variants["pos"], "ID": variants["id"], "REF": variants["ref"],
+                  "ALT": variants["alt"]}).to_csv(f"{prefix}.pvar", sep="\t", index=False)
+    pd.DataFrame({"#FID": ids, "IID": ids}).to_csv(f"{prefix}.psam", sep="\t", index=False)
+
+
+@pytest.fixture(scope="module")
+def two_chromosomes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], pd.DataFrame]:
+    """A PLINK 1 fileset of two chromosomes (a few calls missing) and its per-chromosome PLINK 2 filesets."""
+    folder = tmp_path_factory.mktemp("split")
+    genotypes = simulate_genotypes(200, [1, 2], 300_000, seed=5, progress=False)
+    g = genotypes.dosages.copy()
+    g[np.random.default_rng(1).random(g.shape) < 0.03] = -1
+    prefix = folder / "geno"
+    write_bed(prefix, g, genotypes.variants, [f"s{i}" for i in range(g.shape[0])])
+    return prefix, _split_by_chromosome(prefix, [1, 2], folder), genotypes.variants
+
+
+def test_per_chromosome_pgen_filesets_read_as_the_bed(two_chromosomes, tmp_path: Path) -> None:
+    prefix, pgens, variants = two_chromosomes
+    query = pd.DataFrame({"chromosome": variants["chrom"].to_numpy(), "variant_id": variants["id"].to_numpy(),
+                          "effect_allele": variants["ref"].to_numpy(), "other_allele": variants["alt"].to_numpy()})
+    # a PLINK 2 and a PLINK 1 fileset mix too
+    mixed = [pgens[0], *_split_by_chromosome(prefix, [2], tmp_path, "--make-bed")]
+    with LDReference(prefix) as bed, LDReference(pgens) as pgen, LDReference(mixed) as both:
+        rows = bed.locate(query)
+        assert (rows >= 0).all() and pgen.n_samples == 200
+        # the same rows, read in an order that goes back and forth between the filesets
+        order = np.random.default_rng(0).permutation(rows)
+        expected = bed.read(order)
+        assert (expected == -1).any() and np.isin(variants["chrom"].to_numpy()[order[:10]], [1, 2]).all()
+        for other in (pgen, both):
+            np.testing.assert_array_equal(other.locate(query), rows)
+            np.testing.assert_array_equal(other.read(order), expected)
+            for method in ("haplotype", "dosage"):
+                np.testing.assert_array_equal(pair_r2(other.read(rows), 3, slice(None), method),
+                                              pair_r2(bed.read(rows), 3, slice(None), method))
+        assert "chr1.pvar" in pgen.description and pgen.read(np.zeros(0, np.int64)).shape == (200, 0)
+        with pytest.raises(IndexError, match="out of range"):
+            pgen.read(np.array([len(variants)]))
+
+
+def test_dosages_between_hard_calls_are_missing(tmp_path: Path) -> None:
+    dosages = np.array([[0.0, 2.0], [0.5, 1.0], [1.05, 0.95], [1.3, -9.0], [1.95, 1.1], [0.08, 0.15]])
+    _write_dosage_pgen(tmp_path / "dosages", dosages, [f"s{i}" for i in range(6)])
+    with LDReference(tmp_path / "dosages") as reference:
+        calls = reference.read(np.array([1, 0]))
+    # within 0.1 of an integer: that call; further: missing (plink2's hard-call threshold), as a missing dosage
+    np.testing.assert_array_equal(calls, [[2, 0], [1, -1], [1, 1], [-1, -1], [1, 2], [-1, 0]])
+    assert calls.dtype == np.int8
+
+
+def test_filesets_with_other_samples_are_refused(two_chromosomes, tmp_path: Path) -> None:
+    _, pgens, _ = two_chromosomes
+    cases = {
+        "swapped": (lambda t: t.iloc[[1, 0, *range(2, len(t))]], "200 vs 200 samples; sample 1 is s1 s1 vs s0 s0"),
+        "fewer": (lambda t: t.iloc[:-1], "199 vs 200 samples; sample 200 is none vs s199 s199"),
+        "renamed": (lambda t: t.assign(IID=t["IID"] + "x"), "200 vs 200 samples; sample 1 is s0 s0x vs s0 s0"),
+    }
+    for name, (edit, detail) in cases.items():
+        for ext in (".pgen", ".pvar"):
+            shutil.copy(f"{pgens[1]}{ext}", tmp_path / f"{name}{ext}")
+        edit(pd.read_csv(f"{pgens[1]}.psam", sep="\t")).to_csv(tmp_path / f"{name}.psam", sep="\t", index=False)
+        with pytest.raises(ValueError, match=rf"{name}\.psam does not list the samples of .*chr1\.psam in the same "
+                                             rf"order \({detail} as FID IID\)"):
+            LDReference([pgens[0], tmp_path / name])
+    (tmp_path / "imputed.bgen").touch()
+    (tmp_path / "imputed.sample").touch()
+    with pytest.raises(ValueError, match=r"imputed\.bgen: LD is read from PLINK 1 or PLINK 2 filesets, not BGEN"):
+        LDReference([pgens[0], tmp_path / "imputed"])
+    with pytest.raises(ValueError, match="no genotype fileset"):
+        LDReference([])
+
+
 # --------------------------------------------------------------------------- hand-built LD
 
 
@@ -502,11 +596,10 @@ def test_reference_lacking_a_significant_snp(hand_built: HandBuilt, tmp_path: Pa
     prefix = tmp_path / "partial"
     write_bed(prefix, read_bed(hand_built.prefix)[:, keep], hand_built.variants[keep],
               [f"s{i}" for i in range(hand_built.dosages.shape[0])])
-    with pytest.raises(ValueError, match=r"not in the LD reference .*partial\.bim.* e\.g\. 2:5000000:A:G"):
-        find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out", _loci_settings(),
-                  ld_reference=prefix, progress=False)
-    outputs = find_loci(hand_built.folder / "sumstats", hand_built.prefix, tmp_path / "out",
-                        _loci_settings(skip_missing_ld=True), ld_reference=prefix, progress=False)
+    with pytest.raises(ValueError, match=r"not in the LD genotypes .*partial\.bim.* e\.g\. 2:5000000:A:G"):
+        find_loci(hand_built.folder / "sumstats", prefix, tmp_path / "out", _loci_settings(), progress=False)
+    outputs = find_loci(hand_built.folder / "sumstats", prefix, tmp_path / "out",
+                        _loci_settings(skip_missing_ld=True), progress=False)
     assert 2 not in pd.read_csv(outputs["genomic_risk_loci"], sep="\t")["chr"].tolist()
 
 
@@ -530,19 +623,28 @@ def test_cli(hand_built: HandBuilt, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     pd.DataFrame({"FID": range(50), "IID": range(50), **{f"udip_00{d}": rng.normal(size=50) for d in range(3)}}).to_csv(
         pheno, sep="\t", index=False)
-    done = _cli("--sumstats", hand_built.folder / "sumstats", "--bfile", hand_built.prefix, "--pheno", pheno,
+    done = _cli("--sumstats", hand_built.folder / "sumstats", "--ld-genotypes", hand_built.prefix, "--pheno", pheno,
                 "--out-dir", tmp_path / "out", "--settings", json.dumps({"loci": {"exclude_mhc": True}}),
                 "--threads", "2")
     assert done.returncode == 0, done.stderr
     loci = pd.read_csv(tmp_path / "out" / "GenomicRiskLoci.tsv", sep="\t")
     assert 6 not in loci["chr"].tolist()
     assert len(list((tmp_path / "out" / "regional").glob("locus_*.png"))) == 2
-    failed = _cli("--sumstats", tmp_path / "nowhere", "--bfile", hand_built.prefix, "--out-dir", tmp_path / "x",
+    # LD from the per-chromosome PLINK 2 filesets of the same genotypes: the same loci
+    per_chromosome = _split_by_chromosome(hand_built.prefix, [1, 2, 6], tmp_path)
+    done = _cli("--sumstats", hand_built.folder / "sumstats", "--ld-genotypes", *per_chromosome, "--pheno", pheno,
+                "--out-dir", tmp_path / "split", "--settings", json.dumps({"loci": {"exclude_mhc": True}}))
+    assert done.returncode == 0, done.stderr
+    for name in ("IndSigSNPs.tsv", "leadSNPs.tsv", "GenomicRiskLoci.tsv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "split" / name, sep="\t"),
+                                      pd.read_csv(tmp_path / "out" / name, sep="\t"))
+    failed = _cli("--sumstats", tmp_path / "nowhere", "--ld-genotypes", hand_built.prefix, "--out-dir", tmp_path / "x",
                   "--settings", '{"loci": {}}')
     assert failed.returncode == 1
     last = failed.stderr.strip().splitlines()[-1]
     assert last == f"error: summary statistics folder not found: {tmp_path / 'nowhere'}"
-    failed = _cli("--sumstats", hand_built.folder / "sumstats", "--bfile", tmp_path / "missing", "--out-dir",
-                  tmp_path / "x", "--settings", '{"loci": {}}')
-    assert failed.returncode == 1 and "missing.bim" in failed.stderr.splitlines()[-1]
+    failed = _cli("--sumstats", hand_built.folder / "sumstats", "--ld-genotypes", hand_built.prefix,
+                  tmp_path / "missing", "--out-dir", tmp_path / "x", "--settings", '{"loci": {}}')
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[-1].startswith(f"error: no genotype files for prefix {tmp_path / 'missing'}: ")
     assert "Traceback" not in failed.stderr

@@ -138,7 +138,7 @@ def _sources() -> list[Path]:
 def test_scripts_define_flags():
     # guards the scan itself: if add_argument calls stopped being found, every check below would be vacuous
     flags = script_flags()
-    assert {"--settings", "--sumstats", "--bfile", "--ld-reference", "--threads"} <= flags
+    assert {"--settings", "--sumstats", "--ld-genotypes", "--threads"} <= flags
 
 
 def test_every_suggested_flag_exists():
@@ -212,6 +212,6 @@ def test_missing_ld_message_names_the_config_key():
         variants=pd.DataFrame({"variant_id": ["2:5000000:A:G"], "chromosome": [2], "base_pair_location": [5_000_000]}),
         min_p=np.array([1e-9]), dimensions=["udip_000"], min_dimension=np.array([0]))
     with pytest.raises(ValueError, match=r"skip them with loci\.skip_missing_ld: true in the config$"):
-        _check_lacking(SimpleNamespace(prefix="panel"), scan, np.array([0]), skip=False)
+        _check_lacking(SimpleNamespace(description="panel.bim"), scan, np.array([0]), skip=False)
     schema = load_schema()
     assert schema["properties"]["loci"]["properties"]["skip_missing_ld"]["type"] == "boolean"

@@ -4,7 +4,8 @@ A fileset is named by its prefix, as plink2 and REGENIE name it. plink2,
 REGENIE and the in-process engine (:mod:`vitudip.genetics.dosages`) read all
 three formats natively (an imputed BGEN keeps its dosages). The workflow
 reads them once, in :mod:`vitudip.genetics.prepare`, and every later stage
-reads the PLINK 2 filesets written there.
+reads the PLINK 2 filesets written there (the LD of the loci too:
+:class:`vitudip.loci.ld.LDReference` reads PLINK 1 and 2 hard calls).
 
 BGEN files are read with the first allele as REF (``ref-first``), the UK
 Biobank convention; the ALT allele is then the effect allele, as for every

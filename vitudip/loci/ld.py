@@ -1,4 +1,10 @@
-"""Linkage disequilibrium (r²) from a PLINK 1 reference, computed in process.
+"""Linkage disequilibrium (r²) from genotype hard calls, computed in process.
+
+The genotypes are one or more PLINK 1 or PLINK 2 filesets with the same samples
+(:class:`LDReference`): the analysed samples' per-chromosome genotypes, or a
+PLINK 1 reference panel. A PLINK 2 fileset is read through its hard calls
+(pgenlib's, at plink2's 0.1 threshold: a dosage further than 0.1 from every
+integer is a missing call).
 
 plink 1.9 ``--clump`` does not use the squared correlation of genotype counts
 (what ``--r2`` reports): its r² comes from haplotype frequencies estimated by
@@ -19,14 +25,15 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import xlogy
 
+from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes
 from vitudip.genetics.sumstats import ssf_chromosome
-from vitudip.io.plink import read_bed, read_bim, read_fam
+from vitudip.io.plink import read_bed
 
 logger = logging.getLogger("vitudip.loci")
 
@@ -207,22 +214,106 @@ class LDBlock:
         return float(row[b - lo]) if lo <= b < lo + row.size else 0.0
 
 
-class LDReference:
-    """A PLINK 1 fileset used for LD: variants matched to summary statistics, genotypes read on demand.
+class _Fileset:
+    """One genotype fileset of an LD reference: its variant table, and hard calls read by row.
+
+    A PLINK 2 fileset keeps its .pgen open (pgenlib) until :meth:`close`; a PLINK 1 one is memory
+    mapped on each read (:func:`~vitudip.io.plink.read_bed`).
 
     Args:
-        prefix: path without .bed/.bim/.fam.
+        files: a PLINK 1 or PLINK 2 fileset.
+        n_samples: its samples (checked against the .pgen's header).
+
+    Raises:
+        ValueError: the .pgen does not match its .pvar/.psam.
     """
 
-    def __init__(self, prefix: str | os.PathLike) -> None:
-        self.prefix = Path(prefix)
-        bim = read_bim(prefix)
-        self.n_samples = len(read_fam(prefix))
-        self._bim = pd.DataFrame(
-            {"variant_id": bim["id"].to_numpy(), "alt": bim["alt"].to_numpy(), "ref": bim["ref"].to_numpy(),
-             "chromosome": _chromosome_numbers(bim["chrom"]), "reference_row": np.arange(len(bim))}
-        )
-        logger.info("LD reference %s: %d variants, %d samples", self.prefix, len(bim), self.n_samples)
+    def __init__(self, files: GenotypeFiles, n_samples: int) -> None:
+        self.files = files
+        self.n_samples = n_samples
+        self.variants = files.variants()
+        self._pgen = _open_pgen(files, n_samples, len(self.variants)) if files.format == "pgen" else None
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Hard calls of some rows of this fileset.
+
+        Args:
+            rows: (k,) int64 rows within the fileset.
+
+        Returns:
+            (n_samples, k) int8 ALT counts, -1 = missing.
+        """
+        if self._pgen is None:
+            return read_bed(self.files.prefix, rows)
+        calls = np.empty((rows.size, self.n_samples), dtype=np.int8)
+        if rows.size:
+            self._pgen.read_list(rows.astype(np.uint32), calls)
+        calls[calls < 0] = -1  # pgenlib marks a missing hard call -9 (a dosage > 0.1 from any integer, too)
+        return np.ascontiguousarray(calls.T)
+
+    def close(self) -> None:
+        """Close the .pgen (nothing to close for PLINK 1)."""
+        if self._pgen is not None:
+            self._pgen.close()
+            self._pgen = None
+
+
+class LDReference:
+    """Genotype filesets used for LD: variants matched to summary statistics, hard calls read on demand.
+
+    The filesets (e.g. one per chromosome) hold the same samples in the same order; their variant
+    tables are concatenated, so a reference row is global and each row remembers its fileset. Use it
+    as a context manager (or call :meth:`close`): PLINK 2 filesets stay open while it lives.
+
+    Args:
+        prefixes: one prefix or several, each without extension: a PLINK 1 (.bed/.bim/.fam) or PLINK 2
+            (.pgen/.pvar/.psam) fileset, as :func:`~vitudip.genetics.genotypes.find_genotypes` finds it.
+
+    Raises:
+        ValueError: no prefix, a BGEN fileset, or filesets whose samples differ (naming the first such fileset).
+        FileNotFoundError: a prefix without a complete fileset.
+    """
+
+    def __init__(self, prefixes: str | os.PathLike | Sequence[str | os.PathLike]) -> None:
+        files = [_ld_fileset(prefix) for prefix in _prefix_list(prefixes)]
+        self.n_samples = _check_same_samples(files)
+        self._filesets: list[_Fileset] = []
+        try:
+            for each in files:
+                self._filesets.append(_Fileset(each, self.n_samples))
+        except BaseException:
+            self.close()
+            raise
+        self._variants = _variant_table([fileset.variants for fileset in self._filesets])
+        # where each reference row is read: its fileset, and its row there
+        self._fileset_of = self._variants["fileset"].to_numpy()
+        self._fileset_row = self._variants["fileset_row"].to_numpy()
+        logger.info("LD reference %s: %d variants, %d samples", self.description, len(self._variants),
+                    self.n_samples)
+
+    @property
+    def variant_files(self) -> list[str]:
+        """The .bim/.pvar file of every fileset, in order."""
+        return [fileset.files.variant_file for fileset in self._filesets]
+
+    @property
+    def description(self) -> str:
+        """The variant files, for messages (the first and last, with the count, when there are many)."""
+        names = self.variant_files
+        if len(names) <= 3:
+            return ", ".join(names)
+        return f"{names[0]} ... {names[-1]} ({len(names)} filesets)"
+
+    def close(self) -> None:
+        """Close the open .pgen files."""
+        for fileset in self._filesets:
+            fileset.close()
+
+    def __enter__(self) -> LDReference:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def locate(self, variants: pd.DataFrame) -> np.ndarray:
         """Rows of the reference holding each variant.
@@ -241,7 +332,7 @@ class LDReference:
              "a1": variants["effect_allele"].to_numpy(), "a2": variants["other_allele"].to_numpy(),
              "query_row": np.arange(len(variants))}
         )
-        merged = query.merge(self._bim, on=["variant_id", "chromosome"], how="inner")
+        merged = query.merge(self._variants[_MATCH_COLUMNS], on=["variant_id", "chromosome"], how="inner")
         same = ((merged["a1"] == merged["alt"]) & (merged["a2"] == merged["ref"])) | (
             (merged["a1"] == merged["ref"]) & (merged["a2"] == merged["alt"])
         )
@@ -257,9 +348,119 @@ class LDReference:
             rows: reference rows (from :meth:`locate`, none -1).
 
         Returns:
-            (n_samples, len(rows)) int8 ALT counts of the reference's A1, -1 = missing.
+            (n_samples, len(rows)) int8 ALT counts, -1 = missing; columns in the order of ``rows``.
+
+        Raises:
+            IndexError: a row outside the reference.
         """
-        return read_bed(self.prefix, np.asarray(rows, dtype=np.int64))
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self._variants)):
+            raise IndexError(f"reference rows out of range for the {len(self._variants)} variants of "
+                             f"{self.description}")
+        fileset = self._fileset_of[rows]
+        within = self._fileset_row[rows]
+        out = np.empty((self.n_samples, rows.size), dtype=np.int8)
+        for number in np.unique(fileset):
+            columns = np.flatnonzero(fileset == number)
+            out[:, columns] = self._filesets[number].read(within[columns])
+        return out
+
+
+#: The variant table's columns a query is matched on (the others say where each row is read).
+_MATCH_COLUMNS = ["variant_id", "chromosome", "alt", "ref", "reference_row"]
+
+
+def _prefix_list(prefixes: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """One prefix or several as a list of strings.
+
+    Raises:
+        ValueError: none given.
+    """
+    # a str is a Sequence too: one prefix, not one per character
+    listed = [prefixes] if isinstance(prefixes, (str, os.PathLike)) else list(prefixes)
+    if not listed:
+        raise ValueError("no genotype fileset given to take LD from")
+    return [os.fspath(prefix) for prefix in listed]
+
+
+def _ld_fileset(prefix: str) -> GenotypeFiles:
+    """The PLINK 1 or PLINK 2 fileset behind a prefix.
+
+    Raises:
+        ValueError: a BGEN fileset (its probabilities have no hard calls to read here).
+        FileNotFoundError: no complete fileset.
+    """
+    files = find_genotypes(prefix)
+    if files.format == "bgen":
+        raise ValueError(
+            f"{prefix}.bgen: LD is read from PLINK 1 or PLINK 2 filesets, not BGEN; convert it first, e.g. "
+            f"plink2 --bgen {prefix}.bgen ref-first --sample {prefix}.sample --make-pgen --out <new prefix>")
+    return files
+
+
+def _check_same_samples(files: list[GenotypeFiles]) -> int:
+    """Check that every fileset lists the first one's samples (FID and IID) in the same order.
+
+    Args:
+        files: the filesets, at least one.
+
+    Returns:
+        The number of samples.
+
+    Raises:
+        ValueError: naming the first fileset whose samples differ, and the first differing sample.
+    """
+    first = files[0].samples()
+    expected = list(zip(first["FID"], first["IID"]))
+    for other in files[1:]:
+        samples = other.samples()
+        found = list(zip(samples["FID"], samples["IID"]))
+        if found != expected:
+            raise ValueError(_sample_mismatch(files[0], other, expected, found))
+    return len(expected)
+
+
+def _sample_mismatch(first: GenotypeFiles, other: GenotypeFiles, expected: list[tuple[str, str]],
+                     found: list[tuple[str, str]]) -> str:
+    """The message for a fileset whose samples differ from the first one's: the first differing sample."""
+    at = next((k for k, (a, b) in enumerate(zip(expected, found)) if a != b), min(len(expected), len(found)))
+
+    def shown(pairs: list[tuple[str, str]]) -> str:
+        return " ".join(pairs[at]) if at < len(pairs) else "none"
+
+    return (f"{other.sample_file} does not list the samples of {first.sample_file} in the same order "
+            f"({len(found)} vs {len(expected)} samples; sample {at + 1} is {shown(found)} vs {shown(expected)} "
+            "as FID IID): the LD filesets must hold the same samples in the same order")
+
+
+def _open_pgen(files: GenotypeFiles, n_samples: int, n_variants: int) -> object:
+    """A pgenlib reader of a fileset's .pgen, checked against its .psam and .pvar counts.
+
+    Raises:
+        ValueError: the .pgen does not match them (naming the files).
+    """
+    import pgenlib  # only PLINK 2 filesets need it
+
+    pgen = f"{files.prefix}.pgen"
+    try:
+        return pgenlib.PgenReader(os.fsencode(pgen), raw_sample_ct=n_samples, variant_ct=n_variants)
+    except RuntimeError as err:
+        detail = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise ValueError(f"cannot read {pgen} with its {n_samples} samples ({files.sample_file}) and "
+                         f"{n_variants} variants ({files.variant_file}): {detail.strip()}") from None
+
+
+def _variant_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The filesets' variant tables concatenated: each row's global reference_row, fileset and fileset_row."""
+    frames = [
+        pd.DataFrame({"variant_id": table["id"].to_numpy(), "alt": table["alt"].to_numpy(),
+                      "ref": table["ref"].to_numpy(), "chromosome": _chromosome_numbers(table["chrom"]),
+                      "fileset": number, "fileset_row": np.arange(len(table), dtype=np.int64)})
+        for number, table in enumerate(tables)
+    ]
+    variants = pd.concat(frames, ignore_index=True)
+    variants["reference_row"] = np.arange(len(variants), dtype=np.int64)
+    return variants
 
 
 def _chromosome_numbers(names: pd.Series) -> np.ndarray:

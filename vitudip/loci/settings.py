@@ -49,7 +49,7 @@ class FumaSettings:
 class LociSettings:
     """How the loci stage finds, filters and draws loci: the config's ``loci`` section.
 
-    Its ``ld_reference`` is not here: it says which fileset the stage gets as ``bfile``.
+    Its ``ld_reference`` is not here: it says which filesets the stage gets as ``ld_genotypes``.
 
     Attributes:
         fuma: the FUMA thresholds and options.

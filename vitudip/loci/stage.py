@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def _check_lacking(reference: LDReference, scan: SumstatsScan, lacking: np.ndarr
         return
     row = int(lacking[np.argmin(scan.min_p[lacking])])
     snp = scan.variants.iloc[row]
-    message = (f"{lacking.size} significant SNP(s) are not in the LD reference {reference.prefix}.bim "
+    message = (f"{lacking.size} significant SNP(s) are not in the LD genotypes {reference.description} "
                f"(matched by variant_id, chromosome and alleles), e.g. {snp['variant_id']} "
                f"(chromosome {snp['chromosome']}, position {snp['base_pair_location']}, "
                f"p {scan.min_p[row]:.3g} in {scan.dimensions[scan.min_dimension[row]]})")
@@ -390,10 +391,9 @@ def _write_outputs(
 
 def find_loci(
     sumstats: str | os.PathLike,
-    bfile: str | os.PathLike,
+    ld_genotypes: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     settings: LociSettings,
-    ld_reference: str | os.PathLike | None = None,
     phenotypes: str | os.PathLike | None = None,
     known_loci: str | os.PathLike | None = None,
     genes: str | os.PathLike | None = None,
@@ -406,10 +406,11 @@ def find_loci(
 
     Args:
         sumstats: folder of GWAS-SSF ``<dimension>.tsv.gz`` files.
-        bfile: the GWAS genotypes (PLINK 1 prefix), the LD reference unless ``ld_reference`` is given.
+        ld_genotypes: the prefix, or prefixes, of the genotypes LD is taken from (PLINK 1 or PLINK 2 filesets with
+            the same samples, see :class:`LDReference`): the analysed samples' per-chromosome genotypes
+            (results/genotypes/chr{c}), or a PLINK 1 reference panel (loci.ld_reference).
         out_dir: output folder (OUTPUT_FILES, and TRUTH_FILES with ``truth``).
         settings: FUMA thresholds and options, the regional plots' margin (:meth:`LociSettings.from_config`).
-        ld_reference: another PLINK 1 prefix to take LD from (e.g. a reference panel).
         phenotypes: table with one column per dimension (pheno.tsv or udips.tsv) for M_eff.
         known_loci: table chromosome, start, end, ...: merged loci overlapping none are novel.
         genes: table chromosome, start, end, gene: names loci.
@@ -423,13 +424,14 @@ def find_loci(
         Output name -> path.
     """
     files = sumstats_files(sumstats)
-    reference = LDReference(ld_reference if ld_reference is not None else bfile)
-    # small tables first, so a bad one fails before the long read
-    positions = _read_position_tables(genes, known_loci, truth)
-    fuma = settings.fuma
-    thresholds = study_thresholds(fuma.p_threshold, list(files), phenotypes)
-    tests = _scan_tests(files, fuma.candidate_p, joint, threads, progress)
-    found = independent_significant_snps(tests.scan, reference, fuma, settings.skip_missing_ld, progress)
-    tables = _loci_tables(tests, found, fuma.merge_distance_bp, thresholds, positions)
-    _log_loci(tables, len(found), joint is not None)
-    return _write_outputs(out_dir, tables, thresholds, tests, reference, settings, positions)
+    # the .pgen files stay open while the reference lives: closed however the stage ends
+    with LDReference(ld_genotypes) as reference:
+        # small tables first, so a bad one fails before the long read
+        positions = _read_position_tables(genes, known_loci, truth)
+        fuma = settings.fuma
+        thresholds = study_thresholds(fuma.p_threshold, list(files), phenotypes)
+        tests = _scan_tests(files, fuma.candidate_p, joint, threads, progress)
+        found = independent_significant_snps(tests.scan, reference, fuma, settings.skip_missing_ld, progress)
+        tables = _loci_tables(tests, found, fuma.merge_distance_bp, thresholds, positions)
+        _log_loci(tables, len(found), joint is not None)
+        return _write_outputs(out_dir, tables, thresholds, tests, reference, settings, positions)
