@@ -561,6 +561,85 @@ def test_ukb_samples_without_images_is_refused(tmp_path):
         ukb_samples(tmp_path)
 
 
+LINEAR = "T1_unbiased_brain_linear.nii.gz"
+NONLINEAR = "T1_brain_to_MNI.nii.gz"
+
+
+def make_ukb_bulk_with_both_images(bulk: Path) -> None:
+    """Two subjects with both registrations, one with only the linear, one with only the non-linear."""
+    images = {"1001": [LINEAR, NONLINEAR], "1002": [LINEAR, NONLINEAR], "1003": [LINEAR], "1004": [NONLINEAR]}
+    for eid, names in images.items():
+        (bulk / f"{eid}_20252_2_0" / "T1").mkdir(parents=True)
+        for name in names:
+            (bulk / f"{eid}_20252_2_0" / "T1" / name).write_bytes(b"")
+
+
+@pytest.mark.parametrize(("image", "eids"), [(LINEAR, ["1001", "1002", "1003"]), (NONLINEAR, ["1001", "1002", "1004"])])
+def test_ukb_samples_picks_the_image_by_name(tmp_path, image, eids):
+    make_ukb_bulk_with_both_images(tmp_path)
+    samples = ukb_samples(tmp_path, image=image)
+    assert samples["subject_id"].tolist() == eids
+    assert samples["path"].tolist() == [str(tmp_path / f"{eid}_20252_2_0" / "T1" / image) for eid in eids]
+
+
+@pytest.mark.parametrize(("image", "lacking"), [(LINEAR, "1004"), (NONLINEAR, "1003")])
+def test_ukb_samples_skips_a_folder_lacking_the_chosen_image_with_a_warning(tmp_path, caplog, image, lacking):
+    make_ukb_bulk_with_both_images(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="vitudip.imaging.ukb"):
+        samples = ukb_samples(tmp_path, image=image)
+    assert lacking not in samples["subject_id"].tolist()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [f"{tmp_path / f'{lacking}_20252_2_0'} has no T1/{image}; skipped"]
+
+
+def test_ukb_samples_without_the_chosen_image_names_it(tmp_path):
+    make_ukb_bulk(tmp_path)
+    pattern = f"<eid>_20252_2_0/T1/{NONLINEAR} under {tmp_path}"
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        ukb_samples(tmp_path, image=NONLINEAR)
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        ("T1/T1_brain_to_MNI.nii.gz", "holds a path separator"),
+        ("/data/T1_brain_to_MNI.nii.gz", "holds a path separator"),
+        ("T1\\T1.nii.gz", "holds a path separator"),
+        ("T1_brain_to_MNI.mgz", "not a NIfTI file name ending in .nii or .nii.gz"),
+        ("T1_brain_to_MNI", "not a NIfTI file name ending in .nii or .nii.gz"),
+        ("T1.nii.gz.bak", "not a NIfTI file name ending in .nii or .nii.gz"),
+        (".nii.gz", "not a NIfTI file name ending in .nii or .nii.gz"),
+        ("", "not a NIfTI file name ending in .nii or .nii.gz"),
+    ],
+)
+def test_ukb_samples_refuses_a_bad_image_name(tmp_path, image, reason):
+    make_ukb_bulk(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(f"T1 image name {image!r} ") + ".*" + re.escape(reason)):
+        ukb_samples(tmp_path, image=image)
+
+
+def test_ukb_samples_script_takes_the_image_name(tmp_path):
+    make_ukb_bulk_with_both_images(tmp_path / "bulk")
+    main = runpy.run_path(str(ROOT / "scripts" / "ukb_samples.py"))["main"]
+    main(["--bulk", str(tmp_path / "bulk"), "--image", NONLINEAR, "--out", str(tmp_path / "samples.tsv")])
+    samples = read_samples(tmp_path / "samples.tsv")
+    assert samples["subject_id"].tolist() == ["1001", "1002", "1004"]
+    assert all(path.endswith(f"/T1/{NONLINEAR}") for path in samples["path"])
+
+
+def test_ukb_samples_script_refuses_a_bad_image_name_in_one_line(tmp_path):
+    make_ukb_bulk(tmp_path / "bulk")
+    command = [sys.executable, str(ROOT / "scripts" / "ukb_samples.py"), "--bulk", str(tmp_path / "bulk")]
+    command += ["--image", "T1/T1.nii.gz", "--out", str(tmp_path / "samples.tsv")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 1
+    assert finished.stderr.strip().splitlines() == [
+        "error: T1 image name 'T1/T1.nii.gz' holds a path separator: give a file name inside each subject's "
+        "T1/ folder, such as T1_unbiased_brain_linear.nii.gz"
+    ]
+    assert not (tmp_path / "samples.tsv").exists()
+
+
 def test_ukb_samples_script_writes_the_samples_table(tmp_path):
     make_ukb_bulk(tmp_path / "bulk")
     main = runpy.run_path(str(ROOT / "scripts" / "ukb_samples.py"))["main"]
