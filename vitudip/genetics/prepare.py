@@ -211,6 +211,13 @@ def _prepare_plink(files: GenotypeFiles, chromosome: str, per_chromosome: bool, 
     header, body = _split_pvar(staged["pvar"])
     variants = read_pvar(staged["pvar"])
     body["ID"], renamed = unique_variant_ids(variants)
+    if files.format == "pgen":
+        # plink2 drops or rewrites an INFO column its header does not declare: carry the input's own
+        source = _split_pvar(Path(files.variant_file))[1]
+        if "INFO" in source.columns:
+            on = np.ones(len(source), bool) if per_chromosome else (
+                read_pvar(Path(files.variant_file))["chrom"] == require_chromosome(chromosome, "gwas.chromosomes"))
+            body["INFO"] = source.loc[np.asarray(on), "INFO"].to_numpy()
     with open(staged["pvar"], "w") as handle:
         handle.writelines(header)
         body.to_csv(handle, sep="\t", index=False)
