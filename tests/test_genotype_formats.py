@@ -64,8 +64,8 @@ def test_find_genotypes_prefers_pgen_and_names_missing_files(tmp_path: Path) -> 
         (tmp_path / f"g{ext}").touch()
     assert find_genotypes(tmp_path / "g").format == "pgen"
     (tmp_path / "b.bgen").touch()
-    with pytest.raises(FileNotFoundError, match=r"not found: .*b\.sample; .*b\.bgen needs its Oxford \.sample file "
-                                                r"at .*b\.sample \(the file plink2 and REGENIE take as --sample"):
+    with pytest.raises(FileNotFoundError, match=r"not found: .*b\.sample; .*b\.bgen needs its Oxford \.sample file"
+                                                r": at .*b\.sample, or named by inputs\.genotype_samples"):
         find_genotypes(tmp_path / "b")
     assert GenotypeFiles("x", "bgen").plink2_args() == ["--bgen", "x.bgen", "ref-first", "--sample", "x.sample"]
     assert GenotypeFiles("x", "pgen").regenie_args() == ["--pgen", "x"]

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from vitudip.genetics.joint_table import JOINT_COLUMNS
+from vitudip.io.bgen import write_bgen, write_sample_file
 
 from tiny_study import snakemake
 
@@ -93,10 +94,9 @@ def test_a_samples_table_without_a_required_column_stops_the_dry_run(tmp_path):
 
 @pytest.mark.parametrize(("engine", "fmt", "ld_reference", "planned", "not_planned"), [
     ("regenie", (".bed", ".bim", ".fam"), False, "regenie_step1", "convert_genotypes"),
-    # every engine reads PLINK 2 and BGEN itself; the PLINK 1 copy is for the LD of find_loci
-    ("torch", (".pgen", ".pvar", ".psam"), False, "convert_genotypes", "regenie_step1"),
-    ("plink2", (".bgen", ".sample"), False, "convert_genotypes", "regenie_step1"),
-    # with an LD panel of its own, nothing needs the copy
+    # every format is read once per chromosome, for the analysed samples only; no PLINK 1 copy is made
+    ("torch", (".pgen", ".pvar", ".psam"), False, "prepare_genotypes", "regenie_step1"),
+    ("plink2", (".bgen", ".sample"), False, "prepare_genotypes", "convert_genotypes"),
     ("torch", (".pgen", ".pvar", ".psam"), True, "gwas_shard", "convert_genotypes"),
     ("torch", (".bgen", ".sample"), True, "gwas_shard", "convert_genotypes"),
 ])
@@ -108,8 +108,13 @@ def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, ld_reference,
         config["inputs"][key] = str(tmp_path / f"{key}.tsv")
         (tmp_path / f"{key}.tsv").write_text(header)
     config["inputs"].update(genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
-    for ext in fmt:
-        (tmp_path / f"geno{ext}").touch()
+    if fmt[0] == ".bgen":  # its header is read at start
+        variants = pd.DataFrame({"chrom": ["21", "22"], "id": ["rs1", "rs2"], "pos": [1, 2], "ref": "A", "alt": "G"})
+        write_bgen(tmp_path / "geno.bgen", variants, np.zeros((3, 2)))
+        write_sample_file(tmp_path / "geno.sample", ["1", "2", "3"], ["1", "2", "3"])
+    else:
+        for ext in fmt:
+            (tmp_path / f"geno{ext}").touch()
     config["gwas"].update(engine=engine, chromosomes=[21, 22], dimension_batches=3)
     if ld_reference:
         for ext in (".bed", ".bim", ".fam"):
@@ -121,8 +126,9 @@ def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, ld_reference,
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
     assert planned in out and not_planned not in out
-    # 2 chromosomes x 3 dimension batches
+    # 2 chromosomes x 3 dimension batches, each chromosome prepared once
     assert "chr22/batch2" in out and out.count("rule gwas_shard:") == 6
+    assert out.count("rule prepare_genotypes:") == 2
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ blocks of variants, with no PLINK 1 copy:
 * PLINK 1 ``.bed`` (hard calls), with :func:`vitudip.io.plink.read_bed`;
 * PLINK 2 ``.pgen`` with ``pgenlib``: the stored dosage where the file has one,
   the hard call (0/1/2) elsewhere, which is the dosage plink2 ``--glm`` uses;
-* BGEN 1.2 with ``cbgen``: the expected ALT count from the genotype probabilities
-  (unphased: P(het) + 2 P(hom ALT); phased: the sum of the two haplotypes' ALT
-  probabilities).
+* BGEN 1.2 with :mod:`vitudip.io.bgen`: the expected ALT count from the genotype
+  probabilities (unphased: P(het) + 2 P(hom ALT); phased: the sum of the two
+  haplotypes' ALT probabilities), only the requested samples converted.
 
 A block is float32 (samples x variants), NaN = missing. float32 holds PGEN
 dosages (multiples of 1/16384) and hard calls exactly.
@@ -23,9 +23,7 @@ takes as ID; samples come from the Oxford .sample file (ID_1 = FID, ID_2 = IID).
 from __future__ import annotations
 
 import os
-import tempfile
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,90 +185,37 @@ class PgenReader(GenotypeReader):
         self._reader.close()
 
 
-def _text(values: np.ndarray) -> list[str]:
-    """cbgen's byte strings as text."""
-    return [value.decode() for value in values]
-
-
 class BgenReader(GenotypeReader):
-    """BGEN 1.2 with cbgen: expected ALT counts from the probabilities of diploid, biallelic variants.
-
-    cbgen finds variants through a metafile: ``<prefix>.bgen.metafile`` when one is there and
-    newer than the .bgen, else one written to a temporary folder (removed on close), so the
-    input folder may be read-only.
-    """
+    """BGEN 1.2 (layout 2) with :class:`vitudip.io.bgen.BgenFile`: expected ALT counts of diploid or haploid,
+    biallelic variants, only the sample rows asked for converted to dosages."""
 
     def __init__(self, files: GenotypeFiles) -> None:
         """Open the .bgen, check its sample count against the .sample and read its variant table."""
-        import cbgen
+        from vitudip.io.bgen import BgenFile
 
-        bgen_path = Path(f"{files.prefix}.bgen")
-        try:
-            self._bgen = cbgen.bgen_file(bgen_path)
-        except RuntimeError:
-            raise ValueError(f"cannot open {bgen_path} as a BGEN file") from None
-        self._scratch: tempfile.TemporaryDirectory | None = None
+        bgen_path = f"{files.prefix}.bgen"
+        self._bgen = BgenFile(bgen_path)
         try:
             samples = files.samples()
-            if self._bgen.nsamples != len(samples):
-                raise ValueError(f"{bgen_path} holds {self._bgen.nsamples} samples but {files.sample_file} lists "
-                                 f"{len(samples)}: the .sample does not belong to this .bgen")
-            variants, self._offsets = self._variant_table(cbgen, bgen_path)
-            super().__init__(files, variants, samples)
-            _refuse_multiallelic(self.variants, str(bgen_path),
+            if self._bgen.header.n_samples != len(samples):
+                raise ValueError(f"{bgen_path} holds {self._bgen.header.n_samples} samples but {files.sample_file} "
+                                 f"lists {len(samples)}: the .sample does not belong to this .bgen")
+            variants = self._bgen.variants
+            chrom = canonical_chromosomes(variants["chrom"], bgen_path, first_line=1, unit="variant")
+            super().__init__(files, variants.assign(chrom=chrom.to_numpy()), samples)
+            _refuse_multiallelic(self.variants, bgen_path,
                                  f"plink2 --bgen {bgen_path} ref-first --sample {files.sample_file} "
                                  "--make-pgen multiallelics=- --out <new prefix> (and use the PLINK 2 fileset)")
         except BaseException:
             self.close()
             raise
 
-    def _variant_table(self, cbgen: object, bgen_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-        """Variants (chrom, id = rsid, pos, ref = first allele, alt = the others) and their file offsets."""
-        metafile = Path(f"{bgen_path}.metafile")
-        if not (metafile.is_file() and metafile.stat().st_mtime >= bgen_path.stat().st_mtime):
-            self._scratch = tempfile.TemporaryDirectory(prefix="vitudip-bgen-")
-            metafile = Path(self._scratch.name) / "variants.metafile"
-            self._bgen.create_metafile(metafile)
-        parts = []
-        with cbgen.bgen_metafile(metafile) as index:
-            for number in range(index.npartitions):
-                parts.append(index.read_partition(number).variants)
-        alleles = [text.split(",", 1) for text in _text(np.concatenate([p.allele_ids for p in parts]))]
-        chromosomes = pd.Series(_text(np.concatenate([p.chromosome for p in parts])))
-        variants = pd.DataFrame({
-            "chrom": canonical_chromosomes(chromosomes, str(bgen_path), first_line=1, unit="variant").to_numpy(),
-            "id": _text(np.concatenate([p.rsid for p in parts])),
-            "pos": np.concatenate([p.position for p in parts]).astype(np.int64),
-            "ref": [pair[0] for pair in alleles],
-            "alt": [pair[1] if len(pair) > 1 else "." for pair in alleles],
-        })
-        return variants, np.concatenate([p.offset for p in parts])
-
     def _read(self, index: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        block = np.empty((len(self.samples) if rows is None else rows.size, index.size), dtype=np.float32)
-        for column, variant in enumerate(index):
-            genotype = self._bgen.read_genotype(int(self._offsets[variant]))
-            called = ~genotype.missing
-            ploidy = genotype.ploidy
-            if not np.isin(ploidy[called], (1, 2)).all():
-                row = self.variants.iloc[variant]
-                raise ValueError(f"{self.variant_file}: variant '{row['id']}' ({row['chrom']}:{row['pos']}) has "
-                                 "samples of ploidy other than 1 or 2, which the in-process engine does not read")
-            p = genotype.probability
-            # phased: P(haplotype 1 ALT) + P(haplotype 2 ALT); unphased: P(REF/ALT) + 2 P(ALT/ALT)
-            dosage = p[:, 1] + p[:, 3] if genotype.phased else p[:, 1] + 2.0 * p[:, 2]
-            # a haploid call (UK Biobank's males on X) counts 0..2 as plink2 imports it: twice P(ALT)
-            dosage = np.where(ploidy == 1, 2.0 * p[:, 1], dosage)
-            dosage[genotype.missing] = np.nan
-            block[:, column] = dosage if rows is None else dosage[rows]
-        return block
+        return self._bgen.read_dosages(index, rows)
 
     def close(self) -> None:
-        """Close the .bgen and remove a temporary metafile."""
+        """Close the .bgen."""
         self._bgen.close()
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
 
 _READERS = {"bed": BedReader, "pgen": PgenReader, "bgen": BgenReader}

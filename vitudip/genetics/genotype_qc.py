@@ -295,11 +295,16 @@ def pruned_variants(chromosomes: list[GenotypeFiles], candidates: Path, samples:
     """
     keep = _write_ids(samples, work / "pruning_samples.txt")
     pruning = settings.pruning
+    # plink2 refuses LD estimates from fewer than 50 samples unless told (a test study's size)
+    few = ["--bad-ld"] if len(samples) < 50 else []
+    if few:
+        log.warning("LD pruning on %d samples (fewer than 50): its r² are rough", len(samples))
     parts = []
     for number, files in enumerate(chromosomes):
         out = work / f"prune{number}"
         plink2_on(files, "LD pruning", ["--keep", os.fspath(keep), "--extract", os.fspath(candidates),
-                                        "--indep-pairwise", f"{pruning['window_kb']}kb", "1", f"{pruning['r2']:g}"],
+                                        "--indep-pairwise", f"{pruning['window_kb']}kb", "1", f"{pruning['r2']:g}",
+                                        *few],
                   out, threads)
         kept = Path(f"{out}.prune.in")
         if kept.is_file() and kept.stat().st_size:

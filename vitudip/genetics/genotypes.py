@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vitudip.genetics.sex import plink_sex_codes
 from vitudip.io.chromosomes import canonical_chromosomes
 from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
@@ -85,9 +86,12 @@ def read_sample_file(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path} is not an Oxford .sample file: its header starts {list(table.columns[:2])}, "
                          "expected ID_1 ID_2")
     frame = pd.DataFrame({"FID": table["ID_1"].to_numpy(), "IID": table["ID_2"].to_numpy()})
-    # plink2 takes sex from a .sample column named sex (1 male, 2 female)
+    # plink2 takes a .sample's sex column as 1 male, 2 female; UK Biobank's field-31 coding (0 female,
+    # 1 male) is recognised, never read as "unknown females"
     sex = next((c for c in table.columns if c.lower() == "sex"), None)
-    frame["SEX"] = _sex_codes(table[sex]) if sex else 0
+    # a column of 0 alone is plink2's "unknown" (many .sample files carry no sex)
+    unknown = sex is None or pd.to_numeric(table[sex], errors="coerce").fillna(0).eq(0).all()
+    frame["SEX"] = 0 if unknown else plink_sex_codes(table[sex], f"{path} column '{sex}'")[0]
     return frame
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from vitudip.external_tools import run_tool
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, read_pvar
+from vitudip.genetics.sex import check_sex_agreement, plink_sex_codes
 from vitudip.io.atomic import staged_outputs
 from vitudip.io.chromosomes import canonical_chromosome, require_chromosome
 from vitudip.io.genotype_files import GenotypeInput
@@ -78,8 +79,26 @@ def selection_reasons(samples: pd.DataFrame, imaged: set[str], keep: set[str] | 
     return reasons
 
 
+def genotype_sex(files: GenotypeFiles, samples: pd.DataFrame, covariate_sex: pd.Series | None,
+                 covariates_source: str) -> np.ndarray:
+    """Sex of every genotype sample (PLINK codes): the genotype files', checked against the covariates' where
+    both know it, or the covariates' where the genotype files carry none (plink2 and every engine use it on X)."""
+    sex = files.sexes()
+    if covariate_sex is None:
+        return sex
+    codes, _ = plink_sex_codes(covariate_sex, covariates_source)
+    from_covariates = pd.Series(codes, index=covariate_sex.index).reindex(samples["IID"]).fillna(0)
+    from_covariates = from_covariates.to_numpy(np.int64)
+    if not np.isin(sex, (1, 2)).any():
+        log.info("%s carries no sex: the covariates' is used (on chromosome X)", files.sample_file)
+        return from_covariates
+    check_sex_agreement(sex, from_covariates, list(samples["IID"]), files.sample_file, covariates_source)
+    return sex
+
+
 def select_samples(genotypes: GenotypeInput, chromosome: str, imaged: set[str], keep_path: str | None,
-                   out: str | os.PathLike) -> pd.DataFrame:
+                   out: str | os.PathLike, covariate_sex: pd.Series | None = None,
+                   covariates_source: str = "the covariates") -> pd.DataFrame:
     """Write ``sample_selection.tsv``: every genotype sample, its sex and why it is not analysed.
 
     Args:
@@ -88,16 +107,21 @@ def select_samples(genotypes: GenotypeInput, chromosome: str, imaged: set[str], 
         imaged: subject IDs of the samples table.
         keep_path: file of the IIDs to analyse, or None for all.
         out: the table to write.
+        covariate_sex: the covariates' sex column indexed by IID (PLINK or UK Biobank field-31 codes), or None.
+        covariates_source: where that column comes from, for messages.
 
     Raises:
-        ValueError: no sample is selected, naming the sample file and the counts.
+        ValueError: no sample is selected (naming the sample file and the counts), or a sex coding that
+            fits no known one or disagrees with the genotype files'.
     """
     files = find_genotypes(genotypes.prefix(chromosome), genotypes.sample_file)
-    samples = files.samples().assign(SEX=files.sexes())
+    samples = files.samples()
+    samples = samples.assign(SEX=genotype_sex(files, samples, covariate_sex, covariates_source))
     keep = None if keep_path is None else read_keep_list(keep_path, samples["IID"])
     table = samples.assign(reason=selection_reasons(samples, imaged, keep, keep_path))
     selected = int((table["reason"] == "").sum())
-    counts = table.loc[table["reason"] != "", "reason"].str.replace(r" \S+$", "", regex=True).value_counts()
+    kinds = table.loc[table["reason"] != "", "reason"].str.replace(r"^(not in keep list) .*$", r"\1", regex=True)
+    counts = kinds.value_counts()
     summary = ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
     if selected == 0:
         raise ValueError(f"no sample of {files.sample_file} is analysed ({len(table)} samples; not analysed: "

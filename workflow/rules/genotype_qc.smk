@@ -14,6 +14,7 @@ rule select_samples:
     input:
         genotypes=source_genotype_files(GWAS_CHROMOSOMES[0]),
         samples=INPUTS["samples"],
+        covariates=INPUTS["covariates"],
         keep=config["genotype_qc"]["keep"] or [],
     output:
         results("genotypes", "sample_selection.tsv"),
@@ -32,7 +33,8 @@ rule select_samples:
         "../../envs/genetics.yaml"
     shell:
         "python {params.script:q} --genotypes {params.genotypes:q} {params.sample_file} "
-        "--chromosome {params.chromosome:q} --samples {input.samples:q} {params.keep} --out {output:q} > {log:q} 2>&1"
+        "--chromosome {params.chromosome:q} --samples {input.samples:q} --covariates {input.covariates:q} {params.keep} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule prepare_genotypes:
