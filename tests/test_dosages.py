@@ -1,4 +1,4 @@
-"""The torch engine on dosages read in process (PGEN with pgenlib, BGEN 1.2 with vitudip.io.bgen) against plink2 --glm."""
+"""The torch engine on dosages read in process (PGEN with pgenlib, BGEN 1.2 with vitudip.io.bgen) against plink2."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def test_missing_dosages_are_mean_imputed_within_each_phenotypes_samples(cohort:
 def test_bgen_without_its_sample_file_is_named(cohort: Cohort, tmp_path: Path) -> None:
     shutil.copy(cohort.folder / "bgen.bgen", tmp_path / "lonely.bgen")
     with pytest.raises(FileNotFoundError, match=r"not found: .*lonely\.sample; .*lonely\.bgen needs its Oxford "
-                                                r"\.sample file: at .*lonely\.sample, or named by inputs\.genotype_samples"):
+                                                r"\.sample file: at .*lonely\.sample, or named by inputs\."):
         linear_gwas(tmp_path / "lonely", cohort.pheno, cohort.covar, tmp_path / "out")
 
 

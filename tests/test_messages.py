@@ -39,9 +39,9 @@ TOOL_NAMES = {
 #: The flags of external tools without a parser to ask that messages suggest; kept to those in use (a
 #: test checks it), so that an entry cannot outlive its message and hide a typo elsewhere.
 EXTERNAL_FLAGS = {
-    "plink2": {"--allow-extra-chr", "--bfile", "--bgen", "--glm", "--make-bed", "--make-pgen",
+    "plink2": {"--allow-extra-chr", "--bfile", "--bgen", "--export", "--glm", "--make-bed", "--make-pgen",
                "--new-id-max-allele-len", "--not-chr", "--out", "--pca", "--pfile", "--sample", "--set-all-var-ids"},
-    "regenie": {"--pred", "--sample"},
+    "regenie": {"--pred"},
     "pip": {"--no-deps"},
 }
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vitudip.imaging.ukb import T1_FIELD, T1_IN_SUBJECT_FOLDER
+from vitudip.imaging.ukb import DEFAULT_T1_IMAGE, T1_FIELD, T1_FOLDER
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.bgen import write_bgen, write_sample_file
 from vitudip.io.plink import read_bed, read_bim, read_fam
@@ -389,13 +389,13 @@ def _write_bulk(cohort: _Cohort, participants: _Participants, bulk: Path) -> Non
         bulk: the folder to fill (created).
     """
     for eid, image in zip(participants.imaged_eids, cohort.images):
-        folder = bulk / f"{eid}_{T1_FIELD}_2_0" / T1_IN_SUBJECT_FOLDER.parent
+        folder = bulk / f"{eid}_{T1_FIELD}_2_0" / T1_FOLDER
         folder.mkdir(parents=True)
         # absolute targets: the layout folder is staged elsewhere and renamed into place
-        for name in (T1_IN_SUBJECT_FOLDER.name, OTHER_T1_IMAGE):
+        for name in (DEFAULT_T1_IMAGE, OTHER_T1_IMAGE):
             (folder / name).symlink_to(image.resolve())
     # an interrupted download: the subject folder is there, its image is not
-    (bulk / f"{participants.spare_eid}_{T1_FIELD}_2_0" / T1_IN_SUBJECT_FOLDER.parent).mkdir(parents=True)
+    (bulk / f"{participants.spare_eid}_{T1_FIELD}_2_0" / T1_FOLDER).mkdir(parents=True)
     # another field's folder (T2 FLAIR), which a search for T1 images skips
     (bulk / f"{participants.imaged_eids[0]}_20253_2_0" / "T2_FLAIR").mkdir(parents=True)
 

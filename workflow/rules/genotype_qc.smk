@@ -78,8 +78,8 @@ rule genotype_qc:
         pruned=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
     params:
         script=script_path("genotype_qc.py"),
-        chromosomes=[chromosome_prefix(chromosome) for chromosome in GWAS_CHROMOSOMES],
-        pruned=PRUNED,
+        chromosomes=lambda wildcards, input: list(dict.fromkeys(os.path.splitext(p)[0] for p in input.chromosomes)),
+        pruned=lambda wildcards, output: fileset_prefix(output.pruned),
         # a function: the ukb_mfi pattern's {chromosome} is no wildcard
         settings=lambda wildcards: stage_settings(QcSettings.CONFIG_KEYS),
     log:
