@@ -158,3 +158,32 @@ def test_field_31_sex_of_the_covariates_is_checked_against_the_sample_file(ukb_l
     selection = select_samples(GenotypeInput(genotypes.pattern, str(folder / "nosex.sample")), "1",
                                ukb_like["imaged"], None, folder / "s.tsv", field_31, "cov sex")
     assert selection["SEX"].tolist() == sample_sex.tolist()
+
+
+@needs_plink2
+def test_soft_dosages_are_called_genotypes_for_the_call_rates(tmp_path, default_config):
+    """Imputed dosages far from a hard call are not missing: neither call-rate filter removes them."""
+    from vitudip.genetics.genotype_qc import genotype_qc
+    from vitudip.genetics.settings import QcSettings
+    from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
+
+    rng = np.random.default_rng(5)
+    n, m = 60, 200
+    calls = rng.binomial(2, 0.4, size=(n, m)).astype(float)
+    # about 20 % of genotypes more than 0.1 from a hard call: a missing hard call at plink2's threshold
+    dosages = np.clip(calls + rng.normal(0, 0.3, calls.shape) * (rng.random(calls.shape) < 0.3), 0, 2)
+    iids = [str(i + 1) for i in range(n)]
+    write_sample_file(tmp_path / "g.sample", iids, iids)
+    variants = pd.DataFrame({"chrom": "01", "id": [f"rs{i}" for i in range(m)], "pos": 100 * np.arange(1, m + 1),
+                             "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "g.bgen", variants, dosages)
+    genotypes = GenotypeInput(str(tmp_path / "g"))
+    select_samples(genotypes, "1", set(iids), None, tmp_path / "selection.tsv")
+    prepare_chromosome(genotypes, "1", tmp_path / "selection.tsv", tmp_path / "chr1")
+    settings = QcSettings.from_config(default_config)
+    out = {"samples": tmp_path / "sample_qc.tsv", "variants": tmp_path / "variant_qc.tsv",
+           "passing": tmp_path / "pass.txt", "pruned": tmp_path / "pruned"}
+    genotype_qc([tmp_path / "chr1"], tmp_path / "selection.tsv", settings, out)
+    table = VARIANT_QC.read(out["variants"]).set_index("chromosome")
+    assert table.at["all", "removed_call_rate"] == 0 and table.at["all", "passing"] > m / 2
+    assert not SAMPLE_QC.read(out["samples"])["reason"].str.startswith("genotype call rate").any()

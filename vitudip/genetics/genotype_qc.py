@@ -6,7 +6,8 @@ plink2 computes the statistics (``--freq counts``, ``--hardy``, ``--missing``, `
 exact and stated in one order.
 
 Variants first (``variant_qc.tsv``, ``variants_pass.txt``), over the selected samples, each filter
-counting only the variants it newly removes, in this order: call rate, MAF, minor-allele count,
+counting only the variants it newly removes, in this order: call rate (of dosages, as the samples'
+below), MAF, minor-allele count,
 imputation INFO, Hardy–Weinberg p. INFO comes from the .pvar's INFO column (``INFO=``, or minimac's
 ``R2=``) or from UK Biobank ``ukb_mfi`` tables; an input without INFO skips the INFO filter with a
 logged note unless ``require_info``.
@@ -222,7 +223,8 @@ def variant_statistics(genotypes: GenotypeFiles, work: Path, threads: int) -> pd
     """Per variant over the fileset's samples: CHROM, POS, ID, REF, ALT, missing share, MAF, MAC and HWE p."""
     out = work / "variants"
     plink2_on(genotypes, "variant QC statistics", ["--freq", "counts", "cols=chrom,pos,ref,alt,altfreq,nobs",
-                                                   "--hardy", "--missing", "variant-only"], out, threads)
+                                                   "--hardy", "--missing", "variant-only",
+                                                   "vcols=chrom,pos,nmissdosage,nobs,fmissdosage"], out, threads)
     table = _read_plink(Path(f"{out}.acount"))
     observed = table["OBS_CT"].to_numpy(float)
     alt_total, alt_largest = _alt_counts(table["ALT_CTS"])
@@ -231,7 +233,8 @@ def variant_statistics(genotypes: GenotypeFiles, work: Path, threads: int) -> pd
     table["MAC"] = mac
     table["MAF"] = np.divide(mac, observed, out=np.zeros_like(mac), where=observed > 0)
     vmiss = _read_plink(Path(f"{out}.vmiss")).set_index("ID")
-    table["F_MISS"] = vmiss["F_MISS"].reindex(table["ID"]).to_numpy(float)
+    # a genotype without a dosage is missing; imputed soft dosages are no missing calls
+    table["F_MISS"] = vmiss["F_MISS_DOSAGE"].reindex(table["ID"]).to_numpy(float)
     # chrX's test is on females (.hardy.x); variants with no test (haploid chromosomes) keep p NaN and pass
     hardy = [_read_plink(p)[["ID", "P"]] for p in (Path(f"{out}.hardy"), Path(f"{out}.hardy.x")) if p.is_file()]
     p = pd.concat(hardy).set_index("ID")["P"] if hardy else pd.Series(dtype=float)
