@@ -4,17 +4,15 @@
 import argparse
 import sys
 
-from vitudip.cli import run_cli
+from vitudip.cli import add_genotype_input_arguments, genotype_input, run_cli
 from vitudip.config import input_table
 from vitudip.genetics.prepare import select_samples
 from vitudip.genetics.settings import PhenoSettings
-from vitudip.io.genotype_files import GenotypeInput
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--genotypes", required=True, help="inputs.genotypes: a prefix, or one with {chromosome}")
-    parser.add_argument("--genotype-samples", help="inputs.genotype_samples: a BGEN's .sample named apart")
+    add_genotype_input_arguments(parser)
     parser.add_argument("--chromosome", required=True, help="a chromosome whose fileset lists the samples")
     parser.add_argument("--samples", required=True, help="the samples table (subject_id, path)")
     parser.add_argument("--keep", help="genotype_qc.keep: file of the IIDs to analyse")
@@ -30,7 +28,7 @@ def main(argv=None) -> None:
             covariates = input_table("covariates").read(args.covariates)
             if PhenoSettings.sex_column in covariates.columns:
                 sex = covariates.set_index("IID")[PhenoSettings.sex_column]
-        select_samples(GenotypeInput(args.genotypes, args.genotype_samples), args.chromosome, imaged, args.keep,
+        select_samples(genotype_input(args), args.chromosome, imaged, args.keep,
                        args.out, sex, f"{args.covariates} column '{PhenoSettings.sex_column}'")
 
     run_cli(run)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
 
 from vitudip.external_tools import ToolError
+from vitudip.io.genotype_files import GenotypeInput
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -27,3 +29,14 @@ def run_cli(body: Callable[[], None]) -> None:
     except (ValueError, FileNotFoundError, ToolError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def add_genotype_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--genotypes`` and ``--genotype-samples``: the study's genotype input, as the config names it."""
+    parser.add_argument("--genotypes", required=True, help="inputs.genotypes: a prefix, or one with {chromosome}")
+    parser.add_argument("--genotype-samples", help="inputs.genotype_samples: a BGEN's .sample named apart")
+
+
+def genotype_input(args: argparse.Namespace) -> GenotypeInput:
+    """The genotype input of arguments added by :func:`add_genotype_input_arguments`."""
+    return GenotypeInput(args.genotypes, args.genotype_samples)

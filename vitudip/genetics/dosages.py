@@ -189,12 +189,17 @@ class BgenReader(GenotypeReader):
     """BGEN 1.2 (layout 2) with :class:`vitudip.io.bgen.BgenFile`: expected ALT counts of diploid or haploid,
     biallelic variants, only the sample rows asked for converted to dosages."""
 
-    def __init__(self, files: GenotypeFiles) -> None:
-        """Open the .bgen, check its sample count against the .sample and read its variant table."""
+    def __init__(self, files: GenotypeFiles, threads: int = 1) -> None:
+        """Open the .bgen, check its sample count against the .sample and read its variant table.
+
+        Args:
+            files: the fileset.
+            threads: threads decompressing a block's variants.
+        """
         from vitudip.io.bgen import BgenFile
 
         bgen_path = f"{files.prefix}.bgen"
-        self._bgen = BgenFile(bgen_path)
+        self._bgen = BgenFile(bgen_path, threads=threads)
         try:
             samples = files.samples()
             if self._bgen.header.n_samples != len(samples):

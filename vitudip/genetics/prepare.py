@@ -194,31 +194,28 @@ def _prepare_bgen(files: GenotypeFiles, chromosome: str, per_chromosome: bool, s
     """Decode the selected rows of one chromosome's BGEN into a dosage PGEN, a block of variants at a time."""
     import pgenlib
 
-    from vitudip.io.bgen import BgenFile
+    from vitudip.genetics.dosages import BgenReader
 
     rows = selected["row"].to_numpy(np.int64)
-    with BgenFile(f"{files.prefix}.bgen", threads=threads) as bgen:
-        if bgen.header.n_samples != len(files.samples()):
-            raise ValueError(f"{files.prefix}.bgen holds {bgen.header.n_samples} samples but {files.sample_file} "
-                             f"lists {len(files.samples())}: the .sample does not belong to this .bgen")
-        variants = bgen.variants.assign(chrom=[canonical_chromosome(c) for c in bgen.variants["chrom"]])
-        index = _chromosome_variants(variants, chromosome, per_chromosome, f"{files.prefix}.bgen")
-        table = variants.iloc[index].reset_index(drop=True)
+    with BgenReader(files, threads=threads) as bgen:
+        index = _chromosome_variants(bgen.variants, chromosome, per_chromosome, bgen.variant_file)
+        table = bgen.variants.iloc[index].reset_index(drop=True)
         table["id"], renamed = unique_variant_ids(table)
         started = time.perf_counter()
         with pgenlib.PgenWriter(bytes(staged["pgen"]), len(rows), len(index), False, dosage_present=True) as writer:
             for done, start in enumerate(range(0, len(index), PREPARE_BLOCK)):
-                block = bgen.read_dosages(index[start:start + PREPARE_BLOCK], rows)
+                block = bgen.read_block(index[start:start + PREPARE_BLOCK], rows)
                 block[np.isnan(block)] = PGEN_MISSING
                 writer.append_dosages_batch(np.ascontiguousarray(block.T))
                 if done % 100 == 0:
                     log.info("chromosome %s: %d of %d variants written", chromosome, start + block.shape[1],
                              len(index))
         seconds = time.perf_counter() - started
+        n_samples = len(bgen.samples)
     _write_variant_table(table, staged["pvar"])
     _write_sample_table(selected, staged["psam"])
-    log.info("decoded %d of the %d samples of %s.bgen at %.3f ms per variant", len(rows), bgen.header.n_samples,
-             files.prefix, 1000 * seconds / max(len(index), 1))
+    log.info("decoded %d of the %d samples of %s at %.3f ms per variant", len(rows), n_samples, bgen.variant_file,
+             1000 * seconds / max(len(index), 1))
     return {"variants": len(index), "renamed": renamed}
 
 
@@ -239,9 +236,9 @@ def _prepare_plink(files: GenotypeFiles, chromosome: str, per_chromosome: bool, 
         # plink2 drops or rewrites an INFO column its header does not declare: carry the input's own
         source = _split_pvar(Path(files.variant_file))[1]
         if "INFO" in source.columns:
-            on = np.ones(len(source), bool) if per_chromosome else (
-                read_pvar(Path(files.variant_file))["chrom"] == require_chromosome(chromosome, "gwas.chromosomes"))
-            body["INFO"] = source.loc[np.asarray(on), "INFO"].to_numpy()
+            wanted = require_chromosome(chromosome, "gwas.chromosomes")
+            on = slice(None) if per_chromosome else source["#CHROM"].map(canonical_chromosome) == wanted
+            body["INFO"] = source.loc[on, "INFO"].to_numpy()
     with open(staged["pvar"], "w") as handle:
         handle.writelines(header)
         body.to_csv(handle, sep="\t", index=False)
