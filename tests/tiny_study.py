@@ -24,10 +24,13 @@ SLURM_RUN_LIMIT_S = 600
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subprocess.CompletedProcess:
-    """Run snakemake locally on this repository's Snakefile with ``workdir`` as working directory."""
+    """Run snakemake locally on this repository's Snakefile with ``workdir`` as working directory.
+
+    ``args`` (targets included) come before ``--configfile``, which takes every word after it.
+    """
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(configfile or ROOT / "config.yaml"), *args]
+           "--cores", "2", *args, "--configfile", str(configfile or ROOT / "config.yaml")]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
 
 
