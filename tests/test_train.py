@@ -17,6 +17,7 @@ from vitudip.embed.truth import cross_validated_r2
 from vitudip.embed.vit import embed_vit
 from vitudip.imaging.cache_grid import GRID_FILE, cache_grid
 from vitudip.imaging.grid import FSL_2MM
+from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from vitudip.model.device import set_cpu_threads
 from vitudip.model.vit_autoencoder import ModelConfig
@@ -361,6 +362,23 @@ def test_pca_baseline_carries_the_planted_factor(cohort):
     r = [abs(np.corrcoef(scores[:, k], factor)[0, 1]) for k in range(scores.shape[1])]
     assert max(r) > 0.9
     assert np.all(errors >= 0) and errors[:14].mean() < errors[14:].mean()
+
+
+def test_pca_baseline_scores_are_the_exact_principal_components(cohort):
+    root, _ = cohort
+    ids, scores, _ = embed_pca(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy",
+                               ["train"], n_components=5)
+    # the exact components from the SVD of the whole (small) training matrix
+    brain = np.load(root / "brain_mask.npy")
+    table = passed_subjects(root / "qc.tsv", root / "splits.tsv", ["train"])
+    images = np.load(root / "cache" / "images.npy", mmap_mode="r")
+    x = np.stack([images[row][brain] for row in table["row"]]).astype(np.float64)
+    x -= x.mean(0)
+    u, _, _ = np.linalg.svd(x, full_matrices=False)
+    exact = u[:, :5] * np.sqrt(len(x) - 1)
+    assert ids == list(table["subject_id"])
+    np.testing.assert_allclose(np.abs(scores), np.abs(exact), atol=2e-3)
+    np.testing.assert_allclose(np.abs(np.sum(scores * exact, 0)) / (len(x) - 1), 1.0, atol=1e-4)
 
 
 def test_cross_validated_r2():

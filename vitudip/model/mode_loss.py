@@ -12,8 +12,8 @@ reconstruction leaves unexplained, averaged over the modes: 1 for predicting the
 perfect reconstruction, and the same for a mode of 0.4 % of the variance as for one of 46 %. The
 plain error still weighs everything else (the modes beyond ``k``, the noise) by variance. The
 modes are fitted once, before training, on the training split's prepared (centred and scaled)
-volumes by randomised subspace iteration (Halko et al. 2011), streamed in batches, so memory grows
-with voxels times ``k``, not with subjects.
+volumes by randomised subspace iteration (:mod:`vitudip.model.principal`), streamed in batches, so memory
+grows with voxels times ``k``, not with subjects.
 
 :class:`LatentModeAnchor` uses the same modes on the encoder's side: latent dimension ``j`` is asked
 for the whitened score of mode ``j`` of the subject's own image. The mode loss only tells the encoder
@@ -32,6 +32,8 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+
+from vitudip.model.principal import principal_subspace
 
 log = logging.getLogger("vitudip.train")
 
@@ -102,34 +104,13 @@ def fit_principal_modes(batches: Callable[[], Iterable[torch.Tensor]], tokens: t
     """
     if k < 1:
         raise ValueError(f"the mode loss needs at least 1 mode, got {k}")
-    first = next(iter(batches()))
-    n_tokens, patch_voxels = first.shape[1:]
-    width = n_tokens * patch_voxels
-    device = first.device
-    generator = torch.Generator().manual_seed(seed)
-    q = torch.linalg.qr(torch.randn(width, k + oversample, generator=generator).to(device))[0]
-    for _ in range(iterations):
-        product = torch.zeros_like(q)
-        for batch in batches():
-            flat = batch.reshape(len(batch), width).float()
-            product += flat.T @ (flat @ q)
-        q = torch.linalg.qr(product)[0]
-    scores, total, n = [], 0.0, 0
-    for batch in batches():
-        flat = batch.reshape(len(batch), width).float()
-        scores.append(flat @ q)
-        total += float(flat.pow(2).sum())
-        n += len(batch)
-    if n < 3:
-        raise ValueError(f"the mode loss needs at least 3 training subjects, got {n}")
-    _, singular, right = torch.linalg.svd(torch.cat(scores), full_matrices=False)
-    k = min(k, n - 1)
-    basis = (q @ right.T[:, :k]).reshape(n_tokens, patch_voxels, k)
-    variance = singular[:k].pow(2) / (n - 1)
-    modes = PrincipalModes(tokens, basis.contiguous(), variance, total / (n - 1))
+    fitted = principal_subspace(batches, k, iterations, oversample, seed)
+    basis = fitted.basis.reshape(len(tokens), -1, fitted.basis.shape[1])
+    modes = PrincipalModes(tokens, basis.contiguous(), fitted.variance, fitted.total_variance)
     shares = modes.shares
     log.info("mode loss: %d leading modes of %d training subjects hold %.1f %% of the variance (first %.2f %%, "
-             "last %.3f %%)", k, n, 100 * float(shares.sum()), 100 * float(shares[0]), 100 * float(shares[-1]))
+             "last %.3f %%)", len(fitted.variance), fitted.subjects, 100 * float(shares.sum()),
+             100 * float(shares[0]), 100 * float(shares[-1]))
     return modes
 
 
