@@ -23,6 +23,7 @@ import pytest
 from vitudip.config import section_defaults
 from vitudip.imaging.cache_grid import GRID_FILE, CacheGrid
 from vitudip.imaging.cohort import preprocess_cohort
+from vitudip.imaging import nifti
 from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
 from vitudip.imaging.image import preprocess_image
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
@@ -797,3 +798,21 @@ def test_grid_json_written_before_grids_were_named_is_read_by_its_affine(tmp_pat
     path.unlink()
     with pytest.raises(FileNotFoundError, match=rf"{re.escape(str(path))} not found"):
         CacheGrid.read(out / "cache")
+
+
+def test_an_image_that_cannot_be_opened_is_an_exclusion_with_its_reason(tmp_path, monkeypatch):
+    # a mode-000 file: root reads it anyway, so the refusal is made where the file is opened
+    samples = make_cohort(tmp_path, 3)
+    locked = tmp_path / "images" / "sub-0002.nii.gz"
+    real_open = open
+
+    def refusing_open(path, *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(nifti, "open", refusing_open, raising=False)
+    run_cohort(samples, tmp_path / "out", on_bad_image="exclude")
+    qc = read_tsv(tmp_path / "out" / "qc.tsv")
+    assert qc["status"].tolist() == ["ok", "excluded", "ok"]
+    assert qc["reason"][1] == "cannot be opened: Permission denied"

@@ -116,6 +116,12 @@ def _checked_header(path: Path) -> nib.Nifti1Image:
         raise ImageCheckError("file not found")
     if path.stat().st_size == 0:
         raise ImageCheckError("empty file (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        # e.g. no read permission: an exclusion with the reason, like any other unusable image
+        raise ImageCheckError(f"cannot be opened: {err.strerror or _one_line(err)}") from err
     return _open_header(path)
 
 
