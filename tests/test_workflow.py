@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,27 @@ def test_the_torch_rules_hand_their_threads_to_their_scripts(tmp_path):
     for rule in ("train_model", "embed_udips", "embed_pca_baseline", "perdi_maps"):
         command = next(line for line in lines if f"logs/{rule}.log" in line and "--settings" in line)
         assert "--threads 2 " in command, command
+
+
+@pytest.mark.slow
+def test_rules_run_on_the_python_that_runs_snakemake_whatever_is_on_path(tmp_path, tiny_config):
+    """``.venv/bin/snakemake`` with the venv off PATH: the stage scripts still find the venv's packages."""
+    tiny_config["simulate"].update(outdir=str(tmp_path / "demo"), n_subjects=20)
+    tiny_config["inputs"] = {key: str(tmp_path / "demo" / ("geno" if key == "genotypes" else f"{key}.tsv"))
+                             for key in tiny_config["inputs"]}
+    tiny_config["results"] = str(tmp_path / "results")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    # a `python` first on PATH without the pipeline's packages
+    (bare / "python").symlink_to("/usr/bin/python3")
+    env = {"PATH": f"{bare}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                          "--directory", str(tmp_path), "--cores", "1", str(tmp_path / "demo" / "samples.tsv"),
+                          "--configfile", str(path)], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert (tmp_path / "demo" / "samples.tsv").is_file()
 
 
 def test_a_bad_config_stops_the_workflow_naming_the_key(tmp_path):

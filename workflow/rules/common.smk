@@ -5,6 +5,9 @@
 import json
 import shlex
 import os
+import sys
+
+from snakemake.settings.types import DeploymentMethod
 
 from vitudip.config import ConfigError, analysed_chromosomes, check_input_paths, stage_values, validate_table
 from vitudip.embed.settings import EmbedSettings
@@ -62,9 +65,19 @@ except (ConfigError, ValueError) as err:
 for warning in study_warnings(config):
     logger.warning(f"WARNING: {warning}")
 
-# Stage scripts import the library from this checkout, whichever environment (or Slurm node) runs them.
+# Stage scripts import the library from this checkout, whichever environment (or Slurm node) runs them,
+# and run on the Python that runs Snakemake (whose packages it has), not on whichever `python` is first on
+# PATH; with --use-conda each rule's own environment provides it.
 # (Snakemake formats the prefix like a shell command, hence the doubled braces.)
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+INTERPRETER_PATH = (
+    ""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
+)
+shell.prefix(
+    f"set -euo pipefail; {INTERPRETER_PATH}"
+    f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 # Scripts are found from the workflow, whatever the working directory (--directory).
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
