@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
+import logging
 import os
 import shutil
 import tempfile
@@ -13,6 +15,28 @@ from pathlib import Path
 from types import TracebackType
 
 import pandas as pd
+
+log = logging.getLogger("vitudip.io")
+
+
+#: Between a target's name and the random part of its staging folder's name.
+STAGE_MARK = "-staged-"
+
+
+def remove_stale_stages(target: Path) -> list[Path]:
+    """Remove the staging folders an earlier, killed writer of ``target`` left beside it.
+
+    A killed job cannot clean up (tens of GB for a gather on UK Biobank). Snakemake runs one job per output
+    at a time, so when the target is written again, any staging folder of it is left over.
+
+    Returns:
+        the folders removed.
+    """
+    stale = [path for path in target.parent.glob(f".tmp-{glob.escape(target.name)}{STAGE_MARK}*") if path.is_dir()]
+    for path in stale:
+        log.warning("removing %s, left by an earlier writer of %s that was stopped", path, target)
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 @contextlib.contextmanager
@@ -32,7 +56,8 @@ def staged_outputs(targets: dict[str, str | os.PathLike]) -> Iterator[dict[str, 
     finals = {name: Path(path) for name, path in targets.items()}
     first = next(iter(finals.values()))
     first.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{first.name}-", dir=first.parent))
+    remove_stale_stages(first)
+    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{first.name}{STAGE_MARK}", dir=first.parent))
     try:
         # keep final names where unique, so a writer of sibling files (prefix.bed/.bim/.fam) stages them together
         counts = Counter(path.name for path in finals.values())
