@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from vitudip.config import section_defaults
+from vitudip.imaging import nifti
 from vitudip.imaging.cache_grid import GRID_FILE, CacheGrid
 from vitudip.imaging.cohort import preprocess_cohort
-from vitudip.imaging import nifti
 from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
 from vitudip.imaging.image import preprocess_image
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
