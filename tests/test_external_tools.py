@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import stat
 from pathlib import Path
@@ -94,3 +96,30 @@ def test_run_cli_ends_a_stage_on_a_tool_error_with_one_error_line_and_status_1(
     unindented = [line for line in stderr.splitlines() if line.strip() and not line.startswith("  ")]
     assert unindented == ["error: fake-tool failed at step 'variant QC statistics' (exit code 3); end of its log:"]
     assert stderr.rstrip().endswith("  console only")
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "no space left on the device"),
+                                         (errno.EDQUOT, "disk quota exceeded")])
+def test_run_cli_ends_a_stage_on_a_full_disk_with_one_line_naming_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], code: int, words: str
+) -> None:
+    target = tmp_path / "gwas" / ".tmp-sumstats-staged-x" / "dim_001.tsv.gz"
+
+    def write() -> None:
+        raise OSError(code, os.strerror(code), str(target))
+
+    with pytest.raises(SystemExit) as caught:
+        run_cli(write)
+    assert caught.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    # the nearest existing folder of the file being written, and the space free there
+    assert stderr.startswith(f"error: {words} writing {target} (folder {tmp_path},") and "GB free now" in stderr
+
+
+def test_run_cli_keeps_the_traceback_of_other_os_errors() -> None:
+    def fail() -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        run_cli(fail)

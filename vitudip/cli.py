@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from vitudip.external_tools import ToolError
 from vitudip.io.genotype_files import GenotypeInput
@@ -29,6 +32,21 @@ def run_cli(body: Callable[[], None]) -> None:
     except (ValueError, FileNotFoundError, ToolError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: {full_disk_message(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def full_disk_message(err: OSError) -> str:
+    """One line for a write that found its disk (or quota) full: the folder, and what is free there now."""
+    path = Path(err.filename) if err.filename else Path.cwd()
+    folder = next((p for p in (path, *path.parents) if p.is_dir()), Path.cwd())
+    free = shutil.disk_usage(folder).free
+    return (f"{'disk quota exceeded' if err.errno == errno.EDQUOT else 'no space left on the device'} writing "
+            f"{path} (folder {folder}, {free / 1e9:.2f} GB free now): free space "
+            "there, or point `results` at a larger file system, and rerun")
 
 
 def add_genotype_input_arguments(parser: argparse.ArgumentParser) -> None:
