@@ -6,19 +6,6 @@
 # checkpoints/last.pt to resume from it. The logs are appended to, so that each job's (and retry's) line
 # saying where it started and stopped stays.
 
-from vitudip.train.jobs import segment_ends
-
-
-def train_segment_ends():
-    """The epoch after which each training job stops, the last being train.epochs (train_model's)."""
-    return segment_ends(config["train"]["epochs"], config["train"]["epochs_per_job"])
-
-
-def previous_train_segment(epoch):
-    """The record of the training job before the one that ends after `epoch` (none for the first job)."""
-    earlier = [end for end in train_segment_ends() if end < epoch]
-    return [results("train", "segments", f"epoch_{earlier[-1]}.json")] if earlier else []
-
 
 rule train_segment:
     input:
@@ -29,12 +16,12 @@ rule train_segment:
         previous=lambda wildcards: previous_train_segment(int(wildcards.epoch)),
     output:
         record=results("train", "segments", "epoch_{epoch}.json"),
-    wildcard_constraints:
-        epoch=r"\d+",
     params:
         script=script_path("train_segment.py"),
         settings=stage_settings(TrainSettings.CONFIG_KEYS),
         checkpoints=results("train", "checkpoints"),
+    wildcard_constraints:
+        epoch=r"\d+",
     log:
         results("logs", "train_segment_{epoch}.log"),
     benchmark:
