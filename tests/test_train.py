@@ -388,6 +388,10 @@ def test_three_epochs_in_three_jobs_equal_one_job_and_each_job_logs_where_it_sta
         for until in (1, 2):
             record = run_segment(root, tmp_path / "chain", until, config, epochs=3, checkpoint_every=5)
             assert json.loads(record.read_text())["epoch"] == until
+            if until == 1:  # a kill after last.pt, before the segment's snapshot: the rerun writes it
+                Path(json.loads(record.read_text())["checkpoint"]).unlink()
+                run_segment(root, tmp_path / "chain", until, config, epochs=3, checkpoint_every=5)
+                assert Path(json.loads(record.read_text())["checkpoint"]).exists()
         chained, b = run_training(root, tmp_path / "chain", config, epochs=3, checkpoint_every=5)
     assert_same_training(straight, chained, a["model"], b["model"])
     for start, stop in ((0, 1), (1, 2), (2, 3)):

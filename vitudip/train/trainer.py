@@ -424,7 +424,8 @@ def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSe
         history = state["history"]
         start_epoch = state["epoch"]
         snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
-        if start_epoch % settings.checkpoint_every == 0 and not snapshot.exists():
+        due = start_epoch % settings.checkpoint_every == 0 or start_epoch == until < settings.epochs
+        if due and not snapshot.exists():
             # the run that reached this epoch was killed before (or while) writing its snapshot
             save_checkpoint(snapshot, state)
             log.info("wrote the missing snapshot %s", snapshot)
