@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train the ViT autoencoder on the preprocessing cache; write the model, metrics and figures."""
+"""Train the ViT autoencoder on the preprocessing cache (the last job of a chain); write the model, metrics and
+figures."""
 
 import argparse
 import sys
@@ -7,6 +8,7 @@ import sys
 from vitudip.cli import run_cli
 from vitudip.config import read_settings
 from vitudip.model.config import model_from_config
+from vitudip.train.jobs import job_time_limit_s
 from vitudip.train.settings import TrainSettings
 from vitudip.train.trainer import train_model
 
@@ -27,6 +29,8 @@ def main(argv=None) -> None:
     parser.add_argument("--reconstruction-plot", required=True)
     parser.add_argument("--checkpoints", required=True, help="folder for last.pt (resumed from) and epoch_NNN.pt")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (the rule's threads:; default: torch's)")
+    parser.add_argument("--time-limit-minutes", type=float,
+                        help="the rule's runtime: inside a Slurm job, no epoch is begun that would not end before it")
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -36,7 +40,7 @@ def main(argv=None) -> None:
         outputs = {"model": args.model, "metrics": args.metrics, "loss_plot": args.loss_plot,
                    "reconstruction_plot": args.reconstruction_plot}
         train_model(args.cache, args.qc, args.splits, args.brain_mask, model_config, settings, outputs,
-                    args.checkpoints)
+                    args.checkpoints, job_time_limit_s(args.time_limit_minutes))
 
     run_cli(run)
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 import runpy
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +26,14 @@ from vitudip.imaging.cache_grid import GRID_FILE, cache_grid
 from vitudip.imaging.grid import FSL_2MM
 from vitudip.io.stage_tables import passed_subjects
 from vitudip.model.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from vitudip.model.config import SPREAD_OPTIONS
 from vitudip.model.device import set_cpu_threads
 from vitudip.model.vit_autoencoder import ModelConfig
 from vitudip.perdi.decode import BrainDecoder, perturbation_maps
+from vitudip.train.jobs import TimeLimitReached, job_time_limit_s, segment_ends
 from vitudip.train.schedule import Schedule
 from vitudip.train.settings import TrainSettings
-from vitudip.train.trainer import train_model
+from vitudip.train.trainer import train_model, train_segment
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPE = (32, 32, 32)
@@ -228,16 +237,197 @@ def test_centring_stores_the_mean_image_and_starts_at_the_mean_image_loss(cohort
     assert load_checkpoint(plain["model"])["input_scale"] == 1.0  # scaling only applies to centred images
 
 
-def test_two_epochs_equal_one_epoch_then_resume(cohort, tmp_path):
+#: Every stochastic part of the demo preset (nested dropout's draws, the latent spread penalty, the mode terms and
+#: the pool started at the modes), at the test cohort's size: the test of an exact resume needs them, since a
+#: deterministic model (``small_config``) resumes identically even when a random state is lost.
+def stochastic_config() -> ModelConfig:
+    spread = {**SPREAD_OPTIONS, "mode_loss_modes": 8}
+    return small_config(**spread)
+
+
+def assert_same_training(a: pd.DataFrame, b: pd.DataFrame, model_a: Path, model_b: Path) -> None:
+    """Bit-identical weights and identical metrics (but for the timings)."""
+    timing = ["seconds", "subjects_per_s"]
+    pd.testing.assert_frame_equal(a.drop(columns=timing), b.drop(columns=timing), check_exact=True)
+    weights_a, weights_b = load_checkpoint(model_a)["model"], load_checkpoint(model_b)["model"]
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+
+
+def test_three_epochs_equal_one_epoch_then_resume_bit_for_bit_with_every_stochastic_option(cohort, tmp_path):
     root, _ = cohort
-    _, straight = run_training(root, tmp_path / "straight", epochs=2)
-    run_training(root, tmp_path / "resumed", epochs=1)
-    metrics, resumed = run_training(root, tmp_path / "resumed", epochs=2)
-    assert list(metrics["epoch"]) == [1, 2]
-    a = load_checkpoint(straight["model"])["model"]
-    b = load_checkpoint(resumed["model"])["model"]
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    config = stochastic_config()
+    assert config.nested_dropout and config.pool_from_modes and config.latent_variance_weight > 0
+    straight, a = run_training(root, tmp_path / "straight", config, epochs=3)
+    run_training(root, tmp_path / "resumed", config, epochs=1)
+    resumed, b = run_training(root, tmp_path / "resumed", config, epochs=3)
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    assert_same_training(straight, resumed, a["model"], b["model"])
+
+
+def test_a_training_killed_mid_epoch_and_rerun_equals_an_uninterrupted_one(cohort, tmp_path):
+    """A real SIGKILL of the train script after its first epoch's checkpoint, then the same command again."""
+    root, _ = cohort
+    overrides = {"image_size": list(SHAPE), "patch_size": [8, 8, 8], "encoder_dim": 24, "encoder_depth": 1,
+                 "encoder_heads": 2, "decoder_dim": 12, "decoder_depth": 1, "decoder_heads": 2,
+                 "mode_loss_modes": 8}
+    settings = json.dumps({"seed": 3, "model": {"preset": "demo", "overrides": overrides},
+                           "train": {"epochs": 30, "batch_size": 4, "checkpoint_every": 100}})
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, str(ROOT / "scripts" / "train.py"), "--cache", str(root / "cache"),
+                "--qc", str(root / "qc.tsv"), "--splits", str(root / "splits.tsv"),
+                "--brain-mask", str(root / "brain_mask.npy"), "--settings", settings, "--threads", "1",
+                "--checkpoints", str(out / "checkpoints"), "--model", str(out / "model.pt"),
+                "--metrics", str(out / "metrics.tsv"), "--loss-plot", str(out / "loss.png"),
+                "--reconstruction-plot", str(out / "reconstruction.png")]
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(command(tmp_path / "straight"), check=True, env=env, capture_output=True)
+    killed = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    while not last.exists() and killed.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.02)  # into the next epoch (an epoch here takes about 0.05 s)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    reached = load_checkpoint(last)["epoch"]
+    assert 1 <= reached < 30
+    rerun = subprocess.run(command(tmp_path / "killed"), check=True, env=env, capture_output=True, text=True)
+    assert f"after epoch {reached}" in rerun.stderr
+    metrics = [pd.read_csv(tmp_path / name / "metrics.tsv", sep="\t") for name in ("straight", "killed")]
+    assert_same_training(*metrics, tmp_path / "straight" / "model.pt", tmp_path / "killed" / "model.pt")
+
+
+def read_qc_table(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / "qc.tsv", sep="\t", dtype={"subject_id": str, "reason": str}, keep_default_na=False)
+
+
+def _add_back_subject_0002(root: Path) -> None:
+    qc = read_qc_table(root)
+    qc.loc[qc["subject_id"] == "0002", ["status", "reason"]] = ["ok", ""]
+    qc.to_csv(root / "qc.tsv", sep="\t", index=False)
+
+
+def _preprocess_subject_0005_again(root: Path) -> None:
+    qc = read_qc_table(root)
+    qc.loc[qc["subject_id"] == "0005", "sd"] = 1.1
+    qc.to_csv(root / "qc.tsv", sep="\t", index=False)
+
+
+def _grow_the_brain_mask(root: Path) -> None:
+    mask = np.load(root / "brain_mask.npy")
+    mask[0, 0, 0] = True
+    np.save(root / "brain_mask.npy", mask)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (_add_back_subject_0002, r"train subjects 13 -> 14: 1 added \(e\.g\. 0002\); 0 removed"),
+    (_preprocess_subject_0005_again, r"the QC rows of the same subjects differ"),
+    (_grow_the_brain_mask, r"the brain mask differs"),
+])
+def test_a_finished_training_is_not_resumed_on_other_data_but_retrained_and_kept_aside(cohort, tmp_path, caplog,
+                                                                                      change, reason):
+    root, _ = cohort
+    qc = read_qc_table(root)
+    qc.loc[qc["subject_id"] == "0002", ["status", "reason"]] = ["excluded", "motion"]
+    qc.to_csv(root / "qc.tsv", sep="\t", index=False)
+    run_training(root, tmp_path / "run", epochs=2)
+    old_last = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    change(root)
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        metrics, outputs = run_training(root, tmp_path / "run", epochs=2)
+    assert re.search(r"cannot resume from .*last\.pt: it was trained on other data \(.*" + reason, caplog.text)
+    assert "resuming" not in caplog.text and "trains epochs 1 to 2 of 2" in caplog.text
+    # retrained: the same as a training of the changed cohort from scratch, and not the old run
+    fresh_metrics, fresh = run_training(root, tmp_path / "fresh", epochs=2)
+    assert_same_training(metrics, fresh_metrics, outputs["model"], fresh["model"])
+    # the old model is kept, not overwritten
+    kept = list((tmp_path / "run" / "checkpoints" / "superseded").glob("*/last.pt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == old_last
+
+
+def test_the_same_data_in_the_same_run_is_resumed(cohort, tmp_path, caplog):
+    """The identity is of the data, not of the files: the tables rewritten alike (a path moved) still resume."""
+    root, _ = cohort
+    run_training(root, tmp_path / "run", epochs=1)
+    qc = read_qc_table(root)
+    qc.assign(path="/moved/x").to_csv(root / "qc.tsv", sep="\t", index=False)
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        run_training(root, tmp_path / "run", epochs=2)
+    assert "after epoch 1" in caplog.text and "other data" not in caplog.text
+
+
+def run_segment(root: Path, out: Path, until: int, config: ModelConfig, time_limit_s: float | None = None,
+                **settings) -> Path:
+    """One job of a training chain before its last (``train_segment``), with :func:`run_training`'s settings."""
+    train = {"epochs": 2, "batch_size": 4, "schedule": "step", "step_epochs": 1, "checkpoint_every": 1, **settings}
+    values = stage_config({"model": {}, "train": train, "seed": 3}, TrainSettings.CONFIG_KEYS)
+    record = out / "segments" / f"epoch_{until}.json"
+    train_segment(root / "cache", root / "qc.tsv", root / "splits.tsv", root / "brain_mask.npy", config,
+                  TrainSettings.from_config(values), until, record, out / "checkpoints", time_limit_s)
+    return record
+
+
+def test_segment_ends_cover_the_epochs_in_jobs_of_epochs_per_job():
+    assert segment_ends(3, 1) == [1, 2, 3]
+    assert segment_ends(10, 4) == [4, 8, 10]
+    assert segment_ends(4, 5) == [4]
+    with pytest.raises(ValueError, match=r"train\.epochs_per_job \(0\) must be >= 1"):
+        segment_ends(4, 0)
+
+
+def test_three_epochs_in_three_jobs_equal_one_job_and_each_job_logs_where_it_started_and_stopped(cohort, tmp_path,
+                                                                                                 caplog):
+    root, _ = cohort
+    config = stochastic_config()
+    straight, a = run_training(root, tmp_path / "one", config, epochs=3, checkpoint_every=5)
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        for until in (1, 2):
+            record = run_segment(root, tmp_path / "chain", until, config, epochs=3, checkpoint_every=5)
+            assert json.loads(record.read_text())["epoch"] == until
+            if until == 1:  # a kill after last.pt, before the segment's snapshot: the rerun writes it
+                Path(json.loads(record.read_text())["checkpoint"]).unlink()
+                run_segment(root, tmp_path / "chain", until, config, epochs=3, checkpoint_every=5)
+                assert Path(json.loads(record.read_text())["checkpoint"]).exists()
+        chained, b = run_training(root, tmp_path / "chain", config, epochs=3, checkpoint_every=5)
+    assert_same_training(straight, chained, a["model"], b["model"])
+    for start, stop in ((0, 1), (1, 2), (2, 3)):
+        assert f"started after epoch {start} and stopped after epoch {stop} of 3" in caplog.text
+    # each segment's end is kept (whatever checkpoint_every), so that a segment rerun finds its epoch
+    checkpoints = tmp_path / "chain" / "checkpoints"
+    assert {p.name for p in checkpoints.glob("epoch_*.pt")} == {"epoch_001.pt", "epoch_002.pt"}
+    last = (checkpoints / "last.pt").read_bytes()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vitudip.train"):
+        run_segment(root, tmp_path / "chain", 1, config, epochs=3, checkpoint_every=5)
+    assert "epoch_001.pt after epoch 1" in caplog.text
+    assert "started after epoch 1 and stopped after epoch 1" in caplog.text
+    assert (checkpoints / "last.pt").read_bytes() == last and not (checkpoints / "superseded").exists()
+
+
+def test_a_job_out_of_time_stops_after_its_last_whole_epoch_and_the_rerun_finishes_as_one_job(cohort, tmp_path):
+    root, _ = cohort
+    config = stochastic_config()
+    straight, a = run_training(root, tmp_path / "one", config, epochs=3)
+    # a limit shorter than one epoch: the first epoch is trained (nothing else would make progress), then it stops
+    with pytest.raises(TimeLimitReached, match=r"stopped after epoch 1 of 2 so as to end within this job's time"):
+        run_segment(root, tmp_path / "chain", 2, config, time_limit_s=1e-3, epochs=3)
+    assert load_checkpoint(tmp_path / "chain" / "checkpoints" / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "chain" / "segments" / "epoch_2.json").exists()
+    run_segment(root, tmp_path / "chain", 2, config, epochs=3)
+    resumed, b = run_training(root, tmp_path / "chain", config, epochs=3)
+    assert_same_training(straight, resumed, a["model"], b["model"])
+
+
+def test_a_job_s_time_limit_is_its_rule_s_runtime_inside_slurm_only(monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert job_time_limit_s(720) is None
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert job_time_limit_s(720) == 43200 and job_time_limit_s(None) is None
 
 
 def test_a_checkpoint_of_another_config_is_refused_and_not_resumed(cohort, tmp_path, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,6 +152,29 @@ def test_dry_run_plans_the_engines_own_jobs(tmp_path, engine, fmt, ld_reference,
     # 2 chromosomes x 3 dimension batches, each chromosome prepared once
     assert "chr22/batch2" in out and out.count("rule gwas_shard:") == 6
     assert out.count("rule prepare_genotypes:") == 2
+
+
+def test_training_is_planned_as_a_chain_of_jobs_of_epochs_per_job(tmp_path):
+    """3 epochs, 1 per job: two train_segment jobs, each waiting for the one before, then train_model."""
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["train"].update(epochs=3, epochs_per_job=1)
+    path = tmp_path / "chain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "-n", "--printshellcmds", configfile=path)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    jobs = {}
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        if rule in ("train_segment", "train_model"):
+            inputs = next(line for line in block.splitlines() if line.strip().startswith("input:"))
+            until = re.search(r"--until (\d+)", block)
+            jobs[int(until.group(1)) if until else 3] = (rule, inputs)
+    assert sorted(jobs) == [1, 2, 3] and jobs[3][0] == "train_model"
+    assert "segments/epoch_" not in jobs[1][1]
+    assert "segments/epoch_1.json" in jobs[2][1] and "segments/epoch_2.json" in jobs[3][1]
+    # each job stops before its rule's runtime (in a Slurm job) and appends its line to its log
+    assert out.count("--time-limit-minutes 720") == 3 and ">> " in out
 
 
 @pytest.mark.slow

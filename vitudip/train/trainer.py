@@ -1,7 +1,9 @@
-"""The training loop: seeded, resumable, mixed precision on CUDA, one progress bar per epoch."""
+"""The training loop: seeded, resumable exactly, in as many jobs as it takes, mixed precision on CUDA, one progress
+bar per epoch."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -29,6 +31,8 @@ from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
+from vitudip.train.identity import identity_differences, training_data_identity
+from vitudip.train.jobs import JobClock, TimeLimitReached, job_name
 from vitudip.train.schedule import Schedule
 from vitudip.train.settings import TrainSettings, check_training
 
@@ -170,8 +174,16 @@ def start_pool_from_modes(step: Step, train: BatchSource, val: BatchSource, mode
     return gap
 
 
-def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device: torch.device) -> dict | None:
-    """The state of one checkpoint to continue from, or None (saying why) when it cannot be used."""
+def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, data: dict, until: int,
+                device: torch.device) -> dict | None:
+    """The state of one checkpoint to continue from, or None (saying why) when it cannot be used.
+
+    Args:
+        path: the checkpoint.
+        config, settings, data: what it must have been made with (:func:`training_data_identity` for ``data``).
+        until: the last epoch this job trains; a later checkpoint is not resumed from (quietly: it is this run's).
+        device: where its tensors go.
+    """
     try:
         state = load_checkpoint(path, map_location=device)
     except CheckpointError as err:
@@ -182,6 +194,14 @@ def _try_resume(path: Path, config: ModelConfig, settings: TrainSettings, device
         diff.append("training settings changed")
     if diff:
         log.warning("cannot resume from %s: it was made with a different setup (%s)", path, "; ".join(diff))
+        return None
+    changed = identity_differences(state.get("data"), data)
+    if changed:
+        log.warning("cannot resume from %s: it was trained on other data (%s); training from scratch", path,
+                    "; ".join(changed))
+        return None
+    if state["epoch"] > until:
+        log.info("%s is after epoch %d, past this job's last epoch %d", path, state["epoch"], until)
         return None
     return state
 
@@ -216,36 +236,46 @@ def remove_stale_temporaries(checkpoint_dir: Path) -> None:
         log.warning("removed %s, left by an interrupted checkpoint write", tmp)
 
 
-def resume_state(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings,
-                 device: torch.device) -> dict | None:
-    """The newest usable checkpoint: ``last.pt``, else the newest readable ``epoch_NNN.pt`` of the same setup."""
-    candidates = [checkpoint_dir / "last.pt"] + [path for _, path in _snapshots(checkpoint_dir)]
+def resume_state(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings, data: dict, until: int,
+                 device: torch.device) -> tuple[dict | None, Path | None]:
+    """The newest usable checkpoint up to epoch ``until``: ``last.pt``, else the newest usable ``epoch_NNN.pt``.
+
+    Returns:
+        its state and path; (None, None) when none can be used.
+    """
+    snapshots = [path for epoch, path in _snapshots(checkpoint_dir) if epoch <= until]
+    candidates = [checkpoint_dir / "last.pt"] + snapshots
     for path in candidates:
         if not path.exists():
             continue
-        state = _try_resume(path, config, settings, device)
+        state = _try_resume(path, config, settings, data, until, device)
         if state is not None:
-            level = logging.INFO if path.name == "last.pt" else logging.WARNING
+            level = logging.INFO if path.name == "last.pt" or state["epoch"] == until else logging.WARNING
             log.log(level, "resuming from %s after epoch %d", path, state["epoch"])
-            return state
+            return state, path
     if any(path.exists() for path in candidates):
         log.warning("no checkpoint in %s can be resumed; training from scratch", checkpoint_dir)
-    return None
+    return None, None
 
 
-def keep_later_snapshots(checkpoint_dir: Path, start_epoch: int) -> None:
-    """Move snapshots of epochs after ``start_epoch`` to ``superseded/`` so that this run never overwrites them.
+def set_aside(checkpoint_dir: Path, start_epoch: int, resumed_from: Path | None) -> None:
+    """Move what this run would overwrite to ``superseded/<time>/``: snapshots after ``start_epoch``, and
+    ``last.pt`` unless it is what the run resumed from.
 
-    They belong to another setup or to a run whose ``last.pt`` was lost; a user may still want them.
+    They belong to another setup, other data, or later epochs of this run; a user may still want them (the
+    model of a cohort before it changed is its ``last.pt``).
     """
     later = [path for epoch, path in _snapshots(checkpoint_dir) if epoch > start_epoch]
+    last = checkpoint_dir / "last.pt"
+    if last.exists() and resumed_from != last:
+        later.append(last)
     if not later:
         return
     keep = checkpoint_dir / "superseded" / time.strftime("%Y%m%d-%H%M%S")
     keep.mkdir(parents=True, exist_ok=True)
     for path in later:
         os.replace(path, keep / path.name)
-    log.warning("moved %d snapshot(s) of later epochs to %s instead of overwriting them", len(later), keep)
+    log.warning("moved %s to %s instead of overwriting them", ", ".join(path.name for path in later), keep)
 
 
 @dataclass(frozen=True)
@@ -258,6 +288,8 @@ class SplitVolumes:
         val_rows: cache rows of the validation subjects (empty when there are none).
         train: the training subjects' volumes.
         val: the validation subjects' volumes; the first training subject's when there are none (for the figure).
+        identity: what the run trains on (:func:`~vitudip.train.identity.training_data_identity`), stored in its
+            checkpoints.
     """
 
     layout: CacheGrid
@@ -265,14 +297,15 @@ class SplitVolumes:
     val_rows: np.ndarray
     train: CachedVolumes
     val: CachedVolumes
+    identity: dict
 
 
 def load_split_volumes(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
-                       config: ModelConfig) -> SplitVolumes:
+                       brain_mask_path: str | os.PathLike, config: ModelConfig) -> SplitVolumes:
     """The QC-passed training and validation subjects of the cache.
 
     Args:
-        cache_dir, qc_path, splits_path: the preprocess stage's outputs.
+        cache_dir, qc_path, splits_path, brain_mask_path: the preprocess stage's outputs.
         config: model sizes (``image_size`` must equal the cache's volume shape).
 
     Raises:
@@ -290,7 +323,8 @@ def load_split_volumes(cache_dir: str | os.PathLike, qc_path: str | os.PathLike,
         raise ValueError(f"cache volumes are {train_volumes.volume_shape} but model.image_size is {config.image_size}: "
                          f"they must be equal (preprocess.pad_to)")
     val_volumes = CachedVolumes(cache_dir, val_rows if len(val_rows) else train_rows[:1])
-    return SplitVolumes(layout, subjects, val_rows, train_volumes, val_volumes)
+    identity = training_data_identity(subjects, qc_path, train_volumes.images, layout.to_json(), brain_mask_path)
+    return SplitVolumes(layout, subjects, val_rows, train_volumes, val_volumes, identity)
 
 
 @dataclass(frozen=True)
@@ -364,8 +398,8 @@ def prepare_training(config: ModelConfig, settings: TrainSettings, volumes: Spli
     return TrainingRun(device, model, step, optimizer, penalty, settings.schedule_fn(), train, val, mean_image, modes)
 
 
-def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings,
-                    run: TrainingRun) -> tuple[list[dict], int]:
+def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings, run: TrainingRun,
+                    data: dict, until: int) -> tuple[list[dict], int]:
     """Continue from the newest usable checkpoint, else start afresh (from the modes with ``pool_from_modes``).
 
     Args:
@@ -373,6 +407,8 @@ def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSe
         config: model sizes, which a checkpoint must match.
         settings: training settings, whose resume key a checkpoint must match.
         run: the prepared model and optimizer, into which a checkpoint's state is loaded.
+        data: what the run trains on, which a checkpoint must match.
+        until: the last epoch this job trains; no later checkpoint is resumed from.
 
     Returns:
         the metrics rows of the epochs already trained, and their number.
@@ -381,20 +417,22 @@ def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSe
     remove_stale_temporaries(checkpoint_dir)
     history: list[dict] = []
     start_epoch = 0
-    state = resume_state(checkpoint_dir, config, settings, run.device)
+    state, resumed_from = resume_state(checkpoint_dir, config, settings, data, until, run.device)
     if state is not None:
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
         start_epoch = state["epoch"]
         snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
-        if start_epoch % settings.checkpoint_every == 0 and not snapshot.exists():
+        due = start_epoch % settings.checkpoint_every == 0 or start_epoch == until < settings.epochs
+        if due and not snapshot.exists():
             # the run that reached this epoch was killed before (or while) writing its snapshot
             save_checkpoint(snapshot, state)
             log.info("wrote the missing snapshot %s", snapshot)
     elif config.pool_from_modes:
         start_pool_from_modes(run.step, run.train, run.val, run.modes, settings.seed)
-    keep_later_snapshots(checkpoint_dir, start_epoch)
+    if start_epoch < until:
+        set_aside(checkpoint_dir, start_epoch, resumed_from)
     return history, start_epoch
 
 
@@ -416,14 +454,26 @@ class EpochFit(NamedTuple):
     seconds: float
 
 
+def seed_epoch_draws(seed: int, epoch: int) -> None:
+    """Seed torch's global generators (the CPU's and every GPU's) for one epoch from ``(seed, epoch)`` alone.
+
+    Within an epoch they draw nested dropout's dimensions and each loader's base seed; seeded so, an epoch
+    draws the same whether the run was resumed before it or not, and nothing about them need be saved.
+    (The order has a generator of its own, :func:`~vitudip.data.volumes.epoch_order`; numpy's and Python's
+    generators are not used in training.)
+    """
+    torch.manual_seed(int(np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0]))
+
+
 def train_epoch(run: TrainingRun, settings: TrainSettings, epoch: int) -> EpochFit:
     """Train one epoch over the training subjects in the epoch's seeded order.
 
     Args:
         run: the model and what trains it.
         settings: training settings.
-        epoch: 0-based; sets the order and, with the batch, the learning rate.
+        epoch: 0-based; sets the order, the random draws and, with the batch, the learning rate.
     """
+    seed_epoch_draws(settings.seed, epoch)
     run.model.train()
     started = time.perf_counter()
     total, penalty_total, modes_total, seen = 0.0, 0.0, 0.0, 0
@@ -448,22 +498,34 @@ def train_epoch(run: TrainingRun, settings: TrainSettings, epoch: int) -> EpochF
 
 
 def train_epochs(run: TrainingRun, volumes: SplitVolumes, config: ModelConfig, settings: TrainSettings,
-                 checkpoint_dir: Path, history: list[dict], start_epoch: int) -> None:
-    """Train the epochs after ``start_epoch``; after each, validate, log and write ``last.pt`` (and a snapshot).
+                 checkpoint_dir: Path, history: list[dict], start_epoch: int, until: int, clock: JobClock) -> int:
+    """Train the epochs after ``start_epoch`` up to ``until`` while the job has time; after each, validate, log
+    and write ``last.pt`` (and a snapshot every ``checkpoint_every`` epochs and at ``until`` when training goes
+    on after it).
 
     Args:
         run: the model and what trains it.
-        volumes: the subjects (``val_rows`` says whether any are validated on).
+        volumes: the subjects (``val_rows`` says whether any are validated on; their identity is stored).
         config: model sizes, stored in the checkpoints.
         settings: training settings (``epochs``, ``checkpoint_every``; the resume key is stored).
         checkpoint_dir: where ``last.pt`` and ``epoch_NNN.pt`` go.
         history: the metrics rows so far; each epoch's row is appended.
         start_epoch: epochs already trained.
+        until: the last epoch this job trains.
+        clock: the job's time; no epoch is begun that is not expected to end before its limit.
+
+    Returns:
+        the epoch trained last (``start_epoch`` when none was).
     """
-    for epoch in range(start_epoch, settings.epochs):
+    epoch = start_epoch
+    while epoch < until:
+        if epoch > start_epoch and not clock.room_for_another():
+            break
+        began = time.perf_counter()
         fit = train_epoch(run, settings, epoch)
         val_loss, spectrum = evaluate(run.step, run.val) if len(volumes.val_rows) else (float("nan"), None)
-        row = {"epoch": epoch + 1, "lr": fit.lr, "train_loss": fit.loss, "train_penalty": fit.penalty,
+        epoch += 1
+        row = {"epoch": epoch, "lr": fit.lr, "train_loss": fit.loss, "train_penalty": fit.penalty,
                "train_mode_loss": fit.mode_loss, "val_loss": val_loss,
                "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
                "seconds": fit.seconds, "subjects_per_s": fit.subjects / fit.seconds}
@@ -472,11 +534,14 @@ def train_epochs(run: TrainingRun, volumes: SplitVolumes, config: ModelConfig, s
                  "ratio %.1f of %d, %.0f s, %.1f subjects/s", row["epoch"], row["train_loss"], row["train_penalty"],
                  row["train_mode_loss"], row["val_loss"], row["val_participation_ratio"], config.encoder_dim,
                  fit.seconds, row["subjects_per_s"])
-        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch + 1,
-                 "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key()}
+        state = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "epoch": epoch,
+                 "history": history, "model_config": config.to_dict(), "train_key": settings.resume_key(),
+                 "data": volumes.identity}
         save_checkpoint(checkpoint_dir / "last.pt", state)
-        if (epoch + 1) % settings.checkpoint_every == 0:
-            save_checkpoint(checkpoint_dir / f"epoch_{epoch + 1:03d}.pt", state)
+        if epoch % settings.checkpoint_every == 0 or epoch == until < settings.epochs:
+            save_checkpoint(checkpoint_dir / f"epoch_{epoch:03d}.pt", state)
+        clock.epoch_done(time.perf_counter() - began)
+    return epoch
 
 
 def warn_about_health(metrics: pd.DataFrame, baseline: float, encoder_dim: int) -> None:
@@ -524,10 +589,75 @@ def write_training_outputs(run: TrainingRun, volumes: SplitVolumes, config: Mode
         _reconstruction_figure(run.step, volumes.val, volumes.subjects, volumes.val_rows, out["reconstruction_plot"])
 
 
+def _train_job(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
+               brain_mask_path: str | os.PathLike, config: ModelConfig, settings: TrainSettings, until: int,
+               checkpoint_dir: Path, time_limit_s: float | None) -> tuple[TrainingRun, SplitVolumes, list[dict]]:
+    """One job's share of training: resume, train to epoch ``until`` while time allows, and log where it started
+    and stopped.
+
+    Raises:
+        TimeLimitReached: the job stopped before ``until`` to end within ``time_limit_s``, its last epoch saved.
+    """
+    clock = JobClock(time_limit_s)
+    check_training(config, settings)
+    if not 1 <= until <= settings.epochs:
+        raise ValueError(f"a training job's last epoch must be within 1..train.epochs ({settings.epochs}), "
+                         f"got {until}")
+    set_cpu_threads(settings.threads)
+    device = pick_device(settings.device, "train.device")
+    log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    volumes = load_split_volumes(cache_dir, qc_path, splits_path, brain_mask_path, config)
+    run = prepare_training(config, settings, volumes, brain_mask_path, device)
+    history, start_epoch = resume_training(checkpoint_dir, config, settings, run, volumes.identity, until)
+    log.info("%s trains epochs %d to %d of %d", job_name(), start_epoch + 1, until, settings.epochs)
+    stopped = train_epochs(run, volumes, config, settings, checkpoint_dir, history, start_epoch, until, clock)
+    why = "its last epoch" if stopped == until else "the time limit"
+    log.info("%s started after epoch %d and stopped after epoch %d of %d (%s), in %.0f s", job_name(), start_epoch,
+             stopped, settings.epochs, why, clock.elapsed())
+    if stopped < until:
+        raise TimeLimitReached(
+            f"stopped after epoch {stopped} of {until} so as to end within this job's time limit of "
+            f"{time_limit_s / 60:.0f} min (an epoch takes up to {clock.longest_epoch_s / 60:.1f} min); "
+            f"rerunning the job resumes from {checkpoint_dir / 'last.pt'} (Snakemake's --retries does), or give "
+            "each job fewer epochs (train.epochs_per_job)")
+    return run, volumes, history
+
+
+def train_segment(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
+                  brain_mask_path: str | os.PathLike, config: ModelConfig, settings: TrainSettings, until: int,
+                  record_path: str | os.PathLike, checkpoint_dir: str | os.PathLike,
+                  time_limit_s: float | None = None) -> None:
+    """Train up to epoch ``until`` (one job of a chain, not the last) and write its record.
+
+    Args:
+        cache_dir, qc_path, splits_path, brain_mask_path: the preprocess stage's outputs.
+        config: model sizes.
+        settings: training settings.
+        until: the epoch this job ends after; below ``settings.epochs``.
+        record_path: the job's JSON record (the epoch and its snapshot), which the next job waits for.
+        checkpoint_dir: where ``last.pt`` and ``epoch_NNN.pt`` are (``epoch_<until>.pt`` is always written).
+        time_limit_s: the job's time limit; None: none.
+
+    Raises:
+        TimeLimitReached: see :func:`_train_job`.
+    """
+    if until >= settings.epochs:
+        raise ValueError(f"a training segment ends before the last epoch ({settings.epochs}), got {until}: "
+                         "the last epochs are train_model's")
+    checkpoint_dir = Path(checkpoint_dir)
+    _train_job(cache_dir, qc_path, splits_path, brain_mask_path, config, settings, until, checkpoint_dir,
+               time_limit_s)
+    with staged_outputs({"record": record_path}) as out:
+        snapshot = checkpoint_dir / f"epoch_{until:03d}.pt"
+        out["record"].write_text(json.dumps({"epoch": until, "checkpoint": str(snapshot)}))
+
+
 def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_path: str | os.PathLike,
                 brain_mask_path: str | os.PathLike, config: ModelConfig, settings: TrainSettings,
-                outputs: dict[str, str | os.PathLike], checkpoint_dir: str | os.PathLike) -> pd.DataFrame:
-    """Train the autoencoder on the training split and write the model, metrics and figures.
+                outputs: dict[str, str | os.PathLike], checkpoint_dir: str | os.PathLike,
+                time_limit_s: float | None = None) -> pd.DataFrame:
+    """Train the autoencoder on the training split (the last job of a chain) and write the model, metrics and
+    figures.
 
     Args:
         cache_dir, qc_path, splits_path, brain_mask_path: the preprocess stage's outputs.
@@ -535,21 +665,18 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         settings: training settings.
         outputs: paths for ``model``, ``metrics``, ``loss_plot``, ``reconstruction_plot``.
         checkpoint_dir: where ``last.pt`` (resumed from on a rerun) and ``epoch_NNN.pt`` go.
+        time_limit_s: the job's time limit; None: none.
 
     Returns:
         The metrics table.
+
+    Raises:
+        TimeLimitReached: see :func:`_train_job`.
     """
-    check_training(config, settings)
-    set_cpu_threads(settings.threads)
-    device = pick_device(settings.device, "train.device")
-    log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    volumes = load_split_volumes(cache_dir, qc_path, splits_path, config)
-    run = prepare_training(config, settings, volumes, brain_mask_path, device)
-    checkpoint_dir = Path(checkpoint_dir)
-    history, start_epoch = resume_training(checkpoint_dir, config, settings, run)
+    run, volumes, history = _train_job(cache_dir, qc_path, splits_path, brain_mask_path, config, settings,
+                                       settings.epochs, Path(checkpoint_dir), time_limit_s)
     baseline = mean_image_loss(run.mean_image, run.val, run.step)
     log.info("validation loss of the mean training image: %.4f", baseline)
-    train_epochs(run, volumes, config, settings, checkpoint_dir, history, start_epoch)
     metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)
     metrics["mean_image_val_loss"] = baseline
     warn_about_health(metrics, baseline, config.encoder_dim)

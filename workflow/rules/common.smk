@@ -25,6 +25,7 @@ from vitudip.io.genotype_files import GenotypeInput
 from vitudip.loci.settings import LociSettings
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
+from vitudip.train.jobs import segment_ends
 from vitudip.train.settings import TrainSettings
 from vitudip.study import study_warnings, validate_study
 
@@ -246,3 +247,14 @@ def gwas_shard_inputs(wildcards):
     if config["gwas"]["engine"] == "regenie":
         inputs["step1"] = results("gwas", "regenie_step1")
     return inputs
+
+
+def train_segment_ends():
+    """The epoch after which each training job stops, the last being train.epochs (train_model's)."""
+    return segment_ends(config["train"]["epochs"], config["train"]["epochs_per_job"])
+
+
+def previous_train_segment(epoch):
+    """The record of the training job before the one that ends after `epoch` (none for the first job)."""
+    earlier = [end for end in train_segment_ends() if end < epoch]
+    return [results("train", "segments", f"epoch_{earlier[-1]}.json")] if earlier else []

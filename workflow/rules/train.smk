@@ -1,6 +1,43 @@
-# Train the ViT autoencoder on the preprocessing cache.
-# checkpoints/ is not a declared output: Snakemake deletes outputs before a job
-# runs, and a rerun must find checkpoints/last.pt to resume from it.
+# Train the ViT autoencoder on the preprocessing cache, as a chain of jobs of train.epochs_per_job epochs:
+# train_segment jobs up to each segment's last epoch, then train_model, which trains the last epochs and
+# writes the model. Each job resumes from checkpoints/last.pt, and stops cleanly before its rule's runtime
+# when the next epoch would not fit (in a Slurm job), so a job killed or stopped loses no finished epoch.
+# checkpoints/ is not a declared output: Snakemake deletes outputs before a job runs, and a rerun must find
+# checkpoints/last.pt to resume from it. The logs are appended to, so that each job's (and retry's) line
+# saying where it started and stopped stays.
+
+
+rule train_segment:
+    input:
+        cache=results("preprocess", "cache"),
+        qc=results("preprocess", "qc.tsv"),
+        splits=results("preprocess", "splits.tsv"),
+        brain_mask=results("preprocess", "brain_mask.npy"),
+        previous=lambda wildcards: previous_train_segment(int(wildcards.epoch)),
+    output:
+        record=results("train", "segments", "epoch_{epoch}.json"),
+    params:
+        script=script_path("train_segment.py"),
+        settings=stage_settings(TrainSettings.CONFIG_KEYS),
+        checkpoints=results("train", "checkpoints"),
+    wildcard_constraints:
+        epoch=r"\d+",
+    log:
+        results("logs", "train_segment_{epoch}.log"),
+    benchmark:
+        results("benchmarks", "train_segment_{epoch}.tsv")
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=0 if config["train"]["device"] == "cpu" else 1,
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
+        "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} "
+        "--until {wildcards.epoch} --record {output.record:q} --time-limit-minutes {resources.runtime} "
+        "--threads {threads} >> {log:q} 2>&1"
 
 
 rule train_model:
@@ -9,6 +46,7 @@ rule train_model:
         qc=results("preprocess", "qc.tsv"),
         splits=results("preprocess", "splits.tsv"),
         brain_mask=results("preprocess", "brain_mask.npy"),
+        previous=previous_train_segment(config["train"]["epochs"]),
     output:
         model=results("train", "model.pt"),
         metrics=results("train", "metrics.tsv"),
@@ -36,4 +74,5 @@ rule train_model:
         "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
         "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
-        "--reconstruction-plot {output.reconstruction_plot:q} --threads {threads} > {log:q} 2>&1"
+        "--reconstruction-plot {output.reconstruction_plot:q} --time-limit-minutes {resources.runtime} "
+        "--threads {threads} >> {log:q} 2>&1"
