@@ -281,18 +281,21 @@ def small_tables(rows: int, columns: int) -> Request:
     return _request(PYTHON_BASE_MB, rows * columns * 8 * 4, 60 + rows * columns * 1e-6)
 
 
-def prepare_genotypes(file_samples: int, analysed: int, variants: int) -> Request:
+def prepare_genotypes(file_samples: int, analysed: int, variants: int, threads: int) -> Request:
     """One chromosome's analysed samples decoded into a PGEN, :data:`PREPARE_BLOCK` variants at a time.
 
     Args:
         file_samples: samples of the genotype file (rows of the sample selection).
         analysed: samples kept.
-        variants: variants of the chromosome's file.
+        variants: variants of the chromosome's file (before QC).
+        threads: decoding threads, taken at half efficiency (the rate was measured on one; two threads on
+            two shared cores gained nothing there).
     """
     # a block's 8-bit probabilities of every file sample (2 per sample, twice: compressed and not), and the
     # analysed samples' float32 dosages with the writer's copy
     held = PREPARE_BLOCK * (file_samples * 2 * 2 + analysed * 4 * 3) + variants * VARIANT_ROW_BYTES
-    return _request(PYTHON_BASE_MB, held, variants * file_samples * PREPARE_S_PER_VARIANT_SAMPLE)
+    seconds = variants * file_samples * PREPARE_S_PER_VARIANT_SAMPLE / max(threads / 2, 1)
+    return _request(PYTHON_BASE_MB, held, seconds)
 
 
 def genotype_qc(samples: int, variants: int, threads: int) -> Request:
@@ -476,6 +479,7 @@ class StudySize:
         subjects: imaged subjects with genotypes.
         file_samples: samples of the genotype files.
         variants: variants after QC, over every chromosome.
+        source_variants: variants of the genotype files before QC (UK Biobank's imputed BGENs: 93 M).
         chromosomes: chromosomes (per-chromosome jobs get ``variants / chromosomes``).
         dimensions: UDIP dimensions.
         voxels: padded-grid voxels.
@@ -486,6 +490,7 @@ class StudySize:
     subjects: int = 45_000
     file_samples: int = 487_409
     variants: int = 10_000_000
+    source_variants: int = 93_000_000
     chromosomes: int = 22
     dimensions: int = 128
     voxels: int = 182 * 224 * 182
@@ -519,7 +524,8 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
         "train_model": train_model(study.subjects, study.epochs, 8, model, gpu=True),
         "embed_udips": embed_vit(study.subjects, 16, model, gpu=True),
         "embed_pca_baseline": embed_pca(study.subjects, study.brain_voxels, study.dimensions),
-        "prepare_genotypes": prepare_genotypes(study.file_samples, study.subjects, per_chromosome),
+        "prepare_genotypes": prepare_genotypes(study.file_samples, study.subjects,
+                                               study.source_variants // study.chromosomes, 4),
         "genotype_qc": genotype_qc(study.subjects, study.variants, 4),
         "prepare_phenotypes": prepare_phenotypes(study.subjects, study.dimensions, study.variants),
         "gwas_shard": gwas("torch", study.subjects, per_chromosome, study.dimensions, 4096, threads["gwas_shard"]),

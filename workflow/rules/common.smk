@@ -324,7 +324,7 @@ def tables_request(wildcards, input, threads):
 
 def prepare_genotypes_request(wildcards, input, threads):
     samples = cost.table_rows(input.selection)
-    return cost.prepare_genotypes(samples, samples, cost.genotype_file_variants(input.genotypes))
+    return cost.prepare_genotypes(samples, samples, cost.genotype_file_variants(input.genotypes), threads)
 
 
 def genotype_qc_request(wildcards, input, threads):
