@@ -10,7 +10,7 @@ rule's share of them: a chromosome's for per-chromosome jobs), printed beside wh
 :mod:`vitudip.resources` (45,000 subjects x 10 M variants x 128 dimensions at 1 mm).
 
     python bench/scale.py                                  # about 12-15 min on 2 cores
-    python bench/scale.py --measurements m.json            # keep the measurements
+    python bench/scale.py --measurements m.json            # keep the measurements (a rerun resumes)
     python bench/scale.py --from m.json                    # the report again, from kept measurements
 
 A line from tiny sizes says how a cost grows, not what the fixed part of a large job is: the resource
@@ -53,6 +53,8 @@ def run_study(workdir: Path, subjects: int, length_mb: float) -> dict:
     config = yaml.safe_load(path.read_text())
     config["simulate"]["n_subjects"] = subjects
     config["simulate"]["genotypes"]["length_mb"] = length_mb
+    # this measures costs, not calibration: the permuted null of a few hundred subjects may exceed the limit
+    config["joint"]["null_lambda_limit"] = 100.0
     path.write_text(yaml.safe_dump(config))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                PYTHONPATH=str(ROOT))
@@ -77,17 +79,24 @@ def run_study(workdir: Path, subjects: int, length_mb: float) -> dict:
     return {"sizes": sizes, "jobs": jobs, "wall_s": wall}
 
 
-def measure(subjects: list[int], lengths: list[float]) -> dict:
-    """Both sweeps; the first subjects count and the first length are one shared run."""
-    runs: dict[tuple[int, float], dict] = {}
+def measure(subjects: list[int], lengths: list[float], store: Path | None) -> dict:
+    """Both sweeps; the first subjects count and the first length are one shared run. Each finished run is
+    kept in ``store`` (JSON) at once, and a run already there is not run again."""
+    kept = json.loads(store.read_text()) if store and store.exists() else {}
     plan = [(n, lengths[0]) for n in subjects] + [(subjects[0], length) for length in lengths[1:]]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for i, (n, length) in enumerate(plan, 1):
+            key = f"{n} {length}"
+            if key in kept:
+                print(f"[{i}/{len(plan)}] {n} subjects, {length} Mb per chromosome: kept in {store}", flush=True)
+                continue
             print(f"[{i}/{len(plan)}] workflow at {n} subjects, {length} Mb per chromosome ...", flush=True)
-            runs[(n, length)] = run_study(Path(tmp) / f"n{n}_l{length}", n, length)
-            print(f"    done in {runs[(n, length)]['wall_s']:.0f} s", flush=True)
-    return {"subjects": [runs[(n, lengths[0])] for n in subjects],
-            "variants": [runs[(subjects[0], length)] for length in lengths]}
+            kept[key] = run_study(Path(tmp) / f"n{n}_l{length}", n, length)
+            print(f"    done in {kept[key]['wall_s']:.0f} s", flush=True)
+            if store:
+                store.write_text(json.dumps(kept, indent=1))
+    return {"subjects": [kept[f"{n} {lengths[0]}"] for n in subjects],
+            "variants": [kept[f"{subjects[0]} {length}"] for length in lengths]}
 
 
 def _by_rule(run: dict) -> dict[str, dict[str, float]]:
@@ -149,17 +158,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subjects", type=int, nargs="+", default=[40, 80, 160])
     parser.add_argument("--length-mb", type=float, nargs="+", default=[2.0, 4.0, 8.0])
-    parser.add_argument("--measurements", type=Path, help="write the measurements to this JSON file")
+    parser.add_argument("--measurements", type=Path,
+                        help="keep each run's measurements in this JSON file (and reuse those already there)")
     parser.add_argument("--from", dest="source", type=Path, help="report kept measurements instead of running")
     args = parser.parse_args()
     if len(args.subjects) < 3 or len(args.length_mb) < 3:
         parser.error("each sweep needs at least three sizes to fit a growth")
     if args.source:
-        measurements = json.loads(args.source.read_text())
+        kept = json.loads(args.source.read_text())
+        measurements = {"subjects": [kept[f"{n} {args.length_mb[0]}"] for n in args.subjects],
+                        "variants": [kept[f"{args.subjects[0]} {length}"] for length in args.length_mb]}
     else:
-        measurements = measure(args.subjects, args.length_mb)
-        if args.measurements:
-            args.measurements.write_text(json.dumps(measurements, indent=1))
+        measurements = measure(args.subjects, args.length_mb, args.measurements)
     report(measurements)
 
 
