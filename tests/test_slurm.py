@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from vitudip.resources import FLOOR_MB, declared_memory
+
 from slurm_cluster import scontrol_jobs, tail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +76,18 @@ def test_profile_slurm_runs_every_job_through_slurm(tiny_run):
         assert job["Comment"].startswith(f"rule_{rule}"), job
         assert ("gpu" in job.get("TresPerJob", "")) == (rule in GPU_RULES), (rule, job.get("TresPerJob"))
         assert job["TimeLimit"] != "UNLIMITED" and job["MinMemoryNode"].endswith("M"), job
+        assert int(job["MinMemoryNode"][:-1]) >= FLOOR_MB, job
         if rule == "gwas_shard":
-            assert job["CPUs/Task"] == str(gwas_threads) and int(job["MinMemoryNode"][:-1]) >= 4000, job
+            assert job["CPUs/Task"] == str(gwas_threads), job
+    # the memory each job asked Slurm for is the mem_mb its rule declared for its inputs (vitudip/resources.py)
+    asked: dict[str, list[int]] = {}
+    for jobid, rule in rule_of.items():
+        asked.setdefault(rule, []).append(int(jobs[jobid]["MinMemoryNode"][:-1]))
+    declared: dict[str, list[int]] = {}
+    for rule, mem_mb in declared_memory(out).values():
+        if rule in rule_of.values():
+            declared.setdefault(rule, []).append(mem_mb)
+    assert {r: sorted(m) for r, m in asked.items()} == {r: sorted(m) for r, m in declared.items()}
 
     # and the workflow's results are all there
     res = tiny_run.results

@@ -3,11 +3,14 @@
 # Only the light settings modules are imported here (no stage's engine, model or simulator).
 
 import json
+import math
 import shlex
 import os
 import sys
 
 from snakemake.settings.types import DeploymentMethod
+
+import vitudip.resources as cost
 
 from vitudip.config import ConfigError, analysed_chromosomes, check_input_paths, stage_values, validate_table
 from vitudip.embed.settings import EmbedSettings
@@ -23,6 +26,7 @@ from vitudip.genetics.settings import (
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.loci.settings import LociSettings
+from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
 from vitudip.train.jobs import segment_ends
@@ -258,3 +262,154 @@ def previous_train_segment(epoch):
     """The record of the training job before the one that ends after `epoch` (none for the first job)."""
     earlier = [end for end in train_segment_ends() if end < epoch]
     return [results("train", "segments", f"epoch_{earlier[-1]}.json")] if earlier else []
+
+
+# Resources: each rule's mem_mb and runtime from its inputs' sizes, by the cost models of vitudip/resources.py.
+# A function of ``input`` is evaluated when its job is about to run (its inputs then exist); a retry asks for
+# ``attempt`` times as much.
+
+# UDIP dimensions, of the method the workflow embeds with
+DIMENSIONS = (
+    model_from_config(config).encoder_dim if config["embed"]["method"] == "vit" else config["embed"]["pca_components"]
+)
+# voxels of the padded grid every image stage reads
+GRID_VOXELS = math.prod(config["preprocess"]["pad_to"])
+
+
+def model_size():
+    """What of the configured model sets training's, embedding's and PerDI's costs."""
+    model = model_from_config(config)
+    return cost.ModelSize(
+        voxels=math.prod(model.image_size),
+        tokens=model.n_tokens,
+        dimensions=model.encoder_dim,
+        heads=model.encoder_heads,
+        depth=model.encoder_depth + model.decoder_depth,
+        modes=model.mode_loss_modes if model.uses_modes else 0,
+        pool_from_modes=model.pool_from_modes,
+    )
+
+
+def resources_from(request):
+    """A rule's mem_mb and runtime from ``request(wildcards, input, threads)``, a :class:`vitudip.resources.Request`
+    of the first attempt, times the attempt."""
+
+    def mem_mb(wildcards, input, threads, attempt):
+        return request(wildcards, input, threads).retried(attempt).mem_mb
+
+    def runtime(wildcards, input, threads, attempt):
+        return request(wildcards, input, threads).retried(attempt).runtime
+
+    return {"mem_mb": mem_mb, "runtime": runtime}
+
+
+def pvar_of(files):
+    """The .pvar of a PLINK 2 fileset given its files."""
+    return next(path for path in files if path.endswith(".pvar"))
+
+
+def tested_variants():
+    """Variants passing the genotype QC (the GWAS tests these); their list exists before any GWAS job runs."""
+    return cost.variant_rows(results("genotypes", "variants_pass.txt"))
+
+
+def simulate_request(wildcards, input, threads):
+    sim = config["simulate"]
+    voxels = int(182 * 218 * 182 / sim["voxel_mm"] ** 3)
+    # msprime at the defaults gives about 2,200 variants per Mb (the tiny study: 4,390 on 2 Mb)
+    variants = int(len(sim["genotypes"]["chromosomes"]) * sim["genotypes"]["length_mb"] * 2200)
+    return cost.simulate_cohort(sim["n_subjects"], voxels, variants)
+
+
+def preprocess_request(wildcards, input, threads):
+    return cost.preprocess_images(cost.table_rows(input.samples), GRID_VOXELS, threads)
+
+
+def train_request(wildcards, input, threads):
+    """One training job's: at most train.epochs_per_job epochs (its runtime is the limit the job stops before)."""
+    train = config["train"]
+    epochs = min(train["epochs"], train["epochs_per_job"])
+    return cost.train_model(
+        cost.table_rows(input.qc), epochs, train["batch_size"], model_size(), train["device"] != "cpu"
+    )
+
+
+def embed_request(wildcards, input, threads):
+    if "model" in input.keys():
+        gpu = config["train"]["device"] != "cpu"
+        return cost.embed_vit(cost.table_rows(input.qc), config["embed"]["batch_size"], model_size(), gpu)
+    return cost.embed_pca(
+        cost.table_rows(input.qc), cost.brain_voxels(input.brain_mask), config["embed"]["pca_components"]
+    )
+
+
+def tables_request(wildcards, input, threads):
+    """A job over a few tables: its largest input table's rows, each of at most the UDIPs' columns."""
+    tables = [path for path in input if os.path.isfile(path) and path.endswith(".tsv")]
+    return cost.small_tables(max([cost.table_rows(path) for path in tables], default=0), DIMENSIONS + 2)
+
+
+def prepare_genotypes_request(wildcards, input, threads):
+    samples = cost.table_rows(input.selection)
+    return cost.prepare_genotypes(samples, samples, cost.genotype_file_variants(input.genotypes), threads)
+
+
+def genotype_qc_request(wildcards, input, threads):
+    variants = sum(cost.variant_rows(pvar) for pvar in input.chromosomes if pvar.endswith(".pvar"))
+    return cost.genotype_qc(cost.table_rows(input.selection), variants, threads)
+
+
+def pheno_request(wildcards, input, threads):
+    return cost.prepare_phenotypes(cost.table_rows(input.udips), DIMENSIONS, cost.variant_rows(input.variants))
+
+
+def regenie_step1_request(wildcards, input, threads):
+    return cost.regenie_step1(cost.table_rows(input.pheno), cost.variant_rows(pvar_of(input.genotypes)), DIMENSIONS)
+
+
+def gwas_shard_request(wildcards, input, threads):
+    gwas = config["gwas"]
+    return cost.gwas(
+        gwas["engine"],
+        cost.table_rows(input.pheno),
+        cost.variant_rows(pvar_of(input.genotypes)),
+        math.ceil(DIMENSIONS / gwas["dimension_batches"]),
+        gwas["block_size"],
+        threads,
+    )
+
+
+def calibrate_joint_request(wildcards, input, threads):
+    # the in-process engine on the pruned variants, every dimension at once
+    return cost.gwas(
+        "torch",
+        cost.table_rows(input.pheno),
+        cost.variant_rows(pvar_of(input.genotypes)),
+        DIMENSIONS,
+        config["gwas"]["block_size"],
+        threads,
+    )
+
+
+def gather_request(wildcards, input, threads):
+    return cost.gwas_gather(tested_variants(), DIMENSIONS)
+
+
+def joint_request(wildcards, input, threads):
+    return cost.joint_test(tested_variants(), DIMENSIONS, config["joint"]["chunk_size"])
+
+
+def loci_request(wildcards, input, threads):
+    return cost.find_loci(cost.table_rows(input.pheno), tested_variants(), DIMENSIONS, threads)
+
+
+def perdi_request(wildcards, input, threads):
+    perdi = config["perdi"]
+    return cost.perdi_maps(
+        min(perdi["n_subjects"], cost.table_rows(input.qc)),
+        DIMENSIONS + cost.table_rows(input.loci),
+        GRID_VOXELS,
+        cost.brain_voxels(input.brain_mask),
+        perdi["batch_size"],
+        perdi["device"] != "cpu",
+    )

@@ -34,8 +34,7 @@ rule embed_udips:
         results("benchmarks", "embed_udips.tsv")
     threads: 8
     resources:
-        mem_mb=16000,
-        runtime=120,
+        **resources_from(embed_request),
         # the encoder runs where train.device says (embed has no device key)
         gpu=1 if EMBED["method"] == "vit" and config["train"]["device"] != "cpu" else 0,
     conda:
@@ -63,8 +62,7 @@ if EMBED["method"] == "vit" and EMBED["pca_baseline"]:
             results("benchmarks", "embed_pca_baseline.tsv")
         threads: 8
         resources:
-            mem_mb=16000,
-            runtime=120,
+            **resources_from(embed_request),
         conda:
             "../../envs/torch.yaml"
         shell:
@@ -97,8 +95,7 @@ if config["simulate"]["enabled"]:
             results("benchmarks", "embedding_vs_truth.tsv")
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            **resources_from(tables_request),
         conda:
             "../../envs/torch.yaml"
         shell:
@@ -127,8 +124,7 @@ rule plot_embedding_spectrum:
         results("benchmarks", "plot_embedding_spectrum.tsv")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **resources_from(tables_request),
     conda:
         "../../envs/torch.yaml"
     shell:

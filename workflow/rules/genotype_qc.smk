@@ -29,6 +29,8 @@ rule select_samples:
         results("logs", "select_samples.log"),
     benchmark:
         results("benchmarks", "select_samples.tsv")
+    resources:
+        **resources_from(tables_request),
     conda:
         "../../envs/genetics.yaml"
     shell:
@@ -56,8 +58,7 @@ rule prepare_genotypes:
         results("benchmarks", "prepare_genotypes", "chr{chromosome}.tsv")
     threads: 4
     resources:
-        mem_mb=lambda wildcards, attempt: attempt * 8000,
-        runtime=lambda wildcards, attempt: attempt * 720,
+        **resources_from(prepare_genotypes_request),
     conda:
         "../../envs/genetics.yaml"
     shell:
@@ -89,8 +90,7 @@ rule genotype_qc:
     threads: 4
     resources:
         # plink2 streams the genotypes; KING's pairwise pass grows with the square of the samples
-        mem_mb=lambda wildcards, attempt: attempt * 8000,
-        runtime=lambda wildcards, attempt: attempt * 240,
+        **resources_from(genotype_qc_request),
     conda:
         "../../envs/genetics.yaml"
     shell:

@@ -27,8 +27,7 @@ rule regenie_step1:
         results("benchmarks", "regenie_step1.tsv")
     threads: 8
     resources:
-        mem_mb=16000,
-        runtime=720,
+        **resources_from(regenie_step1_request),
     conda:
         "../../envs/regenie.yaml"
     shell:
@@ -60,10 +59,8 @@ rule gwas_shard:
         results("benchmarks", "gwas_shard", "chr{chromosome}_batch{batch}.tsv")
     threads: GWAS["threads"]
     resources:
-        # by shard size: the chromosome's analysed genotypes decoded to a byte per genotype (4x PGEN's
-        # 2 bits), at least 4 GB; memory and time grow with each retry (x attempt)
-        mem_mb=lambda wildcards, input, attempt: attempt * max(4000, 1000 + int(4 * input.size_mb)),
-        runtime=lambda wildcards, attempt: 240 * attempt,
+        # a block of the chromosome's variants and the batch's phenotypes; x attempt on each retry
+        **resources_from(gwas_shard_request),
         # the torch engine asks for a GPU only when told to use one (auto takes what the node has)
         gpu=1 if GWAS["engine"] == "torch" and GWAS["device"] == "cuda" else 0,
     conda:
@@ -97,8 +94,8 @@ rule gwas_gather:
         results("benchmarks", "gwas_gather.tsv")
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        # bounded by a chunk per dimension; time by the rows written
+        **resources_from(gather_request),
     conda:
         "../../envs/genetics.yaml"
     shell:

@@ -31,8 +31,7 @@ if JOINT["enabled"]:
         threads: 1
         resources:
             # chunk_size variants x dimensions x 40 bytes, plus the table of min-P's null
-            mem_mb=lambda wildcards, attempt: attempt * 8000,
-            runtime=lambda wildcards, attempt: attempt * 120,
+            **resources_from(joint_request),
         conda:
             "../../envs/genetics.yaml"
         shell:
@@ -63,8 +62,7 @@ if JOINT["enabled"]:
             threads: GWAS["threads"]
             resources:
                 # the in-process engine streams blocks: the phenotypes and one block of genotypes
-                mem_mb=lambda wildcards, attempt: attempt * 8000,
-                runtime=lambda wildcards, attempt: 720 * attempt,
+                **resources_from(calibrate_joint_request),
                 gpu=1 if GWAS["device"] == "cuda" else 0,
             conda:
                 "../../envs/genetics.yaml"

@@ -67,8 +67,7 @@ rule find_loci:
         results("benchmarks", "find_loci.tsv")
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **resources_from(loci_request),
     conda:
         "../../envs/genetics.yaml"
     shell:

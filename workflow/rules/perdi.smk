@@ -43,8 +43,7 @@ rule perdi_maps:
         results("benchmarks", "perdi_maps.tsv")
     threads: 4
     resources:
-        mem_mb=32000,
-        runtime=240,
+        **resources_from(perdi_request),
         gpu=0 if PERDI["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"

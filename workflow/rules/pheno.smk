@@ -34,8 +34,7 @@ rule prepare_phenotypes:
         results("benchmarks", "prepare_phenotypes.tsv")
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **resources_from(pheno_request),
     conda:
         "../../envs/genetics.yaml"
     shell:

@@ -20,8 +20,7 @@ rule preprocess_images:
         results("benchmarks", "preprocess_images.tsv")
     threads: 16
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **resources_from(preprocess_request),
     conda:
         "../../envs/imaging.yaml"
     shell:

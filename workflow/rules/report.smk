@@ -54,8 +54,7 @@ if EMBED["method"] == "vit":
             results("benchmarks", "summarise_study.tsv")
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            **resources_from(tables_request),
         conda:
             "../../envs/genetics.yaml"
         shell:

@@ -25,8 +25,7 @@ if config["simulate"]["enabled"]:
             results("benchmarks", "simulate_cohort.tsv")
         threads: 8
         resources:
-            mem_mb=8000,
-            runtime=60,
+            **resources_from(simulate_request),
         conda:
             "../../envs/imaging.yaml"
         shell:

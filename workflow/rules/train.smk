@@ -28,8 +28,7 @@ rule train_segment:
         results("benchmarks", "train_segment_{epoch}.tsv")
     threads: 8
     resources:
-        mem_mb=16000,
-        runtime=720,
+        **resources_from(train_request),
         gpu=0 if config["train"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
@@ -65,8 +64,7 @@ rule train_model:
     # a fixed request, so that a Slurm job does not ask for every CPU of the submitting host
     threads: 8
     resources:
-        mem_mb=16000,
-        runtime=720,
+        **resources_from(train_request),
         gpu=0 if config["train"]["device"] == "cpu" else 1,
     conda:
         "../../envs/torch.yaml"
