@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import vitudip.plots
-from vitudip.plots.embedding import plot_scree
 from vitudip.genetics.pvalue_sketch import PValueSketch
+from vitudip.plots.embedding import plot_scree
 from vitudip.plots.gwas import plot_qq
 from vitudip.plots.loci import R2_COLOURS, plot_manhattan, plot_regional
 from vitudip.plots.perdi import canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
