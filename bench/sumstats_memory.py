@@ -3,12 +3,12 @@
 
 Writes synthetic summary statistics (one shard per chromosome, ``--dims`` dimensions) at each size of
 ``--variants``, then runs each stage in a fresh subprocess and reads its peak resident memory
-(``ru_maxrss``): the gather (λGC, QQ, BGZF files), the joint test over the gathered files, and the loci
-scan over them. With ``--before GIT_REF`` the same stages run again on that commit's ``vitudip`` (extracted
-with ``git archive`` into a temporary folder), on the same files, in the same run. Prints each stage's
-peak per size and the fitted growth in MB per million variant-dimensions.
+(``VmHWM`` of /proc/self/status): the gather (λGC, QQ, BGZF files), the joint test over the
+gathered files, and the loci scan over them. With ``--before GIT_REF`` the same stages run again on that
+commit's ``vitudip`` (extracted with ``git archive`` into a temporary folder), on the same files, in the
+same run. Prints each stage's peak per size and the fitted growth in MB per million variant-dimensions.
 
-    PYTHONPATH=$PWD python bench/sumstats_memory.py --variants 200000 400000 800000 --dims 8 --before main
+    PYTHONPATH=$PWD python bench/sumstats_memory.py --variants 100000 200000 400000 --dims 8 --before main
 """
 
 from __future__ import annotations
@@ -52,20 +52,22 @@ STAGES = {
     """,
 }
 
+#: VmHWM, not ru_maxrss: Linux keeps a process's ru_maxrss across exec, so a child would report the
+#: parent's peak whenever that is larger; VmHWM belongs to the new address space.
 _RUNNER = """
-import resource, sys, tempfile
+import re, sys, tempfile
 from pathlib import Path
 data = Path(sys.argv[1])
 with tempfile.TemporaryDirectory(dir=data) as folder:
     out = Path(folder)
 {body}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024)
 """
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", type=int, nargs="+", default=[200_000, 400_000, 800_000])
+    parser.add_argument("--variants", type=int, nargs="+", default=[100_000, 200_000, 400_000])
     parser.add_argument("--dims", type=int, default=8)
     parser.add_argument("--chromosomes", type=int, default=2, help="shards (one chromosome each)")
     parser.add_argument("--before", help="git ref whose vitudip runs the same stages (e.g. main)")
@@ -92,7 +94,9 @@ def run_stage(name: str, data: Path, pythonpath: Path) -> float:
     """Peak RSS (MB) of one stage in a fresh interpreter on ``pythonpath``'s vitudip."""
     code = _RUNNER.format(body=textwrap.indent(textwrap.dedent(STAGES[name]), "    "))
     env = dict(os.environ, PYTHONPATH=str(pythonpath))
-    run = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env)
+    # run from the code's folder: ``python -c`` puts the working folder first on sys.path
+    run = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, env=env,
+                         cwd=pythonpath)
     if run.returncode:
         raise RuntimeError(f"{name} failed on {pythonpath}:\n{run.stderr[-3000:]}")
     return float(run.stdout.split()[-1])

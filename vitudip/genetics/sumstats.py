@@ -285,7 +285,7 @@ VARIANT_KEY = ["chromosome", "base_pair_location", "effect_allele", "other_allel
 CHUNK_ROWS = 100_000
 
 #: Bytes read from the file at a time while cutting it into chunks of whole lines.
-_READ_BYTES = 1 << 22
+_READ_BYTES = 1 << 20
 
 #: The parsed kind of each column a reader may ask for; text columns stay str, ``NA`` and "" as written.
 _KINDS: dict[str, object] = {
@@ -328,13 +328,17 @@ def _line_blocks(handle: BinaryIO, rows: int) -> Iterator[bytes]:
                 yield pending if pending.endswith(b"\n") else pending + b"\n"
             return
         pending += data
-        ends = np.flatnonzero(np.frombuffer(pending, dtype=np.uint8) == ord("\n"))
+        ends = np.flatnonzero(np.frombuffer(pending, dtype=np.uint8) == ord("\n"))[rows - 1::rows]
+        blocks = []
         cut = 0
-        for last in range(rows - 1, ends.size, rows):
-            end = int(ends[last]) + 1
-            yield pending[cut:end]
-            cut = end
+        for end in ends.tolist():
+            blocks.append(pending[cut:end + 1])
+            cut = end + 1
+        # cut the pending text before handing blocks out: a paused reader holds each line once
         pending = pending[cut:]
+        del data
+        yield from blocks
+        del blocks
 
 
 def _bad_cell(block: bytes, header: list[str], columns: list[str], where: str, first_line: int) -> None:
