@@ -22,7 +22,7 @@ from vitudip.genetics.plink2 import plink2_gwas
 from vitudip.genetics.prepare import prepare_chromosome, select_samples
 from vitudip.genetics.regenie import step2_command
 from vitudip.genetics.settings import PhenoSettings, QcSettings
-from vitudip.genetics.sumstats import read_sumstats_columns
+from vitudip.genetics.sumstats import read_sumstats
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.plink import read_bed, write_bed
 from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC, udip_table
@@ -234,7 +234,7 @@ def test_every_engine_tests_only_the_passing_variants(cohort, result, tmp_path):
                               extract=result["passing_path"])
     plink2_files = plink2_gwas(cohort["prefix"], pheno, covar, tmp_path / "plink2", extract=result["passing_path"])
     for path in (torch_files[0], plink2_files[0]):
-        tested = read_sumstats_columns(path, ["variant_id"])["variant_id"]
+        tested = read_sumstats(path, ["variant_id"])["variant_id"]
         assert len(tested) == len(result["passing"]) and set(tested) == set(result["passing"])
     command = step2_command("regenie", find_genotypes(cohort["prefix"]), pheno, covar, "pred.list", "S2", 1,
                             extract=result["passing_path"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import shutil
 from collections.abc import Callable
@@ -17,11 +18,14 @@ from scipy import stats
 from vitudip.external_tools import ToolError, run_tool
 from vitudip.genetics.linear import _ieee_float32_matmul, linear_association, linear_gwas
 from vitudip.genetics.plink2 import glm_to_sumstats, plink2_gwas
+from vitudip.genetics.pvalue_sketch import CHI2_STEP, LOG_STEP, PValueSketch
 from vitudip.genetics.sumstats import (
+    CHI2_1DF_MEDIAN,
     SMALLEST_P,
     SUMSTATS_COLUMNS,
     genomic_inflation,
     read_sumstats,
+    read_sumstats_chunks,
     write_sumstats,
 )
 from vitudip.io.plink import read_bed, write_bed
@@ -461,3 +465,59 @@ def test_genomic_inflation() -> None:
         p = rng.uniform(size=n) ** 2
         direct = np.median(stats.chi2.isf(p, 1)) / 0.4549364
         assert genomic_inflation(p) == pytest.approx(direct, rel=1e-12)
+
+
+def test_streamed_lambda_is_within_its_bound_of_the_exact_median(tmp_path: Path) -> None:
+    """The sketch's λGC, fed in chunks, equals the exact median-based λGC within the bound its module states."""
+    rng = np.random.default_rng(11)
+    for inflation in (0.9, 1.0, 1.07, 2.5, 60.0):  # 60: past the equal-width bins, the relative bound holds
+        p = stats.chi2.sf(inflation * stats.chi2.isf(rng.uniform(size=300_001), 1), 1)
+        p[rng.integers(0, p.size, 50)] = np.nan
+        sketch = PValueSketch()
+        for chunk in np.array_split(p, 7):
+            sketch.add(chunk)
+        exact = genomic_inflation(p)
+        bound = max(CHI2_STEP / CHI2_1DF_MEDIAN, LOG_STEP * exact)
+        assert abs(sketch.lambda_gc() - exact) <= bound, (inflation, sketch.lambda_gc(), exact)
+        assert sketch.n == np.isfinite(p).sum() and sketch.min_p == np.nanmin(p)
+    assert np.isnan(PValueSketch.of(np.array([np.nan])).lambda_gc())
+
+
+def test_sketch_qq_points_keep_the_smallest_p_exactly() -> None:
+    rng = np.random.default_rng(12)
+    p = rng.uniform(size=50_000) ** 2
+    expected, observed = PValueSketch.of(p).qq_points(max_points=200)
+    ordered = np.sort(p)
+    np.testing.assert_allclose(observed[:1000], -np.log10(ordered[:1000]))
+    # the thinned body comes from the bins: within a bin width of the true quantile
+    ranks = np.round(len(p) * 10 ** -expected[1000:] - 0.5).astype(int)
+    np.testing.assert_allclose(observed[1000:], -np.log10(ordered[ranks]), atol=1e-3)
+
+
+def test_the_chunked_reader_gives_compact_kinds_and_names_bad_cells(tmp_path: Path) -> None:
+    n = 2_503
+    rng = np.random.default_rng(13)
+    frame = pd.DataFrame({
+        "chromosome": ["22"] * (n - 3) + ["X"] * 3, "base_pair_location": np.arange(n) + 10, "effect_allele": "A",
+        "other_allele": "G", "beta": rng.normal(size=n), "standard_error": 0.1, "effect_allele_frequency": 0.2,
+        "p_value": rng.uniform(size=n), "variant_id": [f"v{i}" for i in range(n)], "n": 50})
+    path = write_sumstats(frame, tmp_path / "x.tsv.gz")
+    chunks = list(read_sumstats_chunks(path, ["p_value", "chromosome", "variant_id"], chunk_rows=1000,
+                                       keep_text=True))
+    assert [len(c.frame) for c in chunks] == [1000, 1000, 503] and [c.first_line for c in chunks] == [2, 1002, 2002]
+    assert list(chunks[0].frame.columns) == ["p_value", "chromosome", "variant_id"]
+    assert chunks[0].frame["chromosome"].dtype == np.int8 and chunks[-1].frame["chromosome"].iloc[-1] == 23
+    assert chunks[1].text.count(b"\n") == 1000 and chunks[1].text.split(b"\t", 1)[0] == b"22"
+    joined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    assert joined["variant_id"].tolist() == frame["variant_id"].tolist()  # the genotype ID, not the Catalog's
+    np.testing.assert_allclose(joined["p_value"], frame["p_value"], rtol=1e-5)
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    fields = lines[1500].split("\t")
+    fields[7] = "oops"
+    lines[1500] = "\t".join(fields)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.tsv line 1501, column p_value: 'oops' is not a number"):
+        list(read_sumstats_chunks(bad, ["p_value"], chunk_rows=1000))
+    with pytest.raises(ValueError, match=r"bad\.tsv lacks column\(s\) rsid2; available"):
+        list(read_sumstats_chunks(bad, ["rsid2"]))

@@ -218,15 +218,15 @@ def write_sumstats(folder: Path, betas: np.ndarray, frequency: float = 0.3, swap
 
 
 def write_loci(path: Path, dimensions: str = "udip_005;udip_002", lead_dimension: str = "udip_005") -> Path:
-    path.write_text("locus\tchromosome\tlead_snp\tlead_position\tlead_dimension\tdimensions\n"
-                    f"1\t1\t{LEAD}\t500\t{lead_dimension}\t{dimensions}\n")
+    path.write_text("locus\tchromosome\tlead_snp\tlead_uniqID\tlead_position\tlead_dimension\tdimensions\n"
+                    f"1\t1\t{LEAD}\t1:500:A:G\t500\t{lead_dimension}\t{dimensions}\n")
     return path
 
 
 def test_lead_betas_come_from_the_tabix_files_aligned_to_one_effect_allele(tmp_path):
     betas = np.array([0.3, -0.2, 0.05, 0.0])
     folder = write_sumstats(tmp_path / "sumstats", betas, swapped=(2,))
-    (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD)], [f"udip_{k:03d}" for k in range(4)])
+    (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD, ("A", "G"))], [f"udip_{k:03d}" for k in range(4)])
     assert (effects.effect_allele, effects.other_allele) == ("G", "A")
     # the variant sharing the lead's position is not taken; the swapped file's beta is turned round
     np.testing.assert_allclose(effects.beta, betas, atol=1e-9)
@@ -237,25 +237,29 @@ def test_a_lead_variant_missing_from_a_file_names_the_file_and_the_variant(tmp_p
     dims = [f"udip_{k:03d}" for k in range(3)]
     folder = write_sumstats(tmp_path / "sumstats", np.ones(3), lacking=(1,))
     with pytest.raises(ValueError, match=rf"udip_001\.tsv\.gz: no line for lead variant {LEAD} of locus 7"):
-        lead_effects(folder, [LocusLead(7, 1, 500, LEAD)], dims)
+        lead_effects(folder, [LocusLead(7, 1, 500, LEAD, ("A", "G"))], dims)
     with pytest.raises(ValueError, match="udip_000.tsv.gz: no line for lead variant 3:9:A:G"):
-        lead_effects(folder, [LocusLead(2, 3, 9, "3:9:A:G")], dims)  # a chromosome the file lacks
+        lead_effects(folder, [LocusLead(2, 3, 9, "3:9:A:G", ("A", "G"))], dims)  # a chromosome the file lacks
     unindexed = write_sumstats(tmp_path / "plain", np.ones(3), index=False)
     with pytest.raises(FileNotFoundError, match=r"udip_000\.tsv\.gz\.tbi not found"):
-        lead_effects(unindexed, [LocusLead(7, 1, 500, LEAD)], dims)
+        lead_effects(unindexed, [LocusLead(7, 1, 500, LEAD, ("A", "G"))], dims)
 
 
 def test_locus_leads_read_the_merged_table(tmp_path):
     path = tmp_path / "loci.tsv"
-    path.write_text("locus\tchromosome\tlead_snp\tlead_position\n3\tX\trs1\t1200\n4\t2\trs2\tNA\n")
+    header = "locus\tchromosome\tlead_snp\tlead_uniqID\tlead_position\n"
+    path.write_text(header + "3\tX\trs1\tX:1200:T:C\t1200\n4\t2\trs2\t2:5:A:G\tNA\n")
     with pytest.raises(ValueError, match="line 3: locus '4' and lead_position 'NA'"):
         locus_leads(path)
-    path.write_text("locus\tchromosome\tlead_snp\tlead_position\n3\tX\trs1\t1200\n")
-    assert locus_leads(path) == [LocusLead(3, 23, 1200, "rs1")] and locus_leads(path)[0].name == "locus_003"
+    path.write_text(header + "3\tX\trs1\tX:1200:T\t1200\n")
+    with pytest.raises(ValueError, match="line 2: lead_uniqID 'X:1200:T' of locus 3 is not"):
+        locus_leads(path)
+    path.write_text(header + "3\tX\trs1\tX:1200:T:C\t1200\n")
+    assert locus_leads(path) == [LocusLead(3, 23, 1200, "rs1", ("C", "T"))] and locus_leads(path)[0].name == "locus_003"
 
 
 def test_locus_direction_scaling():
-    effects = LeadEffects(LocusLead(1, 1, 500, LEAD), "G", "A", 0.2, np.array([0.1, -0.2, 0.0]))
+    effects = LeadEffects(LocusLead(1, 1, 500, LEAD, ("A", "G")), "G", "A", 0.2, np.array([0.1, -0.2, 0.0]))
     sd = np.array([2.0, 0.5, 1.0])
     two = locus_direction(effects, sd, False, "two_alleles", 1.0)
     np.testing.assert_allclose(two.shift, [0.2, -0.4, 0.0])
@@ -301,7 +305,7 @@ def test_the_locus_direction_of_a_snp_moving_a_box_finds_the_box(tmp_path):
 
     for along, box in ((u, 0), (w, 1)):
         folder = write_sumstats(tmp_path / f"box{box}", 0.2 * along.numpy() + gwas_noise)
-        (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD)], names)
+        (effects,) = lead_effects(folder, [LocusLead(1, 1, 500, LEAD, ("A", "G"))], names)
         direction = locus_direction(effects, sd, False, "two_alleles", 1.0)
         maps = perturbation_maps(decode, latents, torch.from_numpy(direction.shift[None]).float(), n_voxels, 16)
         change = maps.change[0].abs()

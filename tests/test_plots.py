@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 import vitudip.plots
+from vitudip.genetics.pvalue_sketch import PValueSketch
 from vitudip.plots.embedding import plot_scree
 from vitudip.plots.gwas import plot_qq
 from vitudip.plots.loci import R2_COLOURS, plot_manhattan, plot_regional
@@ -106,7 +107,8 @@ def test_plot_qq(tmp_path, figures):
     p_values = {"udip_000": rng.uniform(size=3000), "udip_001": rng.uniform(size=3000) ** 1.5,
                 "udip_002": np.array([np.nan, 0.0])}
     path = tmp_path / "qq.png"
-    plot_qq(p_values, {"udip_000": 1.01, "udip_001": 1.42}, path, max_points=500)
+    plot_qq({name: PValueSketch.of(p) for name, p in p_values.items()}, {"udip_000": 1.01, "udip_001": 1.42}, path,
+            max_points=500)
     assert_png(path, (5.5, 5.5), 100)
     (fig,) = figures
     (ax,) = fig.axes

@@ -6,18 +6,20 @@ position order (what every engine writes), a dimension's file is the shards'
 text joined in chromosome order, so no number is parsed and re-formatted
 except the p-values for λGC; otherwise the rows are read, sorted and rewritten.
 Either way the file is BGZF, tabix-indexed, without untested variants
-(:mod:`vitudip.genetics.catalog`).
+(:mod:`vitudip.genetics.catalog`). The fast path reads each shard in chunks
+(:func:`~vitudip.genetics.sumstats.read_sumstats_chunks`), and λGC comes from a streamed
+sketch of the p-values (:mod:`vitudip.genetics.pvalue_sketch`, within 4.4e-5 of the exact
+median's for λGC below 35), so memory does not grow with variants or dimensions.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from vitudip.genetics.catalog import StudyDescription, index_sumstats, sumstats_metadata, write_bgzip, write_metadata
-from vitudip.genetics.sumstats import FILE_COLUMNS, genomic_inflation, read_sumstats, ssf_chromosome, sumstats_text
+from vitudip.genetics.pvalue_sketch import PValueSketch
+from vitudip.genetics.sumstats import FILE_COLUMNS, read_sumstats, read_sumstats_chunks, sumstats_text
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.plots.gwas import plot_qq
 
@@ -64,16 +67,19 @@ def shard_holders(shards: Sequence[Path]) -> dict[str, list[Path]]:
     return holders
 
 
-def _shard_text(path: Path) -> tuple[bytes, pd.DataFrame]:
-    """A shard file's rows without the header, and its chromosome, position, p-value and n columns."""
-    with gzip.open(path, "rb") as handle:
-        text = handle.read()
-    if not text.startswith(HEADER):
-        raise ValueError(f"{path} does not start with the GWAS-SSF header {FILE_COLUMNS}")
-    body = text[len(HEADER):]
-    columns = pd.read_csv(io.BytesIO(text), sep="\t", usecols=["chromosome", "base_pair_location", "p_value", "n"],
-                          dtype={"chromosome": str}, na_values=["NA"], keep_default_na=False)
-    return body, columns
+#: The columns the gather parses; every other cell is copied as written.
+_PARSED = ["chromosome", "base_pair_location", "p_value", "n"]
+
+
+class _OutOfOrder(Exception):
+    """A shard is not one chromosome in position order, or starts before the shard before it ends."""
+
+
+def _first_chromosome(path: Path) -> int:
+    """GWAS-SSF number of the chromosome on a shard file's first row (-1 for a file without rows)."""
+    for chunk in read_sumstats_chunks(path, ["chromosome"], chunk_rows=1):
+        return int(chunk.frame["chromosome"].iloc[0])
+    return -1
 
 
 def _tested_lines(body: bytes, tested: np.ndarray) -> bytes:
@@ -84,53 +90,86 @@ def _tested_lines(body: bytes, tested: np.ndarray) -> bytes:
     return b"".join(line for line, keep in zip(lines, tested) if keep)
 
 
-def _in_order(parts: list[pd.DataFrame]) -> bool:
-    """Whether joining the parts as they are gives rows sorted by chromosome, then position."""
-    last = (-1, -1)
-    for part in parts:
-        if part.empty:
-            continue
-        chromosomes = part["chromosome"].map(ssf_chromosome).to_numpy()
-        positions = part["base_pair_location"].to_numpy()
-        if (chromosomes != chromosomes[0]).any() or (np.diff(positions) < 0).any():
-            return False
-        first = (chromosomes[0], positions[0])
-        if first < last:
-            return False
-        last = (chromosomes[0], positions[-1])
-    return True
-
-
-@dataclass(frozen=True)
+@dataclass
 class Gathered:
-    """One dimension's gathered file: the p-values of its tested variants, and how many were left out."""
+    """What one dimension's gathered file holds: its tested p-values' sketch and counts.
 
-    p_values: np.ndarray
-    untested: int
+    Attributes:
+        sketch: the tested variants' p-values (λGC, smallest p, QQ points).
+        untested: variants left out for want of a p-value.
+        genome_wide: tested variants with p below GENOME_WIDE.
+        sample_size: the largest n of any row.
+    """
+
+    sketch: PValueSketch = field(default_factory=PValueSketch)
+    untested: int = 0
+    genome_wide: int = 0
+    sample_size: float = 0.0
+
+    def add(self, p_value: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Count a chunk's rows; returns which were tested."""
+        tested = np.isfinite(p_value)
+        self.sketch.add(p_value[tested])
+        self.untested += int((~tested).sum())
+        self.genome_wide += int((p_value[tested] < GENOME_WIDE).sum())
+        if np.isfinite(n).any():
+            self.sample_size = max(self.sample_size, float(np.nanmax(n)))
+        return tested
+
+
+def _in_order_lines(paths: list[Path], gathered: Gathered) -> Iterator[bytes]:
+    """The header and every shard's tested lines as written, shard by shard, one chunk at a time.
+
+    Raises:
+        _OutOfOrder: the rows are not in chromosome and position order (nothing is counted twice: the caller
+            starts again from a new Gathered).
+        ValueError: a shard file does not start with the GWAS-SSF header.
+    """
+    yield HEADER
+    last = (-1, -1)
+    for path in paths:
+        with gzip.open(path, "rb") as handle:
+            if handle.readline() != HEADER:
+                raise ValueError(f"{path} does not start with the GWAS-SSF header {FILE_COLUMNS}")
+        shard_chromosome = None
+        for chunk in read_sumstats_chunks(path, _PARSED, keep_text=True):
+            frame = chunk.frame
+            if frame.empty:
+                continue
+            chromosomes = frame["chromosome"].to_numpy()
+            positions = frame["base_pair_location"].to_numpy()
+            shard_chromosome = int(chromosomes[0]) if shard_chromosome is None else shard_chromosome
+            first = (int(chromosomes[0]), int(positions[0]))
+            if (chromosomes != shard_chromosome).any() or (np.diff(positions) < 0).any() or first < last:
+                raise _OutOfOrder(path)
+            last = (shard_chromosome, int(positions[-1]))
+            tested = gathered.add(frame["p_value"].to_numpy(), frame["n"].to_numpy())
+            yield _tested_lines(chunk.text, tested)
 
 
 def _gather_one(name: str, shards: list[Path], out_dir: Path, study: StudyDescription | None) -> Gathered:
-    """Write one dimension's gathered file, its tabix index and (with ``study``) its metadata."""
+    """Write one dimension's gathered file, its tabix index and (with ``study``) its metadata.
+
+    When the shards are single chromosomes in position order (what every engine writes) their lines are
+    copied chunk by chunk, so memory is a chunk's; otherwise the dimension's rows are read, sorted and
+    rewritten, holding that one dimension's table.
+    """
     path = out_dir / f"{name}{SUFFIX}"
-    texts = [_shard_text(shard / f"{name}{SUFFIX}") for shard in shards]
-    order = sorted(range(len(texts)), key=lambda i: ssf_chromosome(texts[i][1]["chromosome"].iloc[0])
-                   if len(texts[i][1]) else -1)
-    parts = [texts[i][1] for i in order]
-    p_values = np.concatenate([part["p_value"].to_numpy(float) for part in parts])
-    untested = int(np.isnan(p_values).sum())
-    if _in_order(parts):
-        # the shards' text as it is, less the untested variants' lines
-        bodies = (_tested_lines(texts[i][0], np.isfinite(texts[i][1]["p_value"].to_numpy(float))) for i in order)
-        write_bgzip([HEADER, *bodies], path)
-    else:
-        table = pd.concat([read_sumstats(shard / f"{name}{SUFFIX}") for shard in shards], ignore_index=True)
+    files = [shard / f"{name}{SUFFIX}" for shard in shards]
+    ordered = sorted(files, key=_first_chromosome)
+    gathered = Gathered()
+    try:
+        write_bgzip(_in_order_lines(ordered, gathered), path)
+    except _OutOfOrder:
+        gathered = Gathered()
+        table = pd.concat([read_sumstats(file) for file in files], ignore_index=True)
+        gathered.add(table["p_value"].to_numpy(), table["n"].to_numpy(np.float64))
         table = table[table["p_value"].notna()].sort_values(["chromosome", "base_pair_location"], kind="stable")
         write_bgzip([HEADER, sumstats_text(table).encode()], path)
     index_sumstats(path)
-    sample_size = int(max((part["n"].max() for part in parts if len(part)), default=0))
     if study is not None:
-        write_metadata(path, sumstats_metadata(path, study, name, sample_size))
-    return Gathered(p_values=p_values[np.isfinite(p_values)], untested=untested)
+        write_metadata(path, sumstats_metadata(path, study, name, int(gathered.sample_size)))
+    return gathered
 
 
 def gather_sumstats(shards: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -166,16 +205,13 @@ def gather_sumstats(shards: Sequence[str | os.PathLike], out_dir: str | os.PathL
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
             jobs = pool.map(lambda name: _gather_one(name, holders[name], out["sumstats"], study), names)
             gathered = dict(zip(names, tqdm(jobs, total=len(names), desc="gather", unit="dimension")))
-        p_values = {name: one.p_values for name, one in gathered.items()}
-        rows = []
-        for name in names:
-            p = p_values[name]
-            rows.append({"dimension": name, "n_variants": len(p), "n_untested": gathered[name].untested,
-                         "lambda_gc": genomic_inflation(p), "min_p": float(p.min()) if len(p) else np.nan,
-                         "n_genome_wide": int((p < GENOME_WIDE).sum())})
+        rows = [{"dimension": name, "n_variants": one.sketch.n, "n_untested": one.untested,
+                 "lambda_gc": one.sketch.lambda_gc(), "min_p": one.sketch.min_p, "n_genome_wide": one.genome_wide}
+                for name, one in gathered.items()]
         summary = pd.DataFrame(rows, columns=LAMBDA_COLUMNS)
         write_tsv(summary, out["lambda"])
-        plot_qq(p_values, dict(zip(summary["dimension"], summary["lambda_gc"])), out["qq"])
+        plot_qq({name: one.sketch for name, one in gathered.items()},
+                dict(zip(summary["dimension"], summary["lambda_gc"])), out["qq"])
     log.info("%d dimensions gathered from %d shards: λGC median %.3f (range %.3f–%.3f), %d dimensions with a "
              "genome-wide hit; untested variants left out: %d at most per dimension", len(summary), len(shards),
              summary["lambda_gc"].median(), summary["lambda_gc"].min(), summary["lambda_gc"].max(),

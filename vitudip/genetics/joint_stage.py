@@ -152,9 +152,10 @@ def summarise_joint(path: str | os.PathLike, qq_path: str | os.PathLike | None =
     summary = JointSummary(Path(path), int(np.isfinite(p).sum()), genomic_inflation(p), genomic_inflation(familywise),
                            int((p < genome_wide).sum()))
     if qq_path is not None:
+        from vitudip.genetics.pvalue_sketch import PValueSketch
         from vitudip.plots.gwas import plot_qq  # matplotlib only when a plot is asked for
 
-        plot_qq({"joint": p, "min-P": familywise},
+        plot_qq({"joint": PValueSketch.of(p), "min-P": PValueSketch.of(familywise)},
                 {"joint": summary.lambda_gc, "min-P": summary.lambda_min_p}, qq_path)
     logger.info("%s: %d variants, λGC joint %.3f, min-P %.3f, %d below %.0e", path, summary.n_variants,
                 summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide, genome_wide)

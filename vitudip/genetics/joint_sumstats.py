@@ -22,57 +22,16 @@ from tqdm.auto import tqdm
 
 from vitudip.genetics.joint_stats import JointTest, z_scores
 from vitudip.genetics.joint_table import JointSummary, JointWriter
-from vitudip.genetics.sumstats import (
-    SUMSTATS,
-    VARIANT_COLUMNS,
-    genomic_inflation,
-    id_column,
-    ssf_chromosome,
-    variant_texts,
-)
+from vitudip.genetics.pvalue_sketch import PValueSketch
+from vitudip.genetics.sumstats import VARIANT_COLUMNS, VARIANT_KEY, read_sumstats_chunks, variant_texts
 
 logger = logging.getLogger("vitudip.gwas")
 
 #: Sumstats columns the joint step reads from every dimension's file.
-_SUMSTATS_READ = ["chromosome", "base_pair_location", "effect_allele", "other_allele", "variant_id",
-                  "beta", "standard_error", "p_value", "n"]
+_SUMSTATS_READ = [*VARIANT_COLUMNS, "beta", "standard_error", "p_value", "n"]
 
-#: The columns that must agree row by row across the dimensions' files.
-_ALIGNMENT = ["chromosome", "base_pair_location", "effect_allele", "other_allele"]
-
-#: A variant's identity across the dimensions' files: position, alleles and id.
-_KEY = [*_ALIGNMENT, "variant_id"]
-
-
-def _sumstats_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Iterate a GWAS-SSF file in chunks of the columns the joint step needs, cells of the contract's kinds.
-
-    Args:
-        path: one dimension's GWAS-SSF file.
-        chunk_size: rows per chunk.
-
-    Yields:
-        Chunks with the ``_SUMSTATS_READ`` columns (the file's ID column as ``variant_id``).
-    """
-    present = SUMSTATS.header(path)  # exists, tab-separated, has the required columns
-    source = id_column(present)  # variants are matched by the genotype files' ID
-    wanted = [source if c == "variant_id" else c for c in _SUMSTATS_READ]
-    absent = [c for c in wanted if c not in present]
-    if absent:
-        raise ValueError(f"{SUMSTATS.what} {path} lacks column(s) {', '.join(absent)} that the joint test needs; "
-                         f"available: {', '.join(present)}")
-    dtype = {c: str for c in (*SUMSTATS.text, "chromosome")} | {c: np.float64 for c in ("beta", "standard_error",
-                                                                                         "p_value", "n")}
-    dtype["base_pair_location"] = np.int64
-    reader = pd.read_csv(path, sep="\t", usecols=wanted, dtype=dtype, keep_default_na=False,
-                         na_values={c: ["NA", ""] for c in ("beta", "standard_error", "p_value", "n")},
-                         chunksize=chunk_size)
-    try:
-        for chunk in reader:
-            yield chunk.rename(columns={source: "variant_id"})[_SUMSTATS_READ]
-    except ValueError:
-        SUMSTATS.read(path, columns=wanted)  # the slow path names the bad cell's line and column
-        raise
+#: What each dimension's buffered rows keep: the variant, z (from beta, SE and p at read), p and n.
+_KEPT = [*VARIANT_COLUMNS, "z", "p_value", "n"]
 
 
 def _dimension_paths(sumstats: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike]) -> dict[str, Path]:
@@ -94,10 +53,10 @@ def _variant_at(frame: pd.DataFrame, row: int) -> str:
     """chromosome:position:effect:other of one row, for messages.
 
     Args:
-        frame: rows with the ``_ALIGNMENT`` columns.
+        frame: rows with the VARIANT_KEY columns.
         row: the row's position in ``frame``.
     """
-    return ":".join(str(frame[c].iloc[row]) for c in _ALIGNMENT)
+    return ":".join(str(frame[c].iloc[row]) for c in VARIANT_KEY)
 
 
 class _SumstatsStream:
@@ -112,29 +71,31 @@ class _SumstatsStream:
 
     def __init__(self, path: Path, chunk_size: int) -> None:
         self.path = path
-        self._chunks = _sumstats_chunks(path, chunk_size)
+        self._chunks = read_sumstats_chunks(path, _SUMSTATS_READ, chunk_size,
+                                            purpose=" that the joint test needs")
         self.buffer = pd.DataFrame()
         self.done = False
-        self._line = 2
         self._last = -1
 
     def fill(self) -> None:
         """Append the next chunk to the buffer (or mark the file done)."""
-        chunk = next(self._chunks, None)
-        if chunk is None:
+        read = next(self._chunks, None)
+        if read is None:
             self.done = True
             return
-        names = chunk["chromosome"]
-        numbers = names.map({name: ssf_chromosome(name) for name in names.unique()}).to_numpy(np.int64)
-        order = numbers * 2**40 + chunk["base_pair_location"].to_numpy(np.int64)
+        chunk = read.frame
+        order = chunk["chromosome"].to_numpy(np.int64) * 2**40 + chunk["base_pair_location"].to_numpy(np.int64)
         back = np.flatnonzero(np.diff(np.concatenate([[self._last], order])) < 0)
         if back.size:
             at = int(back[0])
-            raise ValueError(f"line {self._line + at} of {self.path} is variant {_variant_at(chunk, at)}, before the "
-                             "line above it in chromosome and position order: the joint test reads files sorted by "
-                             "chromosome and position, as gwas_gather writes them")
-        chunk = chunk.assign(_order=order, _line=np.arange(self._line, self._line + len(chunk)))
-        self._line += len(chunk)
+            raise ValueError(f"line {read.first_line + at} of {self.path} is variant {_variant_at(chunk, at)}, before "
+                             "the line above it in chromosome and position order: the joint test reads files sorted "
+                             "by chromosome and position, as gwas_gather writes them")
+        p = chunk["p_value"].to_numpy()
+        chunk = chunk[VARIANT_COLUMNS].assign(
+            z=z_scores(chunk["beta"].to_numpy(), chunk["standard_error"].to_numpy(), p), p_value=p,
+            n=chunk["n"].to_numpy(np.float32), _order=order,
+            _line=np.arange(read.first_line, read.first_line + len(chunk), dtype=np.int64))
         self._last = int(order[-1])
         self.buffer = pd.concat([self.buffer, chunk], ignore_index=True) if len(self.buffer) else chunk
 
@@ -155,7 +116,7 @@ def _same_variants(frames: Sequence[pd.DataFrame]) -> bool:
         frames: the dimensions' buffered rows.
     """
     first = frames[0]
-    return all(len(f) == len(first) and all(np.array_equal(f[c].to_numpy(), first[c].to_numpy()) for c in _KEY)
+    return all(len(f) == len(first) and all(np.array_equal(f[c].to_numpy(), first[c].to_numpy()) for c in VARIANT_KEY)
                for f in frames[1:])
 
 
@@ -170,15 +131,15 @@ def _union(parts: Sequence[pd.DataFrame], paths: Sequence[Path]) -> tuple[pd.Dat
         ValueError: a part repeats a variant (names the file and the line).
     """
     for part, path in zip(parts, paths):
-        repeated = part.duplicated(_KEY)
+        repeated = part.duplicated(VARIANT_KEY)
         if repeated.any():
             at = int(np.flatnonzero(repeated)[0])
             raise ValueError(f"line {int(part['_line'].iloc[at])} of {path} repeats variant {_variant_at(part, at)} "
                              f"({part['variant_id'].iloc[at]}): each variant may appear once per dimension's file")
-    union = pd.concat([p[[*_KEY, "_order"]] for p in parts], ignore_index=True).drop_duplicates(_KEY)
-    union = union.sort_values("_order", kind="stable").reset_index(drop=True)
-    index = pd.MultiIndex.from_frame(union[_KEY])
-    return union, [index.get_indexer(pd.MultiIndex.from_frame(p[_KEY])) for p in parts]
+    union = pd.concat([p[[*VARIANT_COLUMNS, "_order"]] for p in parts], ignore_index=True)
+    union = union.drop_duplicates(VARIANT_KEY).sort_values("_order", kind="stable").reset_index(drop=True)
+    index = pd.MultiIndex.from_frame(union[VARIANT_KEY])
+    return union, [index.get_indexer(pd.MultiIndex.from_frame(p[VARIANT_KEY])) for p in parts]
 
 
 def _aligned_blocks(streams: Sequence[_SumstatsStream]
@@ -220,7 +181,7 @@ def _aligned_blocks(streams: Sequence[_SumstatsStream]
         z, p, n = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
         for column, (part, at) in enumerate(zip(parts, rows)):
             p[at, column] = part["p_value"].to_numpy()
-            z[at, column] = z_scores(part["beta"].to_numpy(), part["standard_error"].to_numpy(), p[at, column])
+            z[at, column] = part["z"].to_numpy()
             n[at, column] = part["n"].to_numpy()
         yield variants, z, p, n
 
@@ -233,11 +194,13 @@ def joint_from_sumstats(sumstats: Mapping[str, str | os.PathLike] | Sequence[str
     in process). z is the normal quantile of each dimension's p_value with the
     sign of its beta (:func:`z_scores`), signed by the effect allele, which every
     engine writes as ALT; the p_value column feeds min-P too.
-    The files are read in genome order and matched by chromosome, position,
-    alleles and variant_id: a variant some files lack (gwas_gather leaves out
+    The files are read in genome order and matched by
+    :data:`~vitudip.genetics.sumstats.VARIANT_KEY` (chromosome, position and
+    alleles): a variant some files lack (gwas_gather leaves out
     a dimension's untested variants) is tested over the dimensions that have
     it, with R restricted to them (its ``df`` says how many directions).
-    Memory is about chunk_size x K x 40 bytes.
+    Memory is about chunk_size x K x 150 bytes (a buffered row: its variant, z, p, n), whatever the
+    number of variants: λGC comes from streamed sketches (:mod:`~vitudip.genetics.pvalue_sketch`).
 
     Args:
         sumstats: dimension -> GWAS-SSF file, or files named ``<dimension>.tsv.gz``; exactly the test's dimensions.
@@ -260,7 +223,7 @@ def joint_from_sumstats(sumstats: Mapping[str, str | os.PathLike] | Sequence[str
     streams = [_SumstatsStream(path, chunk_size) for path in ordered]
     logger.info("joint test over %d dimensions from %s ... (%s), chunks of %d variants", len(ordered), ordered[0],
                 test.describe(), chunk_size)
-    p_values, familywise, offset = [], [], 0
+    statistic, familywise, genome_wide, offset = PValueSketch(), PValueSketch(), 0, 0
     with JointWriter(out_path, test.dimensions) as writer, tqdm(desc="joint test", unit=" variants",
                                                                   disable=not progress, mininterval=5) as bar:
         for variants, z, p, n in _aligned_blocks(streams):
@@ -269,14 +232,12 @@ def joint_from_sumstats(sumstats: Mapping[str, str | os.PathLike] | Sequence[str
                 warnings.simplefilter("ignore", RuntimeWarning)  # a variant no dimension tested: n is NaN
                 smallest_n = np.nanmin(n, axis=1)
             writer.write(variant_texts(variants[VARIANT_COLUMNS]), result, np.nan_to_num(smallest_n).astype(np.int64))
-            p_values.append(result.p_value)
-            familywise.append(result.min_p_familywise)
+            statistic.add(result.p_value)
+            familywise.add(result.min_p_familywise)
+            genome_wide += int((result.p_value < 5e-8).sum())
             offset += len(variants)
             bar.update(len(variants))
-    p = np.concatenate(p_values) if p_values else np.array([])
-    fw = np.concatenate(familywise) if familywise else np.array([])
-    summary = JointSummary(writer.path, int(np.isfinite(p).sum()), genomic_inflation(p), genomic_inflation(fw),
-                           int((p < 5e-8).sum()))
+    summary = JointSummary(writer.path, statistic.n, statistic.lambda_gc(), familywise.lambda_gc(), genome_wide)
     logger.info("joint test of %d variants written to %s: λGC %.3f (min-P %.3f), %d below 5e-8", offset, writer.path,
                 summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide)
     return summary

@@ -12,10 +12,13 @@ Conventions shared by every engine:
   only as ``^rs[0-9]+$``, while the genotype files' IDs may be anything (``1:12345:A:G``). So a
   file's ``variant_id`` is ``<chromosome>_<position>_<other_allele>_<effect_allele>``, its
   ``rsid`` the genotype ID where that is an rsID (else NA), and the genotype ID itself is kept
-  in a column of its own, ``genotype_id`` (GWAS-SSF allows columns beyond its own). Every
-  reader of the gathered files matches variants (LD, loci, lead variants) by that ID: in
+  in a column of its own, ``genotype_id`` (GWAS-SSF allows columns beyond its own). In
   memory, a frame's ``variant_id`` is the genotype ID (:data:`SUMSTATS_COLUMNS`); only the
   file's columns (:data:`FILE_COLUMNS`) hold the Catalog's form.
+* One variant, one key: readers match rows of different files by :data:`VARIANT_KEY`
+  (chromosome, position, effect and other allele), never by an ID alone.
+* One reader: :func:`read_sumstats_chunks` (and :func:`read_sumstats_region` through the
+  tabix index); memory is one chunk's, however long the file.
 * p-values are written with ``%.6g``, which keeps six significant digits down
   to about 1e-300. A p-value of 0 (the true value is below the double range,
   e.g. for a huge t statistic) is written as the smallest positive double,
@@ -25,17 +28,22 @@ Conventions shared by every engine:
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+import pysam
 from scipy import stats
 
 from vitudip.io.atomic import StagedGzipWriter
 from vitudip.io.chromosomes import canonical_chromosome
-from vitudip.io.tables import Table
+from vitudip.io.tables import MISSING, Table, line_number
 
 #: The columns of a frame of summary statistics in memory; ``variant_id`` is the genotype files' ID.
 SUMSTATS_COLUMNS = [
@@ -266,19 +274,42 @@ def write_sumstats(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     return writer.path
 
 
-def read_sumstats(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a GWAS-SSF file written by :func:`write_sumstats`.
+#: The one identity of a variant across GWAS-SSF files (every reader matches rows by it): chromosome, position
+#: and the two alleles, effect first. It is what the Catalog's variant_id spells out; the genotype files' ID is
+#: not part of it, as IDs may be anything (``.``, repeated, renamed between releases).
+VARIANT_KEY = ["chromosome", "base_pair_location", "effect_allele", "other_allele"]
 
-    Args:
-        path: ``.tsv.gz`` (or plain) tab-separated file.
+#: Rows per chunk of :func:`read_sumstats_chunks` unless the caller asks otherwise: 100,000 rows are ~15 MB of
+#: text and parsed columns, large enough that pandas' per-call cost is under 1 % of the parse. Callers whose
+#: memory is chunk rows x dimensions (the joint test) take theirs from the config instead.
+CHUNK_ROWS = 100_000
 
-    Returns:
-        Frame of the SUMSTATS_COLUMNS (chromosome and base_pair_location
-        and n as integers, alleles and variant_id as strings, NA as NaN).
+#: Bytes read from the file at a time while cutting it into chunks of whole lines.
+_READ_BYTES = 1 << 20
+
+#: The parsed kind of each column a reader may ask for; text columns stay str, ``NA`` and "" as written.
+_KINDS: dict[str, object] = {
+    "chromosome": "category", "base_pair_location": np.int64, "beta": np.float64, "standard_error": np.float64,
+    "effect_allele_frequency": np.float64, "p_value": np.float64, "n": np.float64,
+    **{c: str for c in ("effect_allele", "other_allele", "variant_id", "rsid", GENOTYPE_ID)},
+}
+_NUMBERS = ("beta", "standard_error", "effect_allele_frequency", "p_value", "n")
+
+
+@dataclass(frozen=True)
+class SumstatsChunk:
+    """Consecutive rows of a GWAS-SSF file.
+
+    Attributes:
+        frame: the asked-for columns: chromosome as int8 GWAS-SSF numbers, base_pair_location int64, the
+            statistics float64 (NA as NaN), alleles and variant_id (the genotype files' ID, :func:`id_column`) str.
+        first_line: the file line of the first row (the header is line 1).
+        text: the rows' lines as written (with ``keep_text``), else None.
     """
-    frame = read_sumstats_columns(path, SUMSTATS_COLUMNS)[SUMSTATS_COLUMNS]
-    frame["chromosome"] = frame["chromosome"].astype(np.int64)
-    return frame
+
+    frame: pd.DataFrame
+    first_line: int
+    text: bytes | None = None
 
 
 def id_column(header: list[str]) -> str:
@@ -287,12 +318,170 @@ def id_column(header: list[str]) -> str:
     return GENOTYPE_ID if GENOTYPE_ID in header else "variant_id"
 
 
-def read_sumstats_columns(path: str | os.PathLike, columns: list[str]) -> pd.DataFrame:
-    """Some columns of a GWAS-SSF file (:data:`SUMSTATS`), ``variant_id`` read as the genotype files' ID
-    (:func:`id_column`)."""
-    source = id_column(SUMSTATS.header(path))
+def _line_blocks(handle: BinaryIO, rows: int) -> Iterator[bytes]:
+    """Blocks of at most ``rows`` whole lines (each ending with a newline) of an open file."""
+    pending = b""
+    while True:
+        data = handle.read(_READ_BYTES)
+        if not data:
+            if pending.strip():
+                yield pending if pending.endswith(b"\n") else pending + b"\n"
+            return
+        pending += data
+        ends = np.flatnonzero(np.frombuffer(pending, dtype=np.uint8) == ord("\n"))[rows - 1::rows]
+        blocks = []
+        cut = 0
+        for end in ends.tolist():
+            blocks.append(pending[cut:end + 1])
+            cut = end + 1
+        # cut the pending text before handing blocks out: a paused reader holds each line once
+        pending = pending[cut:]
+        del data
+        yield from blocks
+        del blocks
+
+
+def _bad_cell(block: bytes, header: list[str], columns: list[str], where: str, first_line: int) -> None:
+    """Raise for the first cell of ``columns`` in ``block`` that is not of its kind, naming its line."""
+    cells = pd.read_csv(io.BytesIO(block), sep="\t", header=None, names=header, usecols=columns, dtype=str,
+                        keep_default_na=False)
+    for column in columns:
+        text = cells[column].str.strip()
+        missing = text.isin(MISSING) & (column != "base_pair_location")
+        values = pd.to_numeric(text.where(~missing), errors="coerce")
+        bad = (values.isna() & ~missing) | ((values % 1 != 0) & (column == "base_pair_location"))
+        if bad.any():
+            at = int(np.flatnonzero(bad.to_numpy())[0])
+            kind = "a whole number" if column == "base_pair_location" else "a number (or NA)"
+            raise ValueError(f"{where} line {first_line + at}, column {column}: '{cells[column].iloc[at]}' is not "
+                             f"{kind}")
+
+
+def _parse_block(block: bytes, header: list[str], wanted: list[str], where: str, first_line: int) -> pd.DataFrame:
+    """The ``wanted`` columns of some lines of a GWAS-SSF file, of their kinds (:class:`SumstatsChunk`)."""
+    numbers = [c for c in wanted if c in _NUMBERS or c == "base_pair_location"]
+    try:
+        frame = pd.read_csv(io.BytesIO(block), sep="\t", header=None, names=header, usecols=wanted,
+                            dtype={c: _KINDS.get(c, str) for c in wanted}, keep_default_na=False,
+                            na_values={c: list(MISSING) for c in numbers if c != "base_pair_location"})
+    except ValueError:
+        _bad_cell(block, header, numbers, where, first_line)
+        raise
+    if "chromosome" in frame:
+        try:
+            numbered = frame["chromosome"].cat.categories.map(lambda name: ssf_chromosome(name))
+        except ValueError as err:
+            raise ValueError(f"{where} lines {first_line}-{first_line + len(frame) - 1}: {err}") from None
+        codes = frame["chromosome"].cat.codes.to_numpy()
+        frame["chromosome"] = np.asarray(numbered, dtype=np.int8)[codes]
+    return frame
+
+
+def _columns_to_read(path: Path, columns: Sequence[str], purpose: str) -> tuple[list[str], list[str], str]:
+    """The header, the file's columns for ``columns`` (variant_id: :func:`id_column`) and that ID column.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file lacks a column (names it, what it is needed for, and the columns it has).
+    """
+    header = SUMSTATS.header(path)  # exists, tab-separated, has the required columns
+    source = id_column(header)
     wanted = [source if c == "variant_id" else c for c in columns]
-    return SUMSTATS.read(path, columns=wanted).rename(columns={source: "variant_id"})
+    absent = [c for c in wanted if c not in header]
+    if absent:
+        raise ValueError(f"{SUMSTATS.what} {path} lacks column(s) {', '.join(absent)}{purpose}; available: "
+                         f"{', '.join(header)}")
+    return header, wanted, source
+
+
+def read_sumstats_chunks(path: str | os.PathLike, columns: Sequence[str], chunk_rows: int = CHUNK_ROWS,
+                         keep_text: bool = False, purpose: str = "") -> Iterator[SumstatsChunk]:
+    """The one reader of GWAS-SSF files (:data:`SUMSTATS`): some columns, chunk by chunk, of compact kinds.
+
+    Memory is one chunk's, whatever the file's length.
+
+    Args:
+        path: a ``.tsv.gz`` (gzip or BGZF) or plain tab-separated file.
+        columns: the columns to read, in the order wanted (``variant_id`` is the genotype files' ID).
+        chunk_rows: rows per chunk (at most).
+        keep_text: give each chunk's lines as written too (to copy them to another file without reformatting).
+        purpose: what needs the columns, for the missing-column message (", which the joint test needs").
+
+    Yields:
+        The file's rows in order, as :class:`SumstatsChunk`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a missing column, a cell not of its kind or an unknown chromosome (names the file and line).
+    """
+    path = Path(path)
+    header, wanted, source = _columns_to_read(path, columns, purpose)
+    order = [source if c == "variant_id" else c for c in columns]
+    opener = gzip.open if path.name.endswith(".gz") else open
+    line = 2
+    with opener(path, "rb") as handle:
+        handle.readline()
+        for block in _line_blocks(handle, chunk_rows):
+            frame = _parse_block(block, header, wanted, f"{SUMSTATS.what} {path}", line)
+            frame = frame[order].rename(columns={source: "variant_id"})
+            yield SumstatsChunk(frame, line, block if keep_text else None)
+            line += len(frame)
+
+
+def read_sumstats_region(path: str | os.PathLike, chromosome: int, start: int, end: int,
+                         columns: Sequence[str]) -> pd.DataFrame:
+    """Some columns of the rows of a BGZF, tabix-indexed GWAS-SSF file in a region (the gathered files).
+
+    Args:
+        path: the file; its ``.tbi`` beside it.
+        chromosome: GWAS-SSF chromosome number.
+        start: first base pair (1-based, included).
+        end: last base pair (included).
+        columns: as for :func:`read_sumstats_chunks`.
+
+    Returns:
+        The rows' columns, of the kinds of :class:`SumstatsChunk`.
+    """
+    path = Path(path)
+    header, wanted, source = _columns_to_read(path, columns, "")
+    with pysam.TabixFile(os.fspath(path)) as tabix:
+        contig = str(chromosome)
+        lines = list(tabix.fetch(contig, start - 1, end)) if contig in tabix.contigs else []
+    block = "".join(f"{line}\n" for line in lines).encode()
+    where = f"{SUMSTATS.what} {path} region {chromosome}:{start}-{end}"
+    frame = (_parse_block(block, header, wanted, where, 1) if lines
+             else pd.DataFrame({c: pd.Series(dtype=np.int8 if c == "chromosome" else _KINDS.get(c, str))
+                                for c in wanted}))
+    return frame[[source if c == "variant_id" else c for c in columns]].rename(columns={source: "variant_id"})
+
+
+def read_sumstats(path: str | os.PathLike, columns: Sequence[str] = tuple(SUMSTATS_COLUMNS)) -> pd.DataFrame:
+    """A whole GWAS-SSF file in one frame (a small file, or a test's): :func:`read_sumstats_chunks` joined.
+
+    Args:
+        path: ``.tsv.gz`` (or plain) tab-separated file.
+        columns: the columns (default: the SUMSTATS_COLUMNS).
+
+    Returns:
+        Frame of the columns (chromosome as GWAS-SSF numbers, base_pair_location and n as int64, alleles and
+        variant_id as strings, NA as NaN).
+
+    Raises:
+        ValueError: as :func:`read_sumstats_chunks`, or an ``n`` that is not a whole number.
+    """
+    chunks = [chunk.frame for chunk in read_sumstats_chunks(path, columns)]
+    frame = (pd.concat(chunks, ignore_index=True) if chunks
+             else pd.DataFrame({c: pd.Series(dtype=_KINDS.get(c, str)) for c in columns}))
+    if "chromosome" in frame:
+        frame["chromosome"] = frame["chromosome"].astype(np.int64)
+    if "n" in frame:
+        n = frame["n"].to_numpy()
+        bad = np.flatnonzero(~np.isfinite(n) | (n % 1 != 0))
+        if bad.size:
+            raise ValueError(f"{SUMSTATS.what} {path} line {line_number(bad[0])}, column n: '{n[bad[0]]}' is not a "
+                             "whole number")
+        frame["n"] = n.astype(np.int64)
+    return frame
 
 
 def genomic_inflation(p_values: np.ndarray | pd.Series) -> float:

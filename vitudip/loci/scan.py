@@ -1,12 +1,14 @@
 """One streaming pass over every dimension's GWAS-SSF file.
 
 Reading 128 gzipped tables is the stage's main cost, so each file is read once,
-with only the columns that are needed: the first file gives the variant table;
-the others give p-values (their chromosome and position columns check that the
-rows are the same variants in the same order, which holds for files written by
-one GWAS; otherwise rows are matched by variant_id and alleles). What is kept
-per dimension is small: the rows with p below the candidate threshold, plus the
-running minimum p over dimensions of every variant (for the Manhattan plot).
+chunk by chunk (:func:`~vitudip.genetics.sumstats.read_sumstats_chunks`), with only
+the columns that are needed: the first file gives the variant table; the others
+give p-values (their chromosome and position columns check that the rows are the
+same variants in the same order, which holds for files written by one GWAS;
+otherwise rows are matched by :data:`~vitudip.genetics.sumstats.VARIANT_KEY`).
+What is kept per dimension: the rows with p below the candidate threshold, plus
+the running minimum p over dimensions of every variant (for the Manhattan plot);
+worker processes hold the variant key columns, not the variant table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from vitudip.genetics.joint_table import JOINT
-from vitudip.genetics.sumstats import read_sumstats_columns, ssf_chromosome
+from vitudip.genetics.sumstats import VARIANT_KEY, read_sumstats, read_sumstats_chunks
 
 logger = logging.getLogger("vitudip.loci")
 
@@ -50,56 +52,58 @@ def sumstats_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Some columns of a GWAS-SSF file, chromosomes as GWAS-SSF numbers, variant_id the genotype files' ID."""
-    frame = read_sumstats_columns(path, columns)
-    if frame["chromosome"].dtype.kind not in "iu":  # X, chr1, ...: convert each distinct name once
-        names = frame["chromosome"].astype(str)
-        frame["chromosome"] = names.map({n: ssf_chromosome(n) for n in names.unique()})
-    frame["chromosome"] = frame["chromosome"].astype(np.int64)
-    return frame
-
-
 def read_variants(path: str | os.PathLike) -> pd.DataFrame:
-    """The variant table of one file with its p-values (VARIANT_FIELDS)."""
-    return _read_columns(Path(path), VARIANT_FIELDS)
+    """The variant table of one file with its p-values (VARIANT_FIELDS; chromosome as int8 GWAS-SSF numbers)."""
+    chunks = [chunk.frame for chunk in read_sumstats_chunks(path, VARIANT_FIELDS)]
+    return pd.concat(chunks, ignore_index=True) if chunks else read_sumstats(path, VARIANT_FIELDS)
 
 
-def _same_rows(frame: pd.DataFrame, variants: pd.DataFrame) -> bool:
-    """Whether ``frame`` lists the variant table's variants in its order (what one GWAS writes)."""
-    return (len(frame) == len(variants)
-            and np.array_equal(frame["base_pair_location"].to_numpy(), variants["base_pair_location"].to_numpy())
-            and np.array_equal(frame["chromosome"].to_numpy(), variants["chromosome"].to_numpy()))
-
-
-def _aligned_rows(frame: pd.DataFrame, variants: pd.DataFrame, path: Path) -> np.ndarray:
-    """Row of ``variants`` of each row of ``frame`` by variant_id and alleles (-1: absent, logged)."""
-    keys = ["variant_id", "effect_allele", "other_allele"]
-    rows = pd.MultiIndex.from_frame(variants[keys]).get_indexer(pd.MultiIndex.from_frame(frame[keys]))
-    if (rows < 0).any():
-        logger.warning("%s: %d variants absent from the first file are ignored", path, int((rows < 0).sum()))
-    return rows
+def _aligned_rows(frame: pd.DataFrame, variants: pd.DataFrame | pd.MultiIndex, path: Path) -> np.ndarray:
+    """Row of ``variants`` of each row of ``frame`` by the variant key (-1: absent)."""
+    index = variants if isinstance(variants, pd.MultiIndex) else pd.MultiIndex.from_frame(variants[VARIANT_KEY])
+    return index.get_indexer(pd.MultiIndex.from_frame(frame[VARIANT_KEY]))
 
 
 def aligned_p_values(path: str | os.PathLike, variants: pd.DataFrame) -> np.ndarray:
-    """p-values of one file in the row order of ``variants``.
+    """p-values of one file in the row order of ``variants``, read chunk by chunk.
+
+    Files written by one GWAS list the variant table's rows in its order (checked by chromosome and position);
+    otherwise rows are matched by :data:`~vitudip.genetics.sumstats.VARIANT_KEY` in a second read.
 
     Args:
         path: GWAS-SSF file.
-        variants: the variant table (from :func:`read_variants` of the first file).
+        variants: the variant table (from :func:`read_variants` of the first file); only its VARIANT_KEY
+            columns are used.
 
     Returns:
         (len(variants),) float64; NaN for variants the file lacks.
     """
     path = Path(path)
-    frame = _read_columns(path, P_FIELDS)
-    if _same_rows(frame, variants):
-        return frame["p_value"].to_numpy()
-    frame = _read_columns(path, VARIANT_FIELDS)
-    rows = _aligned_rows(frame, variants, path)
-    found = rows >= 0
+    chromosome = variants["chromosome"].to_numpy()
+    position = variants["base_pair_location"].to_numpy()
     p = np.full(len(variants), np.nan)
-    p[rows[found]] = frame["p_value"].to_numpy()[found]
+    start = 0
+    for chunk in read_sumstats_chunks(path, P_FIELDS):
+        frame = chunk.frame
+        end = start + len(frame)
+        if not (end <= len(variants) and np.array_equal(frame["chromosome"].to_numpy(), chromosome[start:end])
+                and np.array_equal(frame["base_pair_location"].to_numpy(), position[start:end])):
+            break
+        p[start:end] = frame["p_value"].to_numpy()
+        start = end
+    else:
+        if start == len(variants):
+            return p
+    p[:] = np.nan
+    index = pd.MultiIndex.from_frame(variants[VARIANT_KEY])
+    absent = 0
+    for chunk in read_sumstats_chunks(path, [*VARIANT_KEY, "p_value"]):
+        rows = _aligned_rows(chunk.frame, index, path)
+        found = rows >= 0
+        absent += int((~found).sum())
+        p[rows[found]] = chunk.frame["p_value"].to_numpy()[found]
+    if absent:
+        logger.warning("%s: %d variants absent from the first file are ignored", path, absent)
     return p
 
 
@@ -116,8 +120,10 @@ def aligned_joint(path: str | os.PathLike, variants: pd.DataFrame) -> pd.DataFra
     """
     path = Path(path)
     frame = JOINT.read(path, columns=[*VARIANT_FIELDS, "min_p_dimension"])
-    frame["chromosome"] = frame["chromosome"].astype(np.int64)
-    rows = np.arange(len(frame)) if _same_rows(frame, variants) else _aligned_rows(frame, variants, path)
+    frame["chromosome"] = frame["chromosome"].astype(np.int8)
+    same = (len(frame) == len(variants)
+            and all(np.array_equal(frame[c].to_numpy(), variants[c].to_numpy()) for c in P_FIELDS[:2]))
+    rows = np.arange(len(frame)) if same else _aligned_rows(frame, variants, path)
     found = rows >= 0
     table = variants[["chromosome", "base_pair_location", "variant_id"]].reset_index(drop=True)
     table["p_value"] = np.nan
@@ -179,6 +185,7 @@ class SumstatsScan:
         return out
 
 
+#: A worker process's copy of the variant key columns (not the whole table: the IDs stay in the parent).
 _WORKER_VARIANTS: pd.DataFrame | None = None
 
 
@@ -211,6 +218,7 @@ def scan_sumstats(
     n = len(variants)
     min_p = np.full(n, np.nan)
     min_dimension = np.full(n, -1, dtype=np.int32)
+    row_kind = np.int32 if n < 2**31 else np.int64  # rows kept per dimension: half the bytes
     hit_rows: list[np.ndarray] = []
     hit_p: list[np.ndarray] = []
 
@@ -218,7 +226,7 @@ def scan_sumstats(
         better = p < np.where(np.isnan(min_p), np.inf, min_p)  # NaN p never wins
         min_p[better] = p[better]
         min_dimension[better] = index
-        rows = np.flatnonzero(p < candidate_p)
+        rows = np.flatnonzero(p < candidate_p).astype(row_kind)
         hit_rows.append(rows)
         hit_p.append(p[rows])
 
@@ -226,7 +234,7 @@ def scan_sumstats(
     absorb(0, first["p_value"].to_numpy())
     bar.update()
     if threads > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(threads, initializer=_init_worker, initargs=(variants,)) as pool:
+        with ProcessPoolExecutor(threads, initializer=_init_worker, initargs=(variants[VARIANT_KEY],)) as pool:
             for index, p in enumerate(pool.map(_worker_p_values, paths[1:]), start=1):
                 absorb(index, p)
                 bar.update()

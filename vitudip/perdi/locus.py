@@ -2,10 +2,13 @@
 
 A locus's direction is its lead variant's vector of GWAS betas over every
 dimension, each read from that dimension's gathered GWAS-SSF file through its
-tabix index (one region fetch per locus and file, not the whole file). Every
+tabix index (:func:`~vitudip.genetics.sumstats.read_sumstats_region`: one region
+fetch per locus and file, not the whole file). The lead is found by the one
+variant key (chromosome, position and its two alleles, from the merged table's
+``lead_uniqID``), its ``lead_snp`` ID is its label. Every
 engine writes the ALT allele as the effect allele; a file with the two alleles
-the other way round has its beta negated, and a file with other alleles is an
-error.
+the other way round has its beta negated, and a file without the lead's two
+alleles at its position is an error.
 
 Units. A beta is the change of the GWAS phenotype per effect allele. Without
 ``pheno.inverse_normal`` the phenotype is the UDIP itself, so the beta is in
@@ -36,10 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pysam
 from tqdm import tqdm
 
-from vitudip.genetics.sumstats import SUMSTATS, id_column, ssf_chromosome
+from vitudip.genetics.sumstats import read_sumstats_region, ssf_chromosome
 from vitudip.io.stage_tables import LOCI_MERGED, udip_columns
 
 #: The sizes of a locus direction (``perdi.locus_shift``); the module docstring defines them.
@@ -61,13 +63,15 @@ class LocusLead:
         locus: the locus number of loci_merged.tsv.
         chromosome: GWAS-SSF chromosome number.
         position: the lead variant's base-pair position.
-        variant_id: the lead variant's id (``lead_snp``).
+        variant_id: the lead variant's id (``lead_snp``), its label.
+        alleles: its two alleles in alphabetical order (as FUMA's uniqID, ``lead_uniqID``).
     """
 
     locus: int
     chromosome: int
     position: int
     variant_id: str
+    alleles: tuple[str, str]
 
     @property
     def name(self) -> str:
@@ -79,13 +83,14 @@ def locus_leads(loci_path: str | os.PathLike) -> list[LocusLead]:
     """Every locus of a merged loci table with its lead variant, in the table's order.
 
     Args:
-        loci_path: ``loci/loci_merged.tsv`` (locus, chromosome, lead_snp, lead_position).
+        loci_path: ``loci/loci_merged.tsv`` (locus, chromosome, lead_snp, lead_uniqID, lead_position).
 
     Raises:
-        ValueError: a missing column, a locus number or position that is not a whole number, an empty lead_snp
-            or an unknown chromosome, naming the file and line.
+        ValueError: a missing column, a locus number or position that is not a whole number, an empty lead_snp,
+            a lead_uniqID that is not chromosome:position:allele:allele, or an unknown chromosome, naming the file
+            and line.
     """
-    table = LOCI_MERGED.read(loci_path, columns=["locus", "chromosome", "lead_snp", "lead_position"],
+    table = LOCI_MERGED.read(loci_path, columns=["locus", "chromosome", "lead_snp", "lead_uniqID", "lead_position"],
                              text_only=True)
     leads = []
     for position, row in enumerate(table.itertuples(index=False)):
@@ -97,11 +102,15 @@ def locus_leads(loci_path: str | os.PathLike) -> list[LocusLead]:
                              "whole numbers") from None
         if not row.lead_snp:
             raise ValueError(f"{where}: locus {locus} has no lead_snp")
+        parts = row.lead_uniqID.split(":")
+        if len(parts) != 4 or not all(parts[2:]):
+            raise ValueError(f"{where}: lead_uniqID '{row.lead_uniqID}' of locus {locus} is not "
+                             "chromosome:position:allele:allele")
         try:
             chromosome = ssf_chromosome(row.chromosome)
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-        leads.append(LocusLead(locus, chromosome, lead_position, row.lead_snp))
+        leads.append(LocusLead(locus, chromosome, lead_position, row.lead_snp, tuple(sorted(parts[2:]))))
     return leads
 
 
@@ -124,19 +133,22 @@ class LeadEffects:
     beta: np.ndarray
 
 
-def _fetch_lead(tabix: pysam.TabixFile, columns: dict[str, int], lead: LocusLead, path: Path) -> list[str]:
-    """The fields of the lead variant's line in one tabix-indexed file."""
-    contig = str(lead.chromosome)
-    lines = tabix.fetch(contig, lead.position - 1, lead.position) if contig in tabix.contigs else []
-    for line in lines:
-        fields = line.split("\t")
-        if (fields[columns["variant_id"]] == lead.variant_id
-                and int(fields[columns["base_pair_location"]]) == lead.position):
-            return fields
-    raise ValueError(f"{path}: no line for lead variant {lead.variant_id} of locus {lead.locus} (chromosome "
-                     f"{lead.chromosome}, position {lead.position}); a locus direction needs the variant's beta on "
-                     "every dimension: were the loci found on other summary statistics, or was the variant "
-                     "untested for this dimension?")
+#: The columns of a dimension's file a lead variant's effect is read from.
+_LEAD_COLUMNS = ["base_pair_location", "effect_allele", "other_allele", "beta", "effect_allele_frequency"]
+
+
+def _lead_row(path: Path, lead: LocusLead) -> pd.Series:
+    """The lead variant's row of one tabix-indexed file, found by the variant key."""
+    rows = read_sumstats_region(path, lead.chromosome, lead.position, lead.position, _LEAD_COLUMNS)
+    pairs = [tuple(sorted(pair)) for pair in zip(rows["effect_allele"], rows["other_allele"])]
+    found = np.flatnonzero((rows["base_pair_location"].to_numpy() == lead.position)
+                           & np.array([pair == lead.alleles for pair in pairs], dtype=bool))
+    if found.size == 0:
+        raise ValueError(f"{path}: no line for lead variant {lead.variant_id} of locus {lead.locus} (chromosome "
+                         f"{lead.chromosome}, position {lead.position}, alleles {'/'.join(lead.alleles)}); a locus "
+                         "direction needs the variant's beta on every dimension: were the loci found on other "
+                         "summary statistics, or was the variant untested for this dimension?")
+    return rows.iloc[int(found[0])]
 
 
 def lead_effects(sumstats_dir: str | os.PathLike, leads: Sequence[LocusLead], dimensions: Sequence[str]) -> list[
@@ -153,8 +165,8 @@ def lead_effects(sumstats_dir: str | os.PathLike, leads: Sequence[LocusLead], di
 
     Raises:
         FileNotFoundError: a dimension's file or its tabix index is missing.
-        ValueError: a lead variant missing from a file, a beta or frequency that is not a number, or a file whose
-            alleles differ from the first file's; each names the file and the variant.
+        ValueError: a lead variant (chromosome, position and alleles) missing from a file, or a beta or frequency
+            that is not a number; each names the file and the variant.
     """
     folder = Path(sumstats_dir)
     betas = np.full((len(leads), len(dimensions)), np.nan)
@@ -167,36 +179,19 @@ def lead_effects(sumstats_dir: str | os.PathLike, leads: Sequence[LocusLead], di
                                     "through their tabix index (run the gwas_gather step)"
                                     if path.is_file() else f"summary statistics file {path} not found: run the "
                                     "GWAS stage first")
-        header = SUMSTATS.header(path)
-        missing = [c for c in ("effect_allele", "other_allele", "beta", "effect_allele_frequency", id_column(header))
-                   if c not in header]
-        if missing:
-            raise ValueError(f"summary statistics file {path} lacks column(s) {', '.join(missing)}")
-        columns = {name: header.index(name) for name in header}
-        columns["variant_id"] = columns[id_column(header)]  # the lead is named by its genotype ID
-        with pysam.TabixFile(os.fspath(path)) as tabix:
-            for i, lead in enumerate(leads):
-                fields = _fetch_lead(tabix, columns, lead, path)
-                pair = (fields[columns["effect_allele"]], fields[columns["other_allele"]])
-                try:
-                    beta = float(fields[columns["beta"]])
-                    frequency = float(fields[columns["effect_allele_frequency"]])
-                except ValueError:
-                    beta = frequency = math.nan
-                if not (math.isfinite(beta) and math.isfinite(frequency)):
-                    raise ValueError(f"{path}: lead variant {lead.variant_id} of locus {lead.locus} has beta "
-                                     f"'{fields[columns['beta']]}' and effect_allele_frequency "
-                                     f"'{fields[columns['effect_allele_frequency']]}': both must be numbers")
-                if alleles[i] is None:
-                    alleles[i] = pair
-                elif pair == alleles[i][::-1]:
-                    # the same variant counted by its other allele: the effect of the first file's allele
-                    beta, frequency = -beta, 1.0 - frequency
-                elif pair != alleles[i]:
-                    raise ValueError(f"{path}: lead variant {lead.variant_id} of locus {lead.locus} has alleles "
-                                     f"{pair[0]}/{pair[1]} (effect/other) but {alleles[i][0]}/{alleles[i][1]} in "
-                                     f"{folder / (dimensions[0] + SUMSTATS_SUFFIX)}")
-                betas[i, k], frequencies[i, k] = beta, frequency
+        for i, lead in enumerate(leads):
+            row = _lead_row(path, lead)
+            pair = (row["effect_allele"], row["other_allele"])
+            beta, frequency = float(row["beta"]), float(row["effect_allele_frequency"])
+            if not (math.isfinite(beta) and math.isfinite(frequency)):
+                raise ValueError(f"{path}: lead variant {lead.variant_id} of locus {lead.locus} has beta {beta} "
+                                 f"and effect_allele_frequency {frequency}: both must be numbers")
+            if alleles[i] is None:
+                alleles[i] = pair
+            elif pair == alleles[i][::-1]:
+                # the same variant counted by its other allele: the effect of the first file's allele
+                beta, frequency = -beta, 1.0 - frequency
+            betas[i, k], frequencies[i, k] = beta, frequency
     return [LeadEffects(lead, *alleles[i], float(frequencies[i].mean()), betas[i]) for i, lead in enumerate(leads)]
 
 

@@ -10,28 +10,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vitudip.genetics.pvalue_sketch import PValueSketch  # noqa: E402
 
-def plot_qq(p_values: dict[str, np.ndarray], lambdas: dict[str, float], path: str | os.PathLike,
+
+def plot_qq(sketches: dict[str, PValueSketch], lambdas: dict[str, float], path: str | os.PathLike,
             max_points: int = 20000) -> None:
     """Observed vs expected -log10 p for every dimension on one axis, the most inflated labelled.
 
     Args:
-        p_values: dimension -> p-values.
+        sketches: dimension -> its p-values' sketch (:meth:`PValueSketch.of` for an array).
         lambdas: dimension -> λGC.
         path: PNG to write.
-        max_points: points kept per dimension (the smallest p-values are always kept).
+        max_points: points kept per dimension (the smallest 1,000 p-values are always kept).
     """
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     top = 0.0
-    for p in p_values.values():
-        p = np.sort(p[np.isfinite(p) & (p > 0)])
-        if p.size == 0:
+    for sketch in sketches.values():
+        expected, observed = sketch.qq_points(max_points)
+        if expected.size == 0:
             continue
-        expected = -np.log10((np.arange(1, p.size + 1) - 0.5) / p.size)
-        observed = -np.log10(p)
-        keep = np.unique(np.concatenate([np.arange(min(1000, p.size)),
-                                         np.linspace(0, p.size - 1, min(max_points, p.size)).astype(int)]))
-        ax.plot(expected[keep], observed[keep], ".", ms=2, alpha=0.4)
+        ax.plot(expected, observed, ".", ms=2, alpha=0.4)
         top = max(top, expected[0], observed[0])
     ax.plot([0, top], [0, top], "k--", lw=1)
     if lambdas:
