@@ -35,6 +35,15 @@ def test_declared_columns_get_their_kinds_and_others_are_inferred(tmp_path):
     assert frame["other"].dtype == float and np.isnan(frame["other"].iloc[1])
 
 
+@pytest.mark.parametrize("text_only", [False, True])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, text_only):
+    # spreadsheet exports ("UTF-8 CSV") begin with one
+    path = tmp_path / "t.tsv"
+    path.write_bytes("subject_id\tvalue\tcount\n007\t1.5\t3\n".encode("utf-8-sig"))
+    frame = SHEET.read(path, text_only=text_only)
+    assert list(frame.columns[:2]) == ["subject_id", "value"] and list(frame["subject_id"]) == ["007"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("subject_id\tvalue\n1\t2\n2\tabc\n", r"line 3, column value: 'abc' is not a number"),
     ("subject_id\tvalue\tcount\n1\t2\t1.5\n", r"line 2, column count: '1.5' is not a whole number"),

@@ -75,7 +75,8 @@ class Table:
             made = f": run {self.writer} first" if self.writer else ""
             raise FileNotFoundError(f"{self._name(path)} not found{made}")
         opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the first column's name
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
             first = fh.readline().rstrip("\r\n")
         if not first:
             raise ValueError(f"{self._name(path)} is empty: it needs a header line with {', '.join(self.required)}")
@@ -109,7 +110,8 @@ class Table:
         path = Path(path)
         present = self.header(path)
         if text_only:
-            frame = pd.read_csv(path, sep=self.sep, usecols=columns, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(path, sep=self.sep, usecols=columns, dtype=str, keep_default_na=False,
+                                encoding="utf-8-sig")
             return self._checked(frame, path, allow_empty)
         if columns is not None:
             absent = [c for c in columns if c not in present]
@@ -126,7 +128,7 @@ class Table:
             dtype.update({c: str for c in others})
         try:
             frame = pd.read_csv(path, sep=self.sep, usecols=wanted, dtype=dtype, keep_default_na=False,
-                                na_values={c: list(MISSING) for c in converted + others})
+                                na_values={c: list(MISSING) for c in converted + others}, encoding="utf-8-sig")
         except ValueError:
             self._name_bad_cell(path, converted)
             raise
