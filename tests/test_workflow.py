@@ -173,8 +173,9 @@ def test_training_is_planned_as_a_chain_of_jobs_of_epochs_per_job(tmp_path):
     assert sorted(jobs) == [1, 2, 3] and jobs[3][0] == "train_model"
     assert "segments/epoch_" not in jobs[1][1]
     assert "segments/epoch_1.json" in jobs[2][1] and "segments/epoch_2.json" in jobs[3][1]
-    # each job stops before its rule's runtime (in a Slurm job) and appends its line to its log
-    assert out.count("--time-limit-minutes 720") == 3 and ">> " in out
+    # each job stops before its rule's runtime (in a Slurm job; a function of the inputs, so <TBD> in a dry run)
+    # and appends its line to its log
+    assert len(re.findall(r"--time-limit-minutes (?:\d+|<TBD>) ", out)) == 3 and ">> " in out
 
 
 @pytest.mark.slow
