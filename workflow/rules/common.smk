@@ -163,6 +163,7 @@ def joint_outputs():
 def all_outputs():
     """The inputs of the target rule `all`, the final files of every stage that exists."""
     outputs = [
+        results("checks", "inputs.tsv"),
         results("preprocess", "qc.tsv"),
         results("preprocess", "splits.tsv"),
         results("preprocess", "brain_mask.npy"),
@@ -347,6 +348,16 @@ def tables_request(wildcards, input, threads):
     """A job over a few tables: its largest input table's rows, each of at most the UDIPs' columns."""
     tables = [path for path in input if os.path.isfile(path) and path.endswith(".tsv")]
     return cost.small_tables(max([cost.table_rows(path) for path in tables], default=0), DIMENSIONS + 2)
+
+
+def validate_request(wildcards, input, threads):
+    """The input tables and the genotype sample file: their largest's rows, each of a few columns."""
+    tables = [
+        input.samples,
+        input.covariates,
+        *(p for p in input.genotypes if p.endswith((".sample", ".psam", ".fam"))),
+    ]
+    return cost.small_tables(max(cost.table_rows(path) for path in tables), 8)
 
 
 def prepare_genotypes_request(wildcards, input, threads):
