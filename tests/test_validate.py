@@ -5,14 +5,20 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
-from tests.tiny_study import ROOT, snakemake
 from vitudip.config import section_defaults
+from vitudip.genetics.genotypes import GenotypeFiles
 from vitudip.genetics.settings import PhenoSettings
+from vitudip.io.bgen import write_bgen
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.stage_tables import INPUT_CHECKS
 from vitudip.validate import validate_inputs
+
+from tiny_study import ROOT, snakemake
 
 SUBJECTS = [f"00{i}" for i in range(10, 40)]
 
@@ -23,7 +29,7 @@ def pheno(**overrides) -> PhenoSettings:
 
 def write_study(folder: Path, covariate_ids=None, ages=None, sexes=None, centres=None, chromosomes=("1", "2"),
                 genotype_ids=None) -> dict:
-    """A samples table, a covariates table and a PLINK 1 fileset (its .bed is never read by the checks)."""
+    """A samples table, a covariates table and a PLINK 1 fileset (its .bed's genotypes are never read)."""
     samples = folder / "samples.tsv"
     samples.write_text("subject_id\tpath\n" + "".join(f"{s}\t{s}.nii.gz\n" for s in SUBJECTS))
     ids = covariate_ids or SUBJECTS
@@ -37,7 +43,8 @@ def write_study(folder: Path, covariate_ids=None, ages=None, sexes=None, centres
     (folder / "geno.fam").write_text("".join(f"{s}\t{s}\t0\t0\t0\t-9\n" for s in genotype_ids or SUBJECTS))
     (folder / "geno.bim").write_text("".join(f"{c}\trs{c}_{i}\t0\t{100 * (i + 1)}\tA\tG\n"
                                              for c in chromosomes for i in range(3)))
-    (folder / "geno.bed").write_bytes(b"\x6c\x1b\x01")
+    n_samples, n_variants = len(genotype_ids or SUBJECTS), 3 * len(chromosomes)
+    (folder / "geno.bed").write_bytes(b"\x6c\x1b\x01" + bytes(n_variants * -(-n_samples // 4)))
     return {"samples_path": str(samples), "covariates_path": str(covariates),
             "genotypes": GenotypeInput(str(prefix)), "out": folder / "inputs.tsv"}
 
@@ -98,6 +105,25 @@ def test_chromosomes_the_genotype_file_lacks_name_the_key_and_the_file(tmp_path)
         run(study, chromosomes=("1", "2", "3", "15"))
 
 
+def test_a_truncated_bed_is_named_with_its_size(tmp_path):
+    study = write_study(tmp_path)
+    bed = tmp_path / "geno.bed"
+    bed.write_bytes(bed.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"geno\.bed has 46 bytes but 6 variants x 30 samples need 51 bytes"):
+        run(study)
+
+
+def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):
+    (tmp_path / "a.pvar").write_text("##fileformat=PVARv1.0\n#CHROM\tPOS\tID\tREF\tALT\n"
+                                     "chr1\t10\tx\tA\tG\n01\t20\ty\tA\tG\nX\t30\tz\tA\tG\n")
+    assert GenotypeFiles(str(tmp_path / "a"), "pgen").chromosomes() == {"1", "X"}
+    variants = pd.DataFrame({"chrom": ["01", "02", "02"], "id": ["a", "b", "c"], "pos": [1, 2, 3],
+                             "ref": ["A"] * 3, "alt": ["G"] * 3})
+    for index in (True, False):
+        write_bgen(tmp_path / "b.bgen", variants, np.zeros((4, 3)), index=index)
+        assert GenotypeFiles(str(tmp_path / "b"), "bgen").chromosomes() == {"1", "2"}
+
+
 def test_min_samples_above_the_subjects_that_can_be_analysed(tmp_path):
     study = write_study(tmp_path, genotype_ids=SUBJECTS[:12])
     with pytest.raises(ValueError, match=r"config key 'pheno\.min_samples' is 20 but at most 12 subjects can be "
@@ -113,3 +139,21 @@ def test_a_dry_run_plans_the_input_checks_before_training(tmp_path):
     edges = re.findall(r"^\s*(\d+) -> (\d+)", result.stdout, flags=re.M)
     before_training = {labels[u] for u, v in edges if labels[v] == "train_model"}
     assert "validate_inputs" in before_training
+
+
+def test_a_late_mistake_stops_the_workflow_before_any_image_or_training_job(tmp_path):
+    study = write_study(tmp_path, covariate_ids=[s.lstrip("0") for s in SUBJECTS])
+    config = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    config["simulate"]["enabled"] = False
+    config["inputs"].update(samples=study["samples_path"], covariates=study["covariates_path"],
+                            genotypes=str(tmp_path / "geno"), known_loci=None, genes=None)
+    config["results"] = str(tmp_path / "results")
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, "--cores", "1", "train_model", configfile=path)
+    assert run.returncode != 0
+    log = (tmp_path / "results" / "logs" / "validate_inputs.log").read_text()
+    assert "IID '10' matches subject_id '0010'" in log
+    # the checks ran first, and nothing after them
+    assert not (tmp_path / "results" / "preprocess").exists()
+    assert not (tmp_path / "results" / "train").exists()

@@ -21,6 +21,7 @@ from vitudip.genetics.prepare import selected_samples
 from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.chromosomes import require_chromosome
 from vitudip.io.genotype_files import GenotypeInput
+from vitudip.io.plink import check_bed_fileset
 from vitudip.io.stage_tables import INPUT_CHECKS
 from vitudip.io.tables import match_without_zeros
 
@@ -145,6 +146,30 @@ def check_chromosomes(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> i
     return len(chromosomes)
 
 
+def check_bed_sizes(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> int:
+    """Every PLINK 1 .bed of the genotype input has the size its .fam and .bim give it (a truncated copy is
+    otherwise found only when the genotypes are prepared, after training).
+
+    Args:
+        genotypes: the study's genotype input.
+        chromosomes: the analysed chromosomes.
+
+    Returns:
+        How many .bed files were checked.
+
+    Raises:
+        ValueError: naming the .bed, its size and the size it should have.
+    """
+    wanted = chromosomes if genotypes.per_chromosome else chromosomes[:1]
+    prefixes = dict.fromkeys(genotypes.prefix(c) for c in wanted)
+    checked = 0
+    for prefix in prefixes:
+        if find_genotypes(prefix, genotypes.sample_file).format == "bed":
+            check_bed_fileset(prefix)
+            checked += 1
+    return checked
+
+
 def validate_inputs(samples_path: str, covariates_path: str, genotypes: GenotypeInput, chromosomes: Sequence[str],
                     keep_path: str | None, settings: PhenoSettings, out: str | os.PathLike) -> pd.DataFrame:
     """Check the inputs the stages after training read, and write ``checks/inputs.tsv``: each check, its file,
@@ -173,6 +198,8 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
     rows.append(("genotype samples", files.sample_file, len(genotyped), "genotype samples with an image analysed"))
     rows.append(("chromosomes", files.variant_file, check_chromosomes(genotypes, chromosomes),
                  "analysed chromosomes with variants"))
+    rows.append(("PLINK 1 .bed sizes", files.prefix, check_bed_sizes(genotypes, chromosomes),
+                 ".bed files whose size fits their .fam and .bim"))
     used = analysable_covariates(covariates, covariates_path, settings, genotyped)
     counts = {"in the samples table": len(imaged), "with genotypes": len(genotyped),
               "with covariates": len(genotyped & set(covariates["IID"])), "with complete covariates": len(used)}

@@ -28,6 +28,8 @@ rule validate_inputs:
         results("logs", "validate_inputs.log"),
     benchmark:
         results("benchmarks", "validate_inputs.tsv")
+    # before the other jobs that are ready with it (preprocessing: hours on UK Biobank), where cores are few
+    priority: 50
     resources:
         **resources_from(validate_request),
     conda:
