@@ -13,7 +13,7 @@ import yaml
 from vitudip.config import section_defaults
 from vitudip.genetics.genotypes import GenotypeFiles
 from vitudip.genetics.settings import PhenoSettings
-from vitudip.io.bgen import write_bgen
+from vitudip.io.bgen import write_bgen, write_sample_file
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.stage_tables import INPUT_CHECKS
 from vitudip.validate import validate_inputs
@@ -96,6 +96,20 @@ def test_genotype_samples_that_match_no_subject_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"no sample of .*geno\.fam is analysed .*IID '10' matches subject_id "
                                          r"'0010' only once leading zeros"):
         run(study)
+
+
+def test_a_bgen_sample_file_whose_ids_match_no_subject_is_named(tmp_path):
+    study = write_study(tmp_path)
+    variants = pd.DataFrame({"chrom": ["01", "02"], "id": ["a", "b"], "pos": [1, 2], "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "ukb.bgen", variants, np.zeros((30, 2)))
+    write_sample_file(tmp_path / "ukb.sample", [f"9{i}" for i in range(30)], [f"9{i}" for i in range(30)])
+    study["genotypes"] = GenotypeInput(str(tmp_path / "ukb"))
+    with pytest.raises(ValueError, match=r"no sample of .*ukb\.sample is analysed \(30 samples; not analysed: no "
+                                         r"image 30\)"):
+        run(study)
+    write_sample_file(tmp_path / "ukb.sample", SUBJECTS, SUBJECTS)
+    run(study)
+    assert INPUT_CHECKS.read(study["out"]).set_index("check").loc["genotype samples", "file"].endswith("ukb.sample")
 
 
 def test_chromosomes_the_genotype_file_lacks_name_the_key_and_the_file(tmp_path):

@@ -351,13 +351,13 @@ def tables_request(wildcards, input, threads):
 
 
 def validate_request(wildcards, input, threads):
-    """The input tables and the genotype sample file: their largest's rows, each of a few columns."""
-    tables = [
-        input.samples,
-        input.covariates,
-        *(p for p in input.genotypes if p.endswith((".sample", ".psam", ".fam"))),
-    ]
-    return cost.small_tables(max(cost.table_rows(path) for path in tables), 8)
+    """The input tables and the genotype sample file, and a single fileset's variant table (its chromosomes are
+    read): the largest's rows, each of a few columns."""
+    sample_files = [path for path in input.genotypes if path.endswith((".sample", ".psam", ".fam"))]
+    rows = [cost.table_rows(path) for path in [input.samples, input.covariates, *sample_files]]
+    if not GENOTYPES.per_chromosome:
+        rows.append(cost.genotype_file_variants(input.genotypes))
+    return cost.small_tables(max(rows), 8)
 
 
 def prepare_genotypes_request(wildcards, input, threads):
