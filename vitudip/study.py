@@ -100,9 +100,18 @@ def _check_model_fits_the_cache(config: Mapping[str, Any], built: Mapping[type, 
             f"takes {list(model.image_size)}; {hint}")
 
 
+def _check_demo_cohort_size(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
+    """The simulated cohort holds at least pheno.min_samples subjects (else the pheno stage stops after training)."""
+    simulate, min_samples = config["simulate"], config["pheno"]["min_samples"]
+    if simulate["enabled"] and simulate["n_subjects"] < min_samples:
+        raise ConfigError(f"config keys 'pheno.min_samples' ({min_samples}) and 'simulate.n_subjects' "
+                          f"({simulate['n_subjects']}): the simulated cohort is smaller than the fewest samples the "
+                          "GWAS accepts; raise n_subjects or lower min_samples")
+
+
 #: The rules between two stages' keys, in the order they are checked; each gets the config and the built settings.
-STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (_check_gwas_chromosomes,
-                                                                                   _check_model_fits_the_cache)
+STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (
+    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size)
 
 
 def check_study(config: Mapping[str, Any]) -> None:

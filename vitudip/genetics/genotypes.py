@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vitudip.genetics.sex import plink_sex_codes
-from vitudip.io.chromosomes import canonical_chromosomes
+from vitudip.io.chromosomes import canonical_chromosome, canonical_chromosomes
 from vitudip.io.genotype_files import FORMAT_EXTENSIONS, genotype_format
 from vitudip.io.plink import read_bim, read_fam
 
@@ -211,6 +211,25 @@ class GenotypeFiles:
     def variant_file(self) -> str:
         """The file that lists the variants (for error messages)."""
         return self.prefix + {"bed": ".bim", "pgen": ".pvar", "bgen": ".bgen"}[self.format]
+
+    def chromosomes(self) -> set[str]:
+        """The chromosomes the fileset has variants on, in plink2's names, read from the variant table's
+        chromosome column only (a BGEN's from its ``.bgi`` index when it fits, else its variant headers)."""
+        if self.format == "bgen":
+            from vitudip.io.bgen import BgenFile
+
+            bgen = BgenFile(f"{self.prefix}.bgen")
+            try:
+                codes = bgen.variants["chrom"].unique()
+            finally:
+                bgen.close()
+        elif self.format == "bed":
+            codes = pd.read_csv(self.variant_file, sep=r"\s+", header=None, usecols=[0], dtype=str)[0].unique()
+        else:
+            with open(self.variant_file) as handle:
+                skip = next(i for i, line in enumerate(handle) if not line.startswith("##"))
+            codes = pd.read_csv(self.variant_file, sep="\t", skiprows=skip, usecols=[0], dtype=str).iloc[:, 0].unique()
+        return {name for name in map(canonical_chromosome, codes) if name is not None}
 
     def variants(self) -> pd.DataFrame | None:
         """The variant table (chrom, id, pos, alt, ref), or None for BGEN (its variants live in the .bgen)."""

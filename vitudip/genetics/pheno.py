@@ -244,7 +244,7 @@ def join_counts(inputs: Inputs, used_columns: list[str]) -> dict[str, int]:
     return counts
 
 
-def _describe_counts(counts: dict[str, int]) -> str:
+def describe_counts(counts: dict[str, int]) -> str:
     """``with UDIPs 60 -> passing image QC 58 -> …`` for logs and errors."""
     return " -> ".join(f"{step} {n}" for step, n in counts.items())
 
@@ -479,7 +479,7 @@ def _check_min_samples(counts: dict[str, int], min_samples: int) -> None:
     n = list(counts.values())[-1]
     if n < min_samples:
         raise ValueError(f"only {n} samples remain, fewer than min_samples={min_samples} "
-                         f"({_describe_counts(counts)})")
+                         f"({describe_counts(counts)})")
 
 
 def _with_ids(table: pd.DataFrame, analysed: pd.DataFrame) -> pd.DataFrame:
@@ -563,7 +563,7 @@ def _exclusions(inputs: Inputs, settings: PhenoSettings, counts: dict[str, int],
         reasons.update({iid: reason for iid, reason in dropped.items()
                         if iid not in reasons and iid in inputs.udips.index})
         counts["passing genotype QC"] = len(_remaining_samples(inputs, reasons))
-        log.info("samples per join step: %s", _describe_counts(counts))
+        log.info("samples per join step: %s", describe_counts(counts))
         _check_min_samples(counts, settings.min_samples)
     if settings.outlier_sd is not None:
         reasons.update(_outlier_exclusions(inputs, reasons, recon_mse_path, settings.outlier_sd))
@@ -644,7 +644,7 @@ def prepare_phenotypes(udips_path: str | os.PathLike, covariates_path: str | os.
     _check_genotype_variant_ids(genotype_prefix)  # before any GWAS: later stages key variants by ID
     inputs = _read_inputs(udips_path, covariates_path, genotype_prefix, qc_path, settings)
     counts = join_counts(inputs, settings.used_columns())
-    log.info("samples per join step: %s", _describe_counts(counts))
+    log.info("samples per join step: %s", describe_counts(counts))
     _check_min_samples(counts, settings.min_samples)
     reasons, related = _exclusions(inputs, settings, counts, sample_qc_path, keep_related, recon_mse_path)
     analysed = _remaining_samples(inputs, reasons)

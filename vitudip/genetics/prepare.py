@@ -35,6 +35,7 @@ from vitudip.io.atomic import staged_outputs
 from vitudip.io.chromosomes import canonical_chromosome, require_chromosome
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.stage_tables import SAMPLE_SELECTION
+from vitudip.io.tables import match_without_zeros
 
 log = logging.getLogger("vitudip.prepare")
 
@@ -96,6 +97,37 @@ def genotype_sex(files: GenotypeFiles, samples: pd.DataFrame, covariate_sex: pd.
     return sex
 
 
+def selected_samples(files: GenotypeFiles, imaged: set[str], keep_path: str | None) -> pd.DataFrame:
+    """Every sample of a genotype fileset (FID, IID) with why it is not analysed ("" when it is).
+
+    Args:
+        files: the fileset whose sample file lists the samples.
+        imaged: subject IDs of the samples table.
+        keep_path: file of the IIDs to analyse, or None for all.
+
+    Raises:
+        ValueError: no sample is selected, naming the sample file, the counts, and an ID that matches a subject
+            only once leading zeros are stripped.
+    """
+    samples = files.samples()
+    keep = None if keep_path is None else read_keep_list(keep_path, samples["IID"])
+    table = samples.assign(reason=selection_reasons(samples, imaged, keep, keep_path))
+    if (table["reason"] == "").any():
+        return table
+    zeros = match_without_zeros(list(samples["IID"]), sorted(imaged))
+    hint = (f"; IID '{zeros[0]}' matches subject_id '{zeros[1]}' only once leading zeros are stripped: write the "
+            "IDs alike in both" if zeros else "")
+    raise ValueError(f"no sample of {files.sample_file} is analysed ({len(table)} samples; not analysed: "
+                     f"{_reason_summary(table)}): the samples table's subject_id must be the genotype files' IIDs"
+                     f"{hint}")
+
+
+def _reason_summary(table: pd.DataFrame) -> str:
+    """How many samples are not analysed for each kind of reason."""
+    kinds = table.loc[table["reason"] != "", "reason"].str.replace(r"^(not in keep list) .*$", r"\1", regex=True)
+    return ", ".join(f"{reason} {n}" for reason, n in kinds.value_counts().items()) or "none"
+
+
 def select_samples(genotypes: GenotypeInput, chromosome: str, imaged: set[str], keep_path: str | None,
                    out: str | os.PathLike, covariate_sex: pd.Series | None = None,
                    covariates_source: str = "the covariates") -> pd.DataFrame:
@@ -111,24 +143,16 @@ def select_samples(genotypes: GenotypeInput, chromosome: str, imaged: set[str], 
         covariates_source: where that column comes from, for messages.
 
     Raises:
-        ValueError: no sample is selected (naming the sample file and the counts), or a sex coding that
-            fits no known one or disagrees with the genotype files'.
+        ValueError: what :func:`selected_samples` refuses, or a sex coding that fits no known one or disagrees
+            with the genotype files'.
     """
     files = find_genotypes(genotypes.prefix(chromosome), genotypes.sample_file)
-    samples = files.samples()
-    samples = samples.assign(SEX=genotype_sex(files, samples, covariate_sex, covariates_source))
-    keep = None if keep_path is None else read_keep_list(keep_path, samples["IID"])
-    table = samples.assign(reason=selection_reasons(samples, imaged, keep, keep_path))
-    selected = int((table["reason"] == "").sum())
-    kinds = table.loc[table["reason"] != "", "reason"].str.replace(r"^(not in keep list) .*$", r"\1", regex=True)
-    counts = kinds.value_counts()
-    summary = ", ".join(f"{reason} {n}" for reason, n in counts.items()) or "none"
-    if selected == 0:
-        raise ValueError(f"no sample of {files.sample_file} is analysed ({len(table)} samples; not analysed: "
-                         f"{summary}): the samples table's subject_id must be the genotype files' IIDs")
+    table = selected_samples(files, imaged, keep_path)
+    sex = genotype_sex(files, table, covariate_sex, covariates_source)
+    table = table.drop(columns="reason").assign(SEX=sex, reason=table["reason"])
     SAMPLE_SELECTION.write(table, out)
-    log.info("%d of the %d samples of %s selected; not analysed: %s", selected, len(table), files.sample_file,
-             summary)
+    log.info("%d of the %d samples of %s selected; not analysed: %s", int((table["reason"] == "").sum()),
+             len(table), files.sample_file, _reason_summary(table))
     return table
 
 

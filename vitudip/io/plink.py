@@ -281,6 +281,26 @@ def _check_bed(path: Path, n_samples: int, n_variants: int) -> None:
         )
 
 
+def check_bed_fileset(prefix: str | os.PathLike) -> tuple[int, int]:
+    """A PLINK 1 fileset's .bed has the magic bytes and the size its .fam and .bim give it (a truncated copy fails).
+
+    Args:
+        prefix: path without extension.
+
+    Returns:
+        (samples, variants).
+
+    Raises:
+        FileNotFoundError: a file of the fileset is missing.
+        ValueError: naming the .bed, its size and the size it should have.
+    """
+    bed = _require(bed_path(prefix, "bed"))
+    n_variants = _count_lines(_require(bed_path(prefix, "bim")))
+    n_samples = _count_lines(_require(bed_path(prefix, "fam")))
+    _check_bed(bed, n_samples, n_variants)
+    return n_samples, n_variants
+
+
 def _selected_variants(variant_index: VariantIndex, n_variants: int) -> np.ndarray:
     """Turn a variant selection (None, int, slice or index array) into int64 indices."""
     if variant_index is None:
@@ -324,10 +344,8 @@ def read_bed(prefix: str | os.PathLike, variant_index: VariantIndex = None) -> n
     Returns:
         (n_samples, n_selected) int8 ALT allele counts, -1 = missing.
     """
-    bed = _require(bed_path(prefix, "bed"))
-    n_variants = _count_lines(_require(bed_path(prefix, "bim")))
-    n_samples = _count_lines(_require(bed_path(prefix, "fam")))
-    _check_bed(bed, n_samples, n_variants)
+    bed = bed_path(prefix, "bed")
+    n_samples, n_variants = check_bed_fileset(prefix)
     index = _selected_variants(variant_index, n_variants)
     out = np.empty((n_samples, index.size), dtype=np.int8)
     if index.size == 0 or n_samples == 0:

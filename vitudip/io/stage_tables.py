@@ -40,6 +40,9 @@ COVAR = Table("covariate table", required=ID_COLUMNS, text=ID_COLUMNS, writer="t
 SAMPLE_SELECTION = Table("sample selection table", required=(*ID_COLUMNS, "SEX", "reason"),
                          text=(*ID_COLUMNS, "reason"), integers=("SEX",), unique="IID",
                          writer="the select_samples rule")
+#: ``checks/inputs.tsv``: what the input validation checked before training, each with the file and a count.
+INPUT_CHECKS = Table("input checks table", required=("check", "file", "count"), text=("check", "file", "detail"),
+                     integers=("count",), writer="the validate_inputs rule")
 #: ``genotypes/sample_qc.tsv``: every genotype sample, ``ok``, ``excluded`` (reason) or ``related`` (to whom).
 SAMPLE_QC = Table("sample QC table", required=(*ID_COLUMNS, "status", "reason"), text=(*ID_COLUMNS, "status", "reason"),
                   unique="IID", writer="the genotype_qc stage")

@@ -27,6 +27,32 @@ def line_number(position: int) -> int:
     return int(position) + 2
 
 
+def match_without_zeros(ids: Sequence[str], known: Sequence[str]) -> tuple[str, str] | None:
+    """An ID of ``ids`` that is not in ``known`` but matches one of it once leading zeros are stripped from both.
+
+    A table saved through a spreadsheet loses the leading zeros of numeric-looking IDs; its IDs then match
+    no other table's, with no other sign of why.
+
+    Args:
+        ids: the IDs of one table.
+        known: the IDs they should match (another table's).
+
+    Returns:
+        (the ID of ``ids``, the ID of ``known`` it stands for), the first such pair, or None.
+    """
+    exact = set(known)
+    stripped: dict[str, str] = {}
+    for iid in known:
+        stripped.setdefault(iid.lstrip("0"), iid)
+    for iid in ids:
+        if iid in exact or not iid.lstrip("0"):
+            continue
+        match = stripped.get(iid.lstrip("0"))
+        if match is not None:
+            return iid, match
+    return None
+
+
 @dataclass(frozen=True)
 class Table:
     """A table contract: a header line, then one row per line (tab-separated unless ``sep`` says otherwise).

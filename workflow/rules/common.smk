@@ -163,6 +163,7 @@ def joint_outputs():
 def all_outputs():
     """The inputs of the target rule `all`, the final files of every stage that exists."""
     outputs = [
+        results("checks", "inputs.tsv"),
         results("preprocess", "qc.tsv"),
         results("preprocess", "splits.tsv"),
         results("preprocess", "brain_mask.npy"),
@@ -347,6 +348,16 @@ def tables_request(wildcards, input, threads):
     """A job over a few tables: its largest input table's rows, each of at most the UDIPs' columns."""
     tables = [path for path in input if os.path.isfile(path) and path.endswith(".tsv")]
     return cost.small_tables(max([cost.table_rows(path) for path in tables], default=0), DIMENSIONS + 2)
+
+
+def validate_request(wildcards, input, threads):
+    """The input tables and the genotype sample file, and a single fileset's variant table (its chromosomes are
+    read): the largest's rows, each of a few columns."""
+    sample_files = [path for path in input.genotypes if path.endswith((".sample", ".psam", ".fam"))]
+    rows = [cost.table_rows(path) for path in [input.samples, input.covariates, *sample_files]]
+    if not GENOTYPES.per_chromosome:
+        rows.append(cost.genotype_file_variants(input.genotypes))
+    return cost.small_tables(max(rows), 8)
 
 
 def prepare_genotypes_request(wildcards, input, threads):

@@ -14,6 +14,8 @@ rule train_segment:
         splits=results("preprocess", "splits.tsv"),
         brain_mask=results("preprocess", "brain_mask.npy"),
         previous=lambda wildcards: previous_train_segment(int(wildcards.epoch)),
+        # the input checks (validate_inputs) pass first; their table's time does not retrain a model
+        checks=ancient(results("checks", "inputs.tsv")),
     output:
         record=results("train", "segments", "epoch_{epoch}.json"),
     params:
@@ -46,6 +48,7 @@ rule train_model:
         splits=results("preprocess", "splits.tsv"),
         brain_mask=results("preprocess", "brain_mask.npy"),
         previous=previous_train_segment(config["train"]["epochs"]),
+        checks=ancient(results("checks", "inputs.tsv")),
     output:
         model=results("train", "model.pt"),
         metrics=results("train", "metrics.tsv"),
