@@ -816,3 +816,20 @@ def test_an_image_that_cannot_be_opened_is_an_exclusion_with_its_reason(tmp_path
     qc = read_tsv(tmp_path / "out" / "qc.tsv")
     assert qc["status"].tolist() == ["ok", "excluded", "ok"]
     assert qc["reason"][1] == "cannot be opened: Permission denied"
+
+
+@pytest.mark.parametrize("axes", [(0,), (1, 2)])
+def test_an_image_stored_mirrored_is_read_in_the_grid_s_orientation(tmp_path, axes):
+    # the same brain at the same place, its voxel axes stored reversed (the affine says so): nothing moved
+    volume = brain_volume(60)
+    flip = np.eye(4)
+    for axis in axes:
+        flip[axis, axis], flip[axis, 3] = -1, GRID_SHAPE[axis] - 1
+    path = save_nifti(tmp_path / "mirrored.nii.gz", np.flip(volume, axes).copy(), GRID_AFFINE @ flip)
+    np.testing.assert_array_equal(load_checked_t1(path, GRID_SHAPE, GRID_AFFINE), volume)
+    # mirrored and displaced: the displacement is still refused, by its size
+    moved = GRID_AFFINE @ flip
+    moved[:3, 3] += 5.0
+    save_nifti(path, np.flip(volume, axes).copy(), moved)
+    with pytest.raises(ImageCheckError, match="affine differs from the expected grid by 8.66 mm"):
+        load_checked_t1(path, GRID_SHAPE, GRID_AFFINE)

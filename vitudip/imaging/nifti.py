@@ -147,6 +147,22 @@ def _read_data(image: nib.Nifti1Image, path: Path, shape: tuple[int, int, int]) 
     return data.reshape(shape)
 
 
+def _in_grid_orientation(image: nib.Nifti1Image, path: Path, expected_affine: np.ndarray) -> nib.Nifti1Image:
+    """The image with its voxel axes flipped or permuted to the grid's orientation, when they differ.
+
+    An image stored mirrored (say x running right to left, its affine saying so) holds the same brain at the
+    same place: reordering its axes is lossless, and the grid check then judges only where the image is.
+    """
+    transform = nib.orientations.ornt_transform(nib.orientations.io_orientation(image.affine),
+                                                nib.orientations.io_orientation(expected_affine))
+    if (transform == [[0, 1], [1, 1], [2, 1]]).all() or len(image.shape) != 3:
+        return image
+    try:
+        return image.as_reoriented(transform)
+    except _READ_ERRORS as err:
+        raise _unreadable(path, _one_line(err)) from err
+
+
 def load_checked_t1(
     path: str | os.PathLike,
     expected_shape: tuple[int, int, int],
@@ -172,6 +188,8 @@ def load_checked_t1(
     """
     path = Path(path)
     image = _checked_header(path)
+    if expected_affine is not None:
+        image = _in_grid_orientation(image, path, expected_affine)
     shape = _check_grid(image, expected_shape, expected_affine, affine_tol_mm)
     data = _read_data(image, path, shape)
     if not np.isfinite(data).all():
