@@ -220,7 +220,7 @@ def _activations(model: ModelSize, batch: int) -> float:
     return batch * (model.depth * per_block + model.voxels * 4 * 3)
 
 
-def train_model(subjects: int, epochs: int, batch: int, model: ModelSize, gpu: bool) -> Request:
+def train_model(subjects: int, epochs: int, batch: int, model: ModelSize, gpu: bool, processes: int = 1) -> Request:
     """Training: the mode fit and closed-form pool start (on the host), then ``epochs`` passes.
 
     Args:
@@ -229,6 +229,8 @@ def train_model(subjects: int, epochs: int, batch: int, model: ModelSize, gpu: b
         batch: ``train.batch_size``.
         model: the model's sizes.
         gpu: whether training runs on a GPU (then the passes' activations are device memory).
+        processes: ``train.processes``: each holds what one holds (every one fits the modes), and the passes
+            are shared out among them.
     """
     fitted = min(subjects, MODE_FIT_SUBJECTS)
     held = 0.0
@@ -241,8 +243,8 @@ def train_model(subjects: int, epochs: int, batch: int, model: ModelSize, gpu: b
     if not gpu:
         held += _activations(model, batch)
     rate = TRAIN_VOXELS_PER_S_GPU if gpu else TRAIN_VOXELS_PER_S_CPU
-    passes = epochs * subjects + (MODE_PASSES + 1) * fitted * bool(model.modes)
-    return _request(TORCH_BASE_MB, held, passes * model.voxels / rate)
+    passes = epochs * subjects / processes + (MODE_PASSES + 1) * fitted * bool(model.modes)
+    return _request(processes * TORCH_BASE_MB, processes * held, passes * model.voxels / rate)
 
 
 def embed_vit(subjects: int, batch: int, model: ModelSize, gpu: bool) -> Request:

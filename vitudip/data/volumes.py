@@ -61,17 +61,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
-class _Ordered(torch.utils.data.Sampler):
-    def __init__(self, order: torch.Tensor) -> None:
-        self.order = order
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order.tolist())
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
 class BatchSource:
     """Batches of volumes on the device, from device memory when the whole set fits, else through a loader.
 
@@ -104,11 +93,18 @@ class BatchSource:
 
     def batches(self, order: torch.Tensor) -> Iterator[torch.Tensor]:
         """float16 batches ``(B, X, Y, Z)`` on the device, in ``order``."""
+        return self.index_batches(list(order.split(self.batch_size)))
+
+    def index_batches(self, batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """float16 batches on the device of the given subjects (indices into ``volumes``), one per tensor.
+
+        The loader's workers read the next batches while the device works on this one.
+        """
         if self.resident is not None:
-            for start in range(0, len(order), self.batch_size):
-                yield self.resident[order[start:start + self.batch_size].to(self.device)]
+            for index in batches:
+                yield self.resident[index.to(self.device)]
             return
-        loader = DataLoader(self.volumes, batch_size=self.batch_size, sampler=_Ordered(order),
+        loader = DataLoader(self.volumes, batch_sampler=[index.tolist() for index in batches],
                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=False, multiprocessing_context="fork" if self.workers else None)
         for batch in loader:

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vitudip.model.shard import BatchShard
+
 #: Base of the geometric frequency ladder of the sin-cos embedding.
 _SINCOS_BASE = 10000.0
 
@@ -153,18 +155,22 @@ class RunningStandardize(nn.Module):
         self.register_buffer("running_var", torch.ones(dim))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shard: BatchShard | None = None) -> torch.Tensor:
         """Standardise.
 
         Args:
             x: ``(B, dim)``.
+            shard: in data-parallel training, which rows of the global batch ``x`` holds: the statistics are
+                updated from the global batch's rows (None: ``x`` is the batch).
 
         Returns:
             ``(x - running_mean) / sqrt(running_var + eps)``, ``(B, dim)``.
         """
-        if self.training and x.shape[0] > 1:
+        rows = x.shape[0] if shard is None else shard.global_rows
+        if self.training and rows > 1:
             with torch.no_grad():
-                mean, var = x.float().mean(0), x.float().var(0)
+                batch = (x if shard is None else shard.gather(x)).float()
+                mean, var = batch.mean(0), batch.var(0)
                 if self.updates == 0:
                     self.running_mean.copy_(mean)
                     self.running_var.copy_(var)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vitudip.model.shard import BatchShard
+
 
 class LatentSpreadPenalty(nn.Module):
     """Variance hinge plus off-diagonal correlation penalty on batches of latents.
@@ -67,14 +69,16 @@ class LatentSpreadPenalty(nn.Module):
         off_diagonal = corr - torch.diag(torch.diagonal(corr))
         return hinge, off_diagonal.pow(2).sum() / self.dim
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, shard: BatchShard | None = None) -> torch.Tensor:
         """The weighted penalty of a training batch.
 
         Args:
             latent: ``(B, dim)``.
+            shard: in data-parallel training, which rows of the global batch ``latent`` holds: the penalty is
+                the global batch's, the same in every process (None: ``latent`` is the batch).
 
         Returns:
             scalar; 0 for a batch of one.
         """
-        hinge, correlation = self.terms(latent)
+        hinge, correlation = self.terms(latent if shard is None else shard.gather(latent))
         return self.variance_weight * hinge + self.covariance_weight * correlation

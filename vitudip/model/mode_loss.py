@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from vitudip.model.principal import principal_subspace
+from vitudip.model.shard import BatchShard, batch_mean
 
 log = logging.getLogger("vitudip.train")
 
@@ -203,9 +204,9 @@ class ModeLoss(ModeTerm):
         """
         return (self.modes.scores(residual, index).pow(2) / self.modes.variance).mean(dim=1)
 
-    def forward(self, residual: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The weighted term of a batch (scalar)."""
-        return self.weight * self.unit * self.unexplained(residual, index).mean()
+    def forward(self, residual: torch.Tensor, index: torch.Tensor, shard: BatchShard | None = None) -> torch.Tensor:
+        """The weighted term of a batch (scalar; with a ``shard``, this process's share of the global batch's)."""
+        return self.weight * self.unit * batch_mean(self.unexplained(residual, index), shard)
 
 
 class LatentModeAnchor(ModeTerm):
@@ -231,6 +232,7 @@ class LatentModeAnchor(ModeTerm):
             raise ValueError(f"the latent mode anchor needs at least {k} latent dimensions, got {latent.shape[1]}")
         return (latent[:, :k].float() - self.modes.whitened_scores(patches, index)).pow(2).mean(dim=1)
 
-    def forward(self, latent: torch.Tensor, patches: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The weighted term of a batch (scalar)."""
-        return self.weight * self.unit * self.gap(latent, patches, index).mean()
+    def forward(self, latent: torch.Tensor, patches: torch.Tensor, index: torch.Tensor,
+                shard: BatchShard | None = None) -> torch.Tensor:
+        """The weighted term of a batch (scalar; with a ``shard``, this process's share of the global batch's)."""
+        return self.weight * self.unit * batch_mean(self.gap(latent, patches, index), shard)

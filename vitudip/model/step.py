@@ -7,10 +7,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from vitudip.model.config import ModelConfig
 from vitudip.model.mode_loss import LatentModeAnchor, ModeLoss
 from vitudip.model.patches import nonempty_patches, patchify
+from vitudip.model.shard import BatchShard
 from vitudip.model.vit_autoencoder import ViTAutoEncoder, patch_mse
 
 
@@ -65,10 +67,17 @@ class Step:
         self.latent_anchor = latent_anchor
         self.autocast = next(model.parameters()).device.type == "cuda"
 
-    def tokens(self, mask: torch.Tensor) -> torch.Tensor:
+    def tokens(self, mask: torch.Tensor, shard: BatchShard | None = None) -> torch.Tensor:
+        """The patches a batch is encoded from: the union's, or those holding brain in any of the batch's subjects
+        (with a ``shard``, of the global batch's)."""
         if self.token_selection == "union":
             return self.brain_tokens
-        return nonempty_patches(mask, self.model.config.patch_size)
+        touched = nonempty_patches(mask, self.model.config.patch_size)
+        if shard is None:
+            return touched
+        flags = torch.zeros(self.model.config.n_tokens, device=mask.device)
+        flags[touched] = 1.0
+        return shard.total(flags).nonzero().flatten()
 
     def prepare(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 model input ``(B, X, Y, Z)`` (centred and scaled when asked) and each subject's brain mask."""
@@ -78,23 +87,37 @@ class Step:
             x = torch.where(mask, x - self.mean_image, 0.0) / self.scale
         return x, mask
 
-    def __call__(self, batch: torch.Tensor) -> StepOutput:
-        """One forward pass of a float16 batch ``(B, X, Y, Z)``."""
+    def __call__(self, batch: torch.Tensor, shard: BatchShard | None = None,
+                 network: nn.Module | None = None) -> StepOutput:
+        """One forward pass of a float16 batch ``(B, X, Y, Z)``.
+
+        Args:
+            batch: the subjects.
+            shard: in data-parallel training, which rows of the global batch ``batch`` holds; the losses are
+                then this process's shares of the global batch's, which sum over the processes to what one
+                process gives on the whole batch (None: ``batch`` is the batch).
+            network: what runs the model (its DistributedDataParallel wrapper in data-parallel training;
+                None: the model).
+        """
         x, mask = self.prepare(batch)
-        index = self.tokens(mask)
+        index = self.tokens(mask, shard)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            prediction, latent = self.model(x, index)
+            prediction, latent = (self.model if network is None else network)(x, index, shard=shard)
         patch_size = self.model.config.patch_size
         target = patchify(x, patch_size)[:, index]
         voxel_mask = patchify(mask, patch_size)[:, index]
         # one per-patch pass gives both the batch loss and each subject's loss
         per_patch, brain_patches = patch_mse(prediction.float(), target, voxel_mask)
         per_patch = per_patch * self.scale**2  # in the images' units whatever the scaling
-        loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
+        if shard is None:
+            loss = per_patch.sum() / brain_patches.sum().clamp_min(1)
+        else:
+            weights = shard.weights(per_patch.device)[:, None]
+            loss = (per_patch * weights).sum() / shard.total((brain_patches * weights).sum()).clamp_min(1)
         per_subject = per_patch.sum(dim=1) / brain_patches.sum(dim=1).clamp_min(1)
         modes = loss.new_zeros(())
         if self.mode_loss is not None:
-            modes = modes + self.mode_loss(torch.where(voxel_mask, prediction.float() - target, 0.0), index)
+            modes = modes + self.mode_loss(torch.where(voxel_mask, prediction.float() - target, 0.0), index, shard)
         if self.latent_anchor is not None:
-            modes = modes + self.latent_anchor(latent, target, index)
+            modes = modes + self.latent_anchor(latent, target, index, shard)
         return StepOutput(loss, per_subject.detach(), latent.float(), modes)

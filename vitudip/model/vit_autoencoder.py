@@ -37,6 +37,7 @@ from vitudip.model.blocks import (
 )
 from vitudip.model.config import PRESETS, ModelConfig, configured, preset
 from vitudip.model.patches import patchify, unpatchify
+from vitudip.model.shard import BatchShard
 
 __all__ = ["PRESETS", "ModelConfig", "ViTAutoEncoder", "configured", "masked_patch_mse", "nested_dropout_mask",
            "patch_mse", "per_subject_patch_mse", "preset"]
@@ -131,19 +132,22 @@ class ViTAutoEncoder(nn.Module):
             return tokens, self.pool(tokens, token_index)
         return tokens, self.pool(tokens)
 
-    def decode(self, latent: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
+    def decode(self, latent: torch.Tensor, token_index: torch.Tensor,
+               shard: BatchShard | None = None) -> torch.Tensor:
         """Predict the voxels of the kept patches from the latent vector alone.
 
         Args:
             latent: ``(B, encoder_dim)``.
             token_index: int64 ``(K,)`` patches to predict.
+            shard: in data-parallel training, which rows of the global batch ``latent`` holds (the running
+                statistics and nested dropout's draws are the global batch's); None: ``latent`` is the batch.
 
         Returns:
             ``(B, K, patch_voxels)``.
         """
-        latent = self.latent_norm(latent)
+        latent = self.latent_norm(latent, shard) if self.config.latent_norm else latent
         if self.training and self.config.nested_dropout:
-            latent = latent * nested_dropout_mask(latent)
+            latent = latent * nested_dropout_mask(latent, shard)
         latent_token = self.decoder_embed(latent)[:, None]
         queries = self.decoder_pos[token_index].expand(latent.shape[0], -1, -1)
         if self.config.latent_to_queries != "none":
@@ -155,18 +159,20 @@ class ViTAutoEncoder(nn.Module):
             tokens = block(tokens)
         return self.decoder_head(self.decoder_norm(tokens))[:, 1:]
 
-    def forward(self, x: torch.Tensor, token_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, token_index: torch.Tensor,
+                shard: BatchShard | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode and decode.
 
         Args:
             x: volumes ``(B, 1, X, Y, Z)`` or ``(B, X, Y, Z)``.
             token_index: int64 ``(K,)`` patches kept.
+            shard: see :meth:`decode`.
 
         Returns:
             prediction ``(B, K, patch_voxels)`` and latent ``(B, encoder_dim)``.
         """
         _, latent = self.encode(x, token_index)
-        return self.decode(latent, token_index), latent
+        return self.decode(latent, token_index, shard), latent
 
     def to_volume(self, prediction: torch.Tensor, token_index: torch.Tensor) -> torch.Tensor:
         """Place predicted patches in a volume; patches not in ``token_index`` are zero.
@@ -205,10 +211,17 @@ def token_pool(config: ModelConfig) -> nn.Module | None:
     return None
 
 
-def nested_dropout_mask(latent: torch.Tensor) -> torch.Tensor:
-    """``(B, D)`` mask keeping each row's first ``k`` dimensions, ``k`` uniform in ``1 .. D`` per row."""
+def nested_dropout_mask(latent: torch.Tensor, shard: BatchShard | None = None) -> torch.Tensor:
+    """``(B, D)`` mask keeping each row's first ``k`` dimensions, ``k`` uniform in ``1 .. D`` per row.
+
+    With a ``shard`` the draws are the global batch's (every process draws them all from the same generator
+    state) and this process keeps its rows, so data-parallel training draws what one process would.
+    """
     batch, dim = latent.shape
-    keep = torch.randint(1, dim + 1, (batch, 1), device=latent.device)
+    if shard is None:
+        keep = torch.randint(1, dim + 1, (batch, 1), device=latent.device)
+    else:
+        keep = shard.local_rows(torch.randint(1, dim + 1, (shard.global_rows, 1), device=latent.device))
     return (torch.arange(dim, device=latent.device)[None, :] < keep).to(latent.dtype)
 
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vitudip.model.config import ModelConfig
 from vitudip.train.schedule import Schedule
+
+if TYPE_CHECKING:
+    import torch
+
+#: Loader processes per training process on a GPU, unless ``train.workers`` says: they read and convert the
+#: next batches from the cache while the GPU trains on this one.
+GPU_LOADER_WORKERS = 4
 
 
 @dataclass
@@ -34,7 +41,10 @@ class TrainSettings:
             the latent varies between subjects from the first step; losses are still reported in
             the images' z-score units. Not in the published model; only with ``center``.
         checkpoint_every: keep ``epoch_NNN.pt`` every this many epochs (``last.pt`` always).
-        workers: loader processes when the cache is streamed.
+        workers: loader processes per training process when the cache is streamed (None: 0 on the CPU, where
+            they would take the model's cores, :data:`GPU_LOADER_WORKERS` on a GPU).
+        processes: training processes of one job, one per GPU of the node (DistributedDataParallel; started by
+            ``torchrun``); each global batch of ``batch_size`` is shared out among them.
         resident: keep the whole training set on the device (None: when it fits).
         device: ``auto`` (CUDA when present), ``cuda`` or ``cpu``.
         seed: seeds initialisation and the data order.
@@ -54,7 +64,8 @@ class TrainSettings:
     center: bool
     scale: bool
     checkpoint_every: int
-    workers: int
+    workers: int | None
+    processes: int
     resident: bool | None
     device: str
     seed: int
@@ -79,10 +90,17 @@ class TrainSettings:
         return Schedule(self.schedule, self.lr, self.epochs, self.step_epochs, self.gamma, self.warmup_epochs,
                         self.min_lr)
 
+    def loader_workers(self, device: torch.device) -> int:
+        """Loader processes per training process on ``device`` (``workers``, or its default there)."""
+        if self.workers is not None:
+            return self.workers
+        return GPU_LOADER_WORKERS if device.type == "cuda" else 0
+
     def resume_key(self) -> dict:
         """Settings that must match for a checkpoint to be resumed (all but run-time resources)."""
         key = asdict(self)
-        for name in ("epochs", "checkpoint_every", "workers", "resident", "device", "threads"):
+        # the processes take the steps one process takes on the same global batches
+        for name in ("epochs", "checkpoint_every", "workers", "processes", "resident", "device", "threads"):
             key.pop(name)
         return key
 

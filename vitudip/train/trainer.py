@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from vitudip.data.volumes import BatchSource, CachedVolumes, epoch_order
@@ -31,6 +32,7 @@ from vitudip.model.patches import patchify
 from vitudip.model.step import Step, load_brain_tokens
 from vitudip.model.vit_autoencoder import ModelConfig, ViTAutoEncoder, per_subject_patch_mse
 from vitudip.plots.training import plot_loss, plot_reconstruction
+from vitudip.train.distributed import TrainingProcesses
 from vitudip.train.identity import identity_differences, training_data_identity
 from vitudip.train.jobs import JobClock, TimeLimitReached, job_name
 from vitudip.train.schedule import Schedule
@@ -327,11 +329,12 @@ def load_split_volumes(cache_dir: str | os.PathLike, qc_path: str | os.PathLike,
     return SplitVolumes(layout, subjects, val_rows, train_volumes, val_volumes, identity)
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainingRun:
     """The model and what trains it.
 
     Attributes:
+        processes: the job's training processes (one, or one per GPU).
         device: where the model and the batches are.
         model: the autoencoder.
         step: one forward pass with its input preparation, brain tokens and mode losses.
@@ -342,8 +345,11 @@ class TrainingRun:
         val: batches of the validation subjects.
         mean_image: the mean training image ``(X, Y, Z)`` (subtracted from the inputs with ``train.center``).
         modes: the training split's principal modes, when the model's mode options use them.
+        network: what runs the model in training (:meth:`~vitudip.train.distributed.TrainingProcesses.network`),
+            set once the model's starting weights are in place.
     """
 
+    processes: TrainingProcesses
     device: torch.device
     model: ViTAutoEncoder
     step: Step
@@ -354,19 +360,24 @@ class TrainingRun:
     val: BatchSource
     mean_image: torch.Tensor
     modes: PrincipalModes | None
+    network: nn.Module | None = None
 
 
 def prepare_training(config: ModelConfig, settings: TrainSettings, volumes: SplitVolumes,
-                     brain_mask_path: str | os.PathLike, device: torch.device) -> TrainingRun:
+                     brain_mask_path: str | os.PathLike, processes: TrainingProcesses) -> TrainingRun:
     """The seeded model, its optimizer and the training step with its centring, scaling and modes.
+
+    Every process prepares the same (the mean image, the scale and the modes are computed from the same
+    subjects in each), so that only the training batches need sharing out.
 
     Args:
         config: model sizes.
         settings: training settings.
         volumes: the subjects to train and validate on.
         brain_mask_path: the preprocess stage's union brain mask.
-        device: where the model and the batches go.
+        processes: the job's training processes; the model and the batches go to this one's device.
     """
+    device = processes.device
     torch.manual_seed(settings.seed)
     model = ViTAutoEncoder(config).to(device)
     brain_tokens = load_brain_tokens(brain_mask_path, config).to(device)
@@ -377,8 +388,9 @@ def prepare_training(config: ModelConfig, settings: TrainSettings, volumes: Spli
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                   fused=device.type == "cuda")
     # after the model: whether the subjects stay on a GPU depends on the memory the model left free
-    train = BatchSource(volumes.train, settings.batch_size, device, settings.resident, settings.workers)
-    val = BatchSource(volumes.val, settings.batch_size, device, settings.resident, settings.workers)
+    workers = settings.loader_workers(device)
+    train = BatchSource(volumes.train, settings.batch_size, device, settings.resident, workers)
+    val = BatchSource(volumes.val, settings.batch_size, device, settings.resident, workers)
     mean_image = mean_training_image(train)
     # one pass: the scaling and the mode loss's unit both need it
     sd = residual_sd(train, mean_image) if settings.center else 1.0
@@ -394,8 +406,9 @@ def prepare_training(config: ModelConfig, settings: TrainSettings, volumes: Spli
         if config.latent_mode_weight > 0:
             step.latent_anchor = LatentModeAnchor(modes, config.latent_mode_weight, sd**2)
     log.info("%d training and %d validation subjects, %s", len(volumes.train), len(volumes.val_rows),
-             "held on the device" if train.resident is not None else f"streamed with {settings.workers} workers")
-    return TrainingRun(device, model, step, optimizer, penalty, settings.schedule_fn(), train, val, mean_image, modes)
+             "held on the device" if train.resident is not None else f"streamed with {workers} loader workers")
+    return TrainingRun(processes, device, model, step, optimizer, penalty, settings.schedule_fn(), train, val,
+                       mean_image, modes)
 
 
 def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSettings, run: TrainingRun,
@@ -412,17 +425,30 @@ def resume_training(checkpoint_dir: Path, config: ModelConfig, settings: TrainSe
 
     Returns:
         the metrics rows of the epochs already trained, and their number.
+
+    With several processes, the first chooses the checkpoint and the others load the same; only the first
+    writes or moves files, and starts the pool (the others receive its weights when training begins).
     """
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(checkpoint_dir)
+    processes = run.processes
+    state, resumed_from = None, None
+    if processes.main:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(checkpoint_dir)
+        state, resumed_from = resume_state(checkpoint_dir, config, settings, data, until, run.device)
+    chosen = processes.share(None if resumed_from is None else str(resumed_from))
+    if not processes.main and chosen is not None:
+        state = load_checkpoint(chosen, map_location=run.device)
     history: list[dict] = []
     start_epoch = 0
-    state, resumed_from = resume_state(checkpoint_dir, config, settings, data, until, run.device)
-    if state is not None:
+    if chosen is not None:
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
         start_epoch = state["epoch"]
+    processes.wait()
+    if not processes.main:
+        return history, start_epoch
+    if chosen is not None:
         snapshot = checkpoint_dir / f"epoch_{start_epoch:03d}.pt"
         due = start_epoch % settings.checkpoint_every == 0 or start_epoch == until < settings.epochs
         if due and not snapshot.exists():
@@ -475,25 +501,32 @@ def train_epoch(run: TrainingRun, settings: TrainSettings, epoch: int) -> EpochF
     """
     seed_epoch_draws(settings.seed, epoch)
     run.model.train()
+    processes = run.processes
     started = time.perf_counter()
     total, penalty_total, modes_total, seen = 0.0, 0.0, 0.0, 0
     order = epoch_order(len(run.train.volumes), settings.seed, epoch)
-    bar = tqdm(run.train.batches(order), total=len(run.train), desc=f"epoch {epoch + 1}/{settings.epochs}",
-               unit="batch", mininterval=10)
-    for i, batch in enumerate(bar):
-        lr = run.schedule.at(epoch + i / len(run.train))
+    shards = list(processes.batches(order, settings.batch_size))
+    batches = run.train.index_batches([index for index, _ in shards])
+    bar = tqdm(zip(batches, shards), total=len(shards), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch",
+               mininterval=10, disable=not processes.main)
+    for i, (batch, (_, shard)) in enumerate(bar):
+        lr = run.schedule.at(epoch + i / len(shards))
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        loss, _, latent, modes = run.step(batch)
-        spread = run.penalty(latent) if run.penalty.enabled else torch.zeros((), device=run.device)
+        loss, _, latent, modes = run.step(batch, shard, run.network)
+        spread = run.penalty(latent, shard) if run.penalty.enabled else torch.zeros((), device=run.device)
         run.optimizer.zero_grad(set_to_none=True)
-        (loss + spread + modes).backward()
+        # the losses' shares sum over the processes to the global batch's; the penalty is the global batch's
+        ((loss + modes) * processes.objective_scale() + spread).backward()
         run.optimizer.step()
-        total += float(loss.detach()) * len(batch)
-        penalty_total += float(spread.detach()) * len(batch)
-        modes_total += float(modes.detach()) * len(batch)
-        seen += len(batch)
+        rows = len(batch) if shard is None else shard.global_rows
+        # per process: its share of each batch mean (they sum to the mean); the penalty is every process's
+        total += float(loss.detach()) * rows
+        penalty_total += float(spread.detach()) * rows / processes.world
+        modes_total += float(modes.detach()) * rows
+        seen += rows
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+    total, penalty_total, modes_total = processes.sum([total, penalty_total, modes_total])
     return EpochFit(lr, total / seen, penalty_total / seen, modes_total / seen, seen, time.perf_counter() - started)
 
 
@@ -516,15 +549,21 @@ def train_epochs(run: TrainingRun, volumes: SplitVolumes, config: ModelConfig, s
 
     Returns:
         the epoch trained last (``start_epoch`` when none was).
+
+    With several processes, the first validates, logs, writes and decides whether another epoch fits.
     """
+    main = run.processes.main
     epoch = start_epoch
     while epoch < until:
-        if epoch > start_epoch and not clock.room_for_another():
+        if epoch > start_epoch and not run.processes.agree(clock.room_for_another()):
             break
         began = time.perf_counter()
         fit = train_epoch(run, settings, epoch)
-        val_loss, spectrum = evaluate(run.step, run.val) if len(volumes.val_rows) else (float("nan"), None)
         epoch += 1
+        if not main:
+            clock.epoch_done(time.perf_counter() - began)
+            continue
+        val_loss, spectrum = evaluate(run.step, run.val) if len(volumes.val_rows) else (float("nan"), None)
         row = {"epoch": epoch, "lr": fit.lr, "train_loss": fit.loss, "train_penalty": fit.penalty,
                "train_mode_loss": fit.mode_loss, "val_loss": val_loss,
                "val_participation_ratio": spectrum.participation_ratio if spectrum else float("nan"),
@@ -603,14 +642,20 @@ def _train_job(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits_
     if not 1 <= until <= settings.epochs:
         raise ValueError(f"a training job's last epoch must be within 1..train.epochs ({settings.epochs}), "
                          f"got {until}")
-    set_cpu_threads(settings.threads)
-    device = pick_device(settings.device, "train.device")
-    log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-    volumes = load_split_volumes(cache_dir, qc_path, splits_path, brain_mask_path, config)
-    run = prepare_training(config, settings, volumes, brain_mask_path, device)
-    history, start_epoch = resume_training(checkpoint_dir, config, settings, run, volumes.identity, until)
-    log.info("%s trains epochs %d to %d of %d", job_name(), start_epoch + 1, until, settings.epochs)
-    stopped = train_epochs(run, volumes, config, settings, checkpoint_dir, history, start_epoch, until, clock)
+    processes = TrainingProcesses.start(settings.processes, pick_device(settings.device, "train.device"))
+    try:
+        # the job's threads are shared by its processes
+        set_cpu_threads(None if settings.threads is None else max(settings.threads // processes.world, 1))
+        device = processes.device
+        log.info("device: %s%s", device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        volumes = load_split_volumes(cache_dir, qc_path, splits_path, brain_mask_path, config)
+        run = prepare_training(config, settings, volumes, brain_mask_path, processes)
+        history, start_epoch = resume_training(checkpoint_dir, config, settings, run, volumes.identity, until)
+        run.network = processes.network(run.model)
+        log.info("%s trains epochs %d to %d of %d", job_name(), start_epoch + 1, until, settings.epochs)
+        stopped = train_epochs(run, volumes, config, settings, checkpoint_dir, history, start_epoch, until, clock)
+    finally:
+        processes.stop()
     why = "its last epoch" if stopped == until else "the time limit"
     log.info("%s started after epoch %d and stopped after epoch %d of %d (%s), in %.0f s", job_name(), start_epoch,
              stopped, settings.epochs, why, clock.elapsed())
@@ -645,8 +690,10 @@ def train_segment(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, spli
         raise ValueError(f"a training segment ends before the last epoch ({settings.epochs}), got {until}: "
                          "the last epochs are train_model's")
     checkpoint_dir = Path(checkpoint_dir)
-    _train_job(cache_dir, qc_path, splits_path, brain_mask_path, config, settings, until, checkpoint_dir,
-               time_limit_s)
+    run, _, _ = _train_job(cache_dir, qc_path, splits_path, brain_mask_path, config, settings, until,
+                           checkpoint_dir, time_limit_s)
+    if not run.processes.main:
+        return
     with staged_outputs({"record": record_path}) as out:
         snapshot = checkpoint_dir / f"epoch_{until:03d}.pt"
         out["record"].write_text(json.dumps({"epoch": until, "checkpoint": str(snapshot)}))
@@ -668,13 +715,15 @@ def train_model(cache_dir: str | os.PathLike, qc_path: str | os.PathLike, splits
         time_limit_s: the job's time limit; None: none.
 
     Returns:
-        The metrics table.
+        The metrics table (empty in every process but the first, which writes the outputs).
 
     Raises:
         TimeLimitReached: see :func:`_train_job`.
     """
     run, volumes, history = _train_job(cache_dir, qc_path, splits_path, brain_mask_path, config, settings,
                                        settings.epochs, Path(checkpoint_dir), time_limit_s)
+    if not run.processes.main:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
     baseline = mean_image_loss(run.mean_image, run.val, run.step)
     log.info("validation loss of the mean training image: %.4f", baseline)
     metrics = pd.DataFrame(history, columns=METRIC_COLUMNS)

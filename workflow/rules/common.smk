@@ -331,7 +331,12 @@ def train_request(wildcards, input, threads):
     train = config["train"]
     epochs = min(train["epochs"], train["epochs_per_job"])
     return cost.train_model(
-        cost.table_rows(input.qc), epochs, train["batch_size"], model_size(), train["device"] != "cpu"
+        cost.table_rows(input.qc),
+        epochs,
+        train["batch_size"],
+        model_size(),
+        train["device"] != "cpu",
+        train["processes"],
     )
 
 

@@ -4,7 +4,14 @@
 # when the next epoch would not fit (in a Slurm job), so a job killed or stopped loses no finished epoch.
 # checkpoints/ is not a declared output: Snakemake deletes outputs before a job runs, and a rerun must find
 # checkpoints/last.pt to resume from it. The logs are appended to, so that each job's (and retry's) line
-# saying where it started and stopped stays.
+# saying where it started and stopped stays. With train.processes > 1, each job runs that many processes, one per
+# GPU of its node (torchrun, torch DistributedDataParallel).
+
+TRAIN_PROCESSES = config["train"]["processes"]
+# torchrun on Snakemake's interpreter; --standalone: a rendezvous on the job's own node
+TRAIN_LAUNCHER = (
+    f"-m torch.distributed.run --standalone --nproc-per-node {TRAIN_PROCESSES}" if TRAIN_PROCESSES > 1 else ""
+)
 
 
 rule train_segment:
@@ -20,6 +27,7 @@ rule train_segment:
         record=results("train", "segments", "epoch_{epoch}.json"),
     params:
         script=script_path("train_segment.py"),
+        launcher=TRAIN_LAUNCHER,
         settings=stage_settings(TrainSettings.CONFIG_KEYS),
         checkpoints=results("train", "checkpoints"),
     wildcard_constraints:
@@ -28,14 +36,14 @@ rule train_segment:
         results("logs", "train_segment_{epoch}.log"),
     benchmark:
         results("benchmarks", "train_segment_{epoch}.tsv")
-    threads: 8
+    threads: 8 * TRAIN_PROCESSES
     resources:
         **resources_from(train_request),
-        gpu=0 if config["train"]["device"] == "cpu" else 1,
+        gpu=0 if config["train"]["device"] == "cpu" else TRAIN_PROCESSES,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
+        "python {params.launcher} {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} "
         "--until {wildcards.epoch} --record {output.record:q} --time-limit-minutes {resources.runtime} "
         "--threads {threads} >> {log:q} 2>&1"
@@ -58,6 +66,7 @@ rule train_model:
         ),
     params:
         script=script_path("train.py"),
+        launcher=TRAIN_LAUNCHER,
         settings=stage_settings(TrainSettings.CONFIG_KEYS),
         checkpoints=results("train", "checkpoints"),
     log:
@@ -65,14 +74,14 @@ rule train_model:
     benchmark:
         results("benchmarks", "train_model.tsv")
     # a fixed request, so that a Slurm job does not ask for every CPU of the submitting host
-    threads: 8
+    threads: 8 * TRAIN_PROCESSES
     resources:
         **resources_from(train_request),
-        gpu=0 if config["train"]["device"] == "cpu" else 1,
+        gpu=0 if config["train"]["device"] == "cpu" else TRAIN_PROCESSES,
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
+        "python {params.launcher} {params.script:q} --cache {input.cache:q} --qc {input.qc:q} --splits {input.splits:q} "
         "--brain-mask {input.brain_mask:q} --settings {params.settings:q} --checkpoints {params.checkpoints:q} --model {output.model:q} "
         "--metrics {output.metrics:q} --loss-plot {output.loss_plot:q} "
         "--reconstruction-plot {output.reconstruction_plot:q} --time-limit-minutes {resources.runtime} "
