@@ -22,10 +22,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vitudip.io.bgen import read_bgen_header
+
+if TYPE_CHECKING:
+    from vitudip.model.config import ModelConfig
 
 #: Bytes in a Snakemake "MB" (mem_mb is decimal megabytes).
 MB = 1e6
@@ -211,6 +215,13 @@ class ModelSize:
     depth: int
     modes: int
     pool_from_modes: bool
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> ModelSize:
+        """The sizes of a configured model."""
+        return cls(voxels=math.prod(model.image_size), tokens=model.n_tokens, dimensions=model.encoder_dim,
+                   heads=model.encoder_heads, depth=model.encoder_depth + model.decoder_depth,
+                   modes=model.mode_loss_modes if model.uses_modes else 0, pool_from_modes=model.pool_from_modes)
 
 
 def _activations(model: ModelSize, batch: int) -> float:

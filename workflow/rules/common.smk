@@ -279,16 +279,7 @@ GRID_VOXELS = math.prod(config["preprocess"]["pad_to"])
 
 def model_size():
     """What of the configured model sets training's, embedding's and PerDI's costs."""
-    model = model_from_config(config)
-    return cost.ModelSize(
-        voxels=math.prod(model.image_size),
-        tokens=model.n_tokens,
-        dimensions=model.encoder_dim,
-        heads=model.encoder_heads,
-        depth=model.encoder_depth + model.decoder_depth,
-        modes=model.mode_loss_modes if model.uses_modes else 0,
-        pool_from_modes=model.pool_from_modes,
-    )
+    return cost.ModelSize.of(model_from_config(config))
 
 
 def resources_from(request):
