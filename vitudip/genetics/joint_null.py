@@ -125,7 +125,7 @@ def _too_few_subjects(subjects: int | None, dimensions: int | None, limit: float
     T²), more than ``limit`` below n = K limit / (limit - 1); at n <= K the estimate is singular. Fewer
     eigen-directions do not mend that.
     """
-    if subjects is None or dimensions is None:
+    if subjects is None or dimensions is None or limit <= 1:
         return ""
     # rounded first: 128 x 1.1 / 0.1 is 1408.0000000000002 in floating point
     needed = math.ceil(round(dimensions * limit / (limit - 1), 6))
