@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from vitudip.config import section_defaults
-from vitudip.genetics.genotypes import GenotypeFiles
+from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids
 from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.bgen import write_bgen, write_sample_file
 from vitudip.io.genotype_files import GenotypeInput
@@ -125,6 +125,108 @@ def test_a_truncated_bed_is_named_with_its_size(tmp_path):
     bed.write_bytes(bed.read_bytes()[:-5])
     with pytest.raises(ValueError, match=r"geno\.bed has 46 bytes but 6 variants x 30 samples need 51 bytes"):
         run(study)
+
+
+def per_chromosome_study(folder: Path, fam_ids: dict[str, list[str]] | None = None) -> dict:
+    """The study with one PLINK 1 fileset per chromosome, geno_1 and geno_2 (their .fam: ``fam_ids``)."""
+    folder.mkdir(exist_ok=True)
+    study = write_study(folder)
+    for chromosome in ("1", "2"):
+        (folder / chromosome).mkdir()
+        write_study(folder / chromosome, chromosomes=(chromosome,), genotype_ids=(fam_ids or {}).get(chromosome))
+        for ext in (".bed", ".bim", ".fam"):
+            shutil.move(folder / chromosome / f"geno{ext}", folder / f"geno_{chromosome}{ext}")
+    study["genotypes"] = GenotypeInput(str(folder / "geno_{chromosome}"))
+    return study
+
+
+def test_every_chromosome_s_fileset_lists_the_same_samples_in_the_same_order(tmp_path):
+    run(per_chromosome_study(tmp_path))
+    swapped = [SUBJECTS[1], SUBJECTS[0], *SUBJECTS[2:]]
+    with pytest.raises(ValueError, match=r"geno_2\.fam lists 30 samples, .*geno_1\.fam 30: not the same samples in "
+                                         r"the same order \(sample 1 is '0011' there and '0010' in .*geno_1\.fam\)"):
+        run(per_chromosome_study(tmp_path / "swapped", {"2": swapped}))
+    with pytest.raises(ValueError, match=r"geno_2\.fam lists 29 samples.*sample 30 is '\(none\)' there"):
+        run(per_chromosome_study(tmp_path / "fewer", {"2": SUBJECTS[:29]}))
+
+
+def write_pgen(prefix: Path, chromosomes=("1", "2"), ids=None) -> None:
+    """A PLINK 2 fileset of the 30 subjects, three variants a chromosome, with dosages."""
+    import pgenlib
+
+    ids = ids or [f"rs{c}_{i}" for c in chromosomes for i in range(3)]
+    prefix.with_suffix(".psam").write_text("#IID\tSEX\n" + "".join(f"{s}\t1\n" for s in SUBJECTS))
+    prefix.with_suffix(".pvar").write_text("##fileformat=PVARv1.0\n#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
+        f"{c}\t{100 * (i + 1)}\t{ids[3 * k + i]}\tA\tG\n" for k, c in enumerate(chromosomes) for i in range(3)))
+    dosages = np.random.default_rng(0).uniform(0, 2, (3 * len(chromosomes), len(SUBJECTS))).astype(np.float32)
+    with pgenlib.PgenWriter(bytes(prefix.with_suffix(".pgen")), len(SUBJECTS), len(dosages), False,
+                            dosage_present=True) as writer:
+        writer.append_dosages_batch(dosages)
+
+
+def test_a_truncated_pgen_is_named_with_its_size(tmp_path):
+    study = write_study(tmp_path)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "plink2"))
+    write_pgen(tmp_path / "plink2")
+    run(study)
+    pgen = tmp_path / "plink2.pgen"
+    pgen.write_bytes(pgen.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"plink2\.pgen \(\d+ bytes\) cannot be read as the genotypes of the 30 "
+                                         r"samples of .*plink2\.psam and the 6 variants of .*plink2\.pvar: "
+                                         r".*truncated"):
+        run(study)
+
+
+def test_a_truncated_bgen_is_named(tmp_path):
+    study = write_study(tmp_path)
+    variants = pd.DataFrame({"chrom": ["01"] * 3 + ["02"] * 3, "id": [f"v{i}" for i in range(6)],
+                             "pos": [1, 2, 3, 1, 2, 3], "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "ukb.bgen", variants, np.ones((30, 6)))
+    write_sample_file(tmp_path / "ukb.sample", SUBJECTS, SUBJECTS)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "ukb"))
+    run(study)
+    bgen = tmp_path / "ukb.bgen"
+    bgen.write_bytes(bgen.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"ukb\.bgen: truncated: .*past the end of the file"):
+        run(study)
+
+
+def test_a_variant_id_on_two_chromosomes_is_named_with_its_line_and_a_command_for_the_format(tmp_path):
+    # '.' and repeats within a chromosome are made <chrom>:<pos>_<ref>_<alt> by prepare_genotypes: they pass
+    study = write_study(tmp_path)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "plink2"))
+    write_pgen(tmp_path / "plink2", ids=[".", ".", "rs9", "rs1", "rs1", "2:100_A_G"])
+    run(study)
+    # the same rsID on chromosomes 1 and 2 would reach the GWAS files, loci and LD lookups as one variant
+    write_pgen(tmp_path / "plink2", ids=["rs1", "rs2", "rs3", "rs4", "rs2", "rs6"])
+    with pytest.raises(ValueError) as caught:
+        run(study)
+    message = str(caught.value)
+    assert re.search(r"plink2\.pvar line 7: variant ID 'rs2' \(2:200\) is also the ID of a variant on chromosome 1 "
+                     r"\(.*plink2\.pvar; 1 IDs of chromosome 2 are\)", message), message
+    assert f"plink2 --pfile {tmp_path / 'plink2'} --set-all-var-ids" in message
+    # a BGEN's: the command reads the .bgen with its .sample
+    variants = pd.DataFrame({"chrom": ["01"] * 3 + ["02"] * 3, "id": ["a", "b", "c", "d", "a", "f"],
+                             "pos": [1, 2, 3, 1, 2, 3], "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "ukb.bgen", variants, np.ones((30, 6)))
+    write_sample_file(tmp_path / "ukb.sample", SUBJECTS, SUBJECTS)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "ukb"))
+    with pytest.raises(ValueError) as caught:
+        run(study)
+    message = str(caught.value)
+    assert "ukb.bgen variant 5: variant ID 'a' (2:2) is also the ID of a variant on chromosome 1" in message
+    assert (f"plink2 --bgen {tmp_path / 'ukb.bgen'} ref-first --sample {tmp_path / 'ukb.sample'} "
+            "--set-all-var-ids") in message and "--pfile" not in message
+
+
+def test_a_repeated_variant_id_of_a_bgen_is_told_a_command_that_reads_a_bgen():
+    variants = pd.DataFrame({"chrom": ["1", "1"], "id": ["a", "a"], "pos": [1, 2], "ref": "A", "alt": "G"})
+    with pytest.raises(ValueError) as caught:
+        check_variant_ids(variants, "ukb_c1.bgen", "ukb.sample")
+    message = str(caught.value)
+    assert message.startswith("ukb_c1.bgen variant 1: variant ID 'a' (1:1) is not unique")
+    assert "plink2 --bgen ukb_c1.bgen ref-first --sample ukb.sample --set-all-var-ids" in message
+    assert "--pfile" not in message
 
 
 def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):

@@ -285,6 +285,20 @@ def small_tables(rows: int, columns: int) -> Request:
     return _request(PYTHON_BASE_MB, rows * columns * 8 * 4, 60 + rows * columns * 1e-6)
 
 
+def validate_inputs(table_rows: int, fileset_variants: Sequence[int]) -> Request:
+    """The input checks: the input tables, then each genotype fileset's variant table in turn with the IDs
+    prepare_genotypes would make of it, and an 8-byte hash of every variant's ID kept across filesets.
+
+    Args:
+        table_rows: rows of the largest input table (samples, covariates, a genotype sample file).
+        fileset_variants: variants of each genotype fileset.
+    """
+    largest = max(fileset_variants, default=0)
+    # a variant table and its made IDs: twice a row; the tables' cells as small_tables counts them
+    held = max(table_rows * 8 * 8 * 4, 2 * largest * VARIANT_ROW_BYTES) + 8 * sum(fileset_variants)
+    return _request(PYTHON_BASE_MB, held, 60 + (table_rows * 8 + sum(fileset_variants) * 16) * 1e-6)
+
+
 def prepare_genotypes(file_samples: int, analysed: int, variants: int, threads: int) -> Request:
     """One chromosome's analysed samples decoded into a PGEN, :data:`PREPARE_BLOCK` variants at a time.
 

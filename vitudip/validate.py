@@ -12,14 +12,15 @@ import logging
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from vitudip.config import input_table
-from vitudip.genetics.genotypes import find_genotypes
+from vitudip.genetics.genotypes import GenotypeFiles, check_pgen, find_genotypes, unique_ids_command, variant_position
 from vitudip.genetics.pheno import covariate_matrix, describe_counts, parse_numeric, read_covariates
-from vitudip.genetics.prepare import selected_samples
+from vitudip.genetics.prepare import selected_samples, unique_variant_ids
 from vitudip.genetics.settings import PhenoSettings
-from vitudip.io.chromosomes import require_chromosome
+from vitudip.io.chromosomes import canonical_chromosome, require_chromosome
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.plink import check_bed_fileset
 from vitudip.io.stage_tables import INPUT_CHECKS
@@ -146,28 +147,112 @@ def check_chromosomes(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> i
     return len(chromosomes)
 
 
-def check_bed_sizes(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> int:
-    """Every PLINK 1 .bed of the genotype input has the size its .fam and .bim give it (a truncated copy is
-    otherwise found only when the genotypes are prepared, after training).
+def _variant_table(files: GenotypeFiles) -> pd.DataFrame:
+    """A fileset's variant table (chrom, id, pos, alt, ref), a BGEN's from its index or variant headers (which
+    refuse a .bgen that ends before its last variant)."""
+    if files.format != "bgen":
+        return files.variants()
+    # the reader prepare_genotypes decodes with: it refuses what that stage would (multi-allelic variants too)
+    from vitudip.genetics.dosages import BgenReader
+
+    with BgenReader(files) as bgen:
+        return bgen.variants
+
+
+def _check_size(files: GenotypeFiles, n_samples: int, n_variants: int) -> None:
+    """A .bed or .pgen holds what its sample and variant files list (a truncated copy fails)."""
+    if files.format == "bed":
+        check_bed_fileset(files.prefix)
+    elif files.format == "pgen":
+        check_pgen(f"{files.prefix}.pgen", n_samples, n_variants, files.sample_file, files.variant_file)
+
+
+def _check_same_samples(first: GenotypeFiles, first_ids: np.ndarray, files: GenotypeFiles, ids: np.ndarray) -> None:
+    """Every chromosome's fileset lists the samples of the first, in its order (prepare_genotypes takes one
+    selection of rows for all)."""
+    if len(ids) == len(first_ids) and (ids == first_ids).all():
+        return
+    differ = np.flatnonzero(ids[: len(first_ids)] != first_ids[: len(ids)])
+    at = int(differ[0]) if differ.size else min(len(ids), len(first_ids))
+    example = (f"sample {at + 1} is '{ids[at] if at < len(ids) else '(none)'}' there and "
+               f"'{first_ids[at] if at < len(first_ids) else '(none)'}' in {first.sample_file}")
+    raise ValueError(f"{files.sample_file} lists {len(ids)} samples, {first.sample_file} {len(first_ids)}: not the "
+                     f"same samples in the same order ({example}); every chromosome's genotypes must list the same "
+                     "samples (set inputs.genotype_samples for one .sample shared by every chromosome's BGEN)")
+
+
+class _SeenIds:
+    """The variant IDs of the chromosomes read so far, as 64-bit hashes (8 bytes a variant, whatever the IDs)."""
+
+    def __init__(self) -> None:
+        self.hashes: list[np.ndarray] = []
+        self.where: list[tuple[str, str]] = []
+
+    def add(self, ids: pd.Series, rows: np.ndarray, table: pd.DataFrame, path: str, chromosome: str,
+            sample_file: str | None) -> None:
+        """Add one chromosome's IDs (as prepare_genotypes makes them), refusing one another chromosome has.
+
+        Raises:
+            ValueError: naming the variant's file and line, the ID and the file of the other chromosome.
+        """
+        hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+        for earlier, (other_path, other_chromosome) in zip(self.hashes, self.where):
+            repeated = np.flatnonzero(np.isin(hashes, earlier))
+            if repeated.size:
+                at = int(repeated[0])
+                row = table.iloc[rows[at]]
+                raise ValueError(
+                    f"{path} {variant_position(path, int(rows[at]))}: variant ID '{ids.iloc[at]}' "
+                    f"({row['chrom']}:{row['pos']}) is also the ID of a variant on chromosome {other_chromosome} "
+                    f"({other_path}; {repeated.size} IDs of chromosome {chromosome} are): the GWAS files, loci and "
+                    f"LD lookups key variants by ID across chromosomes; give every variant its own ID first, e.g. "
+                    f"{unique_ids_command(path, sample_file)}")
+        self.hashes.append(hashes)
+        self.where.append((path, chromosome))
+
+
+def check_genotype_filesets(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> int:
+    """Every genotype fileset the analysis reads, as far as it can be checked without reading genotypes:
+
+    - each chromosome's fileset lists the samples of the first chromosome's, in the same order;
+    - a .bed or .pgen holds the samples and variants its sample and variant files list (not truncated), and a
+      .bgen holds every variant its header counts;
+    - no variant ID of one chromosome is that of a variant on another, once a missing (``.``) or repeated ID
+      within a chromosome is made ``<chrom>:<pos>_<ref>_<alt>`` as prepare_genotypes makes it: every stage
+      after it keys variants by ID across chromosomes.
 
     Args:
         genotypes: the study's genotype input.
-        chromosomes: the analysed chromosomes.
+        chromosomes: the analysed chromosomes (present in the files: :func:`check_chromosomes`).
 
     Returns:
-        How many .bed files were checked.
+        How many filesets were checked.
 
     Raises:
-        ValueError: naming the .bed, its size and the size it should have.
+        ValueError: the first problem, naming the file, and the sample, line or variant ID.
     """
-    wanted = chromosomes if genotypes.per_chromosome else chromosomes[:1]
-    prefixes = dict.fromkeys(genotypes.prefix(c) for c in wanted)
-    checked = 0
-    for prefix in prefixes:
-        if find_genotypes(prefix, genotypes.sample_file).format == "bed":
-            check_bed_fileset(prefix)
-            checked += 1
-    return checked
+    by_prefix: dict[str, list[str]] = {}
+    for chromosome in chromosomes:
+        by_prefix.setdefault(genotypes.prefix(chromosome), []).append(chromosome)
+    first = first_ids = None
+    seen = _SeenIds()
+    for prefix, held in by_prefix.items():
+        files = find_genotypes(prefix, genotypes.sample_file)
+        ids = files.samples()["IID"].to_numpy(dtype=str)
+        if first is None:
+            first, first_ids = files, ids
+        _check_same_samples(first, first_ids, files, ids)
+        table = _variant_table(files)
+        _check_size(files, len(ids), len(table))
+        chrom = table["chrom"].map({c: canonical_chromosome(c) for c in table["chrom"].unique()}).to_numpy()
+        for chromosome in held:
+            rows = np.flatnonzero(chrom == require_chromosome(chromosome, "config key 'gwas.chromosomes'"))
+            unique, _ = unique_variant_ids(table.iloc[rows].reset_index(drop=True))
+            seen.add(unique, rows, table, files.variant_file, chromosome,
+                     files.sample_file if files.format == "bgen" else None)
+        log.info("%s: %d samples, %d variants, IDs of chromosome(s) %s checked", files.variant_file, len(ids),
+                 len(table), ", ".join(held))
+    return len(by_prefix)
 
 
 def validate_inputs(samples_path: str, covariates_path: str, genotypes: GenotypeInput, chromosomes: Sequence[str],
@@ -198,8 +283,8 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
     rows.append(("genotype samples", files.sample_file, len(genotyped), "genotype samples with an image analysed"))
     rows.append(("chromosomes", files.variant_file, check_chromosomes(genotypes, chromosomes),
                  "analysed chromosomes with variants"))
-    rows.append(("PLINK 1 .bed sizes", files.prefix, check_bed_sizes(genotypes, chromosomes),
-                 ".bed files whose size fits their .fam and .bim"))
+    rows.append(("genotype filesets", files.prefix, check_genotype_filesets(genotypes, chromosomes),
+                 "filesets with the same samples, complete, with variant IDs unique across chromosomes"))
     used = analysable_covariates(covariates, covariates_path, settings, genotyped)
     counts = {"in the samples table": len(imaged), "with genotypes": len(genotyped),
               "with covariates": len(genotyped & set(covariates["IID"])), "with complete covariates": len(used)}

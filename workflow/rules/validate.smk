@@ -1,18 +1,19 @@
 # The checks of the inputs the stages after training read, which need no model: the covariates and their
-# levels, the genotype samples against the imaged subjects, gwas.chromosomes against the genotype files, and
-# pheno.min_samples. Training waits for them, so a mistake there stops the run in its first minutes, not after
-# training. Only tables, headers and the variant table's chromosome column are read: seconds on UK Biobank.
-
-
-localrules:
-    validate_inputs,
+# levels, the genotype samples against the imaged subjects, gwas.chromosomes against the genotype files,
+# pheno.min_samples, and every chromosome's fileset (same samples, not truncated, variant IDs unique across
+# chromosomes). Training waits for them, so a mistake there stops the run in its first minutes, not after
+# training. Only tables, headers and variant tables are read, never genotypes; every variant table is, so on
+# UK Biobank it is a job of its own (minutes, a few GB), not a local rule on the submitting host.
 
 
 rule validate_inputs:
     input:
         samples=INPUTS["samples"],
         covariates=INPUTS["covariates"],
-        genotypes=source_genotype_files(GWAS_CHROMOSOMES[0]),
+        # every chromosome's fileset: their samples, sizes and variant IDs are checked
+        genotypes=list(
+            dict.fromkeys(path for chromosome in GWAS_CHROMOSOMES for path in source_genotype_files(chromosome))
+        ),
         keep=config["genotype_qc"]["keep"] or [],
     output:
         results("checks", "inputs.tsv"),
