@@ -49,9 +49,13 @@ def write_study(folder: Path, covariate_ids=None, ages=None, sexes=None, centres
             "genotypes": GenotypeInput(str(prefix)), "out": folder / "inputs.tsv"}
 
 
-def run(study: dict, settings: PhenoSettings | None = None, chromosomes=("1", "2")):
+def splits(**overrides) -> dict:
+    return {**section_defaults("preprocess")["splits"], **overrides}
+
+
+def run(study: dict, settings: PhenoSettings | None = None, chromosomes=("1", "2"), split=None, batch_size=8):
     return validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], list(chromosomes),
-                           None, settings or pheno(), study["out"])
+                           None, settings or pheno(), split or splits(), batch_size, study["out"])
 
 
 def test_valid_inputs_write_what_was_checked_with_counts(tmp_path):
@@ -238,6 +242,23 @@ def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):
     for index in (True, False):
         write_bgen(tmp_path / "b.bgen", variants, np.zeros((4, 3)), index=index)
         assert GenotypeFiles(str(tmp_path / "b"), "bgen").chromosomes() == {"1", "2"}
+
+
+def test_a_train_split_smaller_than_a_batch_names_the_keys_and_counts(tmp_path):
+    study = write_study(tmp_path)
+    run(study, split=splits(train=0.3, val=0.35, test=0.35), batch_size=9)
+    with pytest.raises(ValueError, match=r"config key 'preprocess\.splits\.train' \(0\.2\) gives the train split 6 of "
+                                         r"the 30 subjects of .*samples\.tsv, before image QC removes any, fewer than "
+                                         r"config key 'train\.batch_size' \(8\)"):
+        run(study, split=splits(train=0.2, val=0.4, test=0.4))
+    # a splits file: its train subjects of the samples table count
+    table = tmp_path / "splits.tsv"
+    table.write_text("subject_id\tsplit\n" + "".join(f"{s}\t{'train' if i < 5 else 'val'}\n"
+                                                      for i, s in enumerate(SUBJECTS)) + "0999\ttrain\n")
+    with pytest.raises(ValueError, match=r"the splits file .*splits\.tsv \(config key 'preprocess\.splits\.file'\) "
+                                         r"puts 5 subjects of .*samples\.tsv in the train split, fewer than"):
+        run(study, split=splits(file=str(table)))
+    run(study, split=splits(file=str(table)), batch_size=5)
 
 
 def test_min_samples_above_the_subjects_that_can_be_analysed(tmp_path):

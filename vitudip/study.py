@@ -29,6 +29,9 @@ STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainS
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
                                     PerdiSettings)
 
+#: The config keys validate_inputs reads: the pheno section, and the split and batch its split-size check compares.
+INPUT_CHECK_KEYS = (*PhenoSettings.CONFIG_KEYS, "preprocess.splits", "train.batch_size")
+
 #: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
 SECOND_DEGREE_KINSHIP = 0.0884
 

@@ -1,9 +1,9 @@
 """The checks of the study's inputs that need no model, run before training (the validate_inputs rule).
 
 With the local executor the genotype and phenotype stages run after training, so a mistake in the covariates,
-the genotype sample list or ``gwas.chromosomes`` would surface only after hours (on UK Biobank, GPU-days) of
-training. These checks read only tables, headers and variant tables' chromosome columns (never genotype data),
-and call the functions the later stages check with, so that they refuse what those stages would refuse.
+the genotype filesets or ``gwas.chromosomes`` would surface only after hours (on UK Biobank, GPU-days) of
+training. These checks read only tables, headers and variant tables (never genotype data), and call the
+functions the later stages check with, so that they refuse what those stages would refuse.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from vitudip.genetics.genotypes import GenotypeFiles, check_pgen, find_genotypes
 from vitudip.genetics.pheno import covariate_matrix, describe_counts, parse_numeric, read_covariates
 from vitudip.genetics.prepare import selected_samples, unique_variant_ids
 from vitudip.genetics.settings import PhenoSettings
+from vitudip.imaging.splits import read_splits, split_counts
 from vitudip.io.chromosomes import canonical_chromosome, require_chromosome
 from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.plink import check_bed_fileset
@@ -117,6 +118,40 @@ def check_min_samples(counts: dict[str, int], min_samples: int) -> None:
         raise ValueError(f"config key 'pheno.min_samples' is {min_samples} but at most {n} subjects can be analysed "
                          f"({describe_counts(counts)}), before image and genotype QC remove any: lower it or "
                          "fix the inputs")
+
+
+def check_split_sizes(subjects: Sequence[str], samples_path: str, splits: dict, batch_size: int) -> int:
+    """The train split can hold a batch: ``preprocess.splits``' share of the samples table, or the subjects a
+    splits file puts there (at most: image QC may remove some).
+
+    Args:
+        subjects: subject_id of the samples table.
+        samples_path: that table, for messages.
+        splits: the config's ``preprocess.splits`` (train, val, test fractions and file).
+        batch_size: ``train.batch_size``.
+
+    Returns:
+        The train split's subjects at most.
+
+    Raises:
+        ValueError: a train split smaller than a batch, naming the keys, the file and the counts.
+    """
+    if splits["file"] is not None:
+        table = read_splits(splits["file"])
+        train = int(table.loc[table["subject_id"].isin(set(subjects)), "split"].eq("train").sum())
+        source = (f"the splits file {splits['file']} (config key 'preprocess.splits.file') puts {train} subjects of "
+                  f"{samples_path} in the train split")
+        fix = "put more subjects in the train split"
+    else:
+        fractions = (splits["train"], splits["val"], splits["test"])
+        train = split_counts(len(subjects), fractions)[0]
+        source = (f"config key 'preprocess.splits.train' ({splits['train']}) gives the train split {train} of the "
+                  f"{len(subjects)} subjects of {samples_path}, before image QC removes any")
+        fix = "raise preprocess.splits.train or add subjects"
+    if train < batch_size:
+        raise ValueError(f"{source}, fewer than config key 'train.batch_size' ({batch_size}): a batch would never "
+                         f"fill: {fix}, or lower train.batch_size")
+    return train
 
 
 def check_chromosomes(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> int:
@@ -256,7 +291,8 @@ def check_genotype_filesets(genotypes: GenotypeInput, chromosomes: Sequence[str]
 
 
 def validate_inputs(samples_path: str, covariates_path: str, genotypes: GenotypeInput, chromosomes: Sequence[str],
-                    keep_path: str | None, settings: PhenoSettings, out: str | os.PathLike) -> pd.DataFrame:
+                    keep_path: str | None, settings: PhenoSettings, splits: dict, batch_size: int,
+                    out: str | os.PathLike) -> pd.DataFrame:
     """Check the inputs the stages after training read, and write ``checks/inputs.tsv``: each check, its file,
     and a count.
 
@@ -267,6 +303,8 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
         chromosomes: the analysed chromosomes.
         keep_path: ``genotype_qc.keep``, or None.
         settings: the ``pheno`` section.
+        splits: ``preprocess.splits``.
+        batch_size: ``train.batch_size``.
         out: the table to write.
 
     Raises:
@@ -275,6 +313,9 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
     imaged = list(input_table("samples").read(samples_path)["subject_id"])
     covariates = read_covariates(covariates_path)
     rows = [("subjects", samples_path, len(imaged), "subjects of the samples table")]
+    rows.append(("train split", splits["file"] or samples_path, check_split_sizes(imaged, samples_path, splits,
+                                                                                  batch_size),
+                 "train subjects at most (before image QC)"))
     common = check_covariate_ids(imaged, samples_path, list(covariates["IID"]), covariates_path)
     rows.append(("covariate IDs", covariates_path, common, "subjects with an image and covariates"))
     files = find_genotypes(genotypes.prefix(chromosomes[0]), genotypes.sample_file)

@@ -31,7 +31,7 @@ from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
 from vitudip.train.jobs import segment_ends
 from vitudip.train.settings import TrainSettings
-from vitudip.study import study_warnings, validate_study
+from vitudip.study import INPUT_CHECK_KEYS, study_warnings, validate_study
 
 
 def input_table_columns():

@@ -24,7 +24,7 @@ rule validate_inputs:
         sample_file=lambda wildcards: genotype_samples_flag(),
         keep=lambda wildcards, input: f"--keep {shlex.quote(input.keep)}" if input.keep else "",
         chromosomes=" ".join(shlex.quote(c) for c in GWAS_CHROMOSOMES),
-        settings=stage_settings(PhenoSettings.CONFIG_KEYS),
+        settings=stage_settings(INPUT_CHECK_KEYS),
     log:
         results("logs", "validate_inputs.log"),
     benchmark:
