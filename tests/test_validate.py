@@ -223,6 +223,14 @@ def test_a_variant_id_on_two_chromosomes_is_named_with_its_line_and_a_command_fo
             "--set-all-var-ids") in message and "--pfile" not in message
 
 
+def test_ids_whose_hashes_collide_are_compared_themselves(tmp_path, monkeypatch):
+    # every ID hashed alike: the IDs of chromosome 2 all look seen on chromosome 1 until compared
+    study = write_study(tmp_path)
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda ids, index: pd.Series(np.zeros(len(ids), np.uint64)))
+    run(study)
+    assert INPUT_CHECKS.read(study["out"]).set_index("check").loc["genotype filesets", "count"] == 1
+
+
 def test_a_repeated_variant_id_of_a_bgen_is_told_a_command_that_reads_a_bgen():
     variants = pd.DataFrame({"chrom": ["1", "1"], "id": ["a", "a"], "pos": [1, 2], "ref": "A", "alt": "G"})
     with pytest.raises(ValueError) as caught:

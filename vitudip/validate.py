@@ -216,34 +216,59 @@ def _check_same_samples(first: GenotypeFiles, first_ids: np.ndarray, files: Geno
                      "samples (set inputs.genotype_samples for one .sample shared by every chromosome's BGEN)")
 
 
+def _chromosome_ids(table: pd.DataFrame, chrom: np.ndarray, chromosome: str) -> tuple[np.ndarray, pd.Series]:
+    """A chromosome's rows of a variant table and their IDs as prepare_genotypes makes them (a missing or
+    repeated ID becomes ``<chrom>:<pos>_<ref>_<alt>``).
+
+    Args:
+        table: the fileset's variant table.
+        chrom: its chromosome column, canonical.
+        chromosome: the chromosome, as ``gwas.chromosomes`` writes it.
+    """
+    rows = np.flatnonzero(chrom == require_chromosome(chromosome, "config key 'gwas.chromosomes'"))
+    return rows, unique_variant_ids(table.iloc[rows].reset_index(drop=True))[0]
+
+
+def _fileset_ids(files: GenotypeFiles) -> tuple[pd.DataFrame, np.ndarray]:
+    """A fileset's variant table and its canonical chromosome column."""
+    table = _variant_table(files)
+    return table, table["chrom"].map({c: canonical_chromosome(c) for c in table["chrom"].unique()}).to_numpy()
+
+
 class _SeenIds:
-    """The variant IDs of the chromosomes read so far, as 64-bit hashes (8 bytes a variant, whatever the IDs)."""
+    """The variant IDs of the chromosomes read so far, as 64-bit hashes (8 bytes a variant, whatever the IDs); a
+    hash seen before is confirmed on the IDs themselves, read again, so a collision of two hashes refuses nothing."""
 
     def __init__(self) -> None:
         self.hashes: list[np.ndarray] = []
-        self.where: list[tuple[str, str]] = []
+        self.where: list[tuple[GenotypeFiles, str]] = []
 
-    def add(self, ids: pd.Series, rows: np.ndarray, table: pd.DataFrame, path: str, chromosome: str,
-            sample_file: str | None) -> None:
-        """Add one chromosome's IDs (as prepare_genotypes makes them), refusing one another chromosome has.
+    def add(self, ids: pd.Series, rows: np.ndarray, table: pd.DataFrame, files: GenotypeFiles,
+            chromosome: str) -> None:
+        """Add one chromosome's IDs, refusing one another chromosome has.
 
         Raises:
             ValueError: naming the variant's file and line, the ID and the file of the other chromosome.
         """
         hashes = pd.util.hash_pandas_object(ids, index=False).to_numpy()
-        for earlier, (other_path, other_chromosome) in zip(self.hashes, self.where):
-            repeated = np.flatnonzero(np.isin(hashes, earlier))
+        for earlier, (other, other_chromosome) in zip(self.hashes, self.where):
+            candidates = np.flatnonzero(np.isin(hashes, earlier))
+            if not candidates.size:
+                continue
+            other_ids = _chromosome_ids(*_fileset_ids(other), other_chromosome)[1]
+            repeated = candidates[ids.iloc[candidates].isin(set(other_ids)).to_numpy()]
             if repeated.size:
                 at = int(repeated[0])
                 row = table.iloc[rows[at]]
+                path = files.variant_file
                 raise ValueError(
                     f"{path} {variant_position(path, int(rows[at]))}: variant ID '{ids.iloc[at]}' "
                     f"({row['chrom']}:{row['pos']}) is also the ID of a variant on chromosome {other_chromosome} "
-                    f"({other_path}; {repeated.size} IDs of chromosome {chromosome} are): the GWAS files, loci and "
-                    f"LD lookups key variants by ID across chromosomes; give every variant its own ID first, e.g. "
-                    f"{unique_ids_command(path, sample_file)}")
+                    f"({other.variant_file}; {repeated.size} IDs of chromosome {chromosome} are): the GWAS files, "
+                    f"loci and LD lookups key variants by ID across chromosomes; give every variant its own ID "
+                    f"first, e.g. {unique_ids_command(path, files.sample_file if files.format == 'bgen' else None)}")
         self.hashes.append(hashes)
-        self.where.append((path, chromosome))
+        self.where.append((files, chromosome))
 
 
 def check_genotype_filesets(genotypes: GenotypeInput, chromosomes: Sequence[str]) -> int:
@@ -277,14 +302,11 @@ def check_genotype_filesets(genotypes: GenotypeInput, chromosomes: Sequence[str]
         if first is None:
             first, first_ids = files, ids
         _check_same_samples(first, first_ids, files, ids)
-        table = _variant_table(files)
+        table, chrom = _fileset_ids(files)
         _check_size(files, len(ids), len(table))
-        chrom = table["chrom"].map({c: canonical_chromosome(c) for c in table["chrom"].unique()}).to_numpy()
         for chromosome in held:
-            rows = np.flatnonzero(chrom == require_chromosome(chromosome, "config key 'gwas.chromosomes'"))
-            unique, _ = unique_variant_ids(table.iloc[rows].reset_index(drop=True))
-            seen.add(unique, rows, table, files.variant_file, chromosome,
-                     files.sample_file if files.format == "bgen" else None)
+            rows, unique = _chromosome_ids(table, chrom, chromosome)
+            seen.add(unique, rows, table, files, chromosome)
         log.info("%s: %d samples, %d variants, IDs of chromosome(s) %s checked", files.variant_file, len(ids),
                  len(table), ", ".join(held))
     return len(by_prefix)
