@@ -241,8 +241,8 @@ def test_an_inflated_null_of_a_study_too_small_for_its_dimensions_names_that_cau
     with pytest.raises(JointCalibrationError) as small:
         null_calibration(inflated, rng.random(20000), subjects=37, dimensions=128)
     message = str(small.value)
-    assert "37 subjects are too few for a joint test of 128 dimensions" in message and "singular" in message
-    assert "below 1408 subjects" in message and "fewer eigen-directions" not in message
+    assert "the cause is the study's size: 37 subjects are too few for a joint test of 128 dimensions" in message
+    assert "singular" in message and "below 1408 subjects" in message and "keep fewer eigen-directions" not in message
     # a study large enough: the advice stays the eigen-directions
     with pytest.raises(JointCalibrationError, match="keep fewer eigen-directions"):
         null_calibration(inflated, rng.random(20000), subjects=1408, dimensions=128)

@@ -123,7 +123,7 @@ def _too_few_subjects(subjects: int | None, dimensions: int | None, limit: float
 
     R estimated from n subjects inflates the joint statistic of K dimensions by about n / (n - K) (Hotelling's
     T²), more than ``limit`` below n = K limit / (limit - 1); at n <= K the estimate is singular. Fewer
-    eigen-directions do not mend that.
+    eigen-directions may lower the inflation, not mend its cause.
     """
     if subjects is None or dimensions is None or limit <= 1:
         return ""
@@ -131,10 +131,11 @@ def _too_few_subjects(subjects: int | None, dimensions: int | None, limit: float
     needed = math.ceil(round(dimensions * limit / (limit - 1), 6))
     if subjects >= needed:
         return ""
-    return (f"; the null is inflated because {subjects} subjects are too few for a joint test of {dimensions} "
-            f"dimensions: R estimated from them inflates the statistic by about n / (n - K), over the limit below "
-            f"{needed} subjects{' (at n <= K it is singular)' if subjects <= dimensions else ''}, whatever the "
-            "number of eigen-directions kept: analyse more subjects, or set joint.enabled to false for a study "
+    return (f"; the null is inflated, and the cause is the study's size: {subjects} subjects are too few for a "
+            f"joint test of {dimensions} dimensions (R of {dimensions} dimensions estimated from n subjects "
+            f"inflates the statistic by about n / (n - K), over the limit below {needed} subjects"
+            f"{'; at n <= K it is singular' if subjects <= dimensions else ''}); fewer eigen-directions may lower "
+            "the inflation but not mend its cause: analyse more subjects, or set joint.enabled to false for a study "
             "this small")
 
 
