@@ -19,6 +19,7 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", required=True, help="the samples table (subject_id, path)")
     parser.add_argument("--covariates", required=True, help="the covariates table")
     parser.add_argument("--keep", help="genotype_qc.keep: file of the IIDs to analyse")
+    parser.add_argument("--ld-reference", help="loci.ld_reference: a PLINK 1 reference panel's prefix")
     parser.add_argument("--settings", required=True,
                         help="JSON of the config's pheno section, preprocess.splits and train.batch_size")
     parser.add_argument("--out", required=True, help="checks/inputs.tsv to write")
@@ -28,7 +29,7 @@ def main(argv=None) -> None:
         config = read_settings(args.settings, INPUT_CHECK_KEYS)
         validate_inputs(args.samples, args.covariates, genotype_input(args), args.chromosomes, args.keep,
                         PhenoSettings.from_config(config), config["preprocess"]["splits"],
-                        config["train"]["batch_size"], args.out)
+                        config["train"]["batch_size"], args.out, args.ld_reference)
 
     run_cli(run)
 

@@ -241,6 +241,21 @@ def test_a_repeated_variant_id_of_a_bgen_is_told_a_command_that_reads_a_bgen():
     assert "--pfile" not in message
 
 
+def test_a_truncated_ld_reference_is_named_before_training(tmp_path):
+    study = write_study(tmp_path)
+    (tmp_path / "panel").mkdir()
+    write_study(tmp_path / "panel")
+    panel = str(tmp_path / "panel" / "geno")
+    validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], ["1", "2"], None, pheno(),
+                    splits(), 8, study["out"], ld_reference=panel)
+    assert INPUT_CHECKS.read(study["out"]).set_index("check").loc["LD reference", "file"] == f"{panel}.bed"
+    bed = tmp_path / "panel" / "geno.bed"
+    bed.write_bytes(bed.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"panel/geno\.bed has 46 bytes but 6 variants x 30 samples need 51 bytes"):
+        validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], ["1", "2"], None,
+                        pheno(), splits(), 8, study["out"], ld_reference=panel)
+
+
 def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):
     (tmp_path / "a.pvar").write_text("##fileformat=PVARv1.0\n#CHROM\tPOS\tID\tREF\tALT\n"
                                      "chr1\t10\tx\tA\tG\n01\t20\ty\tA\tG\nX\t30\tz\tA\tG\n")

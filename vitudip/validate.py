@@ -314,7 +314,7 @@ def check_genotype_filesets(genotypes: GenotypeInput, chromosomes: Sequence[str]
 
 def validate_inputs(samples_path: str, covariates_path: str, genotypes: GenotypeInput, chromosomes: Sequence[str],
                     keep_path: str | None, settings: PhenoSettings, splits: dict, batch_size: int,
-                    out: str | os.PathLike) -> pd.DataFrame:
+                    out: str | os.PathLike, ld_reference: str | None = None) -> pd.DataFrame:
     """Check the inputs the stages after training read, and write ``checks/inputs.tsv``: each check, its file,
     and a count.
 
@@ -328,6 +328,7 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
         splits: ``preprocess.splits``.
         batch_size: ``train.batch_size``.
         out: the table to write.
+        ld_reference: ``loci.ld_reference``, a PLINK 1 prefix, or None.
 
     Raises:
         ValueError: the first problem, naming the file, key, line or an example ID.
@@ -348,6 +349,10 @@ def validate_inputs(samples_path: str, covariates_path: str, genotypes: Genotype
                  "analysed chromosomes with variants"))
     rows.append(("genotype filesets", files.prefix, check_genotype_filesets(genotypes, chromosomes),
                  "filesets with the same samples, complete, with variant IDs unique across chromosomes"))
+    if ld_reference is not None:
+        # read by the loci stage, after training: a truncated copy would stop it there
+        check_bed_fileset(ld_reference)
+        rows.append(("LD reference", f"{ld_reference}.bed", 1, "the .bed's size fits its .fam and .bim"))
     used = analysable_covariates(covariates, covariates_path, settings, genotyped)
     counts = {"in the samples table": len(imaged), "with genotypes": len(genotyped),
               "with covariates": len(genotyped & set(covariates["IID"])), "with complete covariates": len(used)}
