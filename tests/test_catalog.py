@@ -17,6 +17,7 @@ import yaml
 from vitudip.genetics.catalog import StudyDescription, read_metadata
 from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.sumstats import FILE_COLUMNS, read_sumstats, write_sumstats
+from vitudip.io import atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = StudyDescription(genome_assembly="GRCh38", trait_description="ViT-UDIP {dimension} of T1 brain MRI",
@@ -67,6 +68,23 @@ def gathered(request, tmp_path: Path) -> dict:
                               study=STUDY)
     expected = pd.concat(tables.values(), ignore_index=True).dropna(subset=["p_value"]).reset_index(drop=True)
     return {"path": tmp_path / "sumstats" / "udip_000.tsv.gz", "summary": summary, "expected": expected}
+
+
+def test_a_gather_without_the_space_it_needs_names_the_folder_and_the_bytes_before_writing(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    shards = []
+    for chromosome in (1, 2):
+        shards.append(tmp_path / "shards" / f"chr{chromosome}")
+        write_sumstats(shard_table(chromosome, 200, rng), shards[-1] / "udip_000.tsv.gz")
+    needed = int(1.1 * sum((shard / "udip_000.tsv.gz").stat().st_size for shard in shards))
+    real = shutil.disk_usage
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: real(folder)._replace(free=needed - 1))
+    with pytest.raises(ValueError) as caught:
+        gather_sumstats(shards, tmp_path / "gwas" / "sumstats", tmp_path / "lambda.tsv", tmp_path / "qq.png")
+    assert str(caught.value).startswith(f"gathering 1 dimensions of 2 shards needs about 0.00 GB ({needed:,} bytes) "
+                                        f"for {tmp_path / 'gwas' / 'sumstats'}, but {tmp_path} has 0.00 GB "
+                                        f"({needed - 1:,} bytes) free")
+    assert not (tmp_path / "gwas").exists() and not (tmp_path / "lambda.tsv").exists()
 
 
 def test_gathered_file_is_bgzf_without_untested_variants(gathered):

@@ -117,6 +117,23 @@ def test_run_cli_ends_a_stage_on_a_full_disk_with_one_line_naming_the_folder(
     assert stderr.startswith(f"error: {words} writing {target} (folder {tmp_path},") and "GB free now" in stderr
 
 
+def test_run_cli_ends_a_stage_on_an_unreadable_file_with_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a mode-000 table: root reads it anyway, so the refusal is raised where the file is opened
+    table = tmp_path / "covariates.tsv"
+
+    def read() -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(table))
+
+    with pytest.raises(SystemExit) as caught:
+        run_cli(read)
+    assert caught.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert stderr.startswith(f"error: permission denied: {table}: give this account access")
+
+
 def test_run_cli_keeps_the_traceback_of_other_os_errors() -> None:
     def fail() -> None:
         raise OSError(errno.EIO, "Input/output error")

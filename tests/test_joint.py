@@ -234,6 +234,20 @@ def test_null_calibration_raises_and_logs_on_inflation(caplog: pytest.LogCapture
     assert any("perm/joint.tsv.gz" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
+def test_an_inflated_null_of_a_study_too_small_for_its_dimensions_names_that_cause() -> None:
+    rng = np.random.default_rng(4)
+    inflated = stats.chi2.sf(1.3 * stats.chi2.isf(rng.random(20000), 10), 10)
+    # 37 subjects for 128 dimensions: R is singular; no choice of eigen-directions helps
+    with pytest.raises(JointCalibrationError) as small:
+        null_calibration(inflated, rng.random(20000), subjects=37, dimensions=128)
+    message = str(small.value)
+    assert "the cause is the study's size: 37 subjects are too few for a joint test of 128 dimensions" in message
+    assert "singular" in message and "below 1408 subjects" in message and "keep fewer eigen-directions" not in message
+    # a study large enough: the advice stays the eigen-directions
+    with pytest.raises(JointCalibrationError, match="keep fewer eigen-directions"):
+        null_calibration(inflated, rng.random(20000), subjects=1408, dimensions=128)
+
+
 def test_fit_null_recovers_a_chi_square() -> None:
     rng = np.random.default_rng(6)
     fit = fit_null(stats.chi2.rvs(12, size=20000, random_state=rng), rng.random(20000))

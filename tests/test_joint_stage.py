@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from vitudip.config import section_defaults, stage_config
+from vitudip.genetics import joint_stage as joint_stage_module
 from vitudip.genetics.gather import gather_sumstats
-from vitudip.genetics.joint_null import JointCalibrationError
+from vitudip.genetics.joint_null import JointCalibrationError, null_calibration
 from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage, permute_tables
 from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
 from vitudip.genetics.settings import InProcessGwasSettings, JointSettings, ShardSettings
@@ -133,17 +134,27 @@ def test_the_permuted_null_is_calibrated_and_matches_plink2_files(study: dict, t
 
 
 def test_an_inflated_null_stops_the_stage_with_the_reason_logged(study: dict, tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+                                                                 caplog: pytest.LogCaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     folder = study["folder"]
     first = JOINT_LAMBDA.read(null_stage(_null_gwas(), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv",
                                          _settings(), tmp_path / "ok.tsv", tmp_path / "ok.png",
                                          progress=False)["null"])
     # the same permuted run judged against a limit just below its λ: the library's check, without faking inflation
     strict = dataclasses.replace(_settings(), null_lambda_limit=float(first["lambda_gc"].min()) - 0.01)
+    judged = []
+
+    def calibration(*args, subjects, dimensions, **kwargs):
+        judged.append({"subjects": subjects, "dimensions": dimensions})
+        return null_calibration(*args, subjects=subjects, dimensions=dimensions, **kwargs)
+
+    monkeypatch.setattr(joint_stage_module, "null_calibration", calibration)
     with caplog.at_level(logging.ERROR), pytest.raises(JointCalibrationError, match="the null is inflated"):
         null_stage(_null_gwas(), folder / "geno", folder / "pheno.tsv", folder / "covar.tsv", strict,
                    tmp_path / "null.tsv", tmp_path / "null_qq.png", progress=False)
     assert "permuted subjects" in caplog.text and "the null is inflated" in caplog.text
+    # the check is told the study's size, to name too few subjects for the dimensions as the cause
+    assert judged == [{"subjects": N, "dimensions": K}]
     assert not (tmp_path / "null.tsv").exists() and not (tmp_path / "null_qq.png").exists()
 
 

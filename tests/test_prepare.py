@@ -161,8 +161,10 @@ def test_field_31_sex_of_the_covariates_is_checked_against_the_sample_file(ukb_l
 
 
 @needs_plink2
-def test_soft_dosages_are_called_genotypes_for_the_call_rates(tmp_path, default_config):
-    """Imputed dosages far from a hard call are not missing: neither call-rate filter removes them."""
+@pytest.mark.parametrize("source", ["bgen", "pgen"])
+def test_soft_dosages_are_called_genotypes_for_the_call_rates(tmp_path, default_config, source):
+    """Imputed dosages far from a hard call are not missing: neither call-rate filter removes them, from a BGEN
+    (decoded by prepare_genotypes) or a dosage PGEN (subset by plink2)."""
     from vitudip.genetics.genotype_qc import genotype_qc
     from vitudip.genetics.settings import QcSettings
     from vitudip.io.stage_tables import SAMPLE_QC, VARIANT_QC
@@ -173,10 +175,17 @@ def test_soft_dosages_are_called_genotypes_for_the_call_rates(tmp_path, default_
     # about 20 % of genotypes more than 0.1 from a hard call: a missing hard call at plink2's threshold
     dosages = np.clip(calls + rng.normal(0, 0.3, calls.shape) * (rng.random(calls.shape) < 0.3), 0, 2)
     iids = [str(i + 1) for i in range(n)]
-    write_sample_file(tmp_path / "g.sample", iids, iids)
     variants = pd.DataFrame({"chrom": "01", "id": [f"rs{i}" for i in range(m)], "pos": 100 * np.arange(1, m + 1),
                              "ref": "A", "alt": "G"})
-    write_bgen(tmp_path / "g.bgen", variants, dosages)
+    if source == "bgen":
+        write_sample_file(tmp_path / "g.sample", iids, iids)
+        write_bgen(tmp_path / "g.bgen", variants, dosages)
+    else:
+        (tmp_path / "g.psam").write_text("#IID\tSEX\n" + "".join(f"{iid}\t{1 + i % 2}\n" for i, iid in enumerate(iids)))
+        variants.rename(columns={"chrom": "#CHROM", "pos": "POS", "id": "ID", "ref": "REF", "alt": "ALT"})[
+            ["#CHROM", "POS", "ID", "REF", "ALT"]].to_csv(tmp_path / "g.pvar", sep="\t", index=False)
+        with pgenlib.PgenWriter(bytes(tmp_path / "g.pgen"), n, m, False, dosage_present=True) as writer:
+            writer.append_dosages_batch(np.ascontiguousarray(dosages.T.astype(np.float32)))
     genotypes = GenotypeInput(str(tmp_path / "g"))
     select_samples(genotypes, "1", set(iids), None, tmp_path / "selection.tsv")
     prepare_chromosome(genotypes, "1", tmp_path / "selection.tsv", tmp_path / "chr1")

@@ -19,13 +19,15 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from vitudip.config import section_defaults
 from vitudip.imaging import nifti
+from vitudip.imaging.atlas import load_mni_template
 from vitudip.imaging.cache_grid import GRID_FILE, CacheGrid
 from vitudip.imaging.cohort import preprocess_cohort
-from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad
-from vitudip.imaging.image import preprocess_image
+from vitudip.imaging.grid import BLOCK_2MM, FSL_2MM, block_affine, mni_grid, unpad, voxel_volume_ml
+from vitudip.imaging.image import MAX_BRAIN_FRACTION, preprocess_image
 from vitudip.imaging.nifti import ImageCheckError, load_checked_t1
 from vitudip.imaging.samples import read_samples
 from vitudip.imaging.settings import PreprocessSettings
@@ -35,6 +37,8 @@ from vitudip.imaging.ukb import ukb_samples
 ROOT = Path(__file__).resolve().parent.parent
 GRID_SHAPE, GRID_AFFINE = mni_grid(2)
 PAD = (96, 112, 96)
+#: mL of one 2 mm voxel.
+VOXEL_ML = 0.008
 #: Leading padding of 91 x 109 x 91 centred in 96 x 112 x 96, worked out by hand.
 PAD_LEAD = (2, 1, 2)
 #: float16 keeps ~3 significant digits; z-scores stay within a few units.
@@ -169,6 +173,22 @@ def not_brain_extracted(path: Path) -> None:
     save_nifti(path, volume)
 
 
+def ellipsoid(scale: float) -> np.ndarray:
+    """The voxels of :func:`brain_volume`'s ellipsoid with its radii scaled by ``scale``."""
+    centre = (np.asarray(GRID_SHAPE) - 1) / 2
+    axes = np.ogrid[tuple(slice(0, s) for s in GRID_SHAPE)]
+    return sum(((axis - c) / (r * scale)) ** 2 for axis, c, r in zip(axes, centre, np.asarray(GRID_SHAPE) * 0.35)) <= 1
+
+
+def skull_shell(path: Path) -> None:
+    """The brain (1,300 mL) in a skull-and-scalp shell up to 1.3x its radii, air 0 beyond: 39 % of the voxels
+    are non-zero (under the fraction check), but 2,849 mL."""
+    volume = brain_volume(57)
+    shell = ellipsoid(1.3) & (volume == 0)
+    volume[shell] = np.random.default_rng(57).uniform(20, 300, int(shell.sum()))
+    save_nifti(path, volume)
+
+
 def zero_bytes(path: Path) -> None:
     path.write_bytes(b"")
 
@@ -188,6 +208,7 @@ BAD_IMAGES = {
     "inf": (with_inf, "contains NaN or Inf values"),
     "all-zero": (all_zero, "empty brain (all voxels zero)"),
     "not-brain-extracted": (not_brain_extracted, "not brain-extracted: 100 % of the voxels are non-zero"),
+    "skull-shell": (skull_shell, "not brain-extracted: 2,849 mL of non-zero voxels"),
     "zero-bytes": (zero_bytes, "empty file (0 bytes)"),
     "missing": (missing, "file not found"),
 }
@@ -200,7 +221,7 @@ BAD_IMAGES = {
 def test_zscore_brain_mean_0_sd_1_background_exactly_0():
     volume = brain_volume(0)
     brain = volume != 0
-    result = preprocess_image(volume, 1, PAD)
+    result = preprocess_image(volume, 1, PAD, VOXEL_ML)
     image = unpad(result.image, GRID_SHAPE).astype(np.float32)
     assert abs(image[brain].mean()) < 1e-3
     assert abs(image[brain].std() - 1) < 1e-3
@@ -214,7 +235,7 @@ def test_zscore_brain_mean_0_sd_1_background_exactly_0():
 
 def test_padding_is_centred_zero_and_float16():
     volume = brain_volume(1)
-    result = preprocess_image(volume, 1, PAD)
+    result = preprocess_image(volume, 1, PAD, VOXEL_ML)
     assert result.image.shape == PAD and result.image.dtype == np.float16
     assert result.brain_mask.shape == PAD and result.brain_mask.dtype == bool
     inner = tuple(slice(lead, lead + size) for lead, size in zip(PAD_LEAD, GRID_SHAPE))
@@ -228,7 +249,7 @@ def test_padding_is_centred_zero_and_float16():
 
 def test_downsample_block_means_and_majority_mask():
     volume = brain_volume(2)
-    result = preprocess_image(volume, 2, (48, 56, 48))
+    result = preprocess_image(volume, 2, (48, 56, 48), VOXEL_ML)
     coarse_shape = (45, 54, 45)
     fine = tuple(slice(0, 2 * s) for s in coarse_shape)
     blocks = (45, 2, 54, 2, 45, 2)
@@ -240,6 +261,19 @@ def test_downsample_block_means_and_majority_mask():
     np.testing.assert_allclose(unpad(result.image, coarse_shape).astype(np.float32), expected, atol=FP16_ATOL)
     np.testing.assert_array_equal(unpad(result.brain_mask, coarse_shape), coarse_brain)
     assert result.image.shape == (48, 56, 48)
+
+
+def test_the_mni_brain_passes_and_the_mni_head_in_a_skull_shell_is_refused_by_its_volume():
+    # FSL's template brain (1,830 mL) in a shell of skull and scalp (16 steps of dilation: 9-16 mm), the air beyond
+    # it still 0: 43 % of the voxels are non-zero, under the fraction check, and the shell grows the mask by 68 %
+    template, affine = load_mni_template()
+    voxel_ml = voxel_volume_ml(affine)
+    assert preprocess_image(template, 2, (96, 112, 96), voxel_ml).brain_voxels == np.count_nonzero(template)
+    head = ndimage.binary_dilation(ndimage.binary_fill_holes(template != 0), iterations=16)
+    assert head.mean() < MAX_BRAIN_FRACTION
+    with_shell = np.where(template != 0, template, np.where(head, np.float32(150), np.float32(0)))
+    with pytest.raises(ImageCheckError, match=r"not brain-extracted: 3,\d{3} mL of non-zero voxels"):
+        preprocess_image(with_shell, 2, (96, 112, 96), voxel_ml)
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +322,7 @@ def test_cache_rows_equal_preprocess_image_and_qc_and_union_mask(tmp_path):
     assert returned["subject_id"].tolist() == qc["subject_id"].tolist()
     union = np.zeros(PAD, bool)
     for record in qc[qc["status"] == "ok"].itertuples():
-        expected = preprocess_image(load_checked_t1(record.path, GRID_SHAPE, GRID_AFFINE), 1, PAD)
+        expected = preprocess_image(load_checked_t1(record.path, GRID_SHAPE, GRID_AFFINE), 1, PAD, VOXEL_ML)
         np.testing.assert_array_equal(cache[record.row], expected.image)
         assert record.brain_voxels == expected.brain_voxels
         # write_tsv keeps six significant digits.

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
         (lambda c: c["preprocess"].update(splits={"train": 0.5, "val": 0.1, "test": 0.1}), ("'preprocess.splits'",)),
         (lambda c: c["train"].update(center=False), ("'train.center'", "model preset 'demo'")),
         (lambda c: c["pheno"].update(min_samples=41), ("'pheno.min_samples' (41)", "'simulate.n_subjects' (40)")),
+        (lambda c: c["train"].update(batch_size=25), ("'train.batch_size' (25)", "'preprocess.splits.train' (0.6)",
+                                                      "simulated subjects ('simulate.n_subjects') is 24")),
     ],
 )
 def test_a_rule_between_keys_is_checked_at_start_naming_the_keys(tiny_config, mutate, keys):

@@ -12,9 +12,11 @@ import pytest
 from vitudip.config import validate_config
 from vitudip.imaging.ukb import ukb_samples
 from vitudip.io.bgen import BgenFile
+from vitudip.io.genotype_files import GenotypeInput
 from vitudip.io.plink import read_bed, read_bim
 from vitudip.simulate.cohort import simulate_cohort
 from vitudip.simulate.ukb_layout import write_ukb_layout
+from vitudip.validate import check_genotype_filesets
 
 N = 20
 MULTIPLE = 10
@@ -88,6 +90,14 @@ def test_every_chromosome_has_a_ukb_bgen_of_all_genotyped_participants(layout):
             assert bgen.header.n_samples == n and bgen.header.sample_ids is None
             assert set(bgen.variants["chrom"]) == {chrom.zfill(2)}
             assert len(bgen.variants) > (bim["chrom"] == chrom).sum()
+
+
+def test_the_input_checks_pass_the_layout_s_bgens(layout):
+    # split multi-allelic sites sharing an rsID and IDs without one are made unique by prepare_genotypes: no
+    # variant ID is refused, and every chromosome's BGEN fits the one .sample
+    _, paths = layout
+    genotypes = GenotypeInput(str(paths["bgen"])[: -len(".bgen")], str(paths["sample"]))
+    assert check_genotype_filesets(genotypes, ["1", "2"]) == 2
 
 
 def test_imaged_subjects_carry_their_softened_hard_calls(layout):

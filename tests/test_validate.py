@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from vitudip.config import section_defaults
-from vitudip.genetics.genotypes import GenotypeFiles
+from vitudip.genetics.genotypes import GenotypeFiles, check_variant_ids
 from vitudip.genetics.settings import PhenoSettings
 from vitudip.io.bgen import write_bgen, write_sample_file
 from vitudip.io.genotype_files import GenotypeInput
@@ -49,9 +49,13 @@ def write_study(folder: Path, covariate_ids=None, ages=None, sexes=None, centres
             "genotypes": GenotypeInput(str(prefix)), "out": folder / "inputs.tsv"}
 
 
-def run(study: dict, settings: PhenoSettings | None = None, chromosomes=("1", "2")):
+def splits(**overrides) -> dict:
+    return {**section_defaults("preprocess")["splits"], **overrides}
+
+
+def run(study: dict, settings: PhenoSettings | None = None, chromosomes=("1", "2"), split=None, batch_size=8):
     return validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], list(chromosomes),
-                           None, settings or pheno(), study["out"])
+                           None, settings or pheno(), split or splits(), batch_size, study["out"])
 
 
 def test_valid_inputs_write_what_was_checked_with_counts(tmp_path):
@@ -127,6 +131,131 @@ def test_a_truncated_bed_is_named_with_its_size(tmp_path):
         run(study)
 
 
+def per_chromosome_study(folder: Path, fam_ids: dict[str, list[str]] | None = None) -> dict:
+    """The study with one PLINK 1 fileset per chromosome, geno_1 and geno_2 (their .fam: ``fam_ids``)."""
+    folder.mkdir(exist_ok=True)
+    study = write_study(folder)
+    for chromosome in ("1", "2"):
+        (folder / chromosome).mkdir()
+        write_study(folder / chromosome, chromosomes=(chromosome,), genotype_ids=(fam_ids or {}).get(chromosome))
+        for ext in (".bed", ".bim", ".fam"):
+            shutil.move(folder / chromosome / f"geno{ext}", folder / f"geno_{chromosome}{ext}")
+    study["genotypes"] = GenotypeInput(str(folder / "geno_{chromosome}"))
+    return study
+
+
+def test_every_chromosome_s_fileset_lists_the_same_samples_in_the_same_order(tmp_path):
+    run(per_chromosome_study(tmp_path))
+    swapped = [SUBJECTS[1], SUBJECTS[0], *SUBJECTS[2:]]
+    with pytest.raises(ValueError, match=r"geno_2\.fam lists 30 samples, .*geno_1\.fam 30: not the same samples in "
+                                         r"the same order \(sample 1 is '0011' there and '0010' in .*geno_1\.fam\)"):
+        run(per_chromosome_study(tmp_path / "swapped", {"2": swapped}))
+    with pytest.raises(ValueError, match=r"geno_2\.fam lists 29 samples.*sample 30 is '\(none\)' there"):
+        run(per_chromosome_study(tmp_path / "fewer", {"2": SUBJECTS[:29]}))
+
+
+def write_pgen(prefix: Path, chromosomes=("1", "2"), ids=None) -> None:
+    """A PLINK 2 fileset of the 30 subjects, three variants a chromosome, with dosages."""
+    import pgenlib
+
+    ids = ids or [f"rs{c}_{i}" for c in chromosomes for i in range(3)]
+    prefix.with_suffix(".psam").write_text("#IID\tSEX\n" + "".join(f"{s}\t1\n" for s in SUBJECTS))
+    prefix.with_suffix(".pvar").write_text("##fileformat=PVARv1.0\n#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
+        f"{c}\t{100 * (i + 1)}\t{ids[3 * k + i]}\tA\tG\n" for k, c in enumerate(chromosomes) for i in range(3)))
+    dosages = np.random.default_rng(0).uniform(0, 2, (3 * len(chromosomes), len(SUBJECTS))).astype(np.float32)
+    with pgenlib.PgenWriter(bytes(prefix.with_suffix(".pgen")), len(SUBJECTS), len(dosages), False,
+                            dosage_present=True) as writer:
+        writer.append_dosages_batch(dosages)
+
+
+def test_a_truncated_pgen_is_named_with_its_size(tmp_path):
+    study = write_study(tmp_path)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "plink2"))
+    write_pgen(tmp_path / "plink2")
+    run(study)
+    pgen = tmp_path / "plink2.pgen"
+    pgen.write_bytes(pgen.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"plink2\.pgen \(\d+ bytes\) cannot be read as the genotypes of the 30 "
+                                         r"samples of .*plink2\.psam and the 6 variants of .*plink2\.pvar: "
+                                         r".*truncated"):
+        run(study)
+
+
+def test_a_truncated_bgen_is_named(tmp_path):
+    study = write_study(tmp_path)
+    variants = pd.DataFrame({"chrom": ["01"] * 3 + ["02"] * 3, "id": [f"v{i}" for i in range(6)],
+                             "pos": [1, 2, 3, 1, 2, 3], "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "ukb.bgen", variants, np.ones((30, 6)))
+    write_sample_file(tmp_path / "ukb.sample", SUBJECTS, SUBJECTS)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "ukb"))
+    run(study)
+    bgen = tmp_path / "ukb.bgen"
+    bgen.write_bytes(bgen.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"ukb\.bgen: truncated: .*past the end of the file"):
+        run(study)
+
+
+def test_a_variant_id_on_two_chromosomes_is_named_with_its_line_and_a_command_for_the_format(tmp_path):
+    # '.' and repeats within a chromosome are made <chrom>:<pos>_<ref>_<alt> by prepare_genotypes: they pass
+    study = write_study(tmp_path)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "plink2"))
+    write_pgen(tmp_path / "plink2", ids=[".", ".", "rs9", "rs1", "rs1", "2:100_A_G"])
+    run(study)
+    # the same rsID on chromosomes 1 and 2 would reach the GWAS files, loci and LD lookups as one variant
+    write_pgen(tmp_path / "plink2", ids=["rs1", "rs2", "rs3", "rs4", "rs2", "rs6"])
+    with pytest.raises(ValueError) as caught:
+        run(study)
+    message = str(caught.value)
+    assert re.search(r"plink2\.pvar line 7: variant ID 'rs2' \(2:200\) is also the ID of a variant on chromosome 1 "
+                     r"\(.*plink2\.pvar; 1 IDs of chromosome 2 are\)", message), message
+    assert f"plink2 --pfile {tmp_path / 'plink2'} --set-all-var-ids" in message
+    # a BGEN's: the command reads the .bgen with its .sample
+    variants = pd.DataFrame({"chrom": ["01"] * 3 + ["02"] * 3, "id": ["a", "b", "c", "d", "a", "f"],
+                             "pos": [1, 2, 3, 1, 2, 3], "ref": "A", "alt": "G"})
+    write_bgen(tmp_path / "ukb.bgen", variants, np.ones((30, 6)))
+    write_sample_file(tmp_path / "ukb.sample", SUBJECTS, SUBJECTS)
+    study["genotypes"] = GenotypeInput(str(tmp_path / "ukb"))
+    with pytest.raises(ValueError) as caught:
+        run(study)
+    message = str(caught.value)
+    assert "ukb.bgen variant 5: variant ID 'a' (2:2) is also the ID of a variant on chromosome 1" in message
+    assert (f"plink2 --bgen {tmp_path / 'ukb.bgen'} ref-first --sample {tmp_path / 'ukb.sample'} "
+            "--set-all-var-ids") in message and "--pfile" not in message
+
+
+def test_ids_whose_hashes_collide_are_compared_themselves(tmp_path, monkeypatch):
+    # every ID hashed alike: the IDs of chromosome 2 all look seen on chromosome 1 until compared
+    study = write_study(tmp_path)
+    monkeypatch.setattr(pd.util, "hash_pandas_object", lambda ids, index: pd.Series(np.zeros(len(ids), np.uint64)))
+    run(study)
+    assert INPUT_CHECKS.read(study["out"]).set_index("check").loc["genotype filesets", "count"] == 1
+
+
+def test_a_repeated_variant_id_of_a_bgen_is_told_a_command_that_reads_a_bgen():
+    variants = pd.DataFrame({"chrom": ["1", "1"], "id": ["a", "a"], "pos": [1, 2], "ref": "A", "alt": "G"})
+    with pytest.raises(ValueError) as caught:
+        check_variant_ids(variants, "ukb_c1.bgen", "ukb.sample")
+    message = str(caught.value)
+    assert message.startswith("ukb_c1.bgen variant 1: variant ID 'a' (1:1) is not unique")
+    assert "plink2 --bgen ukb_c1.bgen ref-first --sample ukb.sample --set-all-var-ids" in message
+    assert "--pfile" not in message
+
+
+def test_a_truncated_ld_reference_is_named_before_training(tmp_path):
+    study = write_study(tmp_path)
+    (tmp_path / "panel").mkdir()
+    write_study(tmp_path / "panel")
+    panel = str(tmp_path / "panel" / "geno")
+    validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], ["1", "2"], None, pheno(),
+                    splits(), 8, study["out"], ld_reference=panel)
+    assert INPUT_CHECKS.read(study["out"]).set_index("check").loc["LD reference", "file"] == f"{panel}.bed"
+    bed = tmp_path / "panel" / "geno.bed"
+    bed.write_bytes(bed.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"panel/geno\.bed has 46 bytes but 6 variants x 30 samples need 51 bytes"):
+        validate_inputs(study["samples_path"], study["covariates_path"], study["genotypes"], ["1", "2"], None,
+                        pheno(), splits(), 8, study["out"], ld_reference=panel)
+
+
 def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):
     (tmp_path / "a.pvar").write_text("##fileformat=PVARv1.0\n#CHROM\tPOS\tID\tREF\tALT\n"
                                      "chr1\t10\tx\tA\tG\n01\t20\ty\tA\tG\nX\t30\tz\tA\tG\n")
@@ -136,6 +265,23 @@ def test_the_chromosomes_of_a_pvar_and_a_bgen_are_read(tmp_path):
     for index in (True, False):
         write_bgen(tmp_path / "b.bgen", variants, np.zeros((4, 3)), index=index)
         assert GenotypeFiles(str(tmp_path / "b"), "bgen").chromosomes() == {"1", "2"}
+
+
+def test_a_train_split_smaller_than_a_batch_names_the_keys_and_counts(tmp_path):
+    study = write_study(tmp_path)
+    run(study, split=splits(train=0.3, val=0.35, test=0.35), batch_size=9)
+    with pytest.raises(ValueError, match=r"config key 'preprocess\.splits\.train' \(0\.2\) gives the train split 6 of "
+                                         r"the 30 subjects of .*samples\.tsv, before image QC removes any, fewer than "
+                                         r"config key 'train\.batch_size' \(8\)"):
+        run(study, split=splits(train=0.2, val=0.4, test=0.4))
+    # a splits file: its train subjects of the samples table count
+    table = tmp_path / "splits.tsv"
+    table.write_text("subject_id\tsplit\n" + "".join(f"{s}\t{'train' if i < 5 else 'val'}\n"
+                                                      for i, s in enumerate(SUBJECTS)) + "0999\ttrain\n")
+    with pytest.raises(ValueError, match=r"the splits file .*splits\.tsv \(config key 'preprocess\.splits\.file'\) "
+                                         r"puts 5 subjects of .*samples\.tsv in the train split, fewer than"):
+        run(study, split=splits(file=str(table)))
+    run(study, split=splits(file=str(table)), batch_size=5)
 
 
 def test_min_samples_above_the_subjects_that_can_be_analysed(tmp_path):

@@ -22,7 +22,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 def run_cli(body: Callable[[], None]) -> None:
     """Run a stage; a bad-input or external-tool error ends it with one line and exit status 1, not a traceback.
 
-    ``ValueError`` (``ConfigError`` is one) and missing files are input problems, and a
+    ``ValueError`` (``ConfigError`` is one), missing or unreadable files and a full disk are input problems, and a
     ``ToolError`` (plink2 or regenie missing or failing) quotes the tool's own log, which
     says more than our stack; anything else is a bug and keeps its traceback.
     """
@@ -31,6 +31,11 @@ def run_cli(body: Callable[[], None]) -> None:
         body()
     except (ValueError, FileNotFoundError, ToolError) as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except PermissionError as err:
+        # a file or folder of the user's that this account may not read or write: theirs to fix, not a bug
+        print(f"error: permission denied: {err.filename or err}: give this account access to it (or name "
+              "another file), and rerun", file=sys.stderr)
         sys.exit(1)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):

@@ -298,6 +298,21 @@ def small_tables(rows: int, columns: int) -> Request:
     return _request(PYTHON_BASE_MB, rows * columns * 8 * 4, 60 + rows * columns * 1e-6)
 
 
+def validate_inputs(table_rows: int, fileset_variants: Sequence[int]) -> Request:
+    """The input checks: the input tables, then each genotype fileset's variant table in turn with the IDs
+    prepare_genotypes would make of it, and an 8-byte hash of every variant's ID kept across filesets.
+
+    Args:
+        table_rows: rows of the largest input table (samples, covariates, a genotype sample file).
+        fileset_variants: variants of each genotype fileset.
+    """
+    largest = max(fileset_variants, default=0)
+    # a variant table and its made IDs: twice a row; the tables' cells as small_tables counts them. A 1 M-variant
+    # .pvar read, its IDs made and hashed: 15 µs and 400 B a variant (2026-12-06, 2-core test machine)
+    held = max(table_rows * 8 * 8 * 4, 2 * largest * VARIANT_ROW_BYTES) + 8 * sum(fileset_variants)
+    return _request(PYTHON_BASE_MB, held, 60 + (table_rows * 8 + sum(fileset_variants) * 16) * 1e-6)
+
+
 def prepare_genotypes(file_samples: int, analysed: int, variants: int, threads: int) -> Request:
     """One chromosome's analysed samples decoded into a PGEN, :data:`PREPARE_BLOCK` variants at a time.
 
@@ -537,6 +552,8 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
     per_chromosome = study.variants // study.chromosomes
     pruned = int(PRUNED_SHARE * study.variants)
     return {
+        "validate_inputs": validate_inputs(study.file_samples,
+                                           [study.source_variants // study.chromosomes] * study.chromosomes),
         "preprocess_images": preprocess_images(study.subjects, study.voxels, threads["preprocess_images"]),
         "train_model": train_model(study.subjects, study.epochs, 8, model, gpu=True),
         "embed_udips": embed_vit(study.subjects, 16, model, gpu=True),

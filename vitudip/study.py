@@ -17,6 +17,7 @@ from vitudip.embed.settings import EmbedSettings
 from vitudip.genetics.settings import InProcessGwasSettings, JointSettings, PhenoSettings, QcSettings, ShardSettings
 from vitudip.imaging.grid import mni_grid
 from vitudip.imaging.settings import PreprocessSettings
+from vitudip.imaging.splits import split_counts
 from vitudip.io.chromosomes import require_chromosome
 from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
@@ -28,6 +29,9 @@ from vitudip.train.settings import TrainSettings, check_training
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
                                     PerdiSettings)
+
+#: The config keys validate_inputs reads: the pheno section, and the split and batch its split-size check compares.
+INPUT_CHECK_KEYS = (*PhenoSettings.CONFIG_KEYS, "preprocess.splits", "train.batch_size")
 
 #: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
 SECOND_DEGREE_KINSHIP = 0.0884
@@ -109,9 +113,23 @@ def _check_demo_cohort_size(config: Mapping[str, Any], built: Mapping[type, Any]
                           "GWAS accepts; raise n_subjects or lower min_samples")
 
 
+def _check_demo_train_split(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
+    """The simulated cohort's train split holds a batch (a real study's is checked on its samples table by
+    validate_inputs)."""
+    simulate, splits, batch_size = config["simulate"], config["preprocess"]["splits"], config["train"]["batch_size"]
+    if not simulate["enabled"] or splits["file"] is not None:
+        return
+    train = split_counts(simulate["n_subjects"], (splits["train"], splits["val"], splits["test"]))[0]
+    if train < batch_size:
+        raise ConfigError(f"config keys 'train.batch_size' ({batch_size}) and 'preprocess.splits.train' "
+                          f"({splits['train']}): the train split of the {simulate['n_subjects']} simulated subjects "
+                          f"('simulate.n_subjects') is {train}, smaller than a batch; lower batch_size or raise "
+                          "the train share or n_subjects")
+
+
 #: The rules between two stages' keys, in the order they are checked; each gets the config and the built settings.
 STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (
-    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size)
+    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size, _check_demo_train_split)
 
 
 def check_study(config: Mapping[str, Any]) -> None:

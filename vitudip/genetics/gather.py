@@ -29,7 +29,7 @@ from tqdm import tqdm
 from vitudip.genetics.catalog import StudyDescription, index_sumstats, sumstats_metadata, write_bgzip, write_metadata
 from vitudip.genetics.pvalue_sketch import PValueSketch
 from vitudip.genetics.sumstats import FILE_COLUMNS, read_sumstats, read_sumstats_chunks, sumstats_text
-from vitudip.io.atomic import staged_outputs, write_tsv
+from vitudip.io.atomic import require_free_space, staged_outputs, write_tsv
 from vitudip.plots.gwas import plot_qq
 
 log = logging.getLogger("vitudip.gwas")
@@ -193,13 +193,18 @@ def gather_sumstats(shards: Sequence[str | os.PathLike], out_dir: str | os.PathL
         The λGC table.
 
     Raises:
-        ValueError: no shards, or a dimension missing from a shard that should hold it.
+        ValueError: no shards, a dimension missing from a shard that should hold it, or less free space where
+            the files go than they need (:func:`~vitudip.io.atomic.require_free_space`).
     """
     shards = [Path(s) for s in shards]
     if not shards:
         raise ValueError("no GWAS shards to gather")
     holders = shard_holders(shards)
     names = sorted(holders)
+    # the gathered files hold the shards' rows again; BGZF's 64 KB blocks compress a little worse than gzip
+    needed = int(1.1 * sum((shard / f"{name}{SUFFIX}").stat().st_size for name, held in holders.items()
+                           for shard in held))
+    require_free_space(out_dir, needed, f"gathering {len(names)} dimensions of {len(shards)} shards")
     with staged_outputs({"sumstats": out_dir, "lambda": lambda_path, "qq": qq_path}) as out:
         out["sumstats"].mkdir()
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:

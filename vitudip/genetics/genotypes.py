@@ -113,7 +113,32 @@ def read_pvar(path: Path) -> pd.DataFrame:
                          "alt": table["ALT"], "ref": table["REF"]})
 
 
-def check_variant_ids(variants: pd.DataFrame, path: str) -> None:
+def variant_position(path: str, at: int) -> str:
+    """Where the ``at``-th variant (from 0) of a variant table is: its line of a .bim or .pvar, its number in a
+    .bgen (binary: its variants are counted, not its lines)."""
+    if path.endswith(".bgen"):
+        return f"variant {at + 1}"
+    return f"line {at + 1 + (0 if path.endswith('.bim') else _pvar_header_lines(Path(path)))}"
+
+
+def unique_ids_command(path: str, sample_file: str | None = None) -> str:
+    """The plink2 command that gives every variant of a fileset its own ID, for the fileset's format.
+
+    Args:
+        path: the fileset's variant table (.bim, .pvar) or .bgen.
+        sample_file: a .bgen's Oxford .sample.
+    """
+    if path.endswith(".bgen"):
+        return (f"plink2 --bgen {path} ref-first --sample {sample_file or '<its .sample>'} --set-all-var-ids "
+                "@:#:\\$r:\\$a --new-id-max-allele-len 100 --make-pgen --out <new prefix> (then set "
+                "inputs.genotypes to it)")
+    bed = path.endswith(".bim")
+    return (f"plink2 --{'bfile' if bed else 'pfile'} {path[: path.rindex('.')]} --set-all-var-ids @:#:\\$r:\\$a "
+            f"--new-id-max-allele-len 100 --make-{'bed' if bed else 'pgen'} --out <new prefix> (then set "
+            "inputs.genotypes to it)")
+
+
+def check_variant_ids(variants: pd.DataFrame, path: str, sample_file: str | None = None) -> None:
     """Refuse missing (``.``) or repeated variant IDs, naming the first offending line.
 
     Loci, candidate SNPs and the LD lookup are keyed by ID: with repeated IDs a locus
@@ -122,6 +147,7 @@ def check_variant_ids(variants: pd.DataFrame, path: str) -> None:
     Args:
         variants: the variant table (chrom, id, pos, alt, ref) in file order.
         path: its file, for the message.
+        sample_file: a .bgen's Oxford .sample, for the command the message suggests.
 
     Raises:
         ValueError: naming the line, the ID and how to make every ID unique.
@@ -132,15 +158,43 @@ def check_variant_ids(variants: pd.DataFrame, path: str) -> None:
         return
     at = int(np.flatnonzero(bad.to_numpy())[0])
     row = variants.iloc[at]
-    # a .bgen is binary: its variants are counted, not its lines
-    where = f"variant {at + 1}" if path.endswith(".bgen") else \
-        f"line {at + 1 + (0 if path.endswith('.bim') else _pvar_header_lines(Path(path)))}"
     what = "missing" if ids.iloc[at] in (".", "") else "not unique"
     raise ValueError(
-        f"{path} {where}: variant ID '{ids.iloc[at]}' ({row['chrom']}:{row['pos']}) is {what} "
+        f"{path} {variant_position(path, at)}: variant ID '{ids.iloc[at]}' ({row['chrom']}:{row['pos']}) is {what} "
         f"({int(bad.sum())} variants have a missing or repeated ID); give every variant its own ID first, e.g. "
-        f"plink2 --{'bfile' if path.endswith('.bim') else 'pfile'} <prefix> --set-all-var-ids @:#:\\$r:\\$a "
-        f"--new-id-max-allele-len 100 --make-{'bed' if path.endswith('.bim') else 'pgen'} --out <new prefix>")
+        f"{unique_ids_command(path, sample_file)}")
+
+
+def check_pgen(path: str, n_samples: int, n_variants: int, sample_file: str, variant_file: str) -> None:
+    """A .pgen holds the samples and variants its .psam and .pvar list, up to its last variant (a truncated or
+    mismatched copy is otherwise found only when the genotypes are prepared, after training).
+
+    Args:
+        path: the .pgen.
+        n_samples: samples of its .psam.
+        n_variants: variants of its .pvar.
+        sample_file: that .psam, for the message.
+        variant_file: that .pvar, for the message.
+
+    Raises:
+        ValueError: naming the .pgen, its size and what it does not hold.
+    """
+    import pgenlib  # only PLINK 2 filesets need it
+
+    try:
+        reader = pgenlib.PgenReader(os.fsencode(path), raw_sample_ct=n_samples, variant_ct=n_variants)
+        try:
+            # variants are stored in order: a file cut anywhere cannot yield its last one
+            if n_variants:
+                reader.read_dosages(n_variants - 1, np.empty(n_samples, np.float32))
+        finally:
+            reader.close()
+    except RuntimeError as err:
+        detail = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise ValueError(f"{path} ({os.path.getsize(path)} bytes) cannot be read as the genotypes of the "
+                         f"{n_samples} samples of {sample_file} and the {n_variants} variants of {variant_file}: "
+                         f"{' '.join(detail.split())}; a truncated or mismatched copy: copy the fileset again"
+                         ) from None
 
 
 def _pvar_header_lines(path: Path) -> int:

@@ -12,6 +12,7 @@ Arrays in, arrays out: the permuted run itself is the joint stage's
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,8 +118,30 @@ class JointCalibrationError(ValueError):
     """The joint test's null (permuted) run is inflated: its p-values cannot be trusted."""
 
 
+def _too_few_subjects(subjects: int | None, dimensions: int | None, limit: float) -> str:
+    """Why a null is inflated when the study is small for its dimensions, or "" when it is not.
+
+    R estimated from n subjects inflates the joint statistic of K dimensions by about n / (n - K) (Hotelling's
+    T²), more than ``limit`` below n = K limit / (limit - 1); at n <= K the estimate is singular. Fewer
+    eigen-directions may lower the inflation, not mend its cause.
+    """
+    if subjects is None or dimensions is None or limit <= 1:
+        return ""
+    # rounded first: 128 x 1.1 / 0.1 is 1408.0000000000002 in floating point
+    needed = math.ceil(round(dimensions * limit / (limit - 1), 6))
+    if subjects >= needed:
+        return ""
+    return (f"; the null is inflated, and the cause is the study's size: {subjects} subjects are too few for a "
+            f"joint test of {dimensions} dimensions (R of {dimensions} dimensions estimated from n subjects "
+            f"inflates the statistic by about n / (n - K), over the limit below {needed} subjects"
+            f"{'; at n <= K it is singular' if subjects <= dimensions else ''}); fewer eigen-directions may lower "
+            "the inflation but not mend its cause: analyse more subjects, or set joint.enabled to false for a study "
+            "this small")
+
+
 def null_calibration(p_value: np.ndarray, min_p_familywise: np.ndarray, limit: float = NULL_LAMBDA_LIMIT,
-                     what: str = "the permuted joint run") -> Calibration:
+                     what: str = "the permuted joint run", subjects: int | None = None,
+                     dimensions: int | None = None) -> Calibration:
     """λGC of a permuted run's joint p-values; a λ above ``limit`` is logged and raised, never passed on.
 
     Args:
@@ -126,6 +149,8 @@ def null_calibration(p_value: np.ndarray, min_p_familywise: np.ndarray, limit: f
         min_p_familywise: its min-P family-wise p-values.
         limit: the largest acceptable λGC (1.1 by default; the null should give about 1).
         what: the run, for messages (e.g. its file).
+        subjects: the subjects the run analysed (None: unknown), to tell a study too small for its dimensions.
+        dimensions: the dimensions tested jointly.
 
     Returns:
         The calibration (``ok`` is True).
@@ -139,9 +164,10 @@ def null_calibration(p_value: np.ndarray, min_p_familywise: np.ndarray, limit: f
     message = (f"{what}: λGC of the joint statistic {calibration.lambda_gc:.3f}, "
                f"of min-P {calibration.lambda_min_p:.3f} over {calibration.n_variants} variants (limit {limit})")
     if not calibration.ok:
-        message += ("; the null is inflated, so the joint p-values are not trustworthy: keep fewer eigen-directions "
-                    "(smaller k or variance_share), check that R comes from the GWAS's phenotypes and covariates, "
-                    "or calibrate with fit_null on this run")
+        message += _too_few_subjects(subjects, dimensions, limit) or (
+            "; the null is inflated, so the joint p-values are not trustworthy: keep fewer eigen-directions "
+            "(smaller k or variance_share), check that R comes from the GWAS's phenotypes and covariates, "
+            "or calibrate with fit_null on this run")
         logger.error(message)
         raise JointCalibrationError(message)
     logger.info(message)

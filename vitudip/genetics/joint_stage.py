@@ -192,7 +192,7 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
 
 
 def permute_tables(pheno_path: str | os.PathLike, covar_path: str | os.PathLike, out_pheno: str | os.PathLike,
-                   out_covar: str | os.PathLike, seed: int) -> None:
+                   out_covar: str | os.PathLike, seed: int) -> int:
     """Write a permuted copy of a phenotype/covariate pair, for the joint test's null run.
 
     The sample IDs stay where they are and each sample gets another sample's
@@ -206,6 +206,9 @@ def permute_tables(pheno_path: str | os.PathLike, covar_path: str | os.PathLike,
         out_pheno: permuted phenotype table (written atomically).
         out_covar: permuted covariate table (written atomically).
         seed: seed of the permutation.
+
+    Returns:
+        How many samples were permuted.
 
     Raises:
         ValueError: no sample is in both tables.
@@ -222,6 +225,7 @@ def permute_tables(pheno_path: str | os.PathLike, covar_path: str | os.PathLike,
         permuted = pd.concat([merged.reset_index(drop=True), values.iloc[order].reset_index(drop=True)], axis=1)
         contract.write(permuted, path)
     logger.info("%d samples of %s and %s permuted (seed %d)", len(merged), pheno_path, covar_path, seed)
+    return len(merged)
 
 
 def null_stage(gwas: InProcessGwasSettings, genotypes: str | os.PathLike, pheno: str | os.PathLike,
@@ -253,7 +257,7 @@ def null_stage(gwas: InProcessGwasSettings, genotypes: str | os.PathLike, pheno:
     with staged_outputs(targets) as staged, tempfile.TemporaryDirectory(prefix=".null-",
                                                                          dir=staged["null"].parent) as work:
         work = Path(work)
-        permute_tables(pheno, covar, work / "pheno.tsv", work / "covar.tsv", seed=settings.seed)
+        subjects = permute_tables(pheno, covar, work / "pheno.tsv", work / "covar.tsv", seed=settings.seed)
         logger.info("permuted GWAS of %d dimensions in process (torch engine) on all chromosomes",
                     len(test.dimensions))
         # only this path needs PyTorch: the joint stage's other callers run without it
@@ -269,6 +273,7 @@ def null_stage(gwas: InProcessGwasSettings, genotypes: str | os.PathLike, pheno:
         summarise_joint(joint, staged["qq"])
         p = JOINT.read(joint, columns=["p_value", "min_p_familywise"])
         null_calibration(p["p_value"].to_numpy(float), p["min_p_familywise"].to_numpy(float),
-                         settings.null_lambda_limit, what="the joint tests on permuted subjects")
+                         settings.null_lambda_limit, what="the joint tests on permuted subjects", subjects=subjects,
+                         dimensions=len(test.dimensions))
         write_tsv(lambda_table(joint, test, settings.null_lambda_limit), staged["null"])
     return targets

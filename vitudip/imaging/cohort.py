@@ -126,6 +126,7 @@ class _ConversionJob:
     input_affine: np.ndarray | None
     downsample: int
     pad_to: tuple[int, int, int]
+    voxel_ml: float
 
 
 class _ChunkResult(NamedTuple):
@@ -177,7 +178,7 @@ def _convert_chunk(job: _ConversionJob, subjects: Sequence[tuple[int, str, str]]
     for row, subject_id, path in subjects:
         try:
             volume = load_checked_t1(path, job.input_shape, job.input_affine)
-            result = preprocess_image(volume, job.downsample, job.pad_to)
+            result = preprocess_image(volume, job.downsample, job.pad_to, job.voxel_ml)
         except ImageCheckError as err:
             records.append(_qc_record(row, subject_id, path, reason=err.reason))
             continue
@@ -244,6 +245,7 @@ def _convert_cohort(
         input_affine=layout.input_affine if settings.check_affine else None,
         downsample=layout.downsample,
         pad_to=layout.pad_to,
+        voxel_ml=grid.voxel_volume_ml(layout.input_affine),
     )
     subjects = list(zip(range(len(samples)), samples["subject_id"], samples["path"]))
     per_chunk = max(1, min(_SUBJECTS_PER_CHUNK, math.ceil(len(subjects) / settings.threads)))

@@ -115,6 +115,11 @@ def grid_choices(input_grid: str, voxel_mm: int) -> tuple[StandardGrid, ...]:
     return (named,)
 
 
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """The volume of one voxel of a 4 x 4 voxel-to-mm affine, in mL."""
+    return abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000
+
+
 def corner_distance_mm(affine: np.ndarray, other: np.ndarray, shape: tuple[int, int, int]) -> float:
     """Largest distance in mm between where two affines place the corner voxels of ``shape``.
 

@@ -80,22 +80,28 @@ def _block_downsample(image: np.ndarray, brain: np.ndarray, factor: int) -> tupl
 #: A brain-extracted image on the MNI grid has about a quarter of its voxels non-zero (the FSL template's
 #: brain: 25 %); one whose background was kept (noise, scalp, neck) has nearly all of them.
 MAX_BRAIN_FRACTION = 0.5
+#: A head whose background is 0 but whose skull or scalp was kept (a shell around the brain) passes the fraction
+#: check; its volume does not. FSL's MNI152 brain is 1,830 mL and linear registration scales every brain to it
+#: (within about 15 %); a thick skull-and-scalp shell makes it 1.5-2x that. A thin shell stays below: not caught.
+MAX_BRAIN_ML = 2700.0
 
 
-def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int]) -> PreprocessedImage:
+def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int], voxel_ml: float) -> PreprocessedImage:
     """Z-score a brain-extracted volume, optionally downsample it, and zero-pad it centred.
 
     Args:
         volume: 3-D brain-extracted T1; its non-zero voxels are the brain.
         downsample: block-averaging factor (1: none).
         pad_to: final shape, at least the (downsampled) volume's shape on every axis.
+        voxel_ml: the volume of one input voxel in mL.
 
     Returns:
         The float16 image, its brain mask, the brain voxel count, and the mean and SD used.
 
     Raises:
         ImageCheckError: an empty brain, a brain of constant intensity, or an image that is not
-            brain-extracted (more than ``MAX_BRAIN_FRACTION`` of its voxels non-zero).
+            brain-extracted (more than ``MAX_BRAIN_FRACTION`` of its voxels, or more than ``MAX_BRAIN_ML`` of
+            volume, non-zero).
     """
     volume = np.asarray(volume, dtype=np.float32)
     brain = volume != 0
@@ -107,6 +113,11 @@ def preprocess_image(volume: np.ndarray, downsample: int, pad_to: Sequence[int])
             f"not brain-extracted: {100 * brain_voxels / brain.size:.0f} % of the voxels are non-zero (a "
             f"brain-extracted MNI image has about 25 %); use the skull-stripped T1 (UK Biobank: "
             f"T1_brain_to_MNI / T1_unbiased_brain_linear), whose background is 0")
+    if brain_voxels * voxel_ml > MAX_BRAIN_ML:
+        raise ImageCheckError(
+            f"not brain-extracted: {brain_voxels * voxel_ml:,.0f} mL of non-zero voxels, more than any brain "
+            f"registered to MNI152 (at most {MAX_BRAIN_ML:,.0f} mL; the template's is 1,830 mL): is the skull or "
+            f"scalp still around it? Use the skull-stripped T1, whose background is 0 up to the brain")
     image, mean, sd = _zscore_brain(volume, brain, brain_voxels)
     if downsample > 1:
         image, brain = _block_downsample(image, brain, downsample)

@@ -39,6 +39,27 @@ def remove_stale_stages(target: Path) -> list[Path]:
     return stale
 
 
+def require_free_space(target: str | os.PathLike, needed: int, what: str) -> None:
+    """Refuse to start writing about ``needed`` bytes at ``target`` when its file system has less free: a full disk
+    found at the start names what is needed, one found midway only what was being written.
+
+    Args:
+        target: the output about to be written (it need not exist yet).
+        needed: the bytes it will take, about.
+        what: the stage, for the message.
+
+    Raises:
+        ValueError: naming the nearest existing folder, the bytes needed and those free.
+    """
+    path = Path(target)
+    folder = next(p for p in (path, *path.parents) if p.is_dir())
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise ValueError(f"{what} needs about {needed / 1e9:.2f} GB ({needed:,} bytes) for {path}, but {folder} has "
+                         f"{free / 1e9:.2f} GB ({free:,} bytes) free: free space there, or point `results` at a larger "
+                         "file system, and rerun")
+
+
 @contextlib.contextmanager
 def staged_outputs(targets: dict[str, str | os.PathLike]) -> Iterator[dict[str, Path]]:
     """Stage several outputs in a temporary folder and move them into place together.

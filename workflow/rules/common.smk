@@ -31,7 +31,7 @@ from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
 from vitudip.train.jobs import segment_ends
 from vitudip.train.settings import TrainSettings
-from vitudip.study import study_warnings, validate_study
+from vitudip.study import INPUT_CHECK_KEYS, study_warnings, validate_study
 
 
 def input_table_columns():
@@ -347,13 +347,13 @@ def tables_request(wildcards, input, threads):
 
 
 def validate_request(wildcards, input, threads):
-    """The input tables and the genotype sample file, and a single fileset's variant table (its chromosomes are
-    read): the largest's rows, each of a few columns."""
+    """The input tables and genotype sample files, and every genotype fileset's variant table."""
     sample_files = [path for path in input.genotypes if path.endswith((".sample", ".psam", ".fam"))]
     rows = [cost.table_rows(path) for path in [input.samples, input.covariates, *sample_files]]
-    if not GENOTYPES.per_chromosome:
-        rows.append(cost.genotype_file_variants(input.genotypes))
-    return cost.small_tables(max(rows), 8)
+    variants = [
+        cost.genotype_file_variants([path]) for path in input.genotypes if path.endswith((".bgen", ".pvar", ".bim"))
+    ]
+    return cost.validate_inputs(max(rows), variants)
 
 
 def prepare_genotypes_request(wildcards, input, threads):

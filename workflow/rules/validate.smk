@@ -1,19 +1,23 @@
 # The checks of the inputs the stages after training read, which need no model: the covariates and their
-# levels, the genotype samples against the imaged subjects, gwas.chromosomes against the genotype files, and
-# pheno.min_samples. Training waits for them, so a mistake there stops the run in its first minutes, not after
-# training. Only tables, headers and the variant table's chromosome column are read: seconds on UK Biobank.
-
-
-localrules:
-    validate_inputs,
+# levels, the genotype samples against the imaged subjects, gwas.chromosomes against the genotype files,
+# pheno.min_samples, every chromosome's fileset (same samples, not truncated, variant IDs unique across
+# chromosomes) and loci.ld_reference's .bed (not truncated). Training waits for them, so a mistake there stops the run in its first minutes, not after
+# training. Only tables, headers and variant tables are read, never genotypes; every variant table is, so on
+# UK Biobank it is a job of its own (minutes, a few GB), not a local rule on the submitting host.
 
 
 rule validate_inputs:
     input:
         samples=INPUTS["samples"],
         covariates=INPUTS["covariates"],
-        genotypes=source_genotype_files(GWAS_CHROMOSOMES[0]),
+        # every chromosome's fileset: their samples, sizes and variant IDs are checked
+        genotypes=list(
+            dict.fromkeys(path for chromosome in GWAS_CHROMOSOMES for path in source_genotype_files(chromosome))
+        ),
         keep=config["genotype_qc"]["keep"] or [],
+        ld_reference=(
+            multiext(config["loci"]["ld_reference"], ".bed", ".bim", ".fam") if config["loci"]["ld_reference"] else []
+        ),
     output:
         results("checks", "inputs.tsv"),
     params:
@@ -22,8 +26,11 @@ rule validate_inputs:
         genotypes=lambda wildcards: GENOTYPES.pattern,
         sample_file=lambda wildcards: genotype_samples_flag(),
         keep=lambda wildcards, input: f"--keep {shlex.quote(input.keep)}" if input.keep else "",
+        ld_reference=(
+            f"--ld-reference {shlex.quote(config['loci']['ld_reference'])}" if config["loci"]["ld_reference"] else ""
+        ),
         chromosomes=" ".join(shlex.quote(c) for c in GWAS_CHROMOSOMES),
-        settings=stage_settings(PhenoSettings.CONFIG_KEYS),
+        settings=stage_settings(INPUT_CHECK_KEYS),
     log:
         results("logs", "validate_inputs.log"),
     benchmark:
@@ -37,4 +44,4 @@ rule validate_inputs:
     shell:
         "python {params.script:q} --genotypes {params.genotypes:q} {params.sample_file} "
         "--chromosomes {params.chromosomes} --samples {input.samples:q} --covariates {input.covariates:q} "
-        "{params.keep} --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
+        "{params.keep} {params.ld_reference} --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
