@@ -6,7 +6,8 @@ principal modes (a randomised basis over every voxel of the brain tokens, at mos
 subjects) and starts the per-patch pool in closed form from the fitted subjects' encoder tokens. This writes a
 synthetic 1 mm cache (182 x 224 x 182, float16, a brain-shaped ellipsoid with smooth subject-level patterns)
 at several sizes, runs ``prepare_training`` and ``resume_training`` (the mode fit and the pool's start) on the
-CPU in a fresh process for each, and prints peak resident memory and seconds per size, the fitted growth per
+CPU in a fresh process for each, and prints peak anonymous memory (and resident, which also counts the
+memory-mapped cache's pages) and seconds per size, the fitted growth per
 subject, its extrapolation to ``MODE_FIT_SUBJECTS`` fitted subjects (where the fit stops growing) and the host
 memory ``vitudip.resources.train_model`` asks for there.
 
@@ -37,7 +38,7 @@ from vitudip.resources import MODE_FIT_SUBJECTS, ModelSize, train_model  # noqa:
 PRESET = "informative"
 
 RUN = """
-import logging, resource, sys, time
+import logging, resource, sys, threading, time
 from pathlib import Path
 import torch
 from vitudip.model.config import PRESETS
@@ -49,6 +50,16 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 root = Path(sys.argv[1])
 config = PRESETS[sys.argv[2]]
 torch.set_num_threads(2)
+anonymous = [0]
+def sample():
+    # the memory-mapped cache's pages count in ru_maxrss but are page cache the kernel reclaims; a job's need is
+    # its anonymous memory
+    while True:
+        with open("/proc/self/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("RssAnon:"))
+        anonymous[0] = max(anonymous[0], kb)
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
 settings = TrainSettings.from_config(stage_config({"model": {}, "train": {"batch_size": 4, "device": "cpu"},
                                                    "seed": 1}, TrainSettings.CONFIG_KEYS), threads=2)
 start = time.perf_counter()
@@ -56,7 +67,7 @@ volumes = load_split_volumes(root / "cache", root / "qc.tsv", root / "splits.tsv
 processes = TrainingProcesses.start(1, torch.device("cpu"))
 run = prepare_training(config, settings, volumes, root / "brain_mask.npy", processes)
 resume_training(root / "checkpoints", config, settings, run, volumes.identity, settings.epochs)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, anonymous[0] / 1024)
 """
 
 
@@ -94,14 +105,14 @@ def write_cache(root: Path, n: int, shape: tuple[int, int, int]) -> int:
     return int(brain.sum())
 
 
-def measure(root: Path) -> tuple[float, float]:
-    """(peak resident MB, seconds) of the training start in a fresh process (its own ru_maxrss)."""
+def measure(root: Path) -> tuple[float, float, float]:
+    """(peak anonymous MB, peak resident MB, seconds) of the training start in a fresh process."""
     run = subprocess.run([sys.executable, "-c", RUN, str(root), PRESET], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2"))
     if run.returncode:
         raise RuntimeError(run.stderr[-3000:])
-    seconds, peak = run.stdout.split()[-2:]
-    return float(peak), float(seconds)
+    seconds, resident, anonymous = run.stdout.split()[-3:]
+    return float(anonymous), float(resident), float(seconds)
 
 
 def main(argv: list[str]) -> None:
@@ -114,11 +125,12 @@ def main(argv: list[str]) -> None:
         for n in sorted(args.subjects):
             root = Path(tmp) / f"n{n}"
             voxels = write_cache(root, n, config.image_size)
-            peak, seconds = measure(root)
+            peak, resident, seconds = measure(root)
             fitted = int(0.8 * n)
             rows.append((fitted, peak, seconds))
-            print(f"{n:5d} subjects ({fitted} fitted) x {voxels:,} brain voxels: peak {peak:8.0f} MB, "
-                  f"{seconds:7.1f} s ({seconds / fitted:.2f} s a fitted subject)", flush=True)
+            print(f"{n:5d} subjects ({fitted} fitted) x {voxels:,} brain voxels: peak anonymous {peak:8.0f} MB "
+                  f"(resident with the cache's mapped pages {resident:8.0f} MB), {seconds:7.1f} s "
+                  f"({seconds / fitted:.2f} s a fitted subject)", flush=True)
             (root / "cache" / "images.npy").unlink()
     fitted = np.array([r[0] for r in rows], float)
     slope, intercept = np.polyfit(fitted, [r[1] for r in rows], 1)
