@@ -22,12 +22,13 @@ from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import SimulateSettings
+from vitudip.stability.settings import StabilitySettings
 from vitudip.train.settings import TrainSettings, check_training
 
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
-                                    PerdiSettings)
+                                    PerdiSettings, StabilitySettings)
 
 #: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
 SECOND_DEGREE_KINSHIP = 0.0884
@@ -109,9 +110,23 @@ def _check_demo_cohort_size(config: Mapping[str, Any], built: Mapping[type, Any]
                           "GWAS accepts; raise n_subjects or lower min_samples")
 
 
+def _check_stability(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
+    """The stability check retrains the ViT, and compares subjects the embed stage embeds."""
+    if not config["stability"]["enabled"]:
+        return
+    if config["embed"]["method"] != "vit":
+        raise ConfigError("config keys 'stability.enabled' and 'embed.method': the stability check trains the ViT a "
+                          f"second time, but embed.method is {config['embed']['method']!r}: use vit, or turn "
+                          "stability off")
+    if config["stability"]["subjects"] == "held_out" and set(config["embed"]["splits"]) == {"train"}:
+        raise ConfigError("config keys 'stability.subjects' and 'embed.splits': held_out compares the subjects "
+                          "outside the training split, but only the train split is embedded: embed val and test "
+                          "too, or set stability.subjects: all")
+
+
 #: The rules between two stages' keys, in the order they are checked; each gets the config and the built settings.
 STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (
-    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size)
+    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size, _check_stability)
 
 
 def check_study(config: Mapping[str, Any]) -> None:

@@ -188,6 +188,8 @@ def all_outputs():
         ]
         if config["embed"]["pca_baseline"]:
             outputs.append(results("embed", "pca", "udips.tsv"))
+    if config["stability"]["enabled"]:
+        outputs.append(results("stability", "stability.tsv"))
     if config["simulate"]["enabled"]:
         outputs += [results("embed", "embedding_vs_truth.tsv"), results("loci", "truth_recovery.tsv")]
         if config["embed"]["method"] == "vit":
@@ -428,4 +430,18 @@ def perdi_request(wildcards, input, threads):
         cost.brain_voxels(input.brain_mask),
         perdi["batch_size"],
         perdi["device"] != "cpu",
+    )
+
+
+def untrained_model_request(wildcards, input, threads):
+    return cost.untrained_model(os.path.getsize(input.model))
+
+
+def stability_request(wildcards, input, threads):
+    """The stability comparison: the UDIP tables (rows of the first), each of DIMENSIONS columns."""
+    return cost.compare_runs(
+        cost.table_rows(input.udips[0]),
+        DIMENSIONS,
+        len(input.udips) + len(input.untrained),
+        config["stability"]["permutations"],
     )
