@@ -12,6 +12,7 @@ import torch
 import yaml
 from scipy.stats import ortho_group
 
+from vitudip import resources as cost
 from vitudip.config import ConfigError, section_defaults
 from vitudip.io.stage_tables import udip_table
 from vitudip.loci.fuma import LOCUS_COLUMNS
@@ -259,6 +260,10 @@ def test_tiny_study_two_training_runs_compared(tmp_path, repo_root):
     results = tmp_path / ".test" / "results"
     run = snakemake(tmp_path, ".test/results/stability/stability.tsv", configfile=path)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    # each job of the second run and of the comparison within the memory its rule declares
+    jobs = cost.job_memory(run.stdout + run.stderr, tmp_path)
+    assert {"stability_train_model", "stability_untrained_model", "compare_training_runs"} <= {j.rule for j in jobs}
+    assert not [f"{j.rule}: {j.max_rss:.0f} MB > {j.mem_mb}" for j in jobs if j.max_rss > j.mem_mb]
     row = pd.read_csv(results / "stability" / "stability.tsv", sep="\t").iloc[0]
     splits = pd.read_csv(results / "preprocess" / "splits.tsv", sep="\t")
     assert row["subjects"] == (splits["split"] != "train").sum() and row["dimensions"] == 128
