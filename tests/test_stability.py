@@ -240,7 +240,7 @@ def test_dry_run_with_stability_plans_a_second_run_through_the_same_rules(tmp_pa
                         ("stability_gwas_gather", 1), ("stability_find_loci", 1), ("compare_training_runs", 1)):
         assert out.count(f"rule {rule}:") == count, rule
     # the second run trains with its own seed and checkpoints, and resumes like the first
-    second = [line for line in out.splitlines() if "stability_train_model.log" in line][0]
+    second = next(line for line in out.splitlines() if ">> .test/results/logs/stability_train_model.log" in line)
     assert f'"seed": {config["seed"] + 1}' in second and "stability/run2/train/checkpoints" in second
     # off, none of it is planned
     config["stability"] = {"enabled": False}
