@@ -267,9 +267,17 @@ def test_tiny_study_two_training_runs_compared(tmp_path, repo_root):
     row = pd.read_csv(results / "stability" / "stability.tsv", sep="\t").iloc[0]
     splits = pd.read_csv(results / "preprocess" / "splits.tsv", sep="\t")
     assert row["subjects"] == (splits["split"] != "train").sum() and row["dimensions"] == 128
-    assert 0 <= row["cka"] <= 1 and 0 <= row["cka_untrained"] <= 1
-    # measured on the tiny study: the trained runs agree beyond their permutation null, and more than the
-    # untrained networks do
-    assert row["cka"] > row["cka_untrained"]
-    assert row["cka"] > row["cka_null_q95"]
-    assert row["loci_run1"] >= 1 and row["loci_run2"] >= 1 and 0 <= row["overlap"] <= 1
+    assert (row["seed_run1"], row["seed_run2"]) == (config["seed"], config["seed"] + 1)
+    # the two trained runs agree far beyond their permutation null (measured: CKA 0.95, null 95th
+    # percentile 0.33). The untrained networks agree as much (measured 0.97): on 16 subjects after 2 epochs
+    # both embeddings are dominated by the images' few largest modes, which random networks carry too, so
+    # no order between the two is asserted here
+    assert 0 <= row["cka"] <= 1 and row["cka"] > row["cka_null_q95"] and row["cka_p"] <= 0.01
+    assert 0 <= row["cka_untrained"] <= 1
+    # each run's loci are its single dimensions' merged loci (the tiny study's 2 epochs find none, so the
+    # overlap is undefined there)
+    for run, folder in (("run1", results / "loci"), ("run2", results / "stability" / "run2" / "loci")):
+        merged = single_dimension_loci(pd.read_csv(folder / "GenomicRiskLoci.tsv", sep="\t"),
+                                       pd.read_csv(folder / "thresholds.tsv", sep="\t"), 250_000)
+        assert row[f"loci_{run}"] == len(merged)
+    assert np.isnan(row["overlap"]) == (row["regions"] == 0)

@@ -116,7 +116,7 @@ def compared_subjects(tables: list[pd.DataFrame], splits: pd.DataFrame, subject_
 
 
 def _rows(table: pd.DataFrame, subjects: list[str]) -> np.ndarray:
-    return udip_matrix(table.set_index("IID").loc[subjects].reset_index())
+    return udip_matrix(table.set_index("IID").loc[subjects])
 
 
 def single_dimension_loci(loci: pd.DataFrame, thresholds: pd.DataFrame, merge_distance_bp: int) -> pd.DataFrame:
