@@ -8,14 +8,6 @@
 from vitudip.stability.settings import StabilitySettings
 
 STABILITY = StabilitySettings.from_config(config)
-RUN2 = results("stability", "run2")
-
-
-def run2(*parts):
-    """A path of the second run's outputs."""
-    return os.path.join(RUN2, *parts)
-
-
 # the training settings with the second run's seed (which seeds initialisation and the data order)
 STABILITY_TRAIN_SETTINGS = json.dumps(
     {**stage_values(config, TrainSettings.CONFIG_KEYS), "seed": STABILITY.seed_run2}, sort_keys=True
@@ -24,21 +16,8 @@ RUN_MODELS = {"1": results("train", "model.pt"), "2": run2("train", "model.pt")}
 RUN_SEEDS = {"1": STABILITY.seed_run1, "2": STABILITY.seed_run2}
 
 
-def previous_stability_segment(epoch):
-    """The second run's record of the training job before the one that ends after `epoch`."""
-    return [run2("train", "segments", os.path.basename(path)) for path in previous_train_segment(epoch)]
-
-
-def stability_gwas_shard_inputs(wildcards):
-    """A first-run GWAS shard's inputs, with the second run's phenotypes and covariates (and REGENIE step 1)."""
-    inputs = gwas_shard_inputs(wildcards)
-    inputs.update(pheno=run2("pheno", "pheno.tsv"), covar=run2("pheno", "covar.tsv"))
-    if "step1" in inputs:
-        inputs["step1"] = run2("gwas", "regenie_step1")
-    return inputs
-
-
-TRAIN_INPUTS = dict(
+# the preprocessing outputs both runs train on
+STABILITY_TRAIN_INPUTS = dict(
     cache=results("preprocess", "cache"),
     qc=results("preprocess", "qc.tsv"),
     splits=results("preprocess", "splits.tsv"),
@@ -49,7 +28,7 @@ TRAIN_INPUTS = dict(
 
 use rule train_segment as stability_train_segment with:
     input:
-        **TRAIN_INPUTS,
+        **STABILITY_TRAIN_INPUTS,
         previous=lambda wildcards: previous_stability_segment(int(wildcards.epoch)),
     output:
         record=run2("train", "segments", "epoch_{epoch}.json"),
@@ -64,7 +43,7 @@ use rule train_segment as stability_train_segment with:
 
 use rule train_model as stability_train_model with:
     input:
-        **TRAIN_INPUTS,
+        **STABILITY_TRAIN_INPUTS,
         previous=previous_stability_segment(config["train"]["epochs"]),
     output:
         model=run2("train", "model.pt"),
