@@ -28,6 +28,12 @@ include: "workflow/rules/perdi.smk"
 include: "workflow/rules/report.smk"
 
 
+# a second training run compared with the first: off unless stability.enabled (it doubles training and the GWAS)
+if config["stability"]["enabled"]:
+
+    include: "workflow/rules/stability.smk"
+
+
 rule all:
     input:
         all_outputs(),

@@ -313,6 +313,30 @@ def validate_inputs(table_rows: int, fileset_variants: Sequence[int]) -> Request
     return _request(PYTHON_BASE_MB, held, 60 + (table_rows * 8 + sum(fileset_variants) * 16) * 1e-6)
 
 
+def untrained_model(model_bytes: int) -> Request:
+    """A model file read, its weights drawn again, and written (the stability check's untrained reference).
+
+    Args:
+        model_bytes: the trained model file's size (weights, mean image, token set).
+    """
+    # the payload read, the new weights and the copy torch.save serialises
+    return _request(TORCH_BASE_MB, 3 * model_bytes, 30)
+
+
+def compare_runs(subjects: int, dimensions: int, tables: int, permutations: int) -> Request:
+    """Linear CKA of UDIP tables with its permutation null (the stability check), and two runs' loci.
+
+    Args:
+        subjects: rows of a UDIP table.
+        dimensions: columns of each.
+        tables: UDIP tables read (2, or 4 with the untrained reference).
+        permutations: shuffles per CKA, each an n x p x q product.
+    """
+    held = tables * subjects * dimensions * 8 * 3
+    seconds = 60 + (tables // 2) * (permutations + 1) * 2 * subjects * dimensions**2 / FLOPS_CPU
+    return _request(PYTHON_BASE_MB, held, seconds)
+
+
 def prepare_genotypes(file_samples: int, analysed: int, variants: int, threads: int) -> Request:
     """One chromosome's analysed samples decoded into a PGEN, :data:`PREPARE_BLOCK` variants at a time.
 

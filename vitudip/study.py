@@ -23,12 +23,13 @@ from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
 from vitudip.simulate.settings import SimulateSettings
+from vitudip.stability.settings import StabilitySettings
 from vitudip.train.settings import TrainSettings, check_training
 
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
-                                    PerdiSettings)
+                                    PerdiSettings, StabilitySettings)
 
 #: The config keys validate_inputs reads: the pheno section, and the split and batch its split-size check compares.
 INPUT_CHECK_KEYS = (*PhenoSettings.CONFIG_KEYS, "preprocess.splits", "train.batch_size")
@@ -127,9 +128,24 @@ def _check_demo_train_split(config: Mapping[str, Any], built: Mapping[type, Any]
                           "the train share or n_subjects")
 
 
+def _check_stability(config: Mapping[str, Any], built: Mapping[type, Any]) -> None:
+    """The stability check retrains the ViT, and compares subjects the embed stage embeds."""
+    if not config["stability"]["enabled"]:
+        return
+    if config["embed"]["method"] != "vit":
+        raise ConfigError("config keys 'stability.enabled' and 'embed.method': the stability check trains the ViT a "
+                          f"second time, but embed.method is {config['embed']['method']!r}: use vit, or turn "
+                          "stability off")
+    if config["stability"]["subjects"] == "held_out" and set(config["embed"]["splits"]) == {"train"}:
+        raise ConfigError("config keys 'stability.subjects' and 'embed.splits': held_out compares the subjects "
+                          "outside the training split, but only the train split is embedded: embed val and test "
+                          "too, or set stability.subjects: all")
+
+
 #: The rules between two stages' keys, in the order they are checked; each gets the config and the built settings.
 STUDY_RULES: tuple[Callable[[Mapping[str, Any], Mapping[type, Any]], None], ...] = (
-    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size, _check_demo_train_split)
+    _check_gwas_chromosomes, _check_model_fits_the_cache, _check_demo_cohort_size, _check_demo_train_split,
+    _check_stability)
 
 
 def check_study(config: Mapping[str, Any]) -> None:

@@ -188,6 +188,8 @@ def all_outputs():
         ]
         if config["embed"]["pca_baseline"]:
             outputs.append(results("embed", "pca", "udips.tsv"))
+    if config["stability"]["enabled"]:
+        outputs.append(results("stability", "stability.tsv"))
     if config["simulate"]["enabled"]:
         outputs += [results("embed", "embedding_vs_truth.tsv"), results("loci", "truth_recovery.tsv")]
         if config["embed"]["method"] == "vit":
@@ -419,4 +421,40 @@ def perdi_request(wildcards, input, threads):
         cost.brain_voxels(input.brain_mask),
         perdi["batch_size"],
         perdi["device"] != "cpu",
+    )
+
+
+# The stability check's second training run (stability.enabled, workflow/rules/stability.smk).
+
+
+def run2(*parts):
+    """A path of the second training run's outputs."""
+    return results("stability", "run2", *parts)
+
+
+def previous_stability_segment(epoch):
+    """The second run's record of the training job before the one that ends after `epoch`."""
+    return [run2("train", "segments", os.path.basename(path)) for path in previous_train_segment(epoch)]
+
+
+def stability_gwas_shard_inputs(wildcards):
+    """A GWAS shard's inputs, with the second run's phenotypes and covariates (and REGENIE step 1)."""
+    inputs = gwas_shard_inputs(wildcards)
+    inputs.update(pheno=run2("pheno", "pheno.tsv"), covar=run2("pheno", "covar.tsv"))
+    if "step1" in inputs:
+        inputs["step1"] = run2("gwas", "regenie_step1")
+    return inputs
+
+
+def untrained_model_request(wildcards, input, threads):
+    return cost.untrained_model(os.path.getsize(input.model))
+
+
+def stability_request(wildcards, input, threads):
+    """The stability comparison: the UDIP tables (rows of the first), each of DIMENSIONS columns."""
+    return cost.compare_runs(
+        cost.table_rows(input.udips[0]),
+        DIMENSIONS,
+        len(input.udips) + len(input.untrained),
+        config["stability"]["permutations"],
     )
