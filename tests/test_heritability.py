@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from vitudip.genetics.dosages import open_genotypes
 from vitudip.genetics.heritability import (
@@ -185,7 +186,7 @@ def test_it_agrees_with_exact_he_on_the_full_grm(cohort: Cohort, tmp_path: Path)
         blocks = jackknife_blocks(genotypes.variants["chrom"], genotypes.variants["pos"], 10)
         vectors = random_vectors(n, settings.random_vectors, phenotypes.basis, settings.seed)
         products = genotype_products(genotypes, np.arange(m), blocks, phenotypes, vectors, 512,
-                                     __import__("torch").device("cpu"), progress=False)
+                                     torch.device("cpu"), progress=False)
     # every product but the trace of K_P² is exact
     assert products.trace.sum() == pytest.approx(exact_trace, rel=1e-10)
     y = phenotypes.residuals
