@@ -44,12 +44,13 @@ from vitudip.genetics.settings import HeritabilitySettings
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import SAMPLE_QC, read_udips
 from vitudip.model.device import pick_device
+from vitudip.plots.heritability import plot_heritability
 
 logger = logging.getLogger("vitudip.heritability")
 
 #: The narrowest jackknife block, base pairs. Europeans' LD falls into roughly independent blocks of 1.6 Mb on
 #: average (Berisa & Pickrell, Bioinformatics 2016); blocks narrower than LD make neighbouring pseudo-values
-#: correlated and the jackknife SE too small (seen on the tiny demo with 100 blocks over 4 Mb).
+#: correlated and the jackknife SE too small.
 MIN_BLOCK_SPAN_BP = 1_000_000
 #: Below this many jackknife blocks the SE is itself noisy: its relative SE is about 1 / sqrt(2 (J - 1)), 16 % at 20.
 FEW_BLOCKS = 20
@@ -188,9 +189,9 @@ def jackknife_blocks(chromosomes: pd.Series, positions: pd.Series, wanted: int) 
     Returns:
         Positions (into the given variants) of each block.
     """
-    count = max(2, min(wanted, genome_span(chromosomes, positions) // MIN_BLOCK_SPAN_BP, len(chromosomes)))
     if len(chromosomes) < 2:
         raise ValueError(f"the heritability estimate needs at least 2 variants, got {len(chromosomes)}")
+    count = max(2, min(wanted, genome_span(chromosomes, positions) // MIN_BLOCK_SPAN_BP, len(chromosomes)))
     return np.array_split(np.arange(len(chromosomes)), count)
 
 
@@ -221,14 +222,17 @@ class Products:
 
 def standardised(block: torch.Tensor) -> torch.Tensor:
     """A block of dosages (n, m; NaN = missing) as mean 0, variance 1 columns, missing dosages at the mean;
-    columns monomorphic among the samples are dropped."""
+    columns monomorphic among the samples are dropped. Works in place: the block is the job's largest array,
+    and each temporary copy of it would add as much again to the peak."""
     missing = torch.isnan(block)
-    observed = (~missing).sum(0)
-    mean = block.nan_to_num(0.0).sum(0) / observed.clamp(min=1)
-    centred = torch.where(missing, torch.zeros_like(block), block - mean)
-    sd = centred.square().mean(0).sqrt()
+    block.nan_to_num_(0.0)
+    observed = block.shape[0] - missing.sum(0)
+    block.sub_(block.sum(0) / observed.clamp(min=1)).masked_fill_(missing, 0.0)
+    sd = torch.linalg.vector_norm(block, dim=0) / block.shape[0] ** 0.5
     kept = sd > MONOMORPHIC_SD
-    return centred[:, kept] / sd[kept]
+    if not bool(kept.all()):
+        block, sd = block[:, kept], sd[kept]
+    return block.div_(sd)
 
 
 def random_vectors(n: int, count: int, basis: np.ndarray, seed: int) -> np.ndarray:
@@ -275,7 +279,8 @@ def genotype_products(genotypes: GenotypeReader, index: np.ndarray, blocks: list
                 u = z.T @ targets
                 cross[j] += (u[:, :p].T @ u[:, :p]).double().cpu().numpy()
                 product += z @ u[:, p:]
-                trace[j] += float(z.square().sum() - (basis.T @ z).square().sum())
+                # every standardised column has a sum of squares of n: |P Z|² = n m - |Q'Z|²
+                trace[j] += z.shape[0] * z.shape[1] - float((basis.T @ z).square().sum())
                 variants[j] += z.shape[1]
                 bar.update()
             shares[j] = (product - basis @ (basis.T @ product)).float()
@@ -510,8 +515,6 @@ def heritability_stage(settings: HeritabilitySettings, genotype_prefix: str | os
     Returns:
         Output name -> path.
     """
-    from vitudip.plots.heritability import plot_heritability
-
     started = time.perf_counter()
     torch.set_num_threads(threads)
     phenotypes = load_phenotypes(genotype_prefix, pheno, covar, method, baseline, sample_qc, settings.inverse_normal)
