@@ -39,8 +39,7 @@ def plot_heritability(table: pd.DataFrame, rg: np.ndarray, phenotypic_r: np.ndar
     for column, (values, title) in enumerate([(rg, f"genetic correlation r_g ({first})"),
                                               (phenotypic_r, f"phenotypic correlation ({first}, covariate-adjusted)")]):
         ax = fig.add_subplot(grid[1, column])
-        cmap = plt.get_cmap("RdBu_r").copy()
-        cmap.set_bad("lightgrey")
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
         image = ax.imshow(np.clip(values, -1, 1), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("dimension")
