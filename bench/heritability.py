@@ -5,7 +5,8 @@ Simulates N individuals over T tiles of one msprime chromosome (LD within each t
 genome), P phenotypes of h² 0.3 from 1,000 causal variants each (to show the estimates on the side) and two
 covariates, then runs the stage's estimate (inputs read and residualised, one pass over the genotype blocks,
 the jackknife) in a child process and prints its wall and CPU seconds (on a shared machine the CPU seconds are
-the steadier measure), its peak resident memory, the h² recovered, and a linear extrapolation to a UK
+the steadier measure), its peak resident memory (the child's own VmHWM: getrusage's maxrss of a child counts the
+forked parent's pages, here the simulation's), the h² recovered, and a linear extrapolation to a UK
 Biobank-sized job (time by N x M, memory by the arrays it holds).
 
     python bench/heritability.py                                  # N 16,000, ~40k variants, 256 phenotypes
@@ -86,7 +87,9 @@ def estimate(args: argparse.Namespace, folder: Path) -> None:
           f"{len(spans)} jackknife blocks, {args.threads} threads on {args.device}")
     print(f"h2 (true 0.3): mean {h2.mean():.3f}, SD over phenotypes {h2.std(ddof=1):.3f}, "
           f"mean SE {result.se[:len(h2)].mean():.3f}")
-    print(f"wall {seconds:.1f} s; variants {variants}")
+    with open("/proc/self/status") as status:
+        peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(f"wall {seconds:.1f} s; peak {peak_kb / 1024:.0f} MB; variants {variants}")
 
 
 def main(argv: list[str]) -> None:
@@ -106,8 +109,9 @@ def main(argv: list[str]) -> None:
     seconds = float(lines[-1].split()[1])
     variants = int(lines[-1].split()[-1])
     cpu = usage.ru_utime + usage.ru_stime
+    peak = float(lines[-1].split()[4])
     print(f"estimate: wall {seconds:.1f} s, CPU {cpu:.1f} s (process total, inputs read included), "
-          f"peak RSS {usage.ru_maxrss / 1024:.0f} MB")
+          f"peak RSS {peak:.0f} MB")
     scale = (args.full_n * args.full_variants) / (args.n * variants)
     held = (args.jackknife_blocks * args.full_n * args.random_vectors * 8
             + args.block_size * args.full_n * 24 + args.full_n * (args.phenotypes + args.random_vectors) * 32
