@@ -251,3 +251,18 @@ def test_a_missing_phenotype_or_baseline_sample_is_named(cohort: Cohort, tmp_pat
     short.to_csv(tmp_path / "pca.tsv", sep="\t", index=False)
     with pytest.raises(ValueError, match=r"UDIP table .*pca.tsv lacks 2995 analysed sample\(s\), e.g. 's5'"):
         load_phenotypes(cohort.prefix, cohort.pheno, cohort.covar, "vit", baseline=tmp_path / "pca.tsv")
+
+
+def test_a_phenotype_the_covariates_explain_is_named(tmp_path: Path) -> None:
+    n, rng = 50, np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(n)]
+    variants = pd.DataFrame({"chrom": 1, "id": [f"v{i}" for i in range(10)], "pos": np.arange(10) * 1000 + 1,
+                             "ref": "A", "alt": "G"})
+    write_bed(tmp_path / "geno", rng.integers(0, 3, (n, 10)).astype(np.int8), variants, ids)
+    age = rng.uniform(40, 80, n)
+    pd.DataFrame({"FID": ids, "IID": ids, "udip_000": rng.standard_normal(n), "udip_001": 3.7 * age + 1}).to_csv(
+        tmp_path / "pheno.tsv", sep="\t", index=False)
+    pd.DataFrame({"FID": ids, "IID": ids, "age": age}).to_csv(tmp_path / "covar.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"phenotype 'udip_001' has no variation left after the covariates of "
+                                         r".*covar.tsv"):
+        load_phenotypes(tmp_path / "geno", tmp_path / "pheno.tsv", tmp_path / "covar.tsv", "vit")

@@ -157,7 +157,8 @@ def load_phenotypes(genotype_prefix: str | os.PathLike, pheno: str | os.PathLike
                         f"{covar}, {int(keep.sum())} unrelated analysed samples")
     residuals = y - q @ (q.T @ y)
     scale = np.sqrt(np.einsum("ij,ij->j", residuals, residuals) / (len(y) - q.shape[1]))
-    constant = np.flatnonzero(scale == 0)
+    # relative to the values' size: a constant's residuals are rounding error, not exactly zero
+    constant = np.flatnonzero(scale <= 1e-10 * np.maximum(np.abs(y).max(axis=0), 1.0))
     if constant.size:
         raise ValueError(f"phenotype '{names[constant[0]]}' has no variation left after the covariates of {covar}")
     logger.info("%d samples, %d phenotypes (%s), %d covariate columns with the intercept", len(y), y.shape[1],
