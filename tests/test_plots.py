@@ -22,6 +22,7 @@ import vitudip.plots
 from vitudip.genetics.pvalue_sketch import PValueSketch
 from vitudip.plots.embedding import plot_scree
 from vitudip.plots.gwas import plot_qq
+from vitudip.plots.heritability import plot_heritability
 from vitudip.plots.loci import R2_COLOURS, plot_manhattan, plot_regional
 from vitudip.plots.perdi import canonical, peak_slices, plot_perdi_overview, plot_perdi_panel
 from vitudip.plots.training import plot_loss, plot_reconstruction
@@ -68,6 +69,23 @@ def data_axes(fig: plt.Figure) -> list[plt.Axes]:
 def _spectrum(eigenvalues: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"component": np.arange(1, eigenvalues.size + 1), "eigenvalue": eigenvalues,
                          "cumulative_fraction": np.cumsum(eigenvalues) / eigenvalues.sum()})
+
+
+def test_plot_heritability(tmp_path, figures):
+    table = pd.DataFrame({"embedding": ["vit"] * 3 + ["pca"] * 2, "dimension": ["udip_000", "udip_001", "udip_002",
+                                                                              "udip_000", "udip_001"],
+                          "h2": [0.1, 0.3, -0.05, 0.2, 0.0], "se": [0.05, 0.04, 0.05, 0.03, 0.03]})
+    # the third dimension has no positive genetic variance: its r_g is missing
+    rg = np.array([[1.0, 0.6, np.nan], [0.6, 1.0, np.nan], [np.nan, np.nan, np.nan]])
+    path = tmp_path / "heritability.png"
+    plot_heritability(table, rg, np.eye(3), path)
+    assert_png(path, (12, 10), 100)
+    (fig,) = figures
+    bars, genetic, _, phenotypic, _ = fig.axes  # each heatmap has its colour bar
+    # one series per embedding, each point with its SE bar
+    assert [text.get_text().split(":")[0] for text in bars.get_legend().get_texts()] == ["vit", "pca"]
+    assert np.ma.getmaskarray(genetic.get_images()[0].get_array())[2].all()
+    assert phenotypic.get_images()[0].get_array().shape == (3, 3)
 
 
 def test_plot_scree(tmp_path, figures):

@@ -97,6 +97,18 @@ def test_a_locus_only_the_joint_test_reaches_gets_its_lead_dimension_and_says_jo
     assert bool(table["top_match"].iloc[0])
 
 
+def test_each_locus_dimension_carries_its_heritability():
+    loci = loci_table([(1, "udip_009", "udip_002;udip_009")])
+    regions = regions_table({"udip_009": [("Caudate", "left")]})
+    h2 = pd.DataFrame({"dimension": ["udip_009", "udip_001"], "h2": [0.31, 0.05], "se": [0.04, 0.03]})
+    summary = study_summary(loci, regions, heritability=h2)
+    assert list(summary.columns) == summary_columns(3)
+    assert (summary.at[0, "h2"], summary.at[0, "h2_se"]) == (0.31, 0.04)
+    # a dimension without an estimate has none, not another's
+    assert summary.at[1, "dimension"] == "udip_002" and pd.isna(summary.at[1, "h2"])
+    assert study_summary(loci, regions)["h2"].isna().all()
+
+
 def test_a_dimension_without_a_perdi_map_gets_missing_regions():
     loci = loci_table([(1, "udip_001", "udip_001;udip_005"), (2, "udip_005", "udip_005")])
     summary = study_summary(loci, regions_table({"udip_001": [("Thalamus", "both")]}))

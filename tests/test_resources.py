@@ -92,7 +92,7 @@ def test_full_study_requests_fit_a_64_gb_node_where_the_stage_streams():
     streamed = ("preprocess_images", "train_model", "embed_udips", "embed_pca_baseline", "prepare_genotypes",
                 "genotype_qc",
                 "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test", "calibrate_joint", "find_loci",
-                "perdi_maps")
+                "perdi_maps", "estimate_heritability")
     assert {rule: asks[rule].mem_mb for rule in streamed if asks[rule].mem_mb > 64_000} == {}
 
 

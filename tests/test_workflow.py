@@ -26,7 +26,7 @@ def test_dry_run_of_the_default_config_lists_only_built_stages(tmp_path):
     out = run.stdout + run.stderr
     for built in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
                   "embedding_vs_truth", "genotype_qc", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test",
-                  "calibrate_joint", "find_loci", "perdi_maps", "summarise_study"):
+                  "calibrate_joint", "estimate_heritability", "find_loci", "perdi_maps", "summarise_study"):
         assert built in out
 
 
@@ -233,6 +233,17 @@ def test_tiny_config_end_to_end(tiny_run, tmp_path):
     null = pd.read_csv(res / "gwas" / "joint" / "null.tsv", sep="\t")
     assert (null["status"] == "ok").all() and (null["lambda_gc"] <= null["limit"]).all()
     assert (res / "gwas" / "joint" / "null_qq.png").stat().st_size > 0
+    # h2 of every UDIP and of the PCA baseline's dimensions, on the GWAS's samples; r_g of every pair
+    h2 = pd.read_csv(res / "gwas" / "heritability.tsv", sep="\t")
+    baseline_dims = sum(c.startswith("udip_") for c in pd.read_csv(res / "embed" / "pca" / "udips.tsv", sep="\t",
+                                                                   nrows=1).columns)
+    assert list(h2["embedding"]) == ["vit"] * 128 + ["pca"] * baseline_dims
+    assert h2["se"].gt(0).all() and h2["n"].between(analysed - 2, analysed).all() and h2["variants"].gt(0).all()
+    pairs = pd.read_csv(res / "gwas" / "genetic_correlation.tsv", sep="\t")
+    assert len(pairs) == len(h2) * (len(h2) - 1) // 2
+    h2_summary = pd.read_csv(res / "gwas" / "heritability_summary.tsv", sep="\t")
+    # 40 subjects over 4 Mb: the summary says the SE is not to be trusted, and why
+    assert list(h2_summary["embedding"]) == ["vit", "pca"] and "jackknife blocks" in h2_summary.at[0, "se_note"]
     loci = pd.read_csv(res / "loci" / "loci_merged.tsv", sep="\t", keep_default_na=False, na_values={"joint_p": "NA"})
     recovery = pd.read_csv(res / "loci" / "truth_recovery.tsv", sep="\t")
     assert "novel" in loci.columns and len(recovery) == 2  # the tiny config plants two SNPs
@@ -249,6 +260,7 @@ def test_tiny_config_end_to_end(tiny_run, tmp_path):
     single = summary[summary["tests"] != "joint"]
     assert single["perdi_mapped"].all() and single["region_1"].notna().all()
     assert set(summary["locus"]) == set(loci["locus"])
+    assert summary["h2"].notna().all() and summary["h2_se"].gt(0).all()
     # every locus has its own direction's maps and ranking, carried into the summary
     locus_regions = pd.read_csv(res / "perdi" / "locus_regions.tsv", sep="\t")
     assert set(locus_regions["locus"]) == set(loci["locus"])
@@ -262,7 +274,8 @@ def test_tiny_config_end_to_end(tiny_run, tmp_path):
     assert len(score) == 1 and score.at[0, "recovered"] == recovery["found"].sum()
     for rule in ("simulate_cohort", "preprocess_images", "train_model", "embed_udips", "embed_pca_baseline",
                  "embedding_vs_truth", "prepare_phenotypes", "gwas_gather", "gwas_shard/chr1_batch1", "joint_test",
-                 "calibrate_joint", "find_loci", "perdi_maps", "summarise_study", "plot_embedding_spectrum"):
+                 "calibrate_joint", "estimate_heritability", "find_loci", "perdi_maps", "summarise_study",
+                 "plot_embedding_spectrum"):
         assert (res / "logs" / f"{rule}.log").stat().st_size > 0
         assert (res / "benchmarks" / f"{rule}.tsv").exists()
     again = snakemake(study, "-n", configfile=config)
@@ -273,7 +286,7 @@ def test_tiny_config_end_to_end(tiny_run, tmp_path):
     assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reStructuredText
     page = html.read_text()
     for name in ("loss.png", "reconstruction.png", "scree.png", "embedding_vs_truth.tsv", "qq.png", "null_qq.png",
-                 "manhattan.png",
+                 "manhattan.png", "heritability.png", "heritability_summary.tsv",
                  "loci_merged.tsv", "overview.png", "regions.tsv", "summary.tsv", "truth.tsv", "truth_summary.tsv",
                  "Simulated truth"):
         assert name in page, name

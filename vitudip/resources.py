@@ -401,6 +401,32 @@ def gwas(engine: str, subjects: int, variants: int, dimensions: int, block: int,
     return _request(PYTHON_BASE_MB, held, seconds)
 
 
+def heritability(subjects: int, variants: int, dimensions: int, vectors: int, blocks: int, block: int,
+                 threads: int) -> Request:
+    """Randomized HE regression (vitudip/genetics/heritability.py): one pass over the variants, a block at a time.
+
+    Held: a genotype block (as the GWAS's, :data:`GWAS_BLOCK_BYTES`), the phenotypes and random vectors with their
+    products (:data:`GWAS_PHENO_BYTES` per column), each jackknife block's n x B float32 share and its Gram's copy
+    (2 x 4 bytes), and each jackknife block's cross products (p x p float64) with the jackknife's estimates.
+    Time: the GWAS engine's rate per variant x subject x column, for the phenotypes and twice the vectors
+    (Z'[Y PV], then Z u), which bench/heritability.py measures (docs/BENCHMARKS.md).
+
+    Args:
+        subjects: rows of the phenotype table.
+        variants: variants estimated from (the pruned set).
+        dimensions: phenotypes (the UDIPs, and the PCA baseline's beside them).
+        vectors: ``heritability.random_vectors``.
+        blocks: ``heritability.jackknife_blocks``.
+        block: variants per read (``gwas.block_size``).
+        threads: the job's threads.
+    """
+    held = block * subjects * GWAS_BLOCK_BYTES + subjects * (dimensions + vectors) * GWAS_PHENO_BYTES
+    held += blocks * subjects * vectors * 8 + 3 * blocks * dimensions * dimensions * 8
+    held += variants * VARIANT_ROW_BYTES
+    seconds = variants * subjects * (dimensions + 2 * vectors) * TORCH_GWAS_S_PER_UNIT * 2 / max(threads, 1)
+    return _request(TORCH_BASE_MB, held, seconds)
+
+
 def regenie_step1(subjects: int, variants: int, dimensions: int) -> Request:
     """REGENIE's whole-genome ridge regression on the pruned variants (not measured here: a block of
     1,000 variants and every phenotype's level-0 predictions for 5 ridge values x 5 folds).
@@ -591,6 +617,7 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
         "gwas_gather": gwas_gather(study.variants, study.dimensions),
         "joint_test": joint_test(study.variants, study.dimensions, 200_000),
         "calibrate_joint": gwas("torch", study.subjects, pruned, study.dimensions, 4096, 2),
+        "estimate_heritability": heritability(study.subjects, pruned, 2 * study.dimensions, 20, 100, 4096, 2),
         "find_loci": find_loci(study.subjects, study.variants, study.dimensions, threads["find_loci"]),
         "perdi_maps": perdi_maps(500, study.dimensions, study.voxels, study.brain_voxels, 64, gpu=True),
     }

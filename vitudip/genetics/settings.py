@@ -249,3 +249,42 @@ class JointSettings:
         section = config["joint"]
         return cls(section["method"], section["k"], float(section["variance_share"]), float(section["max_condition"]),
                    section["chunk_size"], float(section["null_lambda_limit"]), config["seed"])
+
+
+@dataclass(frozen=True)
+class HeritabilitySettings:
+    """SNP heritability and genetic correlation by randomized Haseman–Elston regression: the config's
+    ``heritability`` section, the in-process engine's block size and device, the seed and the phenotype transform.
+
+    Attributes:
+        random_vectors: random vectors of the trace estimate (B).
+        jackknife_blocks: contiguous variant blocks of the jackknife, at most (fewer where the genome is short).
+        block_size: variants read per genotype block (``gwas.block_size``).
+        device: ``auto``, ``cuda`` or ``cpu`` (``gwas.device``).
+        inverse_normal: the pheno stage's transform, applied to the PCA baseline's dimensions too.
+        seed: seed of the random vectors.
+    """
+
+    random_vectors: int
+    jackknife_blocks: int
+    block_size: int
+    device: str
+    inverse_normal: bool
+    seed: int
+
+    #: The config keys the settings come from (the heritability script's ``--settings``): not ``enabled``,
+    #: which decides whether the rule exists.
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = ("heritability.random_vectors", "heritability.jackknife_blocks",
+                                              "gwas.block_size", "gwas.device", "pheno.inverse_normal", "seed")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> HeritabilitySettings:
+        """The settings of a validated config (see :func:`vitudip.config.stage_config`).
+
+        Args:
+            config: holds ``CONFIG_KEYS``, with the schema's defaults filled in.
+        """
+        section = config["heritability"]
+        return cls(random_vectors=section["random_vectors"], jackknife_blocks=section["jackknife_blocks"],
+                   block_size=config["gwas"]["block_size"], device=config["gwas"]["device"],
+                   inverse_normal=config["pheno"]["inverse_normal"], seed=config["seed"])

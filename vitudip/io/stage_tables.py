@@ -75,6 +75,11 @@ LOCUS_DIRECTIONS = Table("PerDI locus directions table",
                          numbers=("effect_allele_frequency", "multiplier", "sd_length"), integers=("locus",),
                          writer="the PerDI stage")
 
+#: ``gwas/heritability.tsv``: each dimension's SNP heritability and its standard error.
+HERITABILITY = Table("heritability table", required=("embedding", "dimension", "h2", "se"),
+                     text=("embedding", "dimension"), numbers=("h2", "se"), writer="the heritability stage")
+
+
 def udip_columns(n: int) -> list[str]:
     """``udip_000`` … for ``n`` dimensions."""
     return [f"{UDIP_PREFIX}{i:03d}" for i in range(n)]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.io.stage_tables import LOCI_MERGED, LOCUS_REGIONS, REGIONS, TRUTH_RECOVERY, TRUTH_REGIONS
+from vitudip.io.stage_tables import HERITABILITY, LOCI_MERGED, LOCUS_REGIONS, REGIONS, TRUTH_RECOVERY, TRUTH_REGIONS
 from vitudip.report.summary import TOP_REGIONS, study_summary
 from vitudip.report.tables import LOCI_COLUMNS, LOCUS_REGIONS_COLUMNS, REGIONS_COLUMNS
 from vitudip.report.truth import summary_line, truth_summary, truth_table
@@ -35,7 +35,9 @@ class TruthFiles:
 
 def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLike, summary_path: str | os.PathLike,
                     truth: TruthFiles | None = None, top_n: int = TOP_REGIONS,
-                    locus_regions_path: str | os.PathLike | None = None) -> dict[str, Path]:
+                    locus_regions_path: str | os.PathLike | None = None,
+                    heritability_path: str | os.PathLike | None = None,
+                    method: str = "vit") -> dict[str, Path]:
     """Write the study summary and, with ``truth``, the demo's truth scoring.
 
     Every input is read and checked before anything is written; the outputs are
@@ -48,6 +50,8 @@ def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLik
         truth: the demo's truth files (None for real data).
         top_n: PerDI regions listed and scored per dimension.
         locus_regions_path: perdi/locus_regions.tsv (None: the summary's locus_ columns stay empty).
+        heritability_path: gwas/heritability.tsv (None: the summary's h2 columns stay empty).
+        method: the embedding the GWAS analysed, whose rows of ``heritability_path`` are the dimensions'.
 
     Returns:
         Output name -> path.
@@ -56,13 +60,17 @@ def summarise_study(loci_path: str | os.PathLike, regions_path: str | os.PathLik
     regions = REGIONS.read(regions_path, columns=REGIONS_COLUMNS)
     locus_regions = (LOCUS_REGIONS.read(locus_regions_path, columns=LOCUS_REGIONS_COLUMNS)
                      if locus_regions_path is not None else None)
+    heritability = None
+    if heritability_path is not None:
+        table = HERITABILITY.read(heritability_path)
+        heritability = table[table["embedding"] == method]
     targets = {"summary": Path(summary_path)}
     if truth is not None:
         recovery = TRUTH_RECOVERY.read(truth.recovery)
         planted = TRUTH_REGIONS.read(truth.regions)
         targets.update(truth=Path(truth.table), truth_summary=Path(truth.summary))
 
-    summary = study_summary(loci, regions, top_n, locus_regions)
+    summary = study_summary(loci, regions, top_n, locus_regions, heritability)
     unmapped = sorted(set(summary.loc[~summary["perdi_mapped"].astype(bool), "dimension"]))
     if unmapped:
         log.warning("%d locus dimension(s) have no PerDI map (region columns NA): %s", len(unmapped),

@@ -20,7 +20,7 @@ def _ranked_columns(top_n: int, prefix: str = "") -> list[str]:
 
 def summary_columns(top_n: int = TOP_REGIONS) -> list[str]:
     """The columns of ``summary.tsv`` for ``top_n`` regions per dimension and per locus direction."""
-    return [*_LOCUS_FIELDS, "dimension", "is_lead_dimension", "perdi_mapped", *_ranked_columns(top_n),
+    return [*_LOCUS_FIELDS, "dimension", "h2", "h2_se", "is_lead_dimension", "perdi_mapped", *_ranked_columns(top_n),
             "locus_mapped", *_ranked_columns(top_n, "locus_")]
 
 
@@ -44,7 +44,7 @@ def locus_dimensions(dimensions: object, lead: str) -> list[str]:
 
 
 def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_REGIONS,
-                  locus_regions: pd.DataFrame | None = None) -> pd.DataFrame:
+                  locus_regions: pd.DataFrame | None = None, heritability: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per merged locus and dimension reaching it, with that dimension's and the locus's top PerDI regions.
 
     A dimension PerDI did not map (or with fewer than ``top_n`` ranked regions) gets
@@ -59,6 +59,8 @@ def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_RE
         top_n: regions per dimension, by rank.
         locus_regions: PerDI locus_regions.tsv (locus, lead_snp, region, side, ks_score, rank); None: no locus
             direction was mapped.
+        heritability: the GWAS's dimensions' rows of gwas/heritability.tsv (dimension, h2, se); None: the h2
+            columns stay empty.
 
     Returns:
         :func:`summary_columns` ``(top_n)``, loci in the table's order; header only without loci.
@@ -67,6 +69,8 @@ def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_RE
         raise ValueError(f"the summary lists at least 1 region per dimension, got {top_n}")
     by_dimension = ranked_regions(regions)
     by_locus = ranked_regions(locus_regions, "locus") if locus_regions is not None else {}
+    h2 = {} if heritability is None else dict(zip(heritability["dimension"], zip(heritability["h2"],
+                                                                                   heritability["se"])))
     rows = []
     for locus in loci.to_dict("records"):
         own = by_locus.get(int(locus["locus"]))
@@ -75,8 +79,9 @@ def study_summary(loci: pd.DataFrame, regions: pd.DataFrame, top_n: int = TOP_RE
         for dimension in locus_dimensions(locus["dimensions"], locus["lead_dimension"]):
             row = {field: locus[field] for field in _LOCUS_FIELDS}
             ranked = by_dimension.get(dimension)
-            row.update(dimension=dimension, is_lead_dimension=dimension == locus["lead_dimension"],
-                       perdi_mapped=ranked is not None)
+            estimate, se = h2.get(dimension, (float("nan"), float("nan")))
+            row.update(dimension=dimension, h2=estimate, h2_se=se,
+                       is_lead_dimension=dimension == locus["lead_dimension"], perdi_mapped=ranked is not None)
             if ranked is not None:
                 row.update(_top_fields(ranked, top_n))
             row.update(locus_fields)

@@ -17,6 +17,7 @@ from vitudip.embed.settings import EmbedSettings
 from vitudip.genetics.settings import (
     CATALOG_KEYS,
     REGENIE_STEP1_KEYS,
+    HeritabilitySettings,
     InProcessGwasSettings,
     JointSettings,
     PhenoSettings,
@@ -178,6 +179,8 @@ def all_outputs():
         results("loci", "loci_merged.tsv"),
         results("loci", "manhattan.png"),
     ]
+    if config["heritability"]["enabled"]:
+        outputs += [results("gwas", "heritability_summary.tsv"), results("gwas", "heritability.png")]
     if config["embed"]["method"] == "vit":
         outputs += [
             results("train", "loss.png"),
@@ -242,10 +245,20 @@ def embedding_health_inputs():
     return inputs
 
 
+def gwas_tables():
+    """The phenotype and covariate tables of the GWAS, which every analysis of its phenotypes reads."""
+    return {"pheno": results("pheno", "pheno.tsv"), "covar": results("pheno", "covar.tsv")}
+
+
+def heritability_baseline():
+    """The PCA baseline's table, whose heritability is estimated beside the UDIPs' (none without the baseline)."""
+    tables = compared_embeddings()
+    return {"baseline": tables["pca"]} if "pca" in tables and config["embed"]["method"] != "pca" else {}
+
+
 def gwas_shard_inputs(wildcards):
     inputs = {
-        "pheno": results("pheno", "pheno.tsv"),
-        "covar": results("pheno", "covar.tsv"),
+        **gwas_tables(),
         # the analysed samples of this chromosome (prepare_genotypes)
         "genotypes": chromosome_files(wildcards.chromosome),
         # the variants that pass the genotype QC, the only ones tested
@@ -384,6 +397,19 @@ def gwas_shard_request(wildcards, input, threads):
         cost.variant_rows(pvar_of(input.genotypes)),
         math.ceil(DIMENSIONS / gwas["dimension_batches"]),
         gwas["block_size"],
+        threads,
+    )
+
+
+def heritability_request(wildcards, input, threads):
+    settings = config["heritability"]
+    return cost.heritability(
+        cost.table_rows(input.pheno),
+        cost.variant_rows(pvar_of(input.genotypes)),
+        DIMENSIONS * (2 if "baseline" in input.keys() else 1),
+        settings["random_vectors"],
+        settings["jackknife_blocks"],
+        config["gwas"]["block_size"],
         threads,
     )
 

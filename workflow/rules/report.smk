@@ -33,6 +33,7 @@ if EMBED["method"] == "vit":
     rule summarise_study:
         input:
             **REPORT_TRUTH_INPUTS,
+            **({"heritability": results("gwas", "heritability.tsv")} if config["heritability"]["enabled"] else {}),
             loci=results("loci", "loci_merged.tsv"),
             regions=results("perdi", "regions.tsv"),
             locus_regions=results("perdi", "locus_regions.tsv"),
@@ -48,6 +49,9 @@ if EMBED["method"] == "vit":
                 if DEMO_TRUTH
                 else ""
             ),
+            heritability=lambda wildcards, input: (
+                f"--heritability {shlex.quote(input.heritability)}" if "heritability" in input.keys() else ""
+            ),
         log:
             results("logs", "summarise_study.log"),
         benchmark:
@@ -59,4 +63,5 @@ if EMBED["method"] == "vit":
             "../../envs/genetics.yaml"
         shell:
             "python {params.script:q} --loci {input.loci:q} --regions {input.regions:q} "
-            "--locus-regions {input.locus_regions:q} --summary {output.summary:q} {params.truth} > {log:q} 2>&1"
+            "--locus-regions {input.locus_regions:q} {params.heritability} --summary {output.summary:q} {params.truth} "
+            "> {log:q} 2>&1"
