@@ -3,8 +3,6 @@ and the tiny study's two runs compared end to end."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,20 +248,15 @@ def test_dry_run_with_stability_plans_a_second_run_through_the_same_rules(tmp_pa
 
 
 @pytest.mark.slow
-def test_tiny_study_two_training_runs_compared(tmp_path, repo_root):
-    """The tiny study with stability on, up to stability.tsv: two trained runs and their untrained networks."""
-    shutil.copytree(repo_root / ".test", tmp_path / ".test", ignore=shutil.ignore_patterns("results"))
-    path = tmp_path / ".test" / "config.yaml"
-    config = yaml.safe_load(path.read_text())
-    config["stability"] = {"enabled": True, "permutations": 200}
-    path.write_text(yaml.safe_dump(config))
-    results = tmp_path / ".test" / "results"
-    run = snakemake(tmp_path, ".test/results/stability/stability.tsv", configfile=path)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    # each job of the second run and of the comparison within the memory its rule declares
-    jobs = cost.job_memory(run.stdout + run.stderr, tmp_path)
+def test_tiny_study_two_training_runs_compared(tiny_run, tiny_config):
+    """The session's tiny study (stability on in .test/config.yaml): two trained runs and their untrained networks."""
+    assert tiny_run.run.returncode == 0, tiny_run.output[-3000:]
+    results, config = tiny_run.results, tiny_config
+    assert config["stability"]["enabled"]
+    # each job of the second run and of the comparison ran (tests/test_resources.py holds every job of the run
+    # to the memory its rule declares)
+    jobs = cost.job_memory(tiny_run.output, tiny_run.workdir)
     assert {"stability_train_model", "stability_untrained_model", "compare_training_runs"} <= {j.rule for j in jobs}
-    assert not [f"{j.rule}: {j.max_rss:.0f} MB > {j.mem_mb}" for j in jobs if j.max_rss > j.mem_mb]
     row = pd.read_csv(results / "stability" / "stability.tsv", sep="\t").iloc[0]
     splits = pd.read_csv(results / "preprocess" / "splits.tsv", sep="\t")
     assert row["subjects"] == (splits["split"] != "train").sum() and row["dimensions"] == 128
