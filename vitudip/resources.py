@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from vitudip.config import section_defaults
 from vitudip.io.bgen import read_bgen_header
 
 #: Bytes in a Snakemake "MB" (mem_mb is decimal megabytes).
@@ -115,6 +116,17 @@ JOINT_BYTES = 40
 JOINT_S_PER_UNIT = 17.8 / (1e6 * 128)
 #: Reading the loci stage's columns, seconds per row: 0.83 s per million (bench/tables.py, 2026-12-03).
 LOCI_S_PER_ROW = 0.83e-6
+#: find_loci's bytes per variant besides the LD reference's variant table: the scan's chromosome, position and
+#: hashed key (17), the smallest p and its dimension over the dimensions and again with the joint test (20), the
+#: joint p and its min-P dimension (10), the reference row of each variant (8) and the sorted copies of the
+#: region lookup (25) (vitudip/loci/scan.py, stage.py), x1.0 as read from the code; bench/sumstats_memory.py
+#: measured the scan's growth per variant (docs/BENCHMARKS.md).
+LOCI_VARIANT_BYTES = 80
+#: Each of find_loci's workers: its copy of the scan's variant table (17), one dimension's p-values (8) and the
+#: lookup by hashed key (16), per variant.
+LOCI_WORKER_BYTES = 41
+#: A row find_loci keeps per dimension below ``loci.candidate_p``: its row (int32) and p (float64).
+LOCI_HIT_BYTES = 12
 #: Variants in one LD window of find_loci (250 kb each side at UK Biobank's imputed density, ~3,300 per Mb
 #: after QC: 10 M over 3,000 Mb), read as float64 for every subject by each worker.
 LD_WINDOW_VARIANTS = 2000
@@ -386,18 +398,23 @@ def joint_test(variants: int, dimensions: int, chunk: int) -> Request:
     return _request(PYTHON_BASE_MB, held, variants * dimensions * (JOINT_S_PER_UNIT + LOCI_S_PER_ROW))
 
 
-def find_loci(subjects: int, variants: int, dimensions: int, threads: int) -> Request:
-    """Clumping of every dimension's (and the joint test's) significant variants: the files read in chunks,
-    each worker holding one LD window of every subject.
+def find_loci(subjects: int, variants: int, dimensions: int, threads: int, candidate_p: float) -> Request:
+    """Clumping of every dimension's (and the joint test's) significant variants: the files read in chunks, one
+    per worker at a time; held per variant its position, key and smallest p, per dimension its rows below
+    ``candidate_p``, the LD reference's variant table, and per worker an LD window of every subject.
 
     Args:
         subjects: rows of the phenotype table (the LD samples).
         variants: variants tested.
         dimensions: UDIP dimensions.
         threads: the job's workers.
+        candidate_p: ``loci.candidate_p`` (the share of each test's rows kept under the null).
     """
-    held = threads * LD_WINDOW_VARIANTS * subjects * 8 + dimensions * STREAM_MB_PER_DIMENSION * MB
-    return _request(PYTHON_BASE_MB, held, variants * (dimensions + 1) * LOCI_S_PER_ROW + 120)
+    per_variant = (LOCI_VARIANT_BYTES + VARIANT_ROW_BYTES + threads * LOCI_WORKER_BYTES
+                   + (dimensions + 1) * candidate_p * LOCI_HIT_BYTES)
+    per_worker = LD_WINDOW_VARIANTS * subjects * 8 + STREAM_MB_PER_DIMENSION * MB
+    return _request(PYTHON_BASE_MB, variants * per_variant + threads * per_worker,
+                    variants * (dimensions + 1) * LOCI_S_PER_ROW + 120)
 
 
 def perdi_maps(subjects: int, dimensions: int, voxels: int, brain_voxels: int, batch: int, gpu: bool) -> Request:
@@ -535,9 +552,10 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
         "gwas_shard": gwas("torch", study.subjects, per_chromosome, study.dimensions, 4096, threads["gwas_shard"]),
         "regenie_step1": regenie_step1(study.subjects, pruned, study.dimensions),
         "gwas_gather": gwas_gather(study.variants, study.dimensions),
-        "joint_test": joint_test(study.variants, study.dimensions, 200_000),
+        "joint_test": joint_test(study.variants, study.dimensions, section_defaults("joint")["chunk_size"]),
         "calibrate_joint": gwas("torch", study.subjects, pruned, study.dimensions, 4096, 2),
-        "find_loci": find_loci(study.subjects, study.variants, study.dimensions, threads["find_loci"]),
+        "find_loci": find_loci(study.subjects, study.variants, study.dimensions, threads["find_loci"],
+                               section_defaults("loci")["candidate_p"]),
         "perdi_maps": perdi_maps(500, study.dimensions, study.voxels, study.brain_voxels, 64, gpu=True),
     }
 
