@@ -121,3 +121,11 @@ def test_constants_mirror_the_stages_they_model():
     assert cost.PCA_FIT_SUBJECTS == inspect.signature(embed_pca).parameters["max_fit_subjects"].default
     assert cost.PCA_BATCH_SUBJECTS == BATCH_SUBJECTS
     assert cost.PREPARE_BLOCK == PREPARE_BLOCK
+
+
+def test_the_pipeline_after_training_fits_a_day_at_full_size():
+    """The issue's goal: at 45,000 x 10 M x 128, the chain after training within 24 h with the shards in parallel."""
+    requests = cost.full_study_requests()
+    limits, rates = cost.post_training_hours(requests)
+    assert limits < 24 and rates == pytest.approx(limits / cost.TIME_HEADROOM)
+    assert limits >= requests["gwas_gather"].runtime / 60 + requests["find_loci"].runtime / 60

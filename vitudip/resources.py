@@ -561,6 +561,23 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
 
 
 
+#: The rules after training that wait for one another, in order (calibrate_joint runs beside the GWAS; the
+#: GWAS shards, one per chromosome and dimension batch, run side by side: 22 jobs in one batch).
+POST_TRAINING_CHAIN = ("embed_udips", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test", "find_loci",
+                       "perdi_maps")
+
+
+def post_training_hours(requests: dict[str, Request]) -> tuple[float, float]:
+    """Wall hours of the post-training chain with every GWAS shard in parallel: (at the requests' time limits,
+    at the measured rates they are :data:`TIME_HEADROOM` times).
+
+    Args:
+        requests: each rule's request (:func:`full_study_requests`).
+    """
+    limits = sum(requests[rule].runtime for rule in POST_TRAINING_CHAIN) / 60
+    return limits, limits / TIME_HEADROOM
+
+
 # --------------------------------------------------------------------------- declared against measured
 
 
