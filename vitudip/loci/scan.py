@@ -276,16 +276,18 @@ class SumstatsScan:
         return self.index.variants
 
     def details(self, rows: np.ndarray) -> pd.DataFrame:
-        """The VARIANT_COLUMNS of some rows (index: the rows, sorted), read from the first file once per row:
-        rows asked for before are kept, so later steps re-read only rows they are the first to name."""
-        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        """The VARIANT_COLUMNS of some rows (index: the rows, each once, in the order asked), read from the first
+        file once per row: rows asked for before are kept, so later steps re-read only rows they are the first
+        to name."""
+        asked = pd.unique(np.asarray(rows, dtype=np.int64))
+        rows = np.sort(asked)
         known = self._details
         new = rows if known is None else np.setdiff1d(rows, known.index.to_numpy(), assume_unique=True)
         if new.size or known is None:
             read = variant_details(self.paths[0], new)
             known = read if known is None else pd.concat([known, read]).sort_index()
             self._details = known
-        return known.loc[rows]
+        return known.loc[asked]
 
     def with_test(self, name: str, path: str | os.PathLike, p: np.ndarray) -> SumstatsScan:
         """This scan with one more test over the same variants (e.g. the joint test), clumped like a dimension.
