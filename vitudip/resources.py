@@ -120,7 +120,7 @@ LOCI_S_PER_ROW = 0.83e-6
 #: hashed key (17), the smallest p and its dimension over the dimensions and again with the joint test (20), the
 #: joint p and its min-P dimension (10), the reference row of each variant (8) and the sorted copies of the
 #: region lookup (25) (vitudip/loci/scan.py, stage.py); bench/sumstats_memory.py measured 51 bytes a variant for
-#: the scan alone, which holds the first four (docs/BENCHMARKS.md, 2026-12-06).
+#: the scan alone (its table, minimum p and two files' p-values while reading; docs/BENCHMARKS.md, 2026-12-06).
 LOCI_VARIANT_BYTES = 80
 #: Each of find_loci's workers: its copy of the scan's variant table (17), one dimension's p-values (8) and the
 #: lookup by hashed key (16), per variant.
