@@ -109,8 +109,10 @@ GATHER_S_PER_ROW = 2.4e-6
 #: Chunk-bounded memory per dimension of the streamed gather, joint test and loci (issue 29 item 1: each reads
 #: its dimensions' files in chunks): a chunk of 100,000 rows of ~100 bytes parsed and formatted (2 copies).
 STREAM_MB_PER_DIMENSION = 20
-#: The joint test, bytes per chunk variant x dimension (z, its rotation, p; the joint_test rule's own note).
-JOINT_BYTES = 40
+#: The joint test, bytes per chunk variant x dimension: each dimension's buffered rows (variant text, z, p, n)
+#: and the block's arrays. bench/scale.py's variants sweep measured 156 (345 to 798 MB over 8,349 to 31,009
+#: variants x 128 dimensions, all within one chunk; docs/BENCHMARKS.md, 2026-12-06).
+JOINT_BYTES = 160
 #: The joint step, seconds per variant x dimension besides reading: 17.8 s per 1 M variants x 128
 #: (bench/joint.py, docs/BENCHMARKS.md 2026-12-03).
 JOINT_S_PER_UNIT = 17.8 / (1e6 * 128)
@@ -394,8 +396,9 @@ def joint_test(variants: int, dimensions: int, chunk: int) -> Request:
         dimensions: UDIP dimensions.
         chunk: ``joint.chunk_size``.
     """
-    held = chunk * dimensions * JOINT_BYTES + dimensions * STREAM_MB_PER_DIMENSION * MB
-    return _request(PYTHON_BASE_MB, held, variants * dimensions * (JOINT_S_PER_UNIT + LOCI_S_PER_ROW))
+    # the buffered rows are the streams' chunks: no separate term per dimension
+    return _request(PYTHON_BASE_MB, chunk * dimensions * JOINT_BYTES,
+                    variants * dimensions * (JOINT_S_PER_UNIT + LOCI_S_PER_ROW))
 
 
 def find_loci(subjects: int, variants: int, dimensions: int, threads: int, candidate_p: float) -> Request:
