@@ -119,7 +119,7 @@ def fit(x: list[float], y: list[float], target: float) -> tuple[float, float, fl
 
 
 def report(measurements: dict) -> None:
-    from vitudip.resources import FULL_STUDY, full_study_requests
+    from vitudip.resources import FULL_STUDY, POST_TRAINING_CHAIN, full_study_requests, post_training_hours
 
     requests = full_study_requests()
     print(f"full study: {FULL_STUDY}")
@@ -152,6 +152,9 @@ def report(measurements: dict) -> None:
     print("\nslope: log-log growth exponent over the sweep; line at full: the fitted a + b x size at the full "
           "study's size of the swept quantity only (the others stay the tiny study's); asks: the rule's request "
           "at the full study (vitudip/resources.py)")
+    limits, rates = post_training_hours(requests)
+    print(f"after training at full size, {' -> '.join(POST_TRAINING_CHAIN)} (the GWAS shards side by side): "
+          f"{limits:.1f} h at the requests' time limits, {rates:.1f} h at the measured rates behind them")
 
 
 def main() -> None:

@@ -7,8 +7,12 @@ Writes synthetic summary statistics (one shard per chromosome, ``--dims`` dimens
 gathered files, and the loci scan over them. With ``--before GIT_REF`` the same stages run again on that
 commit's ``vitudip`` (extracted with ``git archive`` into a temporary folder), on the same files, in the
 same run. Prints each stage's peak per size and the fitted growth in MB per million variant-dimensions.
+``joint_summary`` is the joint step's λGC, counts and QQ sketches of a written joint file (two of the
+dimensions' joint test): it grows with variants alone.
 
     PYTHONPATH=$PWD python bench/sumstats_memory.py --variants 100000 200000 400000 --dims 8 --before main
+    PYTHONPATH=$PWD python bench/sumstats_memory.py --variants 500000 1000000 2000000 --dims 2 --before main \
+        --stages loci_scan joint_summary
 """
 
 from __future__ import annotations
@@ -50,6 +54,20 @@ STAGES = {
         from vitudip.loci.scan import scan_sumstats, sumstats_files
         scan_sumstats(sumstats_files(data / "gathered"), 0.05, threads=1, progress=False)
     """,
+    # λGC, counts and QQ sketches of a written joint file: read whole before, in chunks after
+    "joint_summary": """
+        import inspect
+        import numpy as np
+        from vitudip.genetics import joint_stage
+        from vitudip.genetics.joint_stats import JointTest
+        test = JointTest.from_correlation(np.eye(2), ["a", "b"])
+        if "summary" in inspect.signature(joint_stage.lambda_table).parameters:
+            from vitudip.genetics.joint_table import JointSummary
+            joint_stage.lambda_table(joint_stage.summarise_joint(JointSummary.of_file(data / "joint.tsv.gz")), test)
+        else:
+            joint_stage.summarise_joint(data / "joint.tsv.gz")
+            joint_stage.lambda_table(data / "joint.tsv.gz", test)
+    """,
 }
 
 #: VmHWM, not ru_maxrss: Linux keeps a process's ru_maxrss across exec, so a child would report the
@@ -71,6 +89,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dims", type=int, default=8)
     parser.add_argument("--chromosomes", type=int, default=2, help="shards (one chromosome each)")
     parser.add_argument("--before", help="git ref whose vitudip runs the same stages (e.g. main)")
+    parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
     return parser.parse_args(argv)
 
 
@@ -125,24 +144,31 @@ def main(argv: list[str]) -> None:
         for n in args.variants:
             data = Path(tmp) / f"v{n}"
             write_study(data, n, args.dims, args.chromosomes, rng)
-            # the joint test and the loci scan read gathered files: gather once with the current code
+            # the joint test and the loci scan read gathered files, the joint summary a joint file: written once
+            # with the current code
             subprocess.run([sys.executable, "-c", textwrap.dedent("""
                 import sys
                 from pathlib import Path
+                import numpy as np
                 from vitudip.genetics.gather import gather_sumstats
+                from vitudip.genetics.joint_stats import JointTest
+                from vitudip.genetics.joint_sumstats import joint_from_sumstats
                 data = Path(sys.argv[1])
                 gather_sumstats(sorted(str(p) for p in (data / "shards").iterdir()), data / "gathered",
                                 data / "lambda.tsv", data / "qq.png")
+                files = sorted((data / "gathered").glob("*.tsv.gz"))[:2]
+                joint_from_sumstats(files, JointTest.from_correlation(np.eye(2), [f.name[:-7] for f in files]),
+                                    data / "joint.tsv.gz", progress=False)
             """), str(data)], check=True, capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
             sizes.append(n * args.dims)
-            for stage in STAGES:
+            for stage in args.stages:
                 for code, path in codes.items():
                     peak = run_stage(stage, data, path)
                     peaks.setdefault((stage, code), []).append(peak)
                     print(f"{stage:12s} {code:6s} {n:>9,d} variants x {args.dims} dims: peak {peak:8.1f} MB",
                           flush=True)
     print(f"\npeak RSS growth, MB per million variant-dimensions ({', '.join(f'{s / 1e6:g} M' for s in sizes)}):")
-    for stage in STAGES:
+    for stage in args.stages:
         line = "  ".join(f"{code} {growth(sizes, peaks[(stage, code)]):7.1f}" for code in codes)
         print(f"  {stage:12s} {line}")
     print(json.dumps({f"{s}/{c}": v for (s, c), v in peaks.items()}))

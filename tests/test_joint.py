@@ -15,9 +15,10 @@ from vitudip.genetics.joint_null import JointCalibrationError, fit_null, null_ca
 from vitudip.genetics.joint_stage import correlation_from_tables, permute_tables, summarise_joint
 from vitudip.genetics.joint_stats import JointTest, MinPNull, z_scores
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
-from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
+from vitudip.genetics.joint_table import JOINT_COLUMNS, JointSummary, read_joint, read_joint_chunks
 from vitudip.genetics.linear import linear_association, linear_gwas
-from vitudip.genetics.sumstats import genomic_inflation, read_sumstats, write_sumstats
+from vitudip.genetics.pvalue_sketch import CHI2_STEP, PValueSketch
+from vitudip.genetics.sumstats import CHI2_1DF_MEDIAN, genomic_inflation, read_sumstats, write_sumstats
 from vitudip.io.plink import write_bed
 
 
@@ -90,7 +91,7 @@ def test_null_lambda_of_the_joint_statistic_is_near_one(null_data: dict[str, np.
     assert 0.95 <= genomic_inflation(result.min_p_familywise) <= 1.05
     assert 0.045 <= np.mean(result.min_p_familywise < 0.05) <= 0.055
     assert 0.008 <= np.mean(result.min_p_familywise < 0.01) <= 0.012
-    calibration = null_calibration(result.p_value, result.min_p_familywise)
+    calibration = null_calibration(PValueSketch.of(result.p_value), PValueSketch.of(result.min_p_familywise))
     assert calibration.ok
 
 
@@ -230,7 +231,7 @@ def test_null_calibration_raises_and_logs_on_inflation(caplog: pytest.LogCapture
     rng = np.random.default_rng(4)
     inflated = stats.chi2.sf(1.3 * stats.chi2.isf(rng.random(20000), 10), 10)
     with caplog.at_level(logging.ERROR, logger="vitudip.gwas"), pytest.raises(JointCalibrationError, match="inflated"):
-        null_calibration(inflated, rng.random(20000), what="perm/joint.tsv.gz")
+        null_calibration(PValueSketch.of(inflated), PValueSketch.of(rng.random(20000)), what="perm/joint.tsv.gz")
     assert any("perm/joint.tsv.gz" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
 
 
@@ -317,7 +318,25 @@ def test_joint_from_sumstats_streams_in_chunks_like_the_engine(small_study: dict
     np.testing.assert_allclose(table["statistic"], engine["statistic"], rtol=1e-4)  # %.6g beta and se
     assert summary.n_variants == 250 and summary.n_genome_wide >= 1
     qq = tmp_path / "qq.png"
-    assert summarise_joint(summary.path, qq).n_variants == 250 and qq.stat().st_size > 0
+    assert summarise_joint(summary, qq).n_variants == 250 and qq.stat().st_size > 0
+
+
+def test_the_joint_file_is_read_back_in_chunks_with_lambda_within_the_sketch_bound(small_study: dict,
+                                                                                   tmp_path: Path) -> None:
+    path = small_study["folder"] / "engine_joint.tsv.gz"
+    whole = read_joint(path)
+    chunks = list(read_joint_chunks(path, ["p_value", "min_p_dimension", "chromosome"], chunk_rows=60))
+    assert [len(c) for c in chunks] == [60, 60, 60, 60, 10]
+    assert list(chunks[0].columns) == ["p_value", "min_p_dimension", "chromosome"]
+    assert chunks[0]["chromosome"].dtype == np.int64
+    np.testing.assert_array_equal(pd.concat(chunks, ignore_index=True)["p_value"], whole["p_value"])
+    summary = JointSummary.of_file(path, chunk_rows=60)
+    for streamed, exact in ((summary.lambda_gc, genomic_inflation(whole["p_value"])),
+                            (summary.lambda_min_p, genomic_inflation(whole["min_p_familywise"]))):
+        assert abs(streamed - exact) <= max(CHI2_STEP / CHI2_1DF_MEDIAN, 1e-4 * exact)
+    assert summary.n_genome_wide == int((whole["p_value"] < 5e-8).sum())
+    assert summary.n_genome_wide_min_p == int((whole["min_p_familywise"] < 5e-8).sum())
+    assert summary.statistic.min_p == whole["p_value"].min()
 
 
 def _rewrite(path: Path, out: Path, edit) -> Path:

@@ -29,7 +29,7 @@ from vitudip.loci.fuma import (
     in_mhc,
 )
 from vitudip.loci.ld import LDReference, dosage_r2, genotype_tables, haplotype_r2, pair_r2
-from vitudip.loci.scan import aligned_p_values, read_variants, scan_sumstats, sumstats_files
+from vitudip.loci.scan import VariantIndex, aligned_p_values, read_variants, scan_sumstats, sumstats_files
 from vitudip.loci.settings import FumaSettings, LociSettings
 from vitudip.loci.stage import OUTPUT_FILES, TRUTH_FILES, find_loci, independent_significant_snps
 from vitudip.loci.thresholds import Thresholds, dimension_correlation, effective_number_of_tests
@@ -349,7 +349,8 @@ def test_blocks_closer_than_merge_distance_merge(tmp_path: Path, gap_kb: float, 
     files = sumstats_files(data.folder / "sumstats")
     scan = scan_sumstats({"udip_000": files["udip_000"]}, 0.05, progress=False)
     found = independent_significant_snps(scan, LDReference(data.prefix), _settings(), progress=False)
-    _, _, loci = fuma_tables("udip_000", found[0], scan.variants, _settings().merge_distance_bp)
+    named = np.concatenate([found[0]["row"], *found[0]["candidates"]])
+    _, _, loci = fuma_tables("udip_000", found[0], scan.details(named), _settings().merge_distance_bp)
     chr1 = loci[loci["chr"] == 1]
     assert len(chr1) == n_loci
     assert chr1["start"].min() == 1_000_000
@@ -493,15 +494,33 @@ def test_meff_identity_and_perfect_correlation(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def test_rows_in_another_order_are_matched_by_id(hand_built: HandBuilt, tmp_path: Path) -> None:
+def test_rows_in_another_order_are_matched_by_the_variant_key(hand_built: HandBuilt, tmp_path: Path) -> None:
     first = hand_built.folder / "sumstats" / "udip_000.tsv.gz"
-    variants = read_variants(first)
-    shuffled = read_sumstats(first).sample(frac=1.0, random_state=0).iloc[:-3]
+    variants, first_p = read_variants(first)
+    assert list(variants.columns) == ["chromosome", "base_pair_location", "key"]  # no text held per variant
+    table = read_sumstats(first)
+    shuffled = table.sample(frac=1.0, random_state=0).iloc[:-3]
     write_sumstats(shuffled, tmp_path / "udip_009.tsv.gz")
-    p = aligned_p_values(tmp_path / "udip_009.tsv.gz", variants)
-    kept = variants["variant_id"].isin(shuffled["variant_id"]).to_numpy()
-    np.testing.assert_array_equal(p[kept], variants["p_value"].to_numpy()[kept])
+    p = aligned_p_values(tmp_path / "udip_009.tsv.gz", VariantIndex(variants))
+    kept = table["variant_id"].isin(shuffled["variant_id"]).to_numpy()
+    np.testing.assert_array_equal(p[kept], first_p[kept])
     assert np.isnan(p[~kept]).sum() == 3
+    # the same position with the alleles swapped is another variant
+    swapped = table.assign(effect_allele=table["other_allele"], other_allele=table["effect_allele"]).iloc[::-1]
+    write_sumstats(swapped, tmp_path / "udip_010.tsv.gz")
+    assert np.isnan(aligned_p_values(tmp_path / "udip_010.tsv.gz", VariantIndex(variants))).all()
+
+
+def test_details_are_the_first_files_columns_at_the_rows_asked(hand_built: HandBuilt) -> None:
+    files = sumstats_files(hand_built.folder / "sumstats")
+    scan = scan_sumstats(files, 0.05, progress=False)
+    table = read_sumstats(files["udip_000"])
+    rows = np.array([len(table) - 1, 3, 0, 3])
+    details = scan.details(rows)
+    assert list(details.index) == [len(table) - 1, 3, 0]  # each once, in the order asked
+    for column in ["variant_id", "effect_allele", "other_allele", "base_pair_location"]:
+        np.testing.assert_array_equal(details[column].to_numpy(), table[column].to_numpy()[[len(table) - 1, 3, 0]])
+    assert list(scan.details(np.array([3, 5])).index) == [3, 5]  # 3 kept from before, 5 read
 
 
 def test_scan_min_p_and_hits(hand_built: HandBuilt) -> None:

@@ -208,9 +208,9 @@ def test_missing_ld_message_names_the_config_key():
     """The loci stage's way around a panel that lacks a significant SNP is a config key, and the schema has it."""
     from vitudip.loci.stage import _check_lacking
 
-    scan = SimpleNamespace(
-        variants=pd.DataFrame({"variant_id": ["2:5000000:A:G"], "chromosome": [2], "base_pair_location": [5_000_000]}),
-        min_p=np.array([1e-9]), dimensions=["udip_000"], min_dimension=np.array([0]))
+    variants = pd.DataFrame({"variant_id": ["2:5000000:A:G"], "chromosome": [2], "base_pair_location": [5_000_000]})
+    scan = SimpleNamespace(details=lambda rows: variants.loc[rows], min_p=np.array([1e-9]), dimensions=["udip_000"],
+                           min_dimension=np.array([0]))
     with pytest.raises(ValueError, match=r"skip them with loci\.skip_missing_ld: true in the config$"):
         _check_lacking(SimpleNamespace(description="panel.bim"), scan, np.array([0]), skip=False)
     schema = load_schema()

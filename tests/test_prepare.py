@@ -75,6 +75,40 @@ def test_only_the_imaged_samples_are_decoded_into_each_chromosome_fileset(ukb_li
         np.testing.assert_allclose(read.T, ukb_like["dosages"][chromosome][rows], atol=1 / 255 + 1e-4)
 
 
+def test_records_below_the_info_threshold_are_skipped_before_decoding(ukb_like, monkeypatch):
+    """With UK Biobank's mfi tables, a record QC's INFO filter would drop is never decoded; the rest are unchanged."""
+    from vitudip.genetics.prepare import InfoPrefilter
+    from vitudip.io.bgen import BgenFile
+
+    folder, genotypes = ukb_like["folder"], ukb_like["genotypes"]
+    selection = select_samples(genotypes, "1", ukb_like["imaged"], None, folder / "selection.tsv")
+    rows = np.flatnonzero(selection["reason"].to_numpy() == "")
+    variants = _variants("1", N_VARIANTS)
+    info = np.full(N_VARIANTS, 0.95)
+    info[[2, 5, 17]] = [0.1, 0.2, 0.29]  # 5 is the second record of the split multi-allelic site
+    info[9] = 0.3  # at the threshold: kept, as QC keeps it
+    mfi = pd.DataFrame({"alternate_id": variants["id"], "rsid": variants["id"], "position": variants["pos"],
+                        "allele1": variants["ref"], "allele2": variants["alt"], "maf": 0.2,
+                        "minor_allele": variants["alt"], "info": info}).drop(index=[20])  # 20: not in the table
+    mfi.to_csv(folder / "ukb_mfi_chr1_v3.txt", sep=" ", header=False, index=False)
+    decoded = []
+    read = BgenFile.read_dosages
+    monkeypatch.setattr(BgenFile, "read_dosages", lambda self, index, rows: decoded.extend(index) or read(self, index,
+                                                                                                         rows))
+    prefilter = InfoPrefilter(str(folder / "ukb_mfi_chr{chromosome}_v3.txt"), 0.3)
+    counts = prepare_chromosome(genotypes, "1", folder / "selection.tsv", folder / "chr1", prefilter=prefilter)
+    kept = np.setdiff1d(np.arange(N_VARIANTS), [2, 5, 17])
+    assert counts["variants"] == N_VARIANTS - 3 and sorted(decoded) == kept.tolist()
+    lines = (folder / "chr1.pvar").read_text().splitlines()
+    assert lines[0] == f"##vitudip_info_prefilter=3 of {N_VARIANTS} records below INFO 0.3 in " \
+                       f"{folder / 'ukb_mfi_chr1_v3.txt'} not decoded"
+    pvar = pd.read_csv(folder / "chr1.pvar", sep="\t", dtype=str, skiprows=1)
+    assert pvar["POS"].astype(int).tolist() == variants["pos"].to_numpy()[kept].tolist()
+    dosages = np.empty((kept.size, N_IMAGED), np.float32)
+    pgenlib.PgenReader(bytes(folder / "chr1.pgen")).read_dosages_list(np.arange(kept.size, dtype=np.uint32), dosages)
+    np.testing.assert_allclose(dosages.T, ukb_like["dosages"]["1"][rows][:, kept], atol=1 / 255 + 1e-4)
+
+
 def test_no_analysed_subject_is_refused_naming_the_sample_file(ukb_like):
     with pytest.raises(ValueError, match=r"no sample of .*ukb123_imp_chr1_v3_s400.sample is analysed \(400 samples; "
                                          r"not analysed: no image 398, withdrawn"):

@@ -79,6 +79,11 @@ def test_requests_grow_with_subjects_variants_and_dimensions():
     assert cost.gwas_gather(10_000_000, 128).mem_mb > cost.gwas_gather(10_000_000, 16).mem_mb
     assert cost.gwas_gather(10_000_000, 128).runtime > cost.gwas_gather(100_000, 128).runtime
     assert cost.joint_test(10_000_000, 128, 200_000).mem_mb == cost.joint_test(1000, 128, 200_000).mem_mb
+    # the loci scan keeps each test's rows below candidate_p: memory by variants x dimensions x candidate_p
+    loci = cost.find_loci(40_000, 10_000_000, 128, 2, 0.05).mem_mb
+    assert loci > cost.find_loci(40_000, 10_000_000, 16, 2, 0.05).mem_mb
+    assert loci > cost.find_loci(40_000, 10_000_000, 128, 2, 0.01).mem_mb
+    assert loci > cost.find_loci(40_000, 1_000_000, 128, 2, 0.05).mem_mb
     model = cost.ModelSize(voxels=182 * 224 * 182, tokens=2366, dimensions=128, heads=8, depth=12, modes=128,
                            pool_from_modes=True)
     assert cost.train_model(45_000, 8, 8, model, True).runtime > cost.train_model(45_000, 4, 8, model, True).runtime
@@ -116,3 +121,11 @@ def test_constants_mirror_the_stages_they_model():
     assert cost.PCA_FIT_SUBJECTS == inspect.signature(embed_pca).parameters["max_fit_subjects"].default
     assert cost.PCA_BATCH_SUBJECTS == BATCH_SUBJECTS
     assert cost.PREPARE_BLOCK == PREPARE_BLOCK
+
+
+def test_the_pipeline_after_training_fits_a_day_at_full_size():
+    """The issue's goal: at 45,000 x 10 M x 128, the chain after training within 24 h with the shards in parallel."""
+    requests = cost.full_study_requests()
+    limits, rates = cost.post_training_hours(requests)
+    assert limits < 24 and rates == pytest.approx(limits / cost.TIME_HEADROOM)
+    assert limits >= requests["gwas_gather"].runtime / 60 + requests["find_loci"].runtime / 60

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vitudip.config import section_defaults
 from vitudip.io.bgen import read_bgen_header
 
 if TYPE_CHECKING:
@@ -112,13 +113,26 @@ GATHER_S_PER_ROW = 2.4e-6
 #: Chunk-bounded memory per dimension of the streamed gather, joint test and loci (issue 29 item 1: each reads
 #: its dimensions' files in chunks): a chunk of 100,000 rows of ~100 bytes parsed and formatted (2 copies).
 STREAM_MB_PER_DIMENSION = 20
-#: The joint test, bytes per chunk variant x dimension (z, its rotation, p; the joint_test rule's own note).
-JOINT_BYTES = 40
+#: The joint test, bytes per chunk variant x dimension: each dimension's buffered rows (variant text, z, p, n)
+#: and the block's arrays. bench/scale.py's variants sweep measured 156 (345 to 798 MB over 8,349 to 31,009
+#: variants x 128 dimensions, all within one chunk; docs/BENCHMARKS.md, 2026-12-06).
+JOINT_BYTES = 160
 #: The joint step, seconds per variant x dimension besides reading: 17.8 s per 1 M variants x 128
 #: (bench/joint.py, docs/BENCHMARKS.md 2026-12-03).
 JOINT_S_PER_UNIT = 17.8 / (1e6 * 128)
 #: Reading the loci stage's columns, seconds per row: 0.83 s per million (bench/tables.py, 2026-12-03).
 LOCI_S_PER_ROW = 0.83e-6
+#: find_loci's bytes per variant besides the LD reference's variant table: the scan's chromosome, position and
+#: hashed key (17), the smallest p and its dimension over the dimensions and again with the joint test (20), the
+#: joint p and its min-P dimension (10), the reference row of each variant (8) and the sorted copies of the
+#: region lookup (25) (vitudip/loci/scan.py, stage.py); bench/sumstats_memory.py measured 51 bytes a variant for
+#: the scan alone (its table, minimum p and two files' p-values while reading; docs/BENCHMARKS.md, 2026-12-06).
+LOCI_VARIANT_BYTES = 80
+#: Each of find_loci's workers: its copy of the scan's variant table (17), one dimension's p-values (8) and the
+#: lookup by hashed key (16), per variant.
+LOCI_WORKER_BYTES = 41
+#: A row find_loci keeps per dimension below ``loci.candidate_p``: its row (int32) and p (float64).
+LOCI_HIT_BYTES = 12
 #: Variants in one LD window of find_loci (250 kb each side at UK Biobank's imputed density, ~3,300 per Mb
 #: after QC: 10 M over 3,000 Mb), read as float64 for every subject by each worker.
 LD_WINDOW_VARIANTS = 2000
@@ -460,22 +474,28 @@ def joint_test(variants: int, dimensions: int, chunk: int) -> Request:
         dimensions: UDIP dimensions.
         chunk: ``joint.chunk_size``.
     """
-    held = chunk * dimensions * JOINT_BYTES + dimensions * STREAM_MB_PER_DIMENSION * MB
-    return _request(PYTHON_BASE_MB, held, variants * dimensions * (JOINT_S_PER_UNIT + LOCI_S_PER_ROW))
+    # the buffered rows are the streams' chunks: no separate term per dimension
+    return _request(PYTHON_BASE_MB, chunk * dimensions * JOINT_BYTES,
+                    variants * dimensions * (JOINT_S_PER_UNIT + LOCI_S_PER_ROW))
 
 
-def find_loci(subjects: int, variants: int, dimensions: int, threads: int) -> Request:
-    """Clumping of every dimension's (and the joint test's) significant variants: the files read in chunks,
-    each worker holding one LD window of every subject.
+def find_loci(subjects: int, variants: int, dimensions: int, threads: int, candidate_p: float) -> Request:
+    """Clumping of every dimension's (and the joint test's) significant variants: the files read in chunks, one
+    per worker at a time; held per variant its position, key and smallest p, per dimension its rows below
+    ``candidate_p``, the LD reference's variant table, and per worker an LD window of every subject.
 
     Args:
         subjects: rows of the phenotype table (the LD samples).
         variants: variants tested.
         dimensions: UDIP dimensions.
         threads: the job's workers.
+        candidate_p: ``loci.candidate_p`` (the share of each test's rows kept under the null).
     """
-    held = threads * LD_WINDOW_VARIANTS * subjects * 8 + dimensions * STREAM_MB_PER_DIMENSION * MB
-    return _request(PYTHON_BASE_MB, held, variants * (dimensions + 1) * LOCI_S_PER_ROW + 120)
+    per_variant = (LOCI_VARIANT_BYTES + VARIANT_ROW_BYTES + threads * LOCI_WORKER_BYTES
+                   + (dimensions + 1) * candidate_p * LOCI_HIT_BYTES)
+    per_worker = LD_WINDOW_VARIANTS * subjects * 8 + STREAM_MB_PER_DIMENSION * MB
+    return _request(PYTHON_BASE_MB, variants * per_variant + threads * per_worker,
+                    variants * (dimensions + 1) * LOCI_S_PER_ROW + 120)
 
 
 def perdi_maps(subjects: int, dimensions: int, voxels: int, brain_voxels: int, batch: int, gpu: bool) -> Request:
@@ -615,13 +635,31 @@ def full_study_requests(study: StudySize = FULL_STUDY, threads: dict[str, int] |
         "gwas_shard": gwas("torch", study.subjects, per_chromosome, study.dimensions, 4096, threads["gwas_shard"]),
         "regenie_step1": regenie_step1(study.subjects, pruned, study.dimensions),
         "gwas_gather": gwas_gather(study.variants, study.dimensions),
-        "joint_test": joint_test(study.variants, study.dimensions, 200_000),
+        "joint_test": joint_test(study.variants, study.dimensions, section_defaults("joint")["chunk_size"]),
         "calibrate_joint": gwas("torch", study.subjects, pruned, study.dimensions, 4096, 2),
         "estimate_heritability": heritability(study.subjects, pruned, 2 * study.dimensions, 20, 100, 4096, 2),
-        "find_loci": find_loci(study.subjects, study.variants, study.dimensions, threads["find_loci"]),
+        "find_loci": find_loci(study.subjects, study.variants, study.dimensions, threads["find_loci"],
+                               section_defaults("loci")["candidate_p"]),
         "perdi_maps": perdi_maps(500, study.dimensions, study.voxels, study.brain_voxels, 64, gpu=True),
     }
 
+
+
+#: The rules after training that wait for one another, in order (calibrate_joint runs beside the GWAS; the
+#: GWAS shards, one per chromosome and dimension batch, run side by side: 22 jobs in one batch).
+POST_TRAINING_CHAIN = ("embed_udips", "prepare_phenotypes", "gwas_shard", "gwas_gather", "joint_test", "find_loci",
+                       "perdi_maps")
+
+
+def post_training_hours(requests: dict[str, Request]) -> tuple[float, float]:
+    """Wall hours of the post-training chain with every GWAS shard in parallel: (at the requests' time limits,
+    at the measured rates they are :data:`TIME_HEADROOM` times).
+
+    Args:
+        requests: each rule's request (:func:`full_study_requests`).
+    """
+    limits = sum(requests[rule].runtime for rule in POST_TRAINING_CHAIN) / 60
+    return limits, limits / TIME_HEADROOM
 
 
 # --------------------------------------------------------------------------- declared against measured

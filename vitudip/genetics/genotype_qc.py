@@ -177,8 +177,16 @@ def _allele_pair(table: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
     return table.assign(a=x.where(x <= y, y), b=y.where(x <= y, x))
 
 
-def _mfi_info(pattern: str, variants: pd.DataFrame) -> pd.Series:
-    """INFO per variant ID from UK Biobank mfi tables, matched on chromosome, position and both alleles."""
+def mfi_info(pattern: str, variants: pd.DataFrame) -> pd.Series:
+    """INFO per variant ID from UK Biobank mfi tables, matched on chromosome, position and both alleles.
+
+    Args:
+        pattern: the mfi tables' path with ``{chromosome}`` for the chromosome's name.
+        variants: CHROM, POS, REF, ALT and (unique) ID of the variants.
+
+    Returns:
+        INFO by ID (NaN where the table lacks the variant).
+    """
     keys = _allele_pair(variants, "REF", "ALT")
     found = []
     for chrom, group in keys.groupby("CHROM", sort=False):
@@ -202,7 +210,7 @@ def variant_info(genotypes: GenotypeFiles, variants: pd.DataFrame, settings: QcS
         ValueError: ``require_info`` and no INFO source, naming the variant file.
     """
     if settings.ukb_mfi is not None:
-        return _mfi_info(settings.ukb_mfi, variants)
+        return mfi_info(settings.ukb_mfi, variants)
     info = _pvar_info(Path(genotypes.variant_file)) if genotypes.format == "pgen" else None
     if info is None and settings.require_info:
         raise ValueError(f"genotype_qc.require_info is true but {genotypes.variant_file} carries no imputation INFO "

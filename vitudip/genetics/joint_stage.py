@@ -39,9 +39,8 @@ from vitudip.genetics.joint_correlation import phenotype_correlation
 from vitudip.genetics.joint_null import null_calibration
 from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
-from vitudip.genetics.joint_table import JOINT, JointSummary
+from vitudip.genetics.joint_table import GENOME_WIDE, JointSummary
 from vitudip.genetics.settings import InProcessGwasSettings, JointSettings
-from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.io.atomic import staged_outputs, write_tsv
 from vitudip.io.stage_tables import COVAR, ID_COLUMNS, PHENO
 from vitudip.io.tables import Table
@@ -54,7 +53,6 @@ JOINT_LAMBDA = Table("joint λ table", required=("test", "lambda_gc"), text=("te
                      numbers=("lambda_gc", "min_p", "limit"), integers=("n_variants", "n_genome_wide", "df"),
                      writer="the joint stage")
 
-GENOME_WIDE = 5e-8
 _SUFFIX = ".tsv.gz"
 
 
@@ -111,54 +109,42 @@ def _dimension_files(folder: str | os.PathLike) -> dict[str, Path]:
     return files
 
 
-def lambda_table(path: str | os.PathLike, test: JointTest, limit: float | None = None,
-                 genome_wide: float = GENOME_WIDE) -> pd.DataFrame:
-    """λGC, smallest p and genome-wide count of both joint tests of a joint file (JOINT_LAMBDA_COLUMNS).
+def lambda_table(summary: JointSummary, test: JointTest, limit: float | None = None) -> pd.DataFrame:
+    """λGC, smallest p and genome-wide count of both joint tests of a joint run (JOINT_LAMBDA_COLUMNS).
 
     Args:
-        path: a joint file.
+        summary: the run's streamed summary (:class:`JointSummary`).
         test: its test (for the degrees of freedom).
         limit: the null's λ limit (None: not a null run; ``limit`` and ``status`` are empty).
-        genome_wide: the threshold counted.
     """
-    table = JOINT.read(path, columns=["p_value", "min_p_familywise"])
     rows = []
-    for name, column in (("statistic", "p_value"), ("min_p", "min_p_familywise")):
-        p = table[column].to_numpy(float)
-        p = p[np.isfinite(p)]
-        lam = genomic_inflation(p)
+    for name, sketch, count in (("statistic", summary.statistic, summary.n_genome_wide),
+                                ("min_p", summary.familywise, summary.n_genome_wide_min_p)):
+        lam = sketch.lambda_gc()
         status = "" if limit is None else ("ok" if lam <= limit else "inflated")
-        rows.append({"test": name, "n_variants": p.size, "lambda_gc": lam,
-                     "min_p": float(p.min()) if p.size else np.nan,
-                     "n_genome_wide": int((p < genome_wide).sum()), "df": test.df if name == "statistic" else 1,
+        rows.append({"test": name, "n_variants": sketch.n, "lambda_gc": lam, "min_p": sketch.min_p,
+                     "n_genome_wide": count, "df": test.df if name == "statistic" else 1,
                      "limit": np.nan if limit is None else limit, "status": status})
     return pd.DataFrame(rows, columns=JOINT_LAMBDA_COLUMNS)
 
 
-def summarise_joint(path: str | os.PathLike, qq_path: str | os.PathLike | None = None,
-                    genome_wide: float = GENOME_WIDE) -> JointSummary:
-    """λGC of a joint file's two tests, its genome-wide count, and optionally their QQ plot.
+def summarise_joint(summary: JointSummary, qq_path: str | os.PathLike | None = None) -> JointSummary:
+    """Log a joint run's λGC of both tests and genome-wide count, and optionally draw their QQ plot.
 
     Args:
-        path: a joint file.
+        summary: the run's streamed summary (from the run, or :meth:`JointSummary.of_file`).
         qq_path: PNG for the QQ plot of the joint statistic and min-P (None: no plot).
-        genome_wide: the threshold counted.
 
     Returns:
-        The summary.
+        ``summary``.
     """
-    table = JOINT.read(path, columns=["p_value", "min_p_familywise"])
-    p, familywise = table["p_value"].to_numpy(float), table["min_p_familywise"].to_numpy(float)
-    summary = JointSummary(Path(path), int(np.isfinite(p).sum()), genomic_inflation(p), genomic_inflation(familywise),
-                           int((p < genome_wide).sum()))
     if qq_path is not None:
-        from vitudip.genetics.pvalue_sketch import PValueSketch
         from vitudip.plots.gwas import plot_qq  # matplotlib only when a plot is asked for
 
-        plot_qq({"joint": PValueSketch.of(p), "min-P": PValueSketch.of(familywise)},
+        plot_qq({"joint": summary.statistic, "min-P": summary.familywise},
                 {"joint": summary.lambda_gc, "min-P": summary.lambda_min_p}, qq_path)
-    logger.info("%s: %d variants, λGC joint %.3f, min-P %.3f, %d below %.0e", path, summary.n_variants,
-                summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide, genome_wide)
+    logger.info("%s: %d variants, λGC joint %.3f, min-P %.3f, %d below %.0e", summary.path, summary.n_variants,
+                summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide, GENOME_WIDE)
     return summary
 
 
@@ -185,9 +171,11 @@ def joint_stage(sumstats: str | os.PathLike, genotypes: str | os.PathLike, pheno
     test = build_test(genotypes, pheno, covar, settings)
     targets = {"joint": Path(joint_path), "lambda": Path(lambda_path), "qq": Path(qq_path)}
     with staged_outputs(targets) as staged:
-        joint_from_sumstats(files, test, staged["joint"], chunk_size=settings.chunk_size, progress=progress)
-        summarise_joint(staged["joint"], staged["qq"])
-        write_tsv(lambda_table(staged["joint"], test), staged["lambda"])
+        # the λ and QQ come from the sketches of the write itself: the joint file is not read back
+        summary = joint_from_sumstats(files, test, staged["joint"], chunk_size=settings.chunk_size,
+                                      progress=progress)
+        summarise_joint(summary, staged["qq"])
+        write_tsv(lambda_table(summary, test), staged["lambda"])
     return targets
 
 
@@ -270,10 +258,9 @@ def null_stage(gwas: InProcessGwasSettings, genotypes: str | os.PathLike, pheno:
         linear_gwas(genotypes, work / "pheno.tsv", work / "covar.tsv", None, block_size=gwas.block_size,
                     device=gwas.device, progress=progress, joint=test, joint_path=joint,
                     extract=extract)
-        summarise_joint(joint, staged["qq"])
-        p = JOINT.read(joint, columns=["p_value", "min_p_familywise"])
-        null_calibration(p["p_value"].to_numpy(float), p["min_p_familywise"].to_numpy(float),
-                         settings.null_lambda_limit, what="the joint tests on permuted subjects", subjects=subjects,
+        summary = summarise_joint(JointSummary.of_file(joint, settings.chunk_size), staged["qq"])
+        null_calibration(summary.statistic, summary.familywise, settings.null_lambda_limit,
+                         what="the joint tests on permuted subjects", subjects=subjects,
                          dimensions=len(test.dimensions))
-        write_tsv(lambda_table(joint, test, settings.null_lambda_limit), staged["null"])
+        write_tsv(lambda_table(summary, test, settings.null_lambda_limit), staged["null"])
     return targets

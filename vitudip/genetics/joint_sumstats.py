@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from vitudip.genetics.joint_stats import JointTest, z_scores
 from vitudip.genetics.joint_table import JointSummary, JointWriter
-from vitudip.genetics.pvalue_sketch import PValueSketch
 from vitudip.genetics.sumstats import VARIANT_COLUMNS, VARIANT_KEY, read_sumstats_chunks, variant_texts
 
 logger = logging.getLogger("vitudip.gwas")
@@ -223,7 +222,7 @@ def joint_from_sumstats(sumstats: Mapping[str, str | os.PathLike] | Sequence[str
     streams = [_SumstatsStream(path, chunk_size) for path in ordered]
     logger.info("joint test over %d dimensions from %s ... (%s), chunks of %d variants", len(ordered), ordered[0],
                 test.describe(), chunk_size)
-    statistic, familywise, genome_wide, offset = PValueSketch(), PValueSketch(), 0, 0
+    summary, offset = JointSummary(Path(out_path)), 0
     with JointWriter(out_path, test.dimensions) as writer, tqdm(desc="joint test", unit=" variants",
                                                                   disable=not progress, mininterval=5) as bar:
         for variants, z, p, n in _aligned_blocks(streams):
@@ -232,12 +231,10 @@ def joint_from_sumstats(sumstats: Mapping[str, str | os.PathLike] | Sequence[str
                 warnings.simplefilter("ignore", RuntimeWarning)  # a variant no dimension tested: n is NaN
                 smallest_n = np.nanmin(n, axis=1)
             writer.write(variant_texts(variants[VARIANT_COLUMNS]), result, np.nan_to_num(smallest_n).astype(np.int64))
-            statistic.add(result.p_value)
-            familywise.add(result.min_p_familywise)
-            genome_wide += int((result.p_value < 5e-8).sum())
+            summary.add(result.p_value, result.min_p_familywise)
             offset += len(variants)
             bar.update(len(variants))
-    summary = JointSummary(writer.path, statistic.n, statistic.lambda_gc(), familywise.lambda_gc(), genome_wide)
+    summary.path = writer.path
     logger.info("joint test of %d variants written to %s: λGC %.3f (min-P %.3f), %d below 5e-8", offset, writer.path,
                 summary.lambda_gc, summary.lambda_min_p, summary.n_genome_wide)
     return summary

@@ -2,21 +2,24 @@
 
 One row per variant with both joint tests
 (:class:`~vitudip.genetics.joint_stats.JointResult`); the joint step and the
-torch engine write it, the loci and report steps read it.
+torch engine write it, the joint step's summary and the loci step read it, chunk by
+chunk (:func:`read_joint_chunks`): at 10 M variants the whole table would be gigabytes of
+text cells.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vitudip.genetics.joint_stats import JointResult
-from vitudip.genetics.sumstats import SMALLEST_P, VariantTexts, _texts
+from vitudip.genetics.pvalue_sketch import PValueSketch
+from vitudip.genetics.sumstats import CHUNK_ROWS, SMALLEST_P, VariantTexts, _texts
 from vitudip.io.atomic import StagedGzipWriter
 from vitudip.io.tables import Table
 
@@ -78,8 +81,29 @@ class JointWriter(StagedGzipWriter):
         self.n_rows += len(variants.leading)
 
 
+def read_joint_chunks(path: str | os.PathLike, columns: Sequence[str] = tuple(JOINT_COLUMNS),
+                      chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The reader of ``joint.tsv.gz``: some of its columns, chunk by chunk (NA as NaN, chromosome as int64).
+
+    Memory is one chunk's, however many variants the file holds.
+
+    Args:
+        path: the joint file.
+        columns: the JOINT_COLUMNS wanted, in the order wanted.
+        chunk_rows: rows per chunk (at most).
+
+    Yields:
+        The file's rows in order.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a missing column, or a cell not of its kind (names the file, column and line).
+    """
+    yield from JOINT.read_chunks(path, columns, chunk_rows)
+
+
 def read_joint(path: str | os.PathLike) -> pd.DataFrame:
-    """A ``joint.tsv.gz`` as written by :class:`JointWriter` (NA as NaN).
+    """A whole ``joint.tsv.gz`` (a test's, or a small study's): :func:`read_joint_chunks` joined.
 
     Args:
         path: the joint file.
@@ -87,24 +111,59 @@ def read_joint(path: str | os.PathLike) -> pd.DataFrame:
     Returns:
         Its JOINT_COLUMNS, in file order.
     """
-    return JOINT.read(path, columns=JOINT_COLUMNS)[JOINT_COLUMNS]
+    chunks = list(read_joint_chunks(path))
+    return pd.concat(chunks, ignore_index=True) if chunks else JOINT.read(path, columns=JOINT_COLUMNS)[JOINT_COLUMNS]
 
 
-@dataclass(frozen=True)
+#: The threshold whose count a joint summary reports.
+GENOME_WIDE = 5e-8
+
+
+@dataclass
 class JointSummary:
-    """What one joint run wrote.
+    """What one joint run wrote: its two tests' p-values as streamed sketches (λGC within the sketch's
+    stated bound, :mod:`~vitudip.genetics.pvalue_sketch`) and counts below :data:`GENOME_WIDE`.
 
     Attributes:
         path: the joint file.
-        n_variants: variants with a joint p-value.
-        lambda_gc: λGC of the joint statistic.
-        lambda_min_p: λGC of the min-P family-wise p.
-        n_genome_wide: variants with joint p below 5e-8.
+        statistic: sketch of the joint statistic's p-values.
+        familywise: sketch of the min-P family-wise p-values.
+        n_genome_wide: variants with joint statistic p below GENOME_WIDE.
+        n_genome_wide_min_p: variants with min-P family-wise p below GENOME_WIDE.
     """
 
     path: Path
-    n_variants: int
-    lambda_gc: float
-    lambda_min_p: float
-    n_genome_wide: int
+    statistic: PValueSketch = field(default_factory=PValueSketch)
+    familywise: PValueSketch = field(default_factory=PValueSketch)
+    n_genome_wide: int = 0
+    n_genome_wide_min_p: int = 0
 
+    def add(self, p_value: np.ndarray, min_p_familywise: np.ndarray) -> None:
+        """Count one block of variants' p-values of both tests (NaN ignored)."""
+        self.statistic.add(p_value)
+        self.familywise.add(min_p_familywise)
+        self.n_genome_wide += int(np.sum(p_value < GENOME_WIDE))
+        self.n_genome_wide_min_p += int(np.sum(min_p_familywise < GENOME_WIDE))
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike, chunk_rows: int = CHUNK_ROWS) -> JointSummary:
+        """The summary of a written joint file, read chunk by chunk (:func:`read_joint_chunks`)."""
+        summary = cls(Path(path))
+        for chunk in read_joint_chunks(path, ["p_value", "min_p_familywise"], chunk_rows):
+            summary.add(chunk["p_value"].to_numpy(float), chunk["min_p_familywise"].to_numpy(float))
+        return summary
+
+    @property
+    def n_variants(self) -> int:
+        """Variants with a joint p-value."""
+        return self.statistic.n
+
+    @property
+    def lambda_gc(self) -> float:
+        """λGC of the joint statistic."""
+        return self.statistic.lambda_gc()
+
+    @property
+    def lambda_min_p(self) -> float:
+        """λGC of the min-P family-wise p."""
+        return self.familywise.lambda_gc()

@@ -23,12 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vitudip.external_tools import run_tool
+from vitudip.genetics.genotype_qc import mfi_info
 from vitudip.genetics.genotypes import GenotypeFiles, find_genotypes, read_pvar
 from vitudip.genetics.sex import check_sex_agreement, plink_sex_codes
 from vitudip.io.atomic import staged_outputs
@@ -195,9 +197,38 @@ def _write_sample_table(selected: pd.DataFrame, path: Path) -> None:
     selected[["FID", "IID", "SEX"]].rename(columns={"FID": "#FID"}).to_csv(path, sep="\t", index=False)
 
 
-def _write_variant_table(variants: pd.DataFrame, path: Path) -> None:
+def _write_variant_table(variants: pd.DataFrame, path: Path, header: list[str]) -> None:
     table = variants.rename(columns={"chrom": "#CHROM", "pos": "POS", "id": "ID", "ref": "REF", "alt": "ALT"})
-    table[["#CHROM", "POS", "ID", "REF", "ALT"]].to_csv(path, sep="\t", index=False)
+    with open(path, "w") as handle:
+        handle.writelines(f"##{line}\n" for line in header)
+        table[["#CHROM", "POS", "ID", "REF", "ALT"]].to_csv(handle, sep="\t", index=False)
+
+
+@dataclass(frozen=True)
+class InfoPrefilter:
+    """BGEN records that genotype QC's INFO filter would remove, skipped before they are decoded.
+
+    UK Biobank's mfi tables give every record's INFO without decoding it, and decoding (zlib over every
+    genotyped sample) is the preparation's cost: a record below ``min_info`` is never written, so QC's own
+    INFO filter, which reads the same tables with the same threshold, removes nothing more.
+
+    Attributes:
+        ukb_mfi: the mfi tables' path with ``{chromosome}`` (``genotype_qc.ukb_mfi``).
+        min_info: ``genotype_qc.min_info``.
+    """
+
+    ukb_mfi: str
+    min_info: float
+
+    def kept(self, variants: pd.DataFrame) -> np.ndarray:
+        """Which records to decode: INFO at least ``min_info``, or not in the mfi table (QC then decides).
+
+        Args:
+            variants: chrom, pos, id (unique), ref, alt of one chromosome's records.
+        """
+        table = variants.rename(columns={"chrom": "CHROM", "pos": "POS", "id": "ID", "ref": "REF", "alt": "ALT"})
+        info = mfi_info(self.ukb_mfi, table).reindex(table["ID"]).to_numpy(float)
+        return ~(info < self.min_info)
 
 
 def _chromosome_variants(variants: pd.DataFrame, chromosome: str, per_chromosome: bool,
@@ -214,8 +245,9 @@ def _chromosome_variants(variants: pd.DataFrame, chromosome: str, per_chromosome
 
 
 def _prepare_bgen(files: GenotypeFiles, chromosome: str, per_chromosome: bool, selected: pd.DataFrame,
-                  staged: dict[str, Path], threads: int) -> dict[str, int]:
-    """Decode the selected rows of one chromosome's BGEN into a dosage PGEN, a block of variants at a time."""
+                  staged: dict[str, Path], threads: int, prefilter: InfoPrefilter | None) -> dict[str, int]:
+    """Decode the selected rows of one chromosome's BGEN into a dosage PGEN, a block of variants at a time
+    (records below the prefilter's INFO skipped undecoded, their count on a ``##`` line of the .pvar)."""
     import pgenlib
 
     from vitudip.genetics.dosages import BgenReader
@@ -225,6 +257,14 @@ def _prepare_bgen(files: GenotypeFiles, chromosome: str, per_chromosome: bool, s
         index = _chromosome_variants(bgen.variants, chromosome, per_chromosome, bgen.variant_file)
         table = bgen.variants.iloc[index].reset_index(drop=True)
         table["id"], renamed = unique_variant_ids(table)
+        header = []
+        if prefilter is not None:
+            kept = prefilter.kept(table)
+            line = (f"vitudip_info_prefilter={int((~kept).sum())} of {len(table)} records below INFO "
+                    f"{prefilter.min_info:g} in {prefilter.ukb_mfi.format(chromosome=chromosome)} not decoded")
+            log.info("chromosome %s: %s", chromosome, line.split("=", 1)[1])
+            header.append(line)
+            index, table = index[kept], table[kept].reset_index(drop=True)
         started = time.perf_counter()
         with pgenlib.PgenWriter(bytes(staged["pgen"]), len(rows), len(index), False, dosage_present=True) as writer:
             for done, start in enumerate(range(0, len(index), PREPARE_BLOCK)):
@@ -236,7 +276,7 @@ def _prepare_bgen(files: GenotypeFiles, chromosome: str, per_chromosome: bool, s
                              len(index))
         seconds = time.perf_counter() - started
         n_samples = len(bgen.samples)
-    _write_variant_table(table, staged["pvar"])
+    _write_variant_table(table, staged["pvar"], header)
     _write_sample_table(selected, staged["psam"])
     log.info("decoded %d of the %d samples of %s at %.3f ms per variant", len(rows), n_samples, bgen.variant_file,
              1000 * seconds / max(len(index), 1))
@@ -282,7 +322,8 @@ def _split_pvar(path: Path) -> tuple[list[str], pd.DataFrame]:
 
 
 def prepare_chromosome(genotypes: GenotypeInput, chromosome: str, selection_path: str | os.PathLike,
-                       out_prefix: str | os.PathLike, threads: int = 1) -> dict[str, int]:
+                       out_prefix: str | os.PathLike, threads: int = 1,
+                       prefilter: InfoPrefilter | None = None) -> dict[str, int]:
     """Write one chromosome's selected samples as ``<out_prefix>.pgen/.pvar/.psam`` (atomically, together).
 
     Args:
@@ -291,6 +332,8 @@ def prepare_chromosome(genotypes: GenotypeInput, chromosome: str, selection_path
         selection_path: ``genotypes/sample_selection.tsv`` (:func:`select_samples`).
         out_prefix: the prefix to write.
         threads: threads decoding BGEN blocks, or plink2's.
+        prefilter: skip a BGEN's records below this INFO before decoding them (None: decode every record; a
+            PLINK input is copied whole either way).
 
     Returns:
         Counts: samples, variants, and IDs made unique.
@@ -302,9 +345,11 @@ def prepare_chromosome(genotypes: GenotypeInput, chromosome: str, selection_path
     files = find_genotypes(genotypes.prefix(chromosome), genotypes.sample_file)
     selected = _selected(selection_path, files)
     targets = {ext: f"{out_prefix}.{ext}" for ext in ("pgen", "pvar", "psam")}
-    prepare = _prepare_bgen if files.format == "bgen" else _prepare_plink
     with staged_outputs(targets) as staged:
-        counts = prepare(files, chromosome, genotypes.per_chromosome, selected, staged, threads)
+        if files.format == "bgen":
+            counts = _prepare_bgen(files, chromosome, genotypes.per_chromosome, selected, staged, threads, prefilter)
+        else:
+            counts = _prepare_plink(files, chromosome, genotypes.per_chromosome, selected, staged, threads)
     log.info("chromosome %s: %d variants of %d samples written to %s.pgen; %d variant IDs were missing or repeated "
              "and became <chrom>:<pos>_<ref>_<alt>", chromosome, counts["variants"], len(selected), out_prefix,
              counts["renamed"])

@@ -163,7 +163,8 @@ def fuma_tables(dimension: str, snps: pd.DataFrame, variants: pd.DataFrame,
         dimension: its name (the tables' first column).
         snps: one row per independent significant SNP: row (into ``variants``), p,
             lead_row (row of its lead SNP) and candidates (array of candidate rows).
-        variants: the variant table (chromosome, base_pair_location, effect/other allele, variant_id).
+        variants: the variant table (chromosome, base_pair_location, effect/other allele, variant_id), indexed by
+            row; it may hold only the rows the SNPs name (theirs, their leads' and their candidates').
         merge_distance_bp: see :func:`assign_loci`.
 
     Returns:
@@ -172,10 +173,10 @@ def fuma_tables(dimension: str, snps: pd.DataFrame, variants: pd.DataFrame,
     if snps.empty:
         return empty_tables()
     rows = snps["row"].to_numpy()
-    info = variants.iloc[rows].reset_index(drop=True)
-    pos = variants["base_pair_location"].to_numpy()
-    start = np.array([pos[c].min() for c in snps["candidates"]])
-    end = np.array([pos[c].max() for c in snps["candidates"]])
+    info = variants.loc[rows].reset_index(drop=True)
+    pos = variants["base_pair_location"]
+    start = np.array([pos.loc[c].min() for c in snps["candidates"]])
+    end = np.array([pos.loc[c].max() for c in snps["candidates"]])
     index_of_row = {row: i for i, row in enumerate(rows)}
     lead = np.array([index_of_row[r] for r in snps["lead_row"]])
     chromosome = info["chromosome"].to_numpy()

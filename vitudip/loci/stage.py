@@ -34,7 +34,14 @@ from vitudip.loci.annotate import (
 )
 from vitudip.loci.fuma import LOCUS_COLUMNS, empty_tables, fuma_tables, in_mhc, independent_snps
 from vitudip.loci.ld import LDBlock, LDReference, pair_r2
-from vitudip.loci.scan import SumstatsScan, aligned_joint, aligned_p_values, scan_sumstats, sumstats_files
+from vitudip.loci.scan import (
+    AlignedJoint,
+    SumstatsScan,
+    aligned_joint,
+    aligned_p_values,
+    scan_sumstats,
+    sumstats_files,
+)
 from vitudip.loci.settings import FumaSettings, LociSettings
 from vitudip.loci.thresholds import Thresholds, study_thresholds
 from vitudip.plots.loci import plot_manhattan, plot_regional
@@ -90,11 +97,11 @@ class _VariantLookup:
         return self.order[a:b]
 
 
-def _reference_rows(reference: LDReference, variants: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+def _reference_rows(reference: LDReference, scan: SumstatsScan, rows: np.ndarray) -> np.ndarray:
     """Reference rows of the variant table, looked up (in one merge) only at ``rows``; -1 elsewhere or absent."""
-    located = np.full(len(variants), -1, dtype=np.int64)
-    rows = np.unique(rows)
-    located[rows] = reference.locate(variants.iloc[rows])
+    located = np.full(len(scan.variants), -1, dtype=np.int64)
+    details = scan.details(rows)
+    located[details.index.to_numpy()] = reference.locate(details)
     return located
 
 
@@ -103,7 +110,7 @@ def _check_lacking(reference: LDReference, scan: SumstatsScan, lacking: np.ndarr
     if lacking.size == 0:
         return
     row = int(lacking[np.argmin(scan.min_p[lacking])])
-    snp = scan.variants.iloc[row]
+    snp = scan.details(np.array([row])).loc[row]
     message = (f"{lacking.size} significant SNP(s) are not in the LD genotypes {reference.description} "
                f"(matched by variant_id, chromosome and alleles), e.g. {snp['variant_id']} "
                f"(chromosome {snp['chromosome']}, position {snp['base_pair_location']}, "
@@ -144,7 +151,7 @@ def independent_significant_snps(
     lookup = _VariantLookup(chromosome, position)
     region_rows = [lookup.rows(c, first, last) for c, first, last in regions]
     region_rows = [rows[candidate[rows]] for rows in region_rows]
-    located = _reference_rows(reference, scan.variants, np.concatenate(region_rows or [np.zeros(0, np.int64)]))
+    located = _reference_rows(reference, scan, np.concatenate(region_rows or [np.zeros(0, np.int64)]))
     _check_lacking(reference, scan, np.flatnonzero(significant & (located < 0)), skip_missing_ld)
     records: dict[int, list[dict]] = {}
     for rows in tqdm(region_rows, desc="LD regions", unit="region", disable=not progress):
@@ -170,35 +177,44 @@ def _stack(tables: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else empty
 
 
-def _write_regional_plots(folder: Path, merged: pd.DataFrame, scan: SumstatsScan, reference: LDReference,
+def _write_regional_plots(folder: Path, merged: pd.DataFrame, tests: _ScannedTests, reference: LDReference,
                           settings: FumaSettings, flank_bp: int, genes: pd.DataFrame | None) -> None:
-    """One regional plot per merged locus: the lead dimension's p, coloured by r² with the lead SNP."""
+    """One regional plot per merged locus: the lead dimension's p, coloured by r² with the lead SNP.
+
+    The loci are drawn grouped by the dimension they show, whose p-values are read once and dropped before the
+    next dimension's: one dimension's p-values are held at a time, however many dimensions have loci.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    scan = tests.scan
     chromosome = scan.variants["chromosome"].to_numpy()
     position = scan.variants["base_pair_location"].to_numpy()
     lookup = _VariantLookup(chromosome, position)
-    ids = scan.variants["variant_id"].to_numpy()
     spans = [(int(locus.chromosome), int(locus.start) - flank_bp, int(locus.end) + flank_bp)
              for locus in merged.itertuples(index=False)]
     span_rows = [lookup.rows(*span) for span in spans]
-    located = _reference_rows(reference, scan.variants, np.concatenate(span_rows or [np.zeros(0, np.int64)]))
-    p_cache: dict[str, np.ndarray] = {}
-    for locus, (_, first, last), rows in zip(merged.itertuples(index=False), spans, span_rows):
-        # a locus only the joint test reaches is drawn with the joint p, as its lead SNP was found
-        shown = JOINT_TEST if locus.tests == "joint" else locus.lead_dimension
-        if shown not in p_cache:  # loci often share a lead dimension
-            p_cache[shown] = aligned_p_values(scan.paths[scan.dimensions.index(shown)], scan.variants)
-        held = np.flatnonzero(located[rows] >= 0)
-        lead = np.flatnonzero((ids[rows[held]] == locus.lead_snp) & (position[rows[held]] == locus.lead_position))
-        r2 = np.full(rows.size, np.nan)
-        if lead.size:
-            r2[held] = pair_r2(reference.read(located[rows[held]]), int(lead[0]), slice(None), settings.ld_method)
-        nearby = overlapping(int(locus.chromosome), first, last, genes) if genes is not None else None
-        title = (f"locus {locus.locus}: chr{locus.chromosome}:{locus.start}-{locus.end}, lead {locus.lead_snp} "
-                 f"({shown}, p {locus.lead_p:.2g}); {locus.n_dimensions} dimension(s), tests: {locus.tests}")
-        plot_regional(position[rows], p_cache[shown][rows], r2, int(locus.lead_position), title,
-                      folder / f"locus_{locus.locus:03d}.png", span=(first, last), genome_wide=settings.p_threshold,
-                      genes=nearby)
+    located = _reference_rows(reference, scan, np.concatenate(span_rows or [np.zeros(0, np.int64)]))
+    # a locus only the joint test reaches is drawn with the joint p, as its lead SNP was found
+    loci = list(merged.itertuples(index=False))
+    shown = [JOINT_TEST if locus.tests == "joint" else locus.lead_dimension for locus in loci]
+    for dimension in dict.fromkeys(shown):  # loci often share a lead dimension
+        p = (tests.joint.p_value if dimension == JOINT_TEST
+             else aligned_p_values(scan.paths[scan.dimensions.index(dimension)], scan.index))
+        for number in (i for i, name in enumerate(shown) if name == dimension):
+            locus, (_, first, last), rows = loci[number], spans[number], span_rows[number]
+            held = rows[located[rows] >= 0]
+            ids = scan.details(held)["variant_id"].to_numpy()
+            lead = np.flatnonzero((ids == locus.lead_snp) & (position[held] == locus.lead_position))
+            r2 = np.full(rows.size, np.nan)
+            if lead.size:
+                r2[located[rows] >= 0] = pair_r2(reference.read(located[held]), int(lead[0]), slice(None),
+                                                 settings.ld_method)
+            nearby = overlapping(int(locus.chromosome), first, last, genes) if genes is not None else None
+            title = (f"locus {locus.locus}: chr{locus.chromosome}:{locus.start}-{locus.end}, lead {locus.lead_snp} "
+                     f"({dimension}, p {locus.lead_p:.2g}); {locus.n_dimensions} dimension(s), tests: {locus.tests}")
+            plot_regional(position[rows], p[rows], r2, int(locus.lead_position), title,
+                          folder / f"locus_{locus.locus:03d}.png", span=(first, last),
+                          genome_wide=settings.p_threshold, genes=nearby)
+        del p
 
 
 @dataclass(frozen=True)
@@ -242,12 +258,13 @@ class _ScannedTests:
     Attributes:
         scan: every dimension, and the joint test as one more test when it is given.
         single_min_p: (n_variants,) the smallest p over the single dimensions (the Manhattan plot's points).
-        joint: the joint table in the order of ``scan.variants`` (:func:`aligned_joint`); None without one.
+        joint: the joint file's p and min-P dimension in the order of ``scan.variants`` (:func:`aligned_joint`);
+            None without one.
     """
 
     scan: SumstatsScan
     single_min_p: np.ndarray
-    joint: pd.DataFrame | None
+    joint: AlignedJoint | None
 
 
 def _scan_tests(
@@ -265,9 +282,9 @@ def _scan_tests(
     single = scan_sumstats(files, candidate_p, threads, progress)
     if joint is None:
         return _ScannedTests(single, single.min_p, None)
-    joint_table = aligned_joint(joint, single.variants)
-    scan = single.with_test(JOINT_TEST, joint, joint_table["p_value"].to_numpy())
-    return _ScannedTests(scan, single.min_p, joint_table)
+    aligned = aligned_joint(joint, single.index, single.dimensions)
+    scan = single.with_test(JOINT_TEST, joint, aligned.p_value)
+    return _ScannedTests(scan, single.min_p, aligned)
 
 
 @dataclass(frozen=True)
@@ -302,7 +319,8 @@ def _loci_tables(
     """
     ind_tables, lead_tables, locus_tables = [], [], []
     for d, snps in found.items():
-        ind, lead, loci = fuma_tables(tests.scan.dimensions[d], snps, tests.scan.variants, merge_distance_bp)
+        named = np.concatenate([snps["row"].to_numpy(), snps["lead_row"].to_numpy(), *snps["candidates"]])
+        ind, lead, loci = fuma_tables(tests.scan.dimensions[d], snps, tests.scan.details(named), merge_distance_bp)
         ind_tables.append(ind)
         lead_tables.append(lead)
         locus_tables.append(loci)
@@ -310,8 +328,11 @@ def _loci_tables(
     loci = _stack(locus_tables, empty_loci)
     for column, passed in thresholds.passes(loci["p"]).items():
         loci[column] = passed
+    # the joint table at the independent significant SNPs of every test: each merged locus' lead SNP is one
+    rows = np.concatenate([snps["row"].to_numpy(np.int64) for snps in found.values()] or [np.zeros(0, np.int64)])
+    joint = None if tests.joint is None else tests.joint.at(tests.scan.details(rows))
     merged = merge_across_dimensions(loci[LOCUS_COLUMNS], merge_distance_bp, thresholds, positions.genes,
-                                     positions.known, tests.joint)
+                                     positions.known, joint)
     return _LociTables(_stack(ind_tables, empty_ind), _stack(lead_tables, empty_lead), loci, merged)
 
 
@@ -381,8 +402,8 @@ def _write_outputs(
         write_tsv(thresholds.table(), staged["thresholds"])
         plot_manhattan(variants["chromosome"].to_numpy(), variants["base_pair_location"].to_numpy(),
                        tests.single_min_p, tables.merged, thresholds.values, staged["manhattan"],
-                       joint_p=None if tests.joint is None else tests.joint["p_value"].to_numpy())
-        _write_regional_plots(staged["regional"], tables.merged, tests.scan, reference, settings.fuma,
+                       joint_p=None if tests.joint is None else tests.joint.p_value)
+        _write_regional_plots(staged["regional"], tables.merged, tests, reference, settings.fuma,
                               int(round(settings.regional_flank_kb * 1000)), positions.genes)
         if positions.truth is not None:
             _write_truth_recovery(positions.truth, tables.merged, staged)

@@ -144,6 +144,20 @@ def ukb_mfi_files():
     return [pattern.replace("{chromosome}", c) for c in GWAS_CHROMOSOMES] if pattern else []
 
 
+def ukb_mfi_file(chromosome):
+    """One chromosome's UK Biobank INFO table (none without genotype_qc.ukb_mfi)."""
+    pattern = config["genotype_qc"]["ukb_mfi"]
+    return [pattern.replace("{chromosome}", chromosome)] if pattern else []
+
+
+def info_prefilter_flags():
+    """prepare_genotypes' INFO prefilter: genotype_qc's mfi pattern and threshold (none without ukb_mfi)."""
+    qc = config["genotype_qc"]
+    if not qc["ukb_mfi"]:
+        return ""
+    return f"--ukb-mfi {shlex.quote(qc['ukb_mfi'])} --min-info {qc['min_info']}"
+
+
 def joint_outputs():
     """The joint test's files that later stages read or the user looks at (none with joint.enabled false)."""
     joint = config["joint"]
@@ -435,7 +449,13 @@ def joint_request(wildcards, input, threads):
 
 
 def loci_request(wildcards, input, threads):
-    return cost.find_loci(cost.table_rows(input.pheno), tested_variants(), DIMENSIONS, threads)
+    return cost.find_loci(
+        cost.table_rows(input.pheno),
+        tested_variants(),
+        DIMENSIONS,
+        threads,
+        config["loci"]["candidate_p"],
+    )
 
 
 def perdi_request(wildcards, input, threads):

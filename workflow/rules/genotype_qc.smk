@@ -43,6 +43,7 @@ rule prepare_genotypes:
     input:
         genotypes=lambda wildcards: source_genotype_files(wildcards.chromosome),
         selection=results("genotypes", "sample_selection.tsv"),
+        mfi=lambda wildcards: ukb_mfi_file(wildcards.chromosome),
     output:
         multiext(results("genotypes", "chr{chromosome}"), ".pgen", ".pvar", ".psam"),
     params:
@@ -50,6 +51,8 @@ rule prepare_genotypes:
         genotypes=lambda wildcards: GENOTYPES.pattern,
         sample_file=lambda wildcards: genotype_samples_flag(),
         out_prefix=lambda wildcards, output: fileset_prefix(output),
+        # QC's INFO filter would drop these records: a BGEN's are skipped before decoding
+        prefilter=lambda wildcards: info_prefilter_flags(),
     wildcard_constraints:
         chromosome=r"[^/.]+",
     log:
@@ -64,7 +67,7 @@ rule prepare_genotypes:
     shell:
         "python {params.script:q} --genotypes {params.genotypes:q} {params.sample_file} "
         "--chromosome {wildcards.chromosome:q} --selection {input.selection:q} --out-prefix {params.out_prefix:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "--threads {threads} {params.prefilter} > {log:q} 2>&1"
 
 
 rule genotype_qc:
