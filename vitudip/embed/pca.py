@@ -32,13 +32,13 @@ def _brain_batches(cache_dir: str | os.PathLike, rows: np.ndarray, brain: np.nda
                    mean: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """``(B, brain voxels)`` float32 batches of the cache's ``rows`` in order, minus ``mean`` when given.
 
-    Each batch maps the cache afresh and drops the map after: the pages of a map stay in the process's
-    resident memory, which would otherwise grow by every subject read (23 GB for 5,000 subjects at 1 mm).
+    The cache's reader maps no pages, so resident memory stays a batch (a map's would grow by every subject
+    read: 23 GB for 5,000 subjects at 1 mm).
     """
+    volumes = CachedVolumes(cache_dir, rows)
     for start in range(0, len(rows), BATCH_SUBJECTS):
-        volumes = CachedVolumes(cache_dir, rows[start:start + BATCH_SUBJECTS])
-        block = np.stack([volumes.images[row][brain] for row in volumes.rows]).astype(np.float32)
-        del volumes
+        block = np.stack([volumes.read(i)[brain] for i in range(start, min(start + BATCH_SUBJECTS, len(rows)))])
+        block = block.astype(np.float32)
         if mean is not None:
             block -= mean
         yield block
