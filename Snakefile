@@ -24,6 +24,7 @@ include: "workflow/rules/pheno.smk"
 include: "workflow/rules/gwas.smk"
 include: "workflow/rules/joint.smk"
 include: "workflow/rules/loci.smk"
+include: "workflow/rules/replication.smk"
 include: "workflow/rules/perdi.smk"
 include: "workflow/rules/report.smk"
 

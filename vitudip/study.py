@@ -21,13 +21,14 @@ from vitudip.io.chromosomes import require_chromosome
 from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
+from vitudip.replication.settings import ReplicationSettings
 from vitudip.simulate.settings import SimulateSettings
 from vitudip.train.settings import TrainSettings, check_training
 
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
-                                    PerdiSettings)
+                                    PerdiSettings, ReplicationSettings)
 
 #: Above this KING kinship cutoff (second degree's lower bound) real data keeps second- and third-degree relatives.
 SECOND_DEGREE_KINSHIP = 0.0884
