@@ -25,10 +25,9 @@ from vitudip.genetics.settings import JointSettings, ShardSettings
 from vitudip.genetics.shard import gwas_shard
 from vitudip.genetics.sumstats import read_sumstats, read_sumstats_region, ssf_chromosome
 from vitudip.io.atomic import staged_outputs, write_tsv
-from vitudip.io.stage_tables import LOCI_MERGED
+from vitudip.io.stage_tables import LOCI_MERGED, SPLIT_SUMMARY
 from vitudip.loci.annotate import JOINT_TEST
 from vitudip.loci.scan import sumstats_files
-from vitudip.io.tables import Table
 
 log = logging.getLogger("vitudip.replication")
 
@@ -43,11 +42,6 @@ REPLICATION_SUMMARY_COLUMNS = [
     "discovery_subjects", "replication_subjects", "unknown_ids", "loci", "tested", "replicated",
     "replicated_bonferroni", "p_threshold", "bonferroni_threshold",
 ]
-#: ``loci/replication.tsv`` as the report reads it.
-REPLICATION = Table("replication table", required=("locus", "replicated", "replicated_bonferroni"),
-                    text=("lead_snp", "dimension", "tests", "effect_allele"), writer="the replicate_loci rule")
-SPLIT_SUMMARY = Table("replication split summary", required=("discovery", "replication", "unknown_ids"),
-                      text=("split",), writer="the split_replication rule")
 _STATISTICS = ["variant_id", "effect_allele", "other_allele", "beta", "standard_error", "p_value"]
 
 
@@ -216,7 +210,8 @@ def replicate_loci(loci_path: str | os.PathLike, discovery_sumstats: str | os.Pa
         "discovery_subjects": int(sizes["discovery"]), "replication_subjects": int(sizes["replication"]),
         "unknown_ids": int(sizes["unknown_ids"]), "loci": len(table),
         "tested": int(np.isfinite(tested_p).sum()),
-        "replicated": int(table["replicated"].sum()), "replicated_bonferroni": int(table["replicated_bonferroni"].sum()),
+        "replicated": int(table["replicated"].sum()),
+        "replicated_bonferroni": int(table["replicated_bonferroni"].sum()),
         "p_threshold": p_threshold, "bonferroni_threshold": p_threshold / max(len(table), 1),
     }], columns=REPLICATION_SUMMARY_COLUMNS)
     targets = {"table": Path(table_path), "summary": Path(summary_path)}

@@ -103,9 +103,7 @@ if REPLICATION["enabled"]:
             # the analysed samples (the joint test's phenotype correlation is over them)
             genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         output:
-            table=report(
-                results("loci", "replication.tsv"), caption="../report/replication.rst", category="Loci"
-            ),
+            table=report(results("loci", "replication.tsv"), caption="../report/replication.rst", category="Loci"),
             summary=report(
                 results("loci", "replication_summary.tsv"),
                 caption="../report/replication.rst",

@@ -48,6 +48,9 @@ if EMBED["method"] == "vit":
                 if DEMO_TRUTH
                 else ""
             ),
+            replication=lambda wildcards, input: (
+                f"--replication {shlex.quote(input.replication)}" if input.replication else ""
+            ),
         log:
             results("logs", "summarise_study.log"),
         benchmark:
@@ -59,4 +62,5 @@ if EMBED["method"] == "vit":
             "../../envs/genetics.yaml"
         shell:
             "python {params.script:q} --loci {input.loci:q} --regions {input.regions:q} "
-            "--locus-regions {input.locus_regions:q} --summary {output.summary:q} {params.truth} > {log:q} 2>&1"
+            "--locus-regions {input.locus_regions:q} --summary {output.summary:q} {params.truth} {params.replication} "
+            "> {log:q} 2>&1"
