@@ -11,7 +11,9 @@ import pytest
 from scipy import stats
 
 from vitudip.genetics.joint_correlation import phenotype_correlation
-from vitudip.genetics.joint_null import JointCalibrationError, fit_null, null_calibration
+from vitudip.genetics.joint_null import (JointCalibrationError, effective_lambda_limit, fit_null, lambda_standard_error,
+                                        null_calibration)
+from vitudip.genetics.sumstats import genomic_inflation
 from vitudip.genetics.joint_stage import correlation_from_tables, permute_tables, summarise_joint
 from vitudip.genetics.joint_stats import JointTest, MinPNull, z_scores
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
@@ -232,6 +234,25 @@ def test_null_calibration_raises_and_logs_on_inflation(caplog: pytest.LogCapture
     with caplog.at_level(logging.ERROR, logger="vitudip.gwas"), pytest.raises(JointCalibrationError, match="inflated"):
         null_calibration(inflated, rng.random(20000), what="perm/joint.tsv.gz")
     assert any("perm/joint.tsv.gz" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_lambda_standard_error_matches_the_spread_of_null_runs() -> None:
+    # 400 null runs of 2,000 uniform p-values: λGC's SD is the formula's (2.33 / sqrt(2000) = 0.052)
+    rng = np.random.default_rng(8)
+    lambdas = [genomic_inflation(rng.random(2000)) for _ in range(400)]
+    assert np.std(lambdas) == pytest.approx(lambda_standard_error(2000), rel=0.15)
+    assert lambda_standard_error(2000) == pytest.approx(0.052, abs=0.001)
+
+
+def test_the_null_limit_allows_a_small_runs_noise_but_not_inflation_beyond_it() -> None:
+    # few variants: a calibrated run may reach 1 + 3.09 SE; many: the configured limit rules
+    assert effective_lambda_limit(1.1, 1000) == pytest.approx(1 + 3.09 * lambda_standard_error(1000), abs=1e-3)
+    assert effective_lambda_limit(1.1, 1000) > 1.2 and effective_lambda_limit(1.1, 100_000) == 1.1
+    rng = np.random.default_rng(9)
+    noisy = stats.chi2.sf(1.12 * stats.chi2.isf(rng.random(1000), 1), 1)  # λ about 1.12 of 1,000 variants
+    assert null_calibration(noisy, rng.random(1000)).limit > 1.12
+    with pytest.raises(JointCalibrationError, match="inflated"):
+        null_calibration(stats.chi2.sf(1.12 * stats.chi2.isf(rng.random(100_000), 1), 1), rng.random(100_000))
 
 
 def test_fit_null_recovers_a_chi_square() -> None:

@@ -23,6 +23,29 @@ logger = logging.getLogger("vitudip.gwas")
 
 #: λGC of a permuted (null) joint run above this is an error (MOSTest's check of its null).
 NULL_LAMBDA_LIMIT = 1.1
+#: Chance that a calibrated test's permuted run of few variants fails the check by sampling error alone.
+NULL_FALSE_ALARM = 1e-3
+
+
+def lambda_standard_error(n_variants: int) -> float:
+    """Sampling SD of λGC over ``n_variants`` independent null p-values: 2.33 / sqrt(n).
+
+    λGC is the sample median of χ²₁ over its median m; the sample median's SD is 1 / (2 f(m) sqrt(n)), f the χ²₁
+    density, so λGC's is 1 / (2 f(m) m sqrt(n)).
+    """
+    median = stats.chi2.ppf(0.5, 1)
+    return float(1.0 / (2.0 * stats.chi2.pdf(median, 1) * median * np.sqrt(max(n_variants, 1))))
+
+
+def effective_lambda_limit(limit: float, n_variants: int) -> float:
+    """The λGC a permuted run of ``n_variants`` may reach: ``limit``, or above it the λ that a calibrated test
+    (λ 1) exceeds with probability :data:`NULL_FALSE_ALARM` by sampling error alone.
+
+    One permuted run of n variants estimates λ to ± 2.33 / sqrt(n): 0.043 at 3,000 variants, the pruned
+    variants of a small study, where a calibrated test passes a fixed 1.1 only 99 % of the time per statistic.
+    The check then asks for inflation beyond both the limit and the run's own noise.
+    """
+    return max(limit, 1.0 + float(stats.norm.isf(NULL_FALSE_ALARM)) * lambda_standard_error(n_variants))
 
 
 # --------------------------------------------------------------------------- MOSTest's fitted null
@@ -98,7 +121,8 @@ class Calibration:
     Attributes:
         lambda_gc: λGC of the joint statistic's p-values.
         lambda_min_p: λGC of the min-P family-wise p-values.
-        limit: the largest acceptable λGC.
+        limit: the largest acceptable λGC: the configured limit, or above it the run's sampling noise
+            (:func:`effective_lambda_limit`).
         n_variants: variants with a p-value.
     """
 
@@ -124,7 +148,8 @@ def null_calibration(p_value: np.ndarray, min_p_familywise: np.ndarray, limit: f
     Args:
         p_value: joint statistic p-values of the permuted run.
         min_p_familywise: its min-P family-wise p-values.
-        limit: the largest acceptable λGC (1.1 by default; the null should give about 1).
+        limit: the largest acceptable λGC (1.1 by default; the null should give about 1), raised to the run's
+            sampling noise when it has few variants (:func:`effective_lambda_limit`).
         what: the run, for messages (e.g. its file).
 
     Returns:
@@ -134,10 +159,13 @@ def null_calibration(p_value: np.ndarray, min_p_familywise: np.ndarray, limit: f
         JointCalibrationError: either λ is above ``limit`` (or NaN).
     """
     p_value = np.asarray(p_value, dtype=np.float64)
-    calibration = Calibration(genomic_inflation(p_value), genomic_inflation(min_p_familywise), limit,
-                              int(np.isfinite(p_value).sum()))
+    n_variants = int(np.isfinite(p_value).sum())
+    allowed = effective_lambda_limit(limit, n_variants)
+    calibration = Calibration(genomic_inflation(p_value), genomic_inflation(min_p_familywise), allowed, n_variants)
     message = (f"{what}: λGC of the joint statistic {calibration.lambda_gc:.3f}, "
-               f"of min-P {calibration.lambda_min_p:.3f} over {calibration.n_variants} variants (limit {limit})")
+               f"of min-P {calibration.lambda_min_p:.3f} over {n_variants} variants (limit {allowed:.3f}: "
+               f"{limit} or, above it, 1 + {stats.norm.isf(NULL_FALSE_ALARM):.2f} x λ's sampling SD "
+               f"{lambda_standard_error(n_variants):.3f})")
     if not calibration.ok:
         message += ("; the null is inflated, so the joint p-values are not trustworthy: keep fewer eigen-directions "
                     "(smaller k or variance_share), check that R comes from the GWAS's phenotypes and covariates, "

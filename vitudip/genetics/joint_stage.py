@@ -36,7 +36,7 @@ import pandas as pd
 
 from vitudip.genetics.gwas_inputs import load_gwas_inputs
 from vitudip.genetics.joint_correlation import phenotype_correlation
-from vitudip.genetics.joint_null import null_calibration
+from vitudip.genetics.joint_null import effective_lambda_limit, null_calibration
 from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
 from vitudip.genetics.joint_table import JOINT, JointSummary
@@ -127,11 +127,12 @@ def lambda_table(path: str | os.PathLike, test: JointTest, limit: float | None =
         p = table[column].to_numpy(float)
         p = p[np.isfinite(p)]
         lam = genomic_inflation(p)
-        status = "" if limit is None else ("ok" if lam <= limit else "inflated")
+        allowed = None if limit is None else effective_lambda_limit(limit, p.size)
+        status = "" if limit is None else ("ok" if lam <= allowed else "inflated")
         rows.append({"test": name, "n_variants": p.size, "lambda_gc": lam,
                      "min_p": float(p.min()) if p.size else np.nan,
                      "n_genome_wide": int((p < genome_wide).sum()), "df": test.df if name == "statistic" else 1,
-                     "limit": np.nan if limit is None else limit, "status": status})
+                     "limit": np.nan if limit is None else allowed, "status": status})
     return pd.DataFrame(rows, columns=JOINT_LAMBDA_COLUMNS)
 
 

@@ -30,7 +30,7 @@ if REPLICATION["enabled"]:
             settings=stage_settings(ReplicationSettings.CONFIG_KEYS),
             out_dir=lambda wildcards, output: os.path.dirname(output.split),
             covariates=lambda wildcards, input: (
-                f"--covariates {shlex.quote(input.covariates)}" if input.covariates else ""
+                f"--covariates {shlex.quote(input.covariates)}" if REPLICATION["split"] == "covariate" else ""
             ),
         log:
             results("logs", "split_replication.log"),
@@ -75,7 +75,9 @@ if REPLICATION["enabled"]:
             settings=stage_settings(ShardSettings.CONFIG_KEYS),
             genotypes=" ".join(shlex.quote(f"{c}={chromosome_prefix(c)}") for c in GWAS_CHROMOSOMES),
             pred=lambda wildcards, input: (
-                f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}" if input.step1 else ""
+                f"--pred {shlex.quote(os.path.join(input.step1, 'step1_pred.list'))}"
+                if GWAS["engine"] == "regenie"
+                else ""
             ),
         log:
             results("logs", "replication_gwas.log"),

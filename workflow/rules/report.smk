@@ -49,7 +49,7 @@ if EMBED["method"] == "vit":
                 else ""
             ),
             replication=lambda wildcards, input: (
-                f"--replication {shlex.quote(input.replication)}" if input.replication else ""
+                f"--replication {shlex.quote(input.replication)}" if "replication" in input.keys() else ""
             ),
         log:
             results("logs", "summarise_study.log"),
