@@ -11,9 +11,13 @@ import pytest
 from scipy import stats
 
 from vitudip.genetics.joint_correlation import phenotype_correlation
-from vitudip.genetics.joint_null import (JointCalibrationError, effective_lambda_limit, fit_null, lambda_standard_error,
-                                        null_calibration)
-from vitudip.genetics.sumstats import genomic_inflation
+from vitudip.genetics.joint_null import (
+    JointCalibrationError,
+    effective_lambda_limit,
+    fit_null,
+    lambda_standard_error,
+    null_calibration,
+)
 from vitudip.genetics.joint_stage import correlation_from_tables, permute_tables, summarise_joint
 from vitudip.genetics.joint_stats import JointTest, MinPNull, z_scores
 from vitudip.genetics.joint_sumstats import joint_from_sumstats

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from vitudip.config import section_defaults, stage_config
-from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics import joint_null
+from vitudip.genetics.gather import gather_sumstats
 from vitudip.genetics.joint_null import JointCalibrationError
 from vitudip.genetics.joint_stage import JOINT_LAMBDA, joint_stage, null_stage, permute_tables
 from vitudip.genetics.joint_table import JOINT_COLUMNS, read_joint
