@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from vitudip.config import ConfigError
+from vitudip.config import ConfigError, stage_config
+from vitudip.genetics.gather import gather_sumstats
+from vitudip.genetics.joint_stage import joint_stage
+from vitudip.genetics.settings import JointSettings, ShardSettings
+from vitudip.genetics.shard import gwas_shard
+from vitudip.io.plink import write_bed
+from vitudip.loci.settings import LociSettings
+from vitudip.loci.stage import find_loci
 from vitudip.io.stage_tables import COVAR, PHENO, REPLICATION
-from vitudip.replication.replicate import score_replication
+from vitudip.replication.replicate import replicate_loci, replication_gwas, score_replication
 from vitudip.replication.settings import ReplicationSettings
 from vitudip.replication.split import split_subjects, write_split
 from vitudip.report.tables import with_replication
@@ -160,3 +167,45 @@ def test_the_dry_run_routes_the_gwas_through_the_discovery_set(tmp_path: Path) -
     path.write_text(yaml.safe_dump(off))
     run = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=path)
     assert run.returncode == 0 and "replicate_loci" not in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+def test_a_planted_locus_found_in_discovery_replicates_with_the_same_engine(tmp_path: Path) -> None:
+    # 1,500 subjects, 8 dimensions, 400 variants: one variant acts on udip_000, one thinly on all dimensions
+    n, k, v, focal, spread = 1500, 8, 400, 300, 100
+    rng = np.random.default_rng(5)
+    dosages = rng.binomial(2, 0.3, size=(n, v)).astype(np.int8)
+    ids = [f"s{i:04d}" for i in range(n)]
+    write_bed(tmp_path / "geno", dosages, pd.DataFrame({"chrom": 1, "id": [f"rs{i}" for i in range(v)],
+                                                        "pos": np.arange(v) * 5000 + 10_001, "ref": "A", "alt": "G"}),
+              ids)
+    y = rng.standard_normal((n, k)) + 0.2 * np.outer(dosages[:, spread] - 0.6, np.ones(k))
+    y[:, 0] -= 0.4 * (dosages[:, focal] - 0.6)
+    frame = pd.DataFrame({"FID": ids, "IID": ids})
+    PHENO.write(frame.join(pd.DataFrame(y, columns=[f"udip_{i:03d}" for i in range(k)])), tmp_path / "pheno.tsv")
+    COVAR.write(frame.assign(age=rng.normal(size=n), sex=rng.integers(0, 2, n)), tmp_path / "covar.tsv")
+    split = write_split(tmp_path / "pheno.tsv", tmp_path / "covar.tsv", _settings(), tmp_path / "replication")
+    gwas = ShardSettings.from_config(stage_config({"gwas": {"engine": "plink2"}}, ShardSettings.CONFIG_KEYS))
+    joint = JointSettings.from_config(stage_config({"joint": {}, "seed": 1}, JointSettings.CONFIG_KEYS))
+    gwas_shard(gwas, tmp_path / "geno", split["discovery_pheno"], split["discovery_covar"], tmp_path / "shard")
+    gather_sumstats([tmp_path / "shard"], tmp_path / "sumstats", tmp_path / "lambda.tsv", tmp_path / "qq.png")
+    joint_file = joint_stage(tmp_path / "sumstats", tmp_path / "geno", split["discovery_pheno"],
+                             split["discovery_covar"], joint, tmp_path / "joint.tsv.gz", tmp_path / "jl.tsv",
+                             tmp_path / "jqq.png", progress=False)["joint"]
+    loci = find_loci(tmp_path / "sumstats", tmp_path / "geno", tmp_path / "loci",
+                     LociSettings.from_config(stage_config({"loci": {}}, LociSettings.CONFIG_KEYS)),
+                     phenotypes=split["discovery_pheno"], joint=joint_file, progress=False)["loci_merged"]
+    replication_gwas(gwas, {"1": tmp_path / "geno"}, split["replication_pheno"], split["replication_covar"], loci,
+                     tmp_path / "replication" / "gwas")
+    out = replicate_loci(loci, tmp_path / "sumstats", tmp_path / "replication" / "gwas", split["summary"], 0.05,
+                         tmp_path / "replication.tsv", tmp_path / "replication_summary.tsv", joint,
+                         tmp_path / "geno", split["replication_pheno"], split["replication_covar"])
+    table = REPLICATION.read(out["table"]).set_index("lead_snp")
+    assert set(table.index) == {f"rs{focal}", f"rs{spread}"}
+    lead = table.loc[f"rs{focal}"]
+    assert lead["dimension"] == "udip_000" and lead["discovery_beta"] * lead["replication_beta"] > 0
+    assert lead["replicated"] and lead["replicated_bonferroni"] and lead["replication_joint_p"] < 1e-3
+    assert table.loc[f"rs{spread}", "replicated"]  # by its dimension, or by the joint test where only it found it
+    summary = pd.read_csv(out["summary"], sep="\t")
+    assert summary.loc[0, ["discovery_subjects", "replication_subjects", "loci", "tested", "replicated"]].tolist() == [
+        975, 525, 2, 2, 2]
