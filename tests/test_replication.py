@@ -16,9 +16,9 @@ from vitudip.genetics.joint_stage import joint_stage
 from vitudip.genetics.settings import JointSettings, ShardSettings
 from vitudip.genetics.shard import gwas_shard
 from vitudip.io.plink import write_bed
+from vitudip.io.stage_tables import COVAR, PHENO, REPLICATION
 from vitudip.loci.settings import LociSettings
 from vitudip.loci.stage import find_loci
-from vitudip.io.stage_tables import COVAR, PHENO, REPLICATION
 from vitudip.replication.replicate import replicate_loci, replication_gwas, score_replication
 from vitudip.replication.settings import ReplicationSettings
 from vitudip.replication.split import split_subjects, write_split
