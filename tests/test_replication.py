@@ -68,6 +68,9 @@ def test_a_covariate_split_refuses_a_small_or_absent_level() -> None:
         split_subjects(_ids(118), _settings(split="covariate", covariate="centre", levels=["11026"]), 4, centre)
     with pytest.raises(ValueError, match=r"\['99999'\] not among the levels of 'centre'"):
         split_subjects(_ids(110), _settings(split="covariate", covariate="centre", levels=["99999"]), 4, centre[:110])
+    with pytest.raises(ValueError, match=r"1 analysed subject\(s\) have no 'centre'"):
+        split_subjects(_ids(110), _settings(split="covariate", covariate="centre", levels=["11026"]), 4,
+                       centre[:110].where(lambda c: c.index != 3))
     split = split_subjects(_ids(110), _settings(split="covariate", covariate="centre", levels=["11026"]), 4,
                            centre[:110])
     assert split.replication.sum() == 50 and not split.replication[:60].any()

@@ -63,9 +63,8 @@ def split_subjects(iids: pd.Series, settings: ReplicationSettings, n_covariates:
         The split.
 
     Raises:
-        ValueError: a set (or a level of the split covariate) with fewer than covariates + 10 subjects, a split
-            file none of whose IDs is an analysed subject, or a level not among the covariate's; the message names
-            the sizes and the key.
+        ValueError: a set (or a level of the split covariate) with fewer than covariates + 10 subjects, a level
+            not among the covariate's, or a subject without a level; the message names the sizes and the key.
     """
     n, fewest = len(iids), n_covariates + MIN_SUBJECTS_BEYOND_COVARIATES
     unknown = 0
@@ -81,6 +80,9 @@ def split_subjects(iids: pd.Series, settings: ReplicationSettings, n_covariates:
             log.warning("replication.file %s: %d of its %d IDs are no analysed subject (not imaged, genotyped, "
                         "with covariates or past QC); they are ignored", settings.file, unknown, len(wanted))
     else:
+        if covariate.isna().any():
+            raise ValueError(f"config key 'replication.covariate': {int(covariate.isna().sum())} analysed subject(s) "
+                             f"have no '{settings.covariate}' in the covariates file, so their set is unknown")
         levels = covariate.to_numpy(dtype=str)
         counts = pd.Series(levels).value_counts()
         absent = [level for level in settings.levels if level not in counts.index]
