@@ -165,6 +165,7 @@ def test_the_dry_run_routes_the_gwas_through_the_discovery_set(tmp_path: Path) -
     shard = out[out.index("rule gwas_shard:"):]
     shard = shard[: shard.index("rule ", 10)] if "rule " in shard[10:] else shard
     assert "replication/discovery/pheno.tsv" in shard and "results/pheno/pheno.tsv" not in shard
+    assert "--replication results/loci/replication.tsv" in out[out.index("rule summarise_study:"):]
     off = copy.deepcopy(config)
     off["replication"]["enabled"] = False
     path.write_text(yaml.safe_dump(off))

@@ -30,9 +30,13 @@ if EMBED["method"] == "vit":
         else {}
     )
 
+    # which loci replicated (replication.enabled), for summary.tsv and the truth tables
+    REPORT_REPLICATION_INPUTS = {k: v for k, v in replication_outputs().items() if k == "replication"}
+
     rule summarise_study:
         input:
             **REPORT_TRUTH_INPUTS,
+            **REPORT_REPLICATION_INPUTS,
             loci=results("loci", "loci_merged.tsv"),
             regions=results("perdi", "regions.tsv"),
             locus_regions=results("perdi", "locus_regions.tsv"),
