@@ -25,6 +25,7 @@ include: "workflow/rules/gwas.smk"
 include: "workflow/rules/joint.smk"
 include: "workflow/rules/heritability.smk"
 include: "workflow/rules/loci.smk"
+include: "workflow/rules/replication.smk"
 include: "workflow/rules/perdi.smk"
 include: "workflow/rules/report.smk"
 

@@ -19,6 +19,7 @@ def main(argv=None) -> None:
     parser.add_argument("--locus-regions", help="perdi/locus_regions.tsv: each locus direction's top regions")
     parser.add_argument("--heritability", help="gwas/heritability.tsv: each dimension's h2 and SE in the summary")
     parser.add_argument("--summary", required=True, help="summary.tsv to write")
+    parser.add_argument("--replication", help="loci/replication.tsv: which loci replicated (replication.enabled)")
     parser.add_argument("--top-regions", type=int, default=TOP_REGIONS, help="PerDI regions per dimension")
     demo = parser.add_argument_group("simulated demo (all four or none)")
     demo.add_argument("--truth-recovery", help="loci/truth_recovery.tsv")
@@ -31,7 +32,7 @@ def main(argv=None) -> None:
         parser.error("--truth-recovery, --truth-regions, --truth and --truth-summary go together")
     truth = TruthFiles(args.truth_recovery, args.truth_regions, args.truth, args.truth_summary) if all(given) else None
     run_cli(lambda: summarise_study(args.loci, args.regions, args.summary, truth, args.top_regions,
-                                    args.locus_regions, args.heritability))
+                                    args.locus_regions, args.heritability, args.replication))
 
 
 if __name__ == "__main__":

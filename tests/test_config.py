@@ -28,6 +28,7 @@ from vitudip.genetics.settings import JointSettings, PhenoSettings
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.loci.settings import LociSettings
 from vitudip.perdi.settings import PerdiSettings
+from vitudip.replication.settings import ReplicationSettings
 from vitudip.stability.settings import StabilitySettings
 from vitudip.study import SECOND_DEGREE_KINSHIP, load_study, study_warnings, validate_study
 from vitudip.train.settings import TrainSettings
@@ -171,6 +172,7 @@ def test_a_stage_script_names_the_unknown_settings_key_in_one_line(tmp_path):
     (PerdiSettings, PerdiSettings.from_config),
     (JointSettings, JointSettings.from_config),
     (StabilitySettings, StabilitySettings.from_config),
+    (ReplicationSettings, ReplicationSettings.from_config),
 ])
 def test_the_settings_classes_take_their_defaults_from_the_schema(cls, build):
     """Every setting a stage receives from a config that leaves its keys out is the schema's default."""

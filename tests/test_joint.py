@@ -11,7 +11,13 @@ import pytest
 from scipy import stats
 
 from vitudip.genetics.joint_correlation import phenotype_correlation
-from vitudip.genetics.joint_null import JointCalibrationError, fit_null, null_calibration
+from vitudip.genetics.joint_null import (
+    JointCalibrationError,
+    effective_lambda_limit,
+    fit_null,
+    lambda_standard_error,
+    null_calibration,
+)
 from vitudip.genetics.joint_stage import correlation_from_tables, permute_tables, summarise_joint
 from vitudip.genetics.joint_stats import JointTest, MinPNull, z_scores
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
@@ -240,13 +246,33 @@ def test_an_inflated_null_of_a_study_too_small_for_its_dimensions_names_that_cau
     inflated = stats.chi2.sf(1.3 * stats.chi2.isf(rng.random(20000), 10), 10)
     # 37 subjects for 128 dimensions: R is singular; no choice of eigen-directions helps
     with pytest.raises(JointCalibrationError) as small:
-        null_calibration(inflated, rng.random(20000), subjects=37, dimensions=128)
+        null_calibration(PValueSketch.of(inflated), PValueSketch.of(rng.random(20000)), subjects=37, dimensions=128)
     message = str(small.value)
     assert "the cause is the study's size: 37 subjects are too few for a joint test of 128 dimensions" in message
     assert "singular" in message and "below 1408 subjects" in message and "keep fewer eigen-directions" not in message
     # a study large enough: the advice stays the eigen-directions
     with pytest.raises(JointCalibrationError, match="keep fewer eigen-directions"):
-        null_calibration(inflated, rng.random(20000), subjects=1408, dimensions=128)
+        null_calibration(PValueSketch.of(inflated), PValueSketch.of(rng.random(20000)), subjects=1408, dimensions=128)
+
+
+def test_lambda_standard_error_matches_the_spread_of_null_runs() -> None:
+    # 400 null runs of 2,000 uniform p-values: λGC's SD is the formula's (2.33 / sqrt(2000) = 0.052)
+    rng = np.random.default_rng(8)
+    lambdas = [genomic_inflation(rng.random(2000)) for _ in range(400)]
+    assert np.std(lambdas) == pytest.approx(lambda_standard_error(2000), rel=0.15)
+    assert lambda_standard_error(2000) == pytest.approx(0.052, abs=0.001)
+
+
+def test_the_null_limit_allows_a_small_runs_noise_but_not_inflation_beyond_it() -> None:
+    # few variants: a calibrated run may reach 1 + 3.09 SE; many: the configured limit rules
+    assert effective_lambda_limit(1.1, 1000) == pytest.approx(1 + 3.09 * lambda_standard_error(1000), abs=1e-3)
+    assert effective_lambda_limit(1.1, 1000) > 1.2 and effective_lambda_limit(1.1, 100_000) == 1.1
+    rng = np.random.default_rng(9)
+    noisy = stats.chi2.sf(1.12 * stats.chi2.isf(rng.random(1000), 1), 1)  # λ about 1.12 of 1,000 variants
+    assert null_calibration(PValueSketch.of(noisy), PValueSketch.of(rng.random(1000))).limit > 1.12
+    with pytest.raises(JointCalibrationError, match="inflated"):
+        null_calibration(PValueSketch.of(stats.chi2.sf(1.12 * stats.chi2.isf(rng.random(100_000), 1), 1)),
+                         PValueSketch.of(rng.random(100_000)))
 
 
 def test_fit_null_recovers_a_chi_square() -> None:

@@ -22,6 +22,7 @@ from vitudip.io.chromosomes import require_chromosome
 from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
+from vitudip.replication.settings import ReplicationSettings
 from vitudip.simulate.settings import SimulateSettings
 from vitudip.stability.settings import StabilitySettings
 from vitudip.train.settings import TrainSettings, check_training
@@ -29,7 +30,7 @@ from vitudip.train.settings import TrainSettings, check_training
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
-                                    PerdiSettings, StabilitySettings)
+                                    PerdiSettings, StabilitySettings, ReplicationSettings)
 
 #: The config keys validate_inputs reads: the pheno section, and the split and batch its split-size check compares.
 INPUT_CHECK_KEYS = (*PhenoSettings.CONFIG_KEYS, "preprocess.splits", "train.batch_size")

@@ -25,6 +25,29 @@ logger = logging.getLogger("vitudip.gwas")
 
 #: λGC of a permuted (null) joint run above this is an error (MOSTest's check of its null).
 NULL_LAMBDA_LIMIT = 1.1
+#: Chance that a calibrated test's permuted run of few variants fails the check by sampling error alone.
+NULL_FALSE_ALARM = 1e-3
+
+
+def lambda_standard_error(n_variants: int) -> float:
+    """Sampling SD of λGC over ``n_variants`` independent null p-values: 2.33 / sqrt(n).
+
+    λGC is the sample median of χ²₁ over its median m; the sample median's SD is 1 / (2 f(m) sqrt(n)), f the χ²₁
+    density, so λGC's is 1 / (2 f(m) m sqrt(n)).
+    """
+    median = stats.chi2.ppf(0.5, 1)
+    return float(1.0 / (2.0 * stats.chi2.pdf(median, 1) * median * np.sqrt(max(n_variants, 1))))
+
+
+def effective_lambda_limit(limit: float, n_variants: int) -> float:
+    """The λGC a permuted run of ``n_variants`` may reach: ``limit``, or above it the λ that a calibrated test
+    (λ 1) exceeds with probability :data:`NULL_FALSE_ALARM` by sampling error alone.
+
+    One permuted run of n variants estimates λ to ± 2.33 / sqrt(n): 0.043 at 3,000 variants, the pruned
+    variants of a small study, where a calibrated test passes a fixed 1.1 only 99 % of the time per statistic.
+    The check then asks for inflation beyond both the limit and the run's own noise.
+    """
+    return max(limit, 1.0 + float(stats.norm.isf(NULL_FALSE_ALARM)) * lambda_standard_error(n_variants))
 
 
 # --------------------------------------------------------------------------- MOSTest's fitted null
@@ -100,7 +123,8 @@ class Calibration:
     Attributes:
         lambda_gc: λGC of the joint statistic's p-values.
         lambda_min_p: λGC of the min-P family-wise p-values.
-        limit: the largest acceptable λGC.
+        limit: the largest acceptable λGC: the configured limit, or above it the run's sampling noise
+            (:func:`effective_lambda_limit`).
         n_variants: variants with a p-value.
     """
 
@@ -149,7 +173,8 @@ def null_calibration(statistic: PValueSketch, familywise: PValueSketch, limit: f
         statistic: sketch of the joint statistic's p-values of the permuted run (:class:`PValueSketch`; its
             λGC is within 4.4e-5 of the exact median's below λ 35).
         familywise: sketch of its min-P family-wise p-values.
-        limit: the largest acceptable λGC (1.1 by default; the null should give about 1).
+        limit: the largest acceptable λGC (1.1 by default; the null should give about 1), raised to the run's
+            sampling noise when it has few variants (:func:`effective_lambda_limit`).
         what: the run, for messages (e.g. its file).
         subjects: the subjects the run analysed (None: unknown), to tell a study too small for its dimensions.
         dimensions: the dimensions tested jointly.
@@ -160,9 +185,13 @@ def null_calibration(statistic: PValueSketch, familywise: PValueSketch, limit: f
     Raises:
         JointCalibrationError: either λ is above ``limit`` (or NaN).
     """
-    calibration = Calibration(statistic.lambda_gc(), familywise.lambda_gc(), limit, statistic.n)
+    n_variants = statistic.n
+    allowed = effective_lambda_limit(limit, n_variants)
+    calibration = Calibration(statistic.lambda_gc(), familywise.lambda_gc(), allowed, n_variants)
     message = (f"{what}: λGC of the joint statistic {calibration.lambda_gc:.3f}, "
-               f"of min-P {calibration.lambda_min_p:.3f} over {calibration.n_variants} variants (limit {limit})")
+               f"of min-P {calibration.lambda_min_p:.3f} over {n_variants} variants (limit {allowed:.3f}: "
+               f"{limit} or, above it, 1 + {stats.norm.isf(NULL_FALSE_ALARM):.2f} x λ's sampling SD "
+               f"{lambda_standard_error(n_variants):.3f})")
     if not calibration.ok:
         message += _too_few_subjects(subjects, dimensions, limit) or (
             "; the null is inflated, so the joint p-values are not trustworthy: keep fewer eigen-directions "

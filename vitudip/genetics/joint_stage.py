@@ -36,7 +36,7 @@ import pandas as pd
 
 from vitudip.genetics.gwas_inputs import load_gwas_inputs
 from vitudip.genetics.joint_correlation import phenotype_correlation
-from vitudip.genetics.joint_null import null_calibration
+from vitudip.genetics.joint_null import effective_lambda_limit, null_calibration
 from vitudip.genetics.joint_stats import JointTest
 from vitudip.genetics.joint_sumstats import joint_from_sumstats
 from vitudip.genetics.joint_table import GENOME_WIDE, JointSummary
@@ -121,10 +121,11 @@ def lambda_table(summary: JointSummary, test: JointTest, limit: float | None = N
     for name, sketch, count in (("statistic", summary.statistic, summary.n_genome_wide),
                                 ("min_p", summary.familywise, summary.n_genome_wide_min_p)):
         lam = sketch.lambda_gc()
-        status = "" if limit is None else ("ok" if lam <= limit else "inflated")
+        allowed = None if limit is None else effective_lambda_limit(limit, sketch.n)
+        status = "" if limit is None else ("ok" if lam <= allowed else "inflated")
         rows.append({"test": name, "n_variants": sketch.n, "lambda_gc": lam, "min_p": sketch.min_p,
                      "n_genome_wide": count, "df": test.df if name == "statistic" else 1,
-                     "limit": np.nan if limit is None else limit, "status": status})
+                     "limit": np.nan if limit is None else allowed, "status": status})
     return pd.DataFrame(rows, columns=JOINT_LAMBDA_COLUMNS)
 
 

@@ -180,3 +180,10 @@ TRUTH_RECOVERY = Table("truth recovery table",
                        required=("effect", "variant_id", "found", "locus", "lead_snp", "lead_distance_bp", "lead_p",
                                  "dimensions"),
                        text=("effect", "variant_id", "tests", "lead_snp", "dimensions"), writer="the loci stage")
+#: ``loci/replication.tsv``: each discovery locus's lead in the replication set.
+REPLICATION = Table("replication table", required=("locus", "replicated", "replicated_bonferroni"),
+                    text=("lead_snp", "dimension", "tests", "effect_allele"), writer="the replicate_loci rule")
+#: ``replication/split_summary.tsv``: the sizes of the discovery and replication sets.
+SPLIT_SUMMARY = Table("replication split summary", required=("discovery", "replication", "unknown_ids"),
+                      text=("split",), writer="the split_replication rule")
+

@@ -7,6 +7,7 @@ import pandas as pd
 #: Columns the report reads from each input (more may be present).
 LOCI_COLUMNS = ["locus", "chromosome", "start", "end", "lead_snp", "lead_p", "lead_dimension", "dimensions", "tests",
                 "joint_p", "novel"]
+REPLICATION_COLUMNS = ["locus", "replicated", "replicated_bonferroni"]
 REGIONS_COLUMNS = ["dimension", "region", "side", "ks_score", "rank"]
 LOCUS_REGIONS_COLUMNS = ["locus", "region", "side", "ks_score", "rank"]
 
@@ -36,3 +37,18 @@ def ranked_regions(regions: pd.DataFrame, key: str = "dimension") -> dict:
         name: rows.assign(position=range(1, len(rows) + 1)).reset_index(drop=True)
         for name, rows in ordered.groupby(key, sort=True)
     }
+
+
+def with_replication(frame: pd.DataFrame, replication: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (one or more rows per locus) with each locus's ``replicated`` and ``replicated_bonferroni``.
+
+    Args:
+        frame: rows with a ``locus`` column (missing for a planted SNP no locus recovered: not replicated).
+        replication: loci/replication.tsv (REPLICATION_COLUMNS).
+    """
+    flags = replication.set_index(replication["locus"].astype("Int64"))
+    out = frame.copy()
+    locus = out["locus"].astype("Int64")
+    for column in REPLICATION_COLUMNS[1:]:
+        out[column] = locus.map(flags[column].astype(bool)).fillna(False).astype(bool).to_numpy()
+    return out

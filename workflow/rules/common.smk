@@ -29,6 +29,7 @@ from vitudip.io.genotype_files import GenotypeInput
 from vitudip.loci.settings import LociSettings
 from vitudip.model.config import model_from_config
 from vitudip.perdi.settings import PerdiSettings
+from vitudip.replication.settings import ReplicationSettings
 from vitudip.simulate.settings import COHORT_FILES, SimulateSettings
 from vitudip.train.jobs import segment_ends
 from vitudip.train.settings import TrainSettings
@@ -40,6 +41,9 @@ def input_table_columns():
     pheno = PhenoSettings.from_config(config)
     covariates = {column: {"type": "number"} for column in pheno.numeric_columns()}
     covariates.update({column: {} for column in pheno.categorical})
+    replication = config["replication"]
+    if replication["enabled"] and replication["split"] == "covariate":
+        covariates.setdefault(replication["covariate"], {})
     return {"samples": {}, "covariates": covariates}
 
 
@@ -158,6 +162,24 @@ def info_prefilter_flags():
     return f"--ukb-mfi {shlex.quote(qc['ukb_mfi'])} --min-info {qc['min_info']}"
 
 
+def gwas_table(name):
+    """The GWAS's ``pheno`` or ``covar`` table: the discovery set's with replication.enabled, else every analysed
+    subject's (every GWAS, joint test and loci rule reads it through here)."""
+    if config["replication"]["enabled"]:
+        return results("replication", "discovery", f"{name}.tsv")
+    return results("pheno", f"{name}.tsv")
+
+
+def replication_outputs():
+    """The replication stage's tables (none with replication.enabled false)."""
+    if not config["replication"]["enabled"]:
+        return {}
+    return {
+        "replication": results("loci", "replication.tsv"),
+        "replication_summary": results("loci", "replication_summary.tsv"),
+    }
+
+
 def joint_outputs():
     """The joint test's files that later stages read or the user looks at (none with joint.enabled false)."""
     joint = config["joint"]
@@ -192,6 +214,7 @@ def all_outputs():
         *joint_outputs().values(),
         results("loci", "loci_merged.tsv"),
         results("loci", "manhattan.png"),
+        *replication_outputs().values(),
     ]
     if config["heritability"]["enabled"]:
         outputs += [results("gwas", "heritability_summary.tsv"), results("gwas", "heritability.png")]
@@ -259,8 +282,8 @@ def embedding_health_inputs():
     return inputs
 
 
-def gwas_tables():
-    """The phenotype and covariate tables of the GWAS, which every analysis of its phenotypes reads."""
+def analysed_tables():
+    """Every analysed subject's phenotype and covariate tables (the discovery and replication sets together)."""
     return {"pheno": results("pheno", "pheno.tsv"), "covar": results("pheno", "covar.tsv")}
 
 
@@ -272,7 +295,8 @@ def heritability_baseline():
 
 def gwas_shard_inputs(wildcards):
     inputs = {
-        **gwas_tables(),
+        "pheno": gwas_table("pheno"),
+        "covar": gwas_table("covar"),
         # the analysed samples of this chromosome (prepare_genotypes)
         "genotypes": chromosome_files(wildcards.chromosome),
         # the variants that pass the genotype QC, the only ones tested
@@ -436,6 +460,20 @@ def calibrate_joint_request(wildcards, input, threads):
         cost.variant_rows(pvar_of(input.genotypes)),
         DIMENSIONS,
         config["gwas"]["block_size"],
+        threads,
+    )
+
+
+def replication_gwas_request(wildcards, input, threads):
+    """The study's engine on the replication set: every dimension, the leads of the largest chromosome's fileset
+    (the leads are few, but plink2 and REGENIE read the variant table)."""
+    gwas = config["gwas"]
+    return cost.gwas(
+        gwas["engine"],
+        cost.table_rows(input.pheno),
+        max(cost.variant_rows(pvar_of([path])) for path in input.genotypes if path.endswith(".pvar")),
+        DIMENSIONS,
+        gwas["block_size"],
         threads,
     )
 

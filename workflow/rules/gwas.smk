@@ -10,8 +10,8 @@ GWAS_ENV = "../../envs/regenie.yaml" if GWAS["engine"] == "regenie" else "../../
 
 rule regenie_step1:
     input:
-        pheno=results("pheno", "pheno.tsv"),
-        covar=results("pheno", "covar.tsv"),
+        pheno=gwas_table("pheno"),
+        covar=gwas_table("covar"),
         genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         variants=REGENIE["step1_variants"] or [],
         passing=results("genotypes", "variants_pass.txt"),
@@ -79,7 +79,7 @@ rule gwas_gather:
             chromosome=GWAS_CHROMOSOMES,
             batch=GWAS_BATCHES,
         ),
-        covar=results("pheno", "covar.tsv"),
+        covar=gwas_table("covar"),
     output:
         sumstats=directory(results("gwas", "sumstats")),
         lambdas=results("gwas", "lambda.tsv"),

@@ -1,13 +1,14 @@
 # SNP heritability of every dimension (and of the PCA baseline's beside it) and genetic correlation of every pair
 # (estimate_heritability): randomized Haseman–Elston regression, one pass over the genotype blocks for all
-# phenotypes at once, on the GWAS's own phenotype and covariate tables (gwas_tables) and the pruned common
-# variants (genotype_qc), without the samples the genotype QC marks related.
+# phenotypes at once, on every analysed subject's phenotype and covariate tables (analysed_tables: with replication
+# on, the discovery and replication sets together, as h² is the trait's and more subjects narrow its SE) and the
+# pruned common variants (genotype_qc), without the samples the genotype QC marks related.
 
 if config["heritability"]["enabled"]:
 
     rule estimate_heritability:
         input:
-            **gwas_tables(),
+            **analysed_tables(),
             **heritability_baseline(),
             genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
             sample_qc=results("genotypes", "sample_qc.tsv"),

@@ -12,8 +12,8 @@ if JOINT["enabled"]:
     rule joint_test:
         input:
             sumstats=results("gwas", "sumstats"),
-            pheno=results("pheno", "pheno.tsv"),
-            covar=results("pheno", "covar.tsv"),
+            pheno=gwas_table("pheno"),
+            covar=gwas_table("covar"),
             # the analysed samples (any fileset of them: the pruned one is the smallest)
             genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
         output:
@@ -43,8 +43,8 @@ if JOINT["enabled"]:
 
         rule calibrate_joint:
             input:
-                pheno=results("pheno", "pheno.tsv"),
-                covar=results("pheno", "covar.tsv"),
+                pheno=gwas_table("pheno"),
+                covar=gwas_table("covar"),
                 # λGC wants nearly independent variants: the pruned common ones, not every passing one
                 genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
                 variants=results("genotypes", "variants_pass.txt"),

@@ -34,7 +34,7 @@ rule find_loci:
         **LOCI_TABLES,
         **LOCI_JOINT,
         sumstats=results("gwas", "sumstats"),
-        pheno=results("pheno", "pheno.tsv"),
+        pheno=gwas_table("pheno"),
         ld=LD_FILES,
     output:
         **LOCI_TRUTH,

@@ -30,10 +30,14 @@ if EMBED["method"] == "vit":
         else {}
     )
 
+    # which loci replicated (replication.enabled), for summary.tsv and the truth tables
+    REPORT_REPLICATION_INPUTS = {k: v for k, v in replication_outputs().items() if k == "replication"}
+
     rule summarise_study:
         input:
             **REPORT_TRUTH_INPUTS,
             **({"heritability": results("gwas", "heritability.tsv")} if config["heritability"]["enabled"] else {}),
+            **REPORT_REPLICATION_INPUTS,
             loci=results("loci", "loci_merged.tsv"),
             regions=results("perdi", "regions.tsv"),
             locus_regions=results("perdi", "locus_regions.tsv"),
@@ -52,6 +56,9 @@ if EMBED["method"] == "vit":
             heritability=lambda wildcards, input: (
                 f"--heritability {shlex.quote(input.heritability)}" if "heritability" in input.keys() else ""
             ),
+            replication=lambda wildcards, input: (
+                f"--replication {shlex.quote(input.replication)}" if "replication" in input.keys() else ""
+            ),
         log:
             results("logs", "summarise_study.log"),
         benchmark:
@@ -64,4 +71,5 @@ if EMBED["method"] == "vit":
         shell:
             "python {params.script:q} --loci {input.loci:q} --regions {input.regions:q} "
             "--locus-regions {input.locus_regions:q} {params.heritability} --summary {output.summary:q} {params.truth} "
+            "{params.replication} "
             "> {log:q} 2>&1"

@@ -1,0 +1,1 @@
+"""Discovery and replication: the analysed subjects split in two, loci found in one and tested in the other."""
