@@ -215,6 +215,7 @@ def test_stability_is_off_by_default_and_its_second_seed_is_an_offset(default_co
     (lambda c: c["embed"].update(method="pca"), "'stability.enabled' and 'embed.method'"),
     (lambda c: c["embed"].update(splits=["train"]), "'stability.subjects' and 'embed.splits'"),
     (lambda c: c["stability"].update(seed_offset=0), "stability.seed_offset"),
+    (lambda c: c.update(replication={"enabled": True}), "'stability.enabled' and 'replication.enabled'"),
 ])
 def test_settings_the_stability_check_cannot_run_with_stop_at_start(tiny_config, mutate, expected):
     tiny_config["stability"] = {"enabled": True}

@@ -137,6 +137,10 @@ def _check_stability(config: Mapping[str, Any], built: Mapping[type, Any]) -> No
         raise ConfigError("config keys 'stability.enabled' and 'embed.method': the stability check trains the ViT a "
                           f"second time, but embed.method is {config['embed']['method']!r}: use vit, or turn "
                           "stability off")
+    if config["replication"]["enabled"]:
+        raise ConfigError("config keys 'stability.enabled' and 'replication.enabled': the stability check compares "
+                          "the loci of two runs over the same subjects, but with replication on the first run's come "
+                          "from the discovery set alone: turn one of them off")
     if config["stability"]["subjects"] == "held_out" and set(config["embed"]["splits"]) == {"train"}:
         raise ConfigError("config keys 'stability.subjects' and 'embed.splits': held_out compares the subjects "
                           "outside the training split, but only the train split is embedded: embed val and test "
