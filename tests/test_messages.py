@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from torch.distributed.run import get_args_parser
 
 from vitudip.config import load_schema
 
@@ -34,6 +35,7 @@ TOOL_NAMES = {
     "regenie": re.compile(r"\bregenie\b", re.IGNORECASE),
     "pip": re.compile(r"\bpip\b"),
     "snakemake": re.compile(r"\bsnakemake\b", re.IGNORECASE),
+    "torchrun": re.compile(r"\btorch\.distributed\.run\b|\btorchrun\b"),
 }
 
 #: The flags of external tools without a parser to ask that messages suggest; kept to those in use (a
@@ -43,6 +45,7 @@ EXTERNAL_FLAGS = {
                "--new-id-max-allele-len", "--not-chr", "--out", "--pca", "--pfile", "--sample", "--set-all-var-ids"},
     "regenie": {"--pred"},
     "pip": {"--no-deps"},
+    "torchrun": {"--nproc-per-node"},
 }
 
 # a flag as written in a message; one that a replacement field completes (--make-{kind}) is spelled
@@ -194,6 +197,11 @@ def test_allow_list_is_in_use():
                         used[tool].add(match.group(0))
     stale = {tool: sorted(flags - used[tool]) for tool, flags in EXTERNAL_FLAGS.items() if flags - used[tool]}
     assert not stale, f"EXTERNAL_FLAGS entries no message uses (remove them): {stale}"
+
+
+@pytest.mark.parametrize("flag", sorted(EXTERNAL_FLAGS["torchrun"]))
+def test_torchrun_has_allowed_flag(flag):
+    assert flag in get_args_parser()._option_string_actions
 
 
 @pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not on PATH")

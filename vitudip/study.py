@@ -14,7 +14,14 @@ from typing import Any
 
 from vitudip.config import ConfigError, load_config, validate_config
 from vitudip.embed.settings import EmbedSettings
-from vitudip.genetics.settings import InProcessGwasSettings, JointSettings, PhenoSettings, QcSettings, ShardSettings
+from vitudip.genetics.settings import (
+    HeritabilitySettings,
+    InProcessGwasSettings,
+    JointSettings,
+    PhenoSettings,
+    QcSettings,
+    ShardSettings,
+)
 from vitudip.imaging.grid import mni_grid
 from vitudip.imaging.settings import PreprocessSettings
 from vitudip.imaging.splits import split_counts
@@ -30,7 +37,7 @@ from vitudip.train.settings import TrainSettings, check_training
 #: The settings class of every stage, each built from the config by ``from_config``.
 STAGE_SETTINGS: tuple[type, ...] = (SimulateSettings, PreprocessSettings, TrainSettings, EmbedSettings, QcSettings,
                                     PhenoSettings, ShardSettings, JointSettings, InProcessGwasSettings, LociSettings,
-                                    PerdiSettings, StabilitySettings, ReplicationSettings)
+                                    PerdiSettings, StabilitySettings, ReplicationSettings, HeritabilitySettings)
 
 #: The config keys validate_inputs reads: the pheno section, and the split and batch its split-size check compares.
 INPUT_CHECK_KEYS = (*PhenoSettings.CONFIG_KEYS, "preprocess.splits", "train.batch_size")
