@@ -29,7 +29,6 @@ if EMBED["method"] == "vit":
         if DEMO_TRUTH
         else {}
     )
-
     # which loci replicated (replication.enabled), for summary.tsv and the truth tables
     REPORT_REPLICATION_INPUTS = {k: v for k, v in replication_outputs().items() if k == "replication"}
 
