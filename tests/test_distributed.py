@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.test_train import SHAPE, write_cohort
 from vitudip import resources as cost
 from vitudip.data.volumes import BatchSource, CachedVolumes
 from vitudip.model.checkpoint import load_checkpoint
 from vitudip.model.shard import BatchShard, batch_mean, shard_sizes
 from vitudip.train.distributed import TrainingProcesses
+
+from test_train import SHAPE, write_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 
