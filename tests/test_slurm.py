@@ -27,7 +27,9 @@ from slurm_cluster import scontrol_jobs, tail
 
 ROOT = Path(__file__).resolve().parent.parent
 # the rules that ask for one GPU (train.device, perdi.device are auto in the tiny config)
-GPU_RULES = {"train_model", "embed_udips", "perdi_maps"}
+GPU_RULES = {"train_model", "embed_udips", "perdi_maps",
+             # the stability check's second run uses the same rules (the tiny config turns it on)
+             "stability_train_model", "stability_embed_udips", "stability_embed_untrained"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
