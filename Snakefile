@@ -4,7 +4,8 @@
 
 from snakemake.utils import min_version
 
-min_version("8.20")
+# 9.17: earlier 9.x releases run local jobs past --cores (pyproject.toml)
+min_version("9.17")
 
 
 configfile: "config.yaml"

@@ -20,11 +20,13 @@ of epochs, embedded, and judged on the planted truth:
 The GWAS is the in-process least-squares engine (identical to plink2 --glm to 4e-6 in
 -log10 p) on all variants with the pheno stage's default covariates. PCA (128 components
 of the brain voxels) and the published pooling (`mean`: mean token, no penalty, no nested
-dropout) are rows; every other option of the cohort's preset stays as configured.
+dropout) are rows; every other option of the cohort's preset stays as configured, and `preset` is the
+cohort's model exactly as its config sets it (what `make run` trains).
 
     python bench/recovery.py                                  # the demo cohort, every variant
     python bench/recovery.py --configfile bench/cohorts/other_regions.yaml
     python bench/recovery.py --variants pca mean --epochs 2   # a quick look
+    python bench/recovery.py --variants preset --epochs 2     # the configured model on a shorter budget
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ _PLAIN = {"pooling": "mean", "nested_dropout": False, "latent_variance_weight": 
           "mode_loss_weight": 0.0, "latent_mode_weight": 0.0, "pool_from_modes": False}
 _PENALTY = {"latent_variance_weight": 0.01, "latent_covariance_weight": 0.01}
 
-#: name -> model field overrides; "pca" is the voxel PCA baseline.
+#: name -> model field overrides; "pca" is the voxel PCA baseline, "preset" the cohort's model as configured.
 VARIANTS: dict[str, dict] = {
     "pca": {},
+    "preset": {},
     "mean": _PLAIN,
     "vicreg": {**_PLAIN, **_PENALTY},
     "nested": {**_PLAIN, "nested_dropout": True},
