@@ -25,7 +25,7 @@ run: setup tools
 	snakemake --cores $(CORES)
 
 test: lint tools test-tools $(SSF_VENV)/.installed
-	pytest -q
+	pytest -q --durations=20
 
 # the library, scripts, tests and benchmarks (ruff, pyproject.toml's rules) and the rules (snakefmt)
 lint: setup

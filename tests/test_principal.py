@@ -45,3 +45,28 @@ def test_no_more_directions_than_subjects_minus_one_and_too_few_subjects_refused
         principal_subspace(batches(data[:2]), k=2)
     with pytest.raises(ValueError, match="k must be at least 1"):
         principal_subspace(batches(data), k=0)
+
+
+def test_rows_are_multiplied_in_chunks_of_the_byte_budget_with_the_same_fit(monkeypatch):
+    from vitudip.model import principal
+
+    data = decaying_data(n=90, width=400, rank=40)
+    seen = []
+    real_chunks = principal._chunks
+
+    def recording(flats, rows):
+        for chunk in real_chunks(flats, rows):
+            seen.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(principal, "_chunks", recording)
+    # 40 rows of 400 float32 columns per chunk, from batches of 7: chunks of 42 rows, the last one what is left
+    monkeypatch.setattr(principal, "CHUNK_BYTES", 40 * 400 * 4)
+    chunked = principal_subspace(batches(data, 7), k=10, seed=1)
+    assert seen[:3] == [42, 42, 6]
+    monkeypatch.setattr(principal, "CHUNK_BYTES", 1)
+    seen.clear()
+    batchwise = principal_subspace(batches(data, 7), k=10, seed=1)
+    assert seen[:13] == [7] * 12 + [6]
+    np.testing.assert_allclose(np.abs(chunked.basis.numpy()), np.abs(batchwise.basis.numpy()), atol=1e-4)
+    np.testing.assert_allclose(chunked.variance.numpy(), batchwise.variance.numpy(), rtol=1e-5)
