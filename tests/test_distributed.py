@@ -81,7 +81,10 @@ def _command(root: Path, out: Path, processes: int, batch_size: int) -> list[str
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"] if processes > 1 else []
     return [sys.executable, *launcher, str(ROOT / "scripts" / "train.py"), "--cache", str(root / "cache"),
             "--qc", str(root / "qc.tsv"), "--splits", str(root / "splits.tsv"),
-            "--brain-mask", str(root / "brain_mask.npy"), "--settings", settings, "--threads", "2",
+            "--brain-mask", str(root / "brain_mask.npy"), "--settings", settings,
+            # one thread in every process: a product's rounding depends on the threads sharing it, and the mode fit's
+            # near-equal modes of 14 subjects turn that into a 1e-2 weight gap, which is not the processes' doing
+            "--threads", str(processes),
             "--checkpoints", str(out / "checkpoints"), "--model", str(out / "model.pt"),
             "--metrics", str(out / "metrics.tsv"), "--loss-plot", str(out / "loss.png"),
             "--reconstruction-plot", str(out / "reconstruction.png")]
@@ -109,7 +112,8 @@ def test_two_processes_train_the_weights_one_process_trains_on_the_same_global_b
     weights = [load_checkpoint(runs[p][0] / "model.pt")["model"] for p in (1, 2)]
     assert weights[0].keys() == weights[1].keys()
     one, two = (torch.cat([w[name].double().flatten() for name in weights[0]]) for w in weights)
-    # summation order alone: 3e-5 here; a penalty over each process's own rows instead of the batch's gives 2e-2
-    assert float((two - one).norm() / one.norm()) < 1e-3
+    # summation order alone: 7e-6 here; a penalty over each process's own rows instead of the batch's gives 2e-2
+    gap = float((two - one).norm() / one.norm())
+    assert gap < 1e-4, gap
     # the same run: the second resumes from its own checkpoint, whichever process count continues it
     assert load_checkpoint(runs[2][0] / "checkpoints" / "last.pt")["epoch"] == 4

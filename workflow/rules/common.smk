@@ -353,11 +353,6 @@ def pvar_of(files):
     return next(path for path in files if path.endswith(".pvar"))
 
 
-def tested_variants():
-    """Variants passing the genotype QC (the GWAS tests these); their list exists before any GWAS job runs."""
-    return cost.variant_rows(results("genotypes", "variants_pass.txt"))
-
-
 def simulate_request(wildcards, input, threads):
     sim = config["simulate"]
     voxels = int(182 * 218 * 182 / sim["voxel_mm"] ** 3)
@@ -479,17 +474,17 @@ def replication_gwas_request(wildcards, input, threads):
 
 
 def gather_request(wildcards, input, threads):
-    return cost.gwas_gather(tested_variants(), DIMENSIONS)
+    return cost.gwas_gather(cost.variant_rows(input.variants), DIMENSIONS)
 
 
 def joint_request(wildcards, input, threads):
-    return cost.joint_test(tested_variants(), DIMENSIONS, config["joint"]["chunk_size"])
+    return cost.joint_test(cost.variant_rows(input.variants), DIMENSIONS, config["joint"]["chunk_size"])
 
 
 def loci_request(wildcards, input, threads):
     return cost.find_loci(
         cost.table_rows(input.pheno),
-        tested_variants(),
+        cost.variant_rows(input.variants),
         DIMENSIONS,
         threads,
         config["loci"]["candidate_p"],

@@ -80,6 +80,8 @@ rule gwas_gather:
             batch=GWAS_BATCHES,
         ),
         covar=gwas_table("covar"),
+        # the tested variants, which size the request
+        variants=results("genotypes", "variants_pass.txt"),
     output:
         sumstats=directory(results("gwas", "sumstats")),
         lambdas=results("gwas", "lambda.tsv"),

@@ -16,6 +16,8 @@ if JOINT["enabled"]:
             covar=gwas_table("covar"),
             # the analysed samples (any fileset of them: the pruned one is the smallest)
             genotypes=multiext(PRUNED, ".pgen", ".pvar", ".psam"),
+            # the tested variants, which size the request
+            variants=results("genotypes", "variants_pass.txt"),
         output:
             joint=results("gwas", "joint", "joint.tsv.gz"),
             lambdas=results("gwas", "joint", "lambda.tsv"),

@@ -36,6 +36,8 @@ rule find_loci:
         sumstats=results("gwas", "sumstats"),
         pheno=gwas_table("pheno"),
         ld=LD_FILES,
+        # the tested variants, which size the request
+        variants=results("genotypes", "variants_pass.txt"),
     output:
         **LOCI_TRUTH,
         ind_sig_snps=results("loci", "IndSigSNPs.tsv"),

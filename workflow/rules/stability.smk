@@ -177,6 +177,7 @@ use rule gwas_gather as stability_gwas_gather with:
             batch=GWAS_BATCHES,
         ),
         covar=run2("pheno", "covar.tsv"),
+        variants=results("genotypes", "variants_pass.txt"),
     output:
         sumstats=directory(run2("gwas", "sumstats")),
         lambdas=run2("gwas", "lambda.tsv"),
@@ -194,6 +195,7 @@ use rule find_loci as stability_find_loci with:
         sumstats=run2("gwas", "sumstats"),
         pheno=run2("pheno", "pheno.tsv"),
         ld=LD_FILES,
+        variants=results("genotypes", "variants_pass.txt"),
     output:
         ind_sig_snps=run2("loci", "IndSigSNPs.tsv"),
         lead_snps=run2("loci", "leadSNPs.tsv"),
