@@ -100,7 +100,10 @@ def test_two_processes_train_the_weights_one_process_trains_on_the_same_global_b
     runs = {}
     for processes in (1, 2):
         out = tmp_path / f"processes{processes}"
-        done = subprocess.run(_command(root, out, processes, 13), env=env, capture_output=True, text=True)
+        # a bound, so that a stuck process fails the test instead of holding the suite (one run of the two-process
+        # command in about ten hung on 2026-12-06 with one worker gone, not yet explained)
+        done = subprocess.run(_command(root, out, processes, 13), env=env, capture_output=True, text=True,
+                              timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[processes] = out, done.stderr
     _, log = runs[2]
