@@ -1,10 +1,11 @@
 """Leading principal directions of data streamed in batches, without holding the data matrix.
 
 Randomised subspace iteration (Halko, Martinsson & Tropp 2011, SIAM Review 53:217): a random start of
-``k + oversample`` directions is multiplied by ``X'X`` one batch at a time and re-orthonormalised, and
+``k + oversample`` directions is multiplied by ``X'X`` a chunk of rows at a time and re-orthonormalised, and
 the leading directions come from a small SVD of the scores in the final subspace. Memory is the width
-times ``k + oversample`` (twice), whatever the number of subjects; each iteration is one pass over the
-data. Both the mode loss's modes (:mod:`vitudip.model.mode_loss`) and the PCA baseline of the embed
+times ``k + oversample`` (twice) plus a chunk of :data:`CHUNK_BYTES` (twice while it is joined), whatever
+the number of subjects; each iteration is one pass over the data. Both the mode loss's modes
+(:mod:`vitudip.model.mode_loss`) and the PCA baseline of the embed
 stage (:mod:`vitudip.embed.pca`) are fitted here.
 """
 
